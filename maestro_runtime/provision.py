@@ -1,0 +1,196 @@
+"""The pipeline for one service: spec -> account -> source -> build -> port -> command -> program.
+
+``assign_ids`` is pure; :class:`Provisioner` is the imperative shell that
+performs each step and turns any failure into a recorded, logged outcome,
+so one bad service never stops the others.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from . import accounts, builds, detect, sandbox, sources
+from .naming import default_user, unique_id
+from .ports import PortError, PortLedger
+from .records import FAILED, READY, RecordStore, ServiceRecord, atomic_write
+from .settings import Settings
+from .spec import ServiceSpec, SpecError
+from .supervisor import ProgramOptions, RenderError, remove_program, render_program, write_program
+
+log = logging.getLogger("maestro")
+
+# Everything a single service's failure can raise; anything else is a bug and propagates.
+PROVISION_ERRORS = (
+    SpecError, PortError, RenderError, OSError,
+    accounts.AccountError, sources.SourceError, builds.BuildError, sandbox.SandboxError,
+)
+
+
+@dataclass(frozen=True)
+class Assignment:
+    spec: ServiceSpec
+    id: str
+    user: str
+
+
+@dataclass(frozen=True)
+class Outcome:
+    id: str
+    ok: bool
+    error: str | None = None
+    changed: bool = False  # the program's config changed: supervisord must apply it
+    record: ServiceRecord | None = None
+
+
+def assign_ids(specs: Iterable[ServiceSpec], reserved: Iterable[str] = ()) -> list[Assignment]:
+    """Unique program ids in input order (``web``, ``web-1``...); the same input gives the same ids."""
+    taken = set(reserved)
+    out = []
+    for spec in specs:
+        program_id = unique_id(spec.base_name, taken)
+        taken.add(program_id)
+        out.append(Assignment(spec, program_id, spec.user or default_user(program_id)))
+    return out
+
+
+def program_revision(script: str, record: ServiceRecord) -> str:
+    """Changes whenever the launch script or the fetched code does, so supervisord restarts it."""
+    return hashlib.sha256(f"{script}\0{record.revision}".encode()).hexdigest()[:16]
+
+
+class Provisioner:
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.store = RecordStore(settings.records_dir)
+        self.ledger = PortLedger(settings.port_ledger)
+        self.launch_dir = settings.runtime_dir / "launch"
+        self.policy = sandbox.SandboxPolicy.from_settings(settings)
+
+    # ------------------------------------------------------------ one service
+
+    def provision(self, assignment: Assignment, *, refetch: bool = False) -> Outcome:
+        previous = self.store.load(assignment.id)
+        try:
+            record = self._provision(assignment, previous, refetch)
+        except PROVISION_ERRORS as exc:
+            return self._fail(assignment, previous, exc)
+        self.store.save(record)
+        changed = self.activate(record)
+        return Outcome(record.id, True, changed=changed, record=record)
+
+    def _provision(self, a: Assignment, previous: ServiceRecord | None, refetch: bool) -> ServiceRecord:
+        spec = a.spec
+        settings = self.settings
+        account = accounts.ensure_account(a.user, settings.home_root)
+        if spec.directory is not None:
+            directory, source, revision = spec.directory, str(spec.directory), ""
+        else:
+            assert spec.repo is not None
+            directory, source = settings.projects_dir / a.id, sources.redact(spec.repo)
+            stale = previous is None or previous.source != source or previous.ref != spec.ref
+            if refetch or stale or not directory.is_dir():
+                sources.fetch(spec.repo, spec.ref, directory, keep=spec.keep, settings=settings, sha256=spec.sha256)
+                revision = f"{time.time():.6f}"
+            else:
+                revision = previous.revision if previous else ""
+        accounts.own_tree(directory, account)
+        builds.build(directory, account, settings=settings, policy=self.policy, service_id=a.id)
+        port = self.ledger.assign(a.id, spec.port, settings.port_range)
+        if spec.kind == "preseeded" and spec.port is None:
+            self._remember_port(directory, port, account)
+        if spec.cmd:
+            command, reason = spec.cmd, "explicit"
+        else:
+            found = detect.detect_command(directory)
+            command, reason = found.command, found.reason
+        return ServiceRecord(
+            id=a.id, name=spec.name or a.id, kind=spec.kind, origin=spec.origin, source=source,
+            ref=spec.ref if spec.repo else None, directory=str(directory), user=account.user,
+            uid=account.uid, gid=account.gid, home=str(account.home), tmp_dir=str(account.tmp_dir),
+            cache_dir=str(account.cache_dir),
+            venv_dir=str(account.venv_dir) if account.venv_dir.is_dir() else "",
+            port=port, command=command, command_reason=reason, env=dict(spec.env),
+            health={"kind": spec.health.kind, "path": spec.health.path}, autostart=spec.autostart,
+            keep=list(spec.keep), allow_hosts=list(spec.allow_hosts),
+            limits={k: v for k, v in spec.limits.__dict__.items() if v is not None},
+            state=READY, error=None, updated=time.time(), revision=revision,
+        )
+
+    def _remember_port(self, directory: Path, port: int, account: accounts.Account) -> None:
+        """Write .maestro-port into a pre-seeded folder, but never over the user's own file."""
+        marker = directory / ".maestro-port"
+        if not marker.exists():
+            atomic_write(marker, f"{port}\n")
+            accounts.chown_path(marker, account)
+
+    def _fail(self, a: Assignment, previous: ServiceRecord | None, exc: BaseException) -> Outcome:
+        error = str(exc) if isinstance(exc, SpecError) else f"{a.spec.origin}: {exc}"
+        if previous is not None and previous.ready and previous.origin == a.spec.origin:
+            # A failed redeploy leaves the previous version running, with the error visible.
+            kept = replace(previous, error=error, updated=time.time())
+            self.store.save(kept)
+            self.activate(kept)
+            log.error("service %s: %s (previous version kept running)", a.id, error)
+            return Outcome(a.id, False, error=error, record=kept)
+        failed = ServiceRecord(
+            id=a.id, name=a.spec.name or a.id, kind=a.spec.kind, origin=a.spec.origin,
+            source=sources.redact(a.spec.repo) if a.spec.repo else str(a.spec.directory),
+            directory="", user=a.user, port=0, state=FAILED, error=error, updated=time.time(),
+        )
+        self.store.save(failed)
+        self.deactivate(a.id)
+        log.error("service %s: %s", a.id, error)
+        return Outcome(a.id, False, error=error, record=failed)
+
+    # ------------------------------------------------------------ supervisord programs
+
+    def activate(self, record: ServiceRecord) -> bool:
+        """Write the launch script and program file; True when supervisord must apply a change."""
+        plan = self.policy.plan(record)
+        script_text = sandbox_script(record, plan)
+        script = self.launch_dir / f"{record.id}.sh"
+        atomic_write(script, script_text, mode=0o700)
+        options = ProgramOptions(
+            autostart=record.autostart,
+            startsecs=self.settings.startsecs,
+            startretries=self.settings.startretries,
+            stopwaitsecs=self.settings.stopwaitsecs,
+        )
+        text = render_program(record.id, script, options, revision=program_revision(script_text, record))
+        return write_program(self.settings.supervisor_conf_dir, record.id, text)
+
+    def deactivate(self, service_id: str) -> None:
+        remove_program(self.settings.supervisor_conf_dir, service_id)
+        (self.launch_dir / f"{service_id}.sh").unlink(missing_ok=True)
+
+    def remove(self, record: ServiceRecord, *, purge: bool, delete_user: bool) -> None:
+        """Unregister a service; its files and account go only when asked."""
+        self.deactivate(record.id)
+        self.ledger.release(record.id)
+        self.store.delete(record.id)
+        if purge:
+            if record.directory:
+                accounts.purge_tree(Path(record.directory))
+            if record.home and not delete_user:
+                accounts.purge_tree(Path(record.home) / ".maestro")
+        if delete_user:
+            if not any(r.user == record.user for r in self.store.all()):
+                accounts.delete_account(record.user)
+            if purge and record.home:
+                accounts.purge_tree(Path(record.home))
+        self.policy.forget(record)
+
+
+def sandbox_script(record: ServiceRecord, plan: sandbox.LaunchPlan) -> str:
+    from .launch import render_launch_script
+
+    return render_launch_script(record, wrapper=plan.wrapper, cgroup_procs=plan.cgroup_procs)
+
+
+def ready_records(records: Sequence[ServiceRecord]) -> list[ServiceRecord]:
+    return [r for r in records if r.ready]

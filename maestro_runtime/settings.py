@@ -1,0 +1,106 @@
+"""Runtime settings: the only module that reads ``os.environ``.
+
+Everything else receives a :class:`Settings` (and, for spec parsing, the
+environment mapping it carries), so tests can relocate every path.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+LOG_LEVELS = ("debug", "info", "warn", "error")
+PRESEEDED_MODES = ("auto", "always", "never")
+
+
+def _split_roots(raw: str) -> tuple[Path, ...]:
+    """Roots are separated by whitespace, commas or colons."""
+    parts = raw.replace(",", " ").replace(":", " ").split()
+    return tuple(Path(p) for p in parts)
+
+
+def _port_range(raw: str) -> tuple[int, int]:
+    try:
+        low, high = (int(x) for x in raw.split("-", 1))
+    except ValueError as exc:
+        raise ValueError(f"MAESTRO_PORT_RANGE must look like 8000-8999, got {raw!r}") from exc
+    if not (1 <= low <= high <= 65535):
+        raise ValueError(f"MAESTRO_PORT_RANGE out of bounds: {raw!r}")
+    return low, high
+
+
+@dataclass(frozen=True)
+class Settings:
+    environ: Mapping[str, str] = field(repr=False)
+    preseeded_roots: tuple[Path, ...]
+    preseeded_mode: str
+    preseeded_mode_raw: str
+    services_file: Path
+    services_file_explicit: bool
+    supervisor_conf_dir: Path
+    runtime_dir: Path
+    state_dir: Path
+    port_ledger: Path
+    projects_dir: Path
+    home_root: Path
+    port_range: tuple[int, int]
+    log_level: str
+    supervisord_bin: str
+    # How long a service must stay up to count as started, and how often it is retried.
+    startsecs: int
+    startretries: int
+    stopwaitsecs: int
+
+    @property
+    def records_dir(self) -> Path:
+        """One JSON record per service: what the launcher and list-services read."""
+        return self.state_dir / "services"
+
+    @property
+    def supervisord_conf(self) -> Path:
+        return self.runtime_dir / "supervisord.conf"
+
+    @property
+    def supervisor_socket(self) -> Path:
+        return self.runtime_dir / "control" / "supervisor.sock"
+
+    @property
+    def supervisor_url(self) -> str:
+        return f"unix://{self.supervisor_socket}"
+
+    @property
+    def boot_report(self) -> Path:
+        return self.runtime_dir / "boot.json"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env = dict(os.environ if environ is None else environ)
+        state_dir = Path(env.get("MAESTRO_STATE_DIR", "/var/lib/maestro"))
+        runtime_dir = Path(env.get("MAESTRO_RUNTIME_DIR", "/run/maestro"))
+        level = env.get("ENTRYPOINT_LOG_LEVEL", "info").strip().lower()
+        if level == "warning":
+            level = "warn"
+        mode_raw = env.get("MAESTRO_PRESEEDED_MODE", "auto").strip().lower()
+        services_file = env.get("MAESTRO_SERVICES_FILE", "")
+        return cls(
+            environ=env,
+            preseeded_roots=_split_roots(env.get("MAESTRO_PRESEEDED_ROOTS", "/opt/projects")),
+            preseeded_mode=mode_raw if mode_raw in PRESEEDED_MODES else "auto",
+            preseeded_mode_raw=mode_raw,
+            services_file=Path(services_file or "/etc/maestro/services.yml"),
+            services_file_explicit=bool(services_file),
+            supervisor_conf_dir=Path(env.get("SUPERVISOR_CONF_DIR", "/etc/supervisor/conf.d")),
+            runtime_dir=runtime_dir,
+            state_dir=state_dir,
+            port_ledger=Path(env.get("MAESTRO_PORT_LEDGER", str(state_dir / "ports.json"))),
+            projects_dir=Path(env.get("MAESTRO_PROJECTS_DIR", str(state_dir / "projects"))),
+            home_root=Path(env.get("MAESTRO_HOME_ROOT", "/home")),
+            port_range=_port_range(env.get("MAESTRO_PORT_RANGE", "8000-8999")),
+            log_level=level if level in LOG_LEVELS else "info",
+            supervisord_bin=env.get("MAESTRO_SUPERVISORD", "supervisord"),
+            startsecs=int(env.get("MAESTRO_STARTSECS", "1")),
+            startretries=int(env.get("MAESTRO_STARTRETRIES", "3")),
+            stopwaitsecs=int(env.get("MAESTRO_STOPWAITSECS", "5")),
+        )

@@ -1,0 +1,191 @@
+"""supervisord: config rendering (pure, Jinja2) and the XML-RPC client.
+
+Only validated values ever reach the INI files: program ids match
+``[a-z0-9][a-z0-9_-]*`` and paths are checked against a conservative
+character set, so nothing can add a line, a section, a comment or a
+``%(...)s`` expansion. User data lives in launch scripts (see launch.py).
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import sys
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from .naming import PROGRAM_ID_RE
+from .records import atomic_write
+
+_HERE = Path(__file__).resolve().parent
+# Installed: config/ is packaged as maestro_runtime/config; in a checkout it sits beside the package.
+CONFIG_DIR = _HERE / "config" if (_HERE / "config").is_dir() else _HERE.parent / "config"
+SAFE_PATH_RE = re.compile(r"^/[A-Za-z0-9._/+-]*$")
+LOGLEVELS = {"debug": "debug", "info": "info", "warn": "warn", "error": "error"}
+
+
+class RenderError(ValueError):
+    pass
+
+
+def _safe_path(value: str | Path, what: str) -> str:
+    text = str(value)
+    if not SAFE_PATH_RE.match(text):
+        raise RenderError(f"{what} {text!r} has characters supervisord's config cannot hold safely")
+    return text
+
+
+def _safe_id(program_id: str) -> str:
+    if not PROGRAM_ID_RE.match(program_id):
+        raise RenderError(f"program id {program_id!r} must match {PROGRAM_ID_RE.pattern}")
+    return program_id
+
+
+@cache
+def _environment():
+    import jinja2  # imported lazily: list-services and the launcher never render
+
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(CONFIG_DIR)),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        autoescape=False,
+    )
+
+
+@dataclass(frozen=True)
+class ProgramOptions:
+    autostart: bool = True
+    startsecs: int = 1
+    startretries: int = 3
+    stopwaitsecs: int = 5
+
+
+def render_program(program_id: str, launch_script: Path, options: ProgramOptions, revision: str = "0") -> str:
+    """``revision`` is passed to the script as an ignored argument: when it changes, so
+    does the program's config, and ``update`` restarts exactly that program."""
+    if not re.fullmatch(r"[0-9a-f]{1,64}", revision):
+        raise RenderError(f"revision {revision!r} must be hexadecimal")
+    return _environment().get_template("program.conf.j2").render(
+        id=_safe_id(program_id),
+        revision=revision,
+        launch_script=_safe_path(launch_script, "launch script"),
+        autostart="true" if options.autostart else "false",
+        startsecs=int(options.startsecs),
+        startretries=int(options.startretries),
+        stopwaitsecs=int(options.stopwaitsecs),
+    )
+
+
+def log_listener_command() -> str:
+    """The log listener, run by the same interpreter as the runtime."""
+    script = shutil.which("maestro-logs", path=str(Path(sys.executable).parent)) or shutil.which("maestro-logs")
+    if script:
+        return _safe_path(script, "log listener")
+    return f"{_safe_path(sys.executable, 'python')} -m maestro_runtime.logs"
+
+
+def render_main_config(
+    *, conf_path: Path, socket: Path, include_dir: Path, pidfile: Path, childlogdir: Path, loglevel: str
+) -> str:
+    return _environment().get_template("supervisord.conf.j2").render(
+        conf_path=_safe_path(conf_path, "config path"),
+        socket=_safe_path(socket, "control socket"),
+        include_dir=_safe_path(include_dir, "program folder"),
+        pidfile=_safe_path(pidfile, "pid file"),
+        childlogdir=_safe_path(childlogdir, "child log folder"),
+        loglevel=LOGLEVELS.get(loglevel, "info"),
+        log_listener=log_listener_command(),
+    )
+
+
+def program_file(conf_dir: Path, program_id: str) -> Path:
+    return conf_dir / f"{_safe_id(program_id)}.conf"
+
+
+def write_program(conf_dir: Path, program_id: str, text: str) -> bool:
+    """Write atomically; False when the file already says exactly this (nothing to update)."""
+    path = program_file(conf_dir, program_id)
+    if path.exists() and path.read_text() == text:
+        return False
+    atomic_write(path, text)
+    return True
+
+
+def remove_program(conf_dir: Path, program_id: str) -> None:
+    program_file(conf_dir, program_id).unlink(missing_ok=True)
+
+
+# ---------------------------------------------------------------- XML-RPC
+
+
+class SupervisorUnavailable(Exception):
+    pass
+
+
+class Supervisor:
+    """supervisord over its UNIX socket, with supervisor's own XML-RPC transport."""
+
+    def __init__(self, socket: Path, timeout: float = 10.0):
+        self.socket = socket
+        self.timeout = timeout
+        self._proxy: Any = None
+
+    @property
+    def rpc(self) -> Any:
+        if self._proxy is None:
+            import xmlrpc.client
+
+            from supervisor.xmlrpc import SupervisorTransport
+
+            transport = SupervisorTransport(None, None, f"unix://{self.socket}")
+            self._proxy = xmlrpc.client.ServerProxy("http://127.0.0.1", transport=transport)
+        return self._proxy
+
+    def call(self, method: str, *args: Any) -> Any:
+        import xmlrpc.client
+
+        target = self.rpc
+        for part in method.split("."):
+            target = getattr(target, part)
+        try:
+            return target(*args)
+        except xmlrpc.client.Fault:
+            raise
+        except OSError as exc:
+            raise SupervisorUnavailable(f"supervisord is not answering on {self.socket}: {exc}") from exc
+
+    def available(self) -> bool:
+        if not self.socket.exists():
+            return False
+        try:
+            return self.call("supervisor.getState")["statename"] == "RUNNING"
+        except SupervisorUnavailable:
+            return False
+
+    def processes(self) -> dict[str, dict[str, Any]]:
+        return {info["name"]: info for info in self.call("supervisor.getAllProcessInfo")}
+
+    def update(self) -> tuple[list[str], list[str], list[str]]:
+        """Reread the config and apply it like ``supervisorctl update``: only what changed."""
+        added, changed, removed = self.call("supervisor.reloadConfig")[0]
+        for group in removed:
+            self._stop_and_remove(group)
+        for group in changed:
+            self._stop_and_remove(group)
+            self.call("supervisor.addProcessGroup", group)
+        for group in added:
+            self.call("supervisor.addProcessGroup", group)
+        return added, changed, removed
+
+    def _stop_and_remove(self, group: str) -> None:
+        import xmlrpc.client
+
+        try:
+            self.call("supervisor.stopProcessGroup", group)
+        except xmlrpc.client.Fault as fault:
+            if "NOT_RUNNING" not in fault.faultString and "BAD_NAME" not in fault.faultString:
+                raise
+        self.call("supervisor.removeProcessGroup", group)
