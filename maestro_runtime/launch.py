@@ -23,10 +23,11 @@ SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 FIXED_KEYS = ("PORT", "HOME", "USER", "LOGNAME")
 _SHELL_SYNTAX = re.compile(r"[;&|<>()`\n{}]")
 _NEEDS_SHELL = re.compile(r"[;&|<>()`\n{}$*?\[\]~#\\'\"=]")
-_SHELL_WORDS = frozenset(
-    "if then else elif fi case esac for while until do done in function select time "
-    "cd export set unset exec eval source . alias ulimit umask trap read shift wait".split()
-)
+_SHELL_WORDS = frozenset((
+    "if", "then", "else", "elif", "fi", "case", "esac", "for", "while", "until", "do", "done", "in",
+    "function", "select", "time", "cd", "export", "set", "unset", "exec", "eval", "source", ".",
+    "alias", "ulimit", "umask", "trap", "read", "shift", "wait",
+))
 
 
 def command_argv(command: str) -> list[str]:

@@ -9,6 +9,7 @@ written by hand because the only published listener for this
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from typing import BinaryIO
@@ -19,7 +20,8 @@ MAX_PARTIAL = 64 * 1024
 def _open_parent_stream(fd: int, fallback: BinaryIO) -> BinaryIO:
     """supervisord's own stdout/stderr (the container's), so lines skip a second hop."""
     try:
-        return open(f"/proc/{os.getppid()}/fd/{fd}", "wb", buffering=0)  # noqa: SIM115
+        # Append: when that is a file, "wb" would truncate it and write over older lines.
+        return open(f"/proc/{os.getppid()}/fd/{fd}", "ab", buffering=0)
     except OSError:
         return fallback
 
@@ -72,10 +74,9 @@ def main() -> None:
             channel = meta.get("channel", "stdout")
             out = prefixer.feed(meta.get("processname", "?"), channel, data)
             if out:
-                try:
+                # A closed stdout must not stall supervisord's event queue.
+                with contextlib.suppress(OSError):
                     streams.get(channel, streams["stdout"]).write(out)
-                except OSError:
-                    pass  # a closed stdout must not stall supervisord's event queue
         protocol.write(b"RESULT 2\nOK")
         protocol.flush()
 

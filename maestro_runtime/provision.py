@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -168,22 +168,25 @@ class Provisioner:
         remove_program(self.settings.supervisor_conf_dir, service_id)
         (self.launch_dir / f"{service_id}.sh").unlink(missing_ok=True)
 
-    def remove(self, record: ServiceRecord, *, purge: bool, delete_user: bool) -> None:
-        """Unregister a service; its files and account go only when asked."""
+    def unregister(self, record: ServiceRecord) -> None:
+        """Forget the service: program, launch script, port and record. Files stay."""
         self.deactivate(record.id)
         self.ledger.release(record.id)
         self.store.delete(record.id)
-        if purge:
-            if record.directory:
-                accounts.purge_tree(Path(record.directory))
-            if record.home and not delete_user:
-                accounts.purge_tree(Path(record.home) / ".maestro")
-        if delete_user:
-            if not any(r.user == record.user for r in self.store.all()):
-                accounts.delete_account(record.user)
+        self.policy.forget(record)
+
+    def cleanup(self, record: ServiceRecord, *, purge: bool, delete_user: bool) -> None:
+        """After the service has stopped: delete its files and account, only when asked."""
+        if purge and record.directory:
+            accounts.purge_tree(Path(record.directory))
+        if delete_user and not any(r.user == record.user for r in self.store.all()):
+            accounts.delete_account(record.user)
             if purge and record.home:
                 accounts.purge_tree(Path(record.home))
-        self.policy.forget(record)
+        elif purge and record.home:
+            # The account stays (maybe shared): remove only this service's per-project dirs.
+            for sub in (".maestro", ".cache"):
+                accounts.purge_tree(Path(record.home) / sub)
 
 
 def sandbox_script(record: ServiceRecord, plan: sandbox.LaunchPlan) -> str:
@@ -191,6 +194,3 @@ def sandbox_script(record: ServiceRecord, plan: sandbox.LaunchPlan) -> str:
 
     return render_launch_script(record, wrapper=plan.wrapper, cgroup_procs=plan.cgroup_procs)
 
-
-def ready_records(records: Sequence[ServiceRecord]) -> list[ServiceRecord]:
-    return [r for r in records if r.ready]

@@ -26,5 +26,8 @@ class SandboxPolicy:
     def plan(self, record) -> LaunchPlan:
         return LaunchPlan()
 
+    def boot_warnings(self) -> list[str]:
+        return []
+
     def forget(self, record) -> None:
         return None

@@ -146,7 +146,8 @@ def parse_user(origin: str, raw: str | None) -> str | None:
     if not user:
         return None
     if not valid_user(user):
-        raise SpecError(origin, "user", f"{user[:40]!r} is not a valid user name ([a-z_][a-z0-9_-]*, at most 32, not root)")
+        rule = "[a-z_][a-z0-9_-]*, at most 32 characters, not root"
+        raise SpecError(origin, "user", f"{user[:40]!r} is not a valid user name ({rule})")
     return user
 
 

@@ -23,6 +23,7 @@ _HERE = Path(__file__).resolve().parent
 # Installed: config/ is packaged as maestro_runtime/config; in a checkout it sits beside the package.
 CONFIG_DIR = _HERE / "config" if (_HERE / "config").is_dir() else _HERE.parent / "config"
 SAFE_PATH_RE = re.compile(r"^/[A-Za-z0-9._/+-]*$")
+PROGRAM_MARKER = "; maestro-runtime program "
 LOGLEVELS = {"debug": "debug", "info": "info", "warn": "warn", "error": "error"}
 
 

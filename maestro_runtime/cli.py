@@ -1,0 +1,249 @@
+"""Operator commands (click): parse, call, print. Exit codes: 0 ok, 1 user error, 2 usage."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+
+import click
+
+from .logsetup import setup_logging
+from .records import RecordStore, ServiceRecord
+from .settings import Settings
+from .supervisor import Supervisor, SupervisorUnavailable
+
+log = logging.getLogger("maestro")
+
+
+def _settings() -> Settings:
+    try:
+        settings = Settings.from_env()
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from exc
+    setup_logging(settings.log_level)
+    return settings
+
+
+def _apply(settings: Settings) -> bool:
+    """Tell a running supervisord about changed program files; False when it is not running."""
+    supervisor = Supervisor(settings.supervisor_socket)
+    if not supervisor.available():
+        return False
+    supervisor.update()
+    return True
+
+
+def _find(store: RecordStore, name: str) -> ServiceRecord:
+    record = store.load(name) if name and "/" not in name else None
+    if record is None:
+        matches = [r for r in store.all() if r.name == name]
+        record = matches[0] if len(matches) == 1 else None
+    if record is None:
+        raise click.ClickException(f"service {name!r}: no such service (see list-services)")
+    return record
+
+
+# ---------------------------------------------------------------- list-services
+
+
+@click.command("list-services")
+@click.option("--json", "as_json", is_flag=True, help="A JSON array for tools (stable keys, see README).")
+def list_services(as_json: bool) -> None:
+    """List every registered service with its status, pid, uptime, user, port and command."""
+    from .inventory import build_views, format_table
+
+    settings = _settings()
+    records = RecordStore(settings.records_dir).all()
+    processes = None
+    try:
+        supervisor = Supervisor(settings.supervisor_socket, timeout=5)
+        if settings.supervisor_socket.exists():
+            processes = supervisor.processes()
+    except SupervisorUnavailable:
+        processes = None
+    views = build_views(records, processes)
+    if as_json:
+        click.echo(json.dumps([v.as_json() for v in views], indent=2))
+    else:
+        click.echo(format_table(views) if views else "no services registered")
+    if processes is None:
+        click.echo("note: supervisord is not running; statuses are unknown", err=True)
+
+
+# ---------------------------------------------------------------- remove-service
+
+
+@click.command("remove-service")
+@click.argument("name")
+@click.option("--purge", is_flag=True, help="Also delete the project's files and per-project dirs.")
+@click.option("--delete-user", is_flag=True, help="Also delete the service's UNIX account.")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+def remove_service(name: str, purge: bool, delete_user: bool, yes: bool) -> None:
+    """Stop and unregister service NAME and free its port (files are kept unless --purge)."""
+    from .provision import Provisioner
+
+    settings = _settings()
+    provisioner = Provisioner(settings)
+    with provisioner.store.lock():
+        record = _find(provisioner.store, name)
+        if (purge or delete_user) and not yes:
+            doomed = ["its files"] * purge + [f"user {record.user}"] * delete_user
+            what = " and ".join(doomed)
+            click.confirm(f"Remove service {record.id} and delete {what}?", abort=True)
+        provisioner.unregister(record)
+        running = _apply(settings)  # stops the program before its files go
+        provisioner.cleanup(record, purge=purge, delete_user=delete_user)
+    kept = "deleted" if purge else f"kept in {record.directory}"
+    click.echo(f"removed {record.id}: port {record.port or '-'} freed, files {kept}"
+               + ("" if running else " (supervisord not running)"))
+    if record.kind != "deploy":
+        click.echo(f"note: {record.id} comes from {record.origin}; remove it there too or it returns at next boot",
+                   err=True)
+
+
+# ---------------------------------------------------------------- deploy-from-env
+
+
+@click.command("deploy-from-env")
+@click.option("--prepare-only", is_flag=True, help="Prepare users, files and programs; do not touch supervisord.")
+@click.option("--refetch", is_flag=True, help="Fetch every source again, even when unchanged.")
+def deploy_from_env(prepare_only: bool, refetch: bool) -> None:
+    """Apply pre-seeded folders, the YAML file, SERVICES and SVC_* to the running system."""
+    from .gather import gather_specs
+    from .provision import Provisioner
+    from .reconcile import reconcile
+
+    settings = _settings()
+    provisioner = Provisioner(settings)
+    with provisioner.store.lock():
+        report = reconcile(provisioner, gather_specs(settings), refetch=refetch)
+        applied = False if prepare_only else _apply(settings)
+    click.echo(report.summary())
+    if not prepare_only and not applied:
+        click.echo("note: supervisord is not running; programs start at next boot", err=True)
+    if report.failed:
+        sys.exit(1)
+
+
+# ---------------------------------------------------------------- deploy
+
+_FIELDS = ("repo", "port", "ref", "name", "user", "cmd")
+
+
+@click.command("deploy")
+@click.option("--repo", help="Source: folder, file:// URL, git URL or archive URL.")
+@click.option("--port", help="Port (0 or empty: pick a free one).")
+@click.option("--ref", help="Branch, tag or commit (default main).")
+@click.option("--name", help="Service name (default: from the source).")
+@click.option("--user", help="UNIX user (default svc_<name>).")
+@click.option("--cmd", help="Start command (default: detected).")
+@click.option("--env", "env_pairs", multiple=True, metavar="KEY=VALUE", help="Environment for the service.")
+@click.option("--yes", "-y", is_flag=True, help="No questions: take the flags and defaults as they are.")
+@click.option("--wait", default=20.0, show_default=True, help="Seconds to wait for the service to run.")
+def deploy(yes: bool, wait: float, env_pairs: tuple[str, ...], **given: str | None) -> None:
+    """Deploy one service into the running system (asks for what the flags do not say)."""
+    from dataclasses import replace
+
+    from .naming import default_user, unique_id
+    from .provision import Assignment, Provisioner
+    from .spec import SpecError, make_spec, parse_env
+
+    settings = _settings()
+    fields = dict(given)
+    if not yes:
+        fields = _ask(fields)
+    try:
+        env = parse_env("deploy", dict(_pair(p) for p in env_pairs))
+        spec = replace(make_spec("deploy", "deploy", fields), env=env)
+    except SpecError as exc:
+        raise click.ClickException(str(exc)) from exc
+    provisioner = Provisioner(settings)
+    with provisioner.store.lock():
+        existing = {r.id: r for r in provisioner.store.all()}
+        base = spec.base_name
+        program_id = base if base in existing and existing[base].kind == "deploy" else unique_id(base, existing)
+        previous = existing.get(program_id)
+        user = spec.user or (previous.user if previous else None)
+        if not yes and not click.confirm(
+            f"Deploy {program_id} from {spec.repo} (ref {spec.ref}) as {user or 'svc_' + program_id}"
+            f" on port {spec.port or 'auto'}?", default=True,
+        ):
+            raise click.Abort()
+        spec = replace(spec, origin=f"deploy {program_id}")
+        outcome = provisioner.provision(Assignment(spec, program_id, user or default_user(program_id)), refetch=True)
+        applied = _apply(settings)
+    if not outcome.ok:
+        raise click.ClickException(outcome.error or "deploy failed")
+    record = outcome.record
+    assert record is not None
+    status = _wait_running(settings, record.id, wait) if applied else "not started (supervisord not running)"
+    click.echo(f"deployed {record.id}: {status}, user {record.user}, port {record.port}, "
+               f"command {record.command!r} ({record.command_reason})")
+    click.echo(f"url: http://localhost:{record.port}/")
+
+
+def _pair(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep:
+        raise click.BadParameter(f"{text!r} must look like KEY=VALUE", param_hint="--env")
+    return key, value
+
+
+def _ask(fields: dict[str, str | None]) -> dict[str, str | None]:
+    """Prompt for each field the flags left out, with the default shown."""
+    from .naming import default_user, name_from_repo
+
+    out = dict(fields)
+    if not out.get("repo"):
+        out["repo"] = click.prompt("Source (folder, file://, git or archive URL)")
+    repo = out["repo"] or ""
+    prompts = (
+        ("port", "Port (0 = auto)", "0"),
+        ("ref", "Git ref", "main"),
+        ("name", "Service name", name_from_repo(repo) or "service"),
+        ("user", "UNIX user", None),
+        ("cmd", "Start command (empty = detect)", ""),
+    )
+    for key, text, default in prompts:
+        if out.get(key) is None:
+            if key == "user":
+                default = default_user(out.get("name") or "service")
+            out[key] = click.prompt(text, default=default, show_default=bool(default))
+    return out
+
+
+def _wait_running(settings: Settings, program_id: str, timeout: float) -> str:
+    supervisor = Supervisor(settings.supervisor_socket)
+    deadline = time.monotonic() + timeout
+    state = "unknown"
+    while time.monotonic() < deadline:
+        try:
+            state = supervisor.call("supervisor.getProcessInfo", program_id)["statename"]
+        except Exception:  # not added yet
+            state = "unknown"
+        if state in ("RUNNING", "FATAL", "STOPPED", "EXITED"):
+            break
+        time.sleep(0.2)
+    return state
+
+
+# ---------------------------------------------------------------- the group
+
+
+@click.group()
+@click.version_option(package_name="maestro-runtime")
+def maestro() -> None:
+    """maestro-runtime: many projects in one container, each as its own user under supervisord."""
+
+
+for _command in (list_services, remove_service, deploy_from_env, deploy):
+    maestro.add_command(_command)
+maestro.add_command(remove_service, "remove-project")
+
+
+def sandbox_command() -> None:
+    from .sandbox_cli import main
+
+    main()

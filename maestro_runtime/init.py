@@ -1,0 +1,59 @@
+"""The parent of supervisord for the container's life (under tini, or PID 1 itself).
+
+Why not exec supervisord directly: on SIGTERM supervisord stops its groups one
+after another, so N services that take a moment each can outlast Docker's 10 s
+grace. Here SIGTERM first asks supervisord to stop *all* processes at once
+(``stopAllProcesses``, without waiting), then tells supervisord to exit. It
+also reaps any orphan it inherits and exits with supervisord's status.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+
+FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGHUP, signal.SIGUSR2)
+
+
+def stop_all_now(socket_path: str) -> None:
+    """Signal every program in parallel; supervisord's own shutdown then finds them stopping."""
+    try:
+        import xmlrpc.client
+
+        from supervisor.xmlrpc import SupervisorTransport
+
+        transport = SupervisorTransport(None, None, f"unix://{socket_path}")
+        proxy = xmlrpc.client.ServerProxy("http://127.0.0.1", transport=transport)
+        proxy.supervisor.stopAllProcesses(False)
+    except Exception as exc:  # the daemon may be starting or gone; its own shutdown still runs
+        print(f"[maestro][warn] parallel stop skipped: {exc}", file=sys.stderr, flush=True)
+
+
+def main() -> None:
+    conf, socket_path, supervisord = sys.argv[1:4]
+    child = subprocess.Popen([supervisord, "-n", "-c", conf])
+
+    def forward(signum: int, _frame: object) -> None:
+        if signum in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
+            stop_all_now(socket_path)
+        with contextlib.suppress(ProcessLookupError):
+            child.send_signal(signum)
+
+    for signum in FORWARDED:
+        signal.signal(signum, forward)
+    while True:
+        try:
+            pid, status = os.wait()
+        except ChildProcessError:
+            sys.exit(0)
+        except InterruptedError:
+            continue
+        if pid == child.pid:
+            sys.exit(os.waitstatus_to_exitcode(status) if os.WIFEXITED(status) else 128 + os.WTERMSIG(status))
+
+
+if __name__ == "__main__":
+    main()
