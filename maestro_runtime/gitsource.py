@@ -1,0 +1,180 @@
+"""Shallow git checkouts through the ``git`` CLI, with the token kept off every command line.
+
+Credentials never go into the URL git sees (it would show in ``ps``, in git's
+own error messages and in ``.git/config``). Instead git gets a tiny
+``GIT_ASKPASS`` helper that reads the token from its environment, so the token
+is only sent to a server that asks for it (HTTP 401), and is never written to
+disk or argv. Every output we pass on is scrubbed of the token anyway.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import unquote, urlsplit, urlunsplit
+
+_SHA_RE = re.compile(r"^[0-9a-fA-F]{7,40}$")
+_SCP_RE = re.compile(r"^[\w.-]+@[\w.-]+:(?!//)")
+_ASKPASS = """#!/bin/sh
+case "$1" in
+  Username*) printf '%s\\n' "${MAESTRO_ASKPASS_USER:-x-access-token}" ;;
+  *) printf '%s\\n' "$MAESTRO_ASKPASS_TOKEN" ;;
+esac
+"""
+
+
+class GitError(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class Credentials:
+    username: str
+    password: str
+
+
+def is_git_url(repo: str) -> bool:
+    """git+*, ssh://, git://, scp-like ``git@host:path`` and http(s) URLs ending in ``.git``."""
+    if repo.startswith(("git+", "ssh://", "git://")) or _SCP_RE.match(repo):
+        return True
+    parts = urlsplit(repo)
+    return parts.scheme in ("http", "https") and parts.path.rstrip("/").endswith(".git")
+
+
+def clone_url(repo: str) -> str:
+    return repo[4:] if repo.startswith("git+") else repo
+
+
+def split_credentials(url: str) -> tuple[str, Credentials | None]:
+    """Move ``user:secret@`` out of an http(s) URL so it never reaches argv."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or parts.password is None:
+        return url, None
+    host = parts.hostname or ""
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    clean = urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+    return clean, Credentials(unquote(parts.username or "x-access-token"), unquote(parts.password))
+
+
+def looks_like_commit(ref: str) -> bool:
+    return bool(_SHA_RE.match(ref))
+
+
+def git_env(base: dict[str, str], credentials: Credentials | None, askpass: Path | None) -> dict[str, str]:
+    """The environment git runs in: never prompts, never reads the user's config."""
+    env = {
+        **base,
+        "GIT_TERMINAL_PROMPT": "0",
+        "GIT_CONFIG_NOSYSTEM": "1",
+        "GIT_CONFIG_GLOBAL": "/dev/null",  # a root user's ~/.gitconfig must not change what we fetch
+        "GIT_SSH_COMMAND": "ssh -o BatchMode=yes -o StrictHostKeyChecking=accept-new",
+        "LC_ALL": "C",
+    }
+    if askpass is not None and credentials is not None:
+        env.update(
+            GIT_ASKPASS=str(askpass),
+            MAESTRO_ASKPASS_USER=credentials.username,
+            MAESTRO_ASKPASS_TOKEN=credentials.password,
+        )
+    else:
+        env["GIT_ASKPASS"] = "/bin/false"
+    return env
+
+
+def scrub(text: str, secrets: list[str]) -> str:
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "***")
+    return text
+
+
+def clone(
+    repo: str,
+    ref: str,
+    dest: Path,
+    *,
+    token: str | None = None,
+    timeout: float = 600,
+    log: Callable[[str], None] = lambda _m: None,
+    display: str | None = None,
+) -> str:
+    """Check ``repo`` out at ``ref`` into the new folder ``dest``; return how (branch/tag or commit).
+
+    Branches and tags: ``git clone --depth 1 --branch REF`` (a branch is really
+    checked out, with its upstream, so agents can commit on it). Commits: a
+    depth-1 fetch of the commit (full clone as a fallback for short hashes
+    or servers that refuse fetching by id), then a detached checkout.
+    """
+    url, creds = split_credentials(clone_url(repo))
+    if creds is None and token and urlsplit(url).scheme in ("http", "https"):
+        creds = Credentials("x-access-token", token)
+    secrets = [s for s in (token, creds.password if creds else None) if s]
+    shown = display or url
+
+    with tempfile.TemporaryDirectory(prefix="maestro-git-") as tmp:
+        askpass = None
+        if creds is not None:
+            askpass = Path(tmp) / "askpass"
+            askpass.write_text(_ASKPASS)
+            askpass.chmod(0o700)
+        # Keep HOME (ssh keys, known_hosts) and proxies; drop any GIT_* steering from outside.
+        base = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
+        env = git_env(base, creds, askpass)
+
+        def run(argv: list[str], cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+            try:
+                return subprocess.run(
+                    ["git", *argv], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
+                )
+            except subprocess.TimeoutExpired as exc:
+                raise GitError(f"git {argv[0]} of {shown} timed out after {timeout:.0f}s") from exc
+
+        def fail(what: str, proc: subprocess.CompletedProcess[str]) -> GitError:
+            lines = scrub((proc.stderr or proc.stdout).strip(), secrets).splitlines()
+            detail = "; ".join(line for line in lines[-3:] if line.strip()) or f"exit {proc.returncode}"
+            return GitError(f"{what}: {detail}")
+
+        log(f"git: shallow clone of {shown} at {ref}")
+        proc = run(["clone", "--quiet", "--depth", "1", "--branch", ref, "--single-branch", "--", url, str(dest)])
+        if proc.returncode == 0:
+            return "branch or tag"
+        missing = "not found in upstream" in proc.stderr or "Could not find remote branch" in proc.stderr
+        if not (missing and looks_like_commit(ref)):
+            if missing:
+                raise GitError(f"git ref {ref!r} not found in {shown}")
+            raise fail(f"git clone of {shown} failed", proc)
+
+        # A commit id: fetch just that commit; fall back to a full clone for short ids.
+        _remove(dest)
+        dest.mkdir(parents=True)
+        steps = [
+            ["init", "--quiet"],
+            ["remote", "add", "origin", url],
+            ["fetch", "--quiet", "--depth", "1", "origin", ref],
+            ["checkout", "--quiet", "--detach", "FETCH_HEAD"],
+        ]
+        for step in steps:
+            proc = run(step, cwd=dest)
+            if proc.returncode != 0:
+                break
+        else:
+            return "commit"
+        _remove(dest)
+        log(f"git: {shown} refused a shallow fetch of {ref}; cloning the full history")
+        proc = run(["clone", "--quiet", "--no-checkout", "--", url, str(dest)])
+        if proc.returncode != 0:
+            raise fail(f"git clone of {shown} failed", proc)
+        proc = run(["checkout", "--quiet", "--detach", ref], cwd=dest)
+        if proc.returncode != 0:
+            raise GitError(f"git ref {ref!r} not found in {shown}")
+        return "commit"
+
+
+def _remove(path: Path) -> None:
+    shutil.rmtree(path, ignore_errors=True)
