@@ -86,6 +86,8 @@ if [[ "$FORCE" -eq 0 ]] && "$ENGINE" image inspect "$BASE_IMAGE" >/dev/null 2>&1
     exit 0
 fi
 
+OLD_ID="$("$ENGINE" image inspect --format '{{.Id}}' "$BASE_IMAGE" 2>/dev/null || true)"
+
 # --- preconditions ----------------------------------------------------------
 [[ "$(id -u)" -eq 0 ]] || die "debootstrap needs root: re-run with sudo"
 command -v debootstrap >/dev/null 2>&1 \
@@ -220,7 +222,9 @@ rm -f "$ROOTFS/etc/resolv.conf"
 CERT=/etc/ssl/certs/ca-certificates.crt
 log "importing $ROOTFS as $BASE_IMAGE ($(du -sh "$ROOTFS" | cut -f1))"
 start=$SECONDS
-tar --numeric-owner -C "$ROOTFS" -c . | "$ENGINE" import \
+import_flags=()
+[[ "$(basename "$ENGINE")" == podman ]] && import_flags+=(--quiet)
+tar --numeric-owner -C "$ROOTFS" -c . | "$ENGINE" import "${import_flags[@]}" \
     --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
     --change "ENV SSL_CERT_FILE=$CERT" \
     --change "ENV REQUESTS_CA_BUNDLE=$CERT" \
@@ -231,3 +235,12 @@ tar --numeric-owner -C "$ROOTFS" -c . | "$ENGINE" import \
 log "import done in $((SECONDS - start))s"
 "$ENGINE" image inspect --format '{{.Id}} {{.Size}}' "$BASE_IMAGE" \
     | awk '{ printf "[build-base-image] built %s (id %.12s, %d MB)\n", img, $1, $2/1e6 }' img="$BASE_IMAGE" >&2
+if [[ -n "$OLD_ID" ]]; then
+    # The --force rebuild left the previous image untagged; drop it unless
+    # other images or containers still use it.
+    if "$ENGINE" rmi "$OLD_ID" >/dev/null 2>&1; then
+        log "removed the previous image ${OLD_ID:0:12}"
+    else
+        log "kept the previous image ${OLD_ID:0:12} (still in use)"
+    fi
+fi

@@ -67,8 +67,14 @@ if ((${#missing[@]})); then
     fi
     log "installing: ${missing[*]} (apt-get update first)"
     start=$SECONDS
-    "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2
-    "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >&2
+    apt_log="$(mktemp)"
+    trap 'rm -f "$apt_log"' EXIT
+    if ! { "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -q \
+           && "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}"; } \
+           >"$apt_log" 2>&1; then
+        tail -n 30 "$apt_log" >&2
+        die "apt-get failed installing ${missing[*]}"
+    fi
     log "installed in $((SECONDS - start))s"
 else
     log "packages present: ${packages[*]}"
