@@ -43,6 +43,8 @@ def _run(argv: list[str]) -> None:
 
 def ensure_account(user: str, home_root: Path) -> Account:
     """Create the system user (and its group) unless it exists; make its home 0700."""
+    # The home is always under home_root (a volume in the image), even for an account that
+    # existed before with another home: services get HOME from us, not from passwd.
     home = home_root / user
     try:
         entry = pwd.getpwnam(user)
@@ -50,7 +52,7 @@ def ensure_account(user: str, home_root: Path) -> Account:
         _run(["useradd", "--system", "--user-group", "--home-dir", str(home), "--no-create-home",
               "--shell", "/usr/sbin/nologin", "--comment", "maestro service", user])
         entry = pwd.getpwnam(user)
-    account = Account(user=user, uid=entry.pw_uid, gid=entry.pw_gid, home=Path(entry.pw_dir))
+    account = Account(user=user, uid=entry.pw_uid, gid=entry.pw_gid, home=home)
     for folder in (account.home, account.home / ".maestro", account.tmp_dir, account.cache_dir):
         folder.mkdir(parents=True, exist_ok=True)
         os.chown(folder, account.uid, account.gid)

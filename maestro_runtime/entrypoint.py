@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import sys
 
 from .gather import gather_specs
@@ -69,9 +70,10 @@ def main(argv: list[str] | None = None) -> None:
     if "--prepare-only" in args:
         return
     # A fresh interpreter with only what the supervisor parent needs: less memory held for the container's life.
+    supervisord = shutil.which(settings.supervisord_bin, path=os.path.dirname(sys.executable))
     os.execv(sys.executable, [
         sys.executable, "-m", "maestro_runtime.init",
-        str(settings.supervisord_conf), str(settings.supervisor_socket), settings.supervisord_bin,
+        str(settings.supervisord_conf), str(settings.supervisor_socket), supervisord or settings.supervisord_bin,
     ])
 
 

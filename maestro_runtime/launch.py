@@ -39,10 +39,11 @@ def command_argv(command: str) -> list[str]:
     and supervisord signals the whole process group on stop.
     """
     words = command.split()
-    if words and not _NEEDS_SHELL.search(command):
-        return words
     first = words[0] if words else ""
-    if words and not _SHELL_SYNTAX.search(command) and "=" not in first and first not in _SHELL_WORDS:
+    plain_program = bool(words) and "=" not in first and first not in _SHELL_WORDS
+    if plain_program and not _NEEDS_SHELL.search(command):
+        return words
+    if plain_program and not _SHELL_SYNTAX.search(command):
         return ["/bin/sh", "-c", f"exec {command.strip()}"]
     return ["/bin/sh", "-c", command]
 

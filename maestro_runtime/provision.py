@@ -147,6 +147,20 @@ class Provisioner:
         log.error("service %s: %s", a.id, error)
         return Outcome(a.id, False, error=error, record=failed)
 
+    def record_invalid(self, service_id: str, error: SpecError) -> None:
+        """A spec that failed validation: a failed record, never a program."""
+        previous = self.store.load(service_id)
+        if previous is not None and previous.ready and previous.origin == error.origin:
+            self._fail(Assignment(ServiceSpec(origin=error.origin, kind=previous.kind), service_id,
+                                  previous.user), previous, error)
+            return
+        self.deactivate(service_id)
+        kind = "preseeded" if error.origin.startswith("pre-seeded") else "env"
+        self.store.save(ServiceRecord(
+            id=service_id, name=service_id, kind=kind, origin=error.origin, source="", directory="",
+            user="", port=0, state=FAILED, error=str(error), updated=time.time(),
+        ))
+
     # ------------------------------------------------------------ supervisord programs
 
     def activate(self, record: ServiceRecord) -> bool:

@@ -8,6 +8,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from .naming import unique_id
 from .provision import Assignment, Outcome, Provisioner, assign_ids
 from .records import atomic_write
 from .spec import ParseResult
@@ -50,10 +51,18 @@ def reconcile(provisioner: Provisioner, parsed: ParseResult, *, refetch: bool = 
     kept = [r for r in existing if r.kind in KEPT_KINDS]
     assignments = assign_ids(parsed.specs, reserved=[r.id for r in kept])
     outcomes = [provision_logged(provisioner, a, refetch=refetch) for a in assignments]
+    # Entries that failed validation are recorded too (after the good ones, so no id shifts),
+    # which makes them visible in list-services with their reason.
+    taken = {a.id for a in assignments} | {r.id for r in kept}
+    for error in parsed.errors:
+        if error.hint:
+            failed_id = unique_id(error.hint, taken)
+            taken.add(failed_id)
+            provisioner.record_invalid(failed_id, error)
     for record in kept:
         if record.ready and provisioner.activate(record):
             report.changed.append(record.id)
-    wanted = {a.id for a in assignments} | {r.id for r in kept}
+    wanted = taken
     for record in existing:
         if record.id not in wanted:
             provisioner.deactivate(record.id)

@@ -33,11 +33,12 @@ META_FILES = (".maestro-name", ".maestro-port", ".maestro-cmd", ".maestro-user",
 class SpecError(Exception):
     """A bad value in one spec: names where it came from and which field."""
 
-    def __init__(self, origin: str, field_name: str, message: str):
+    def __init__(self, origin: str, field_name: str, message: str, hint: str = ""):
         super().__init__(f"{origin}: {field_name}: {message}")
         self.origin = origin
         self.field = field_name
         self.message = message
+        self.hint = hint  # the name the service would have had, so list-services can show it failed
 
 
 @dataclass(frozen=True)
@@ -237,8 +238,25 @@ def parse_limits(origin: str, entry: Mapping[str, Any]) -> Limits:
     )
 
 
+def name_hint(fields: Mapping[str, Any]) -> str:
+    """A best-effort service name for an entry that failed validation."""
+    for key, derive in (("name", sanitize_name), ("repo", name_from_repo)):
+        value = fields.get(key)
+        if isinstance(value, str) and derive(value.strip()):
+            return derive(value.strip())
+    return ""
+
+
 def make_spec(origin: str, kind: str, fields: Mapping[str, Any]) -> ServiceSpec:
     """Validate the six common fields (repo|port|ref|name|user|cmd)."""
+    try:
+        return _make_spec(origin, kind, fields)
+    except SpecError as err:
+        err.hint = err.hint or name_hint(fields)
+        raise
+
+
+def _make_spec(origin: str, kind: str, fields: Mapping[str, Any]) -> ServiceSpec:
     return ServiceSpec(
         origin=origin,
         kind=kind,
@@ -354,6 +372,7 @@ def parse_services_yaml(text: str, source: str) -> ParseResult:
         try:
             result.specs.append(parse_yaml_entry(f"{source}#{index}", entry))
         except SpecError as err:
+            err.hint = err.hint or (name_hint(entry) if isinstance(entry, Mapping) else "")
             result.errors.append(err)
     return result
 
@@ -412,6 +431,7 @@ def parse_preseeded(roots: Iterable[Path], env: Mapping[str, str], mode: str) ->
             try:
                 spec = parse_preseeded_folder(folder, env, mode)
             except SpecError as err:
+                err.hint = sanitize_name(folder.name)
                 result.errors.append(err)
                 continue
             except OSError as err:

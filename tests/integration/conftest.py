@@ -1,0 +1,149 @@
+"""A real maestro-runtime on this machine: real useradd, real supervisord, real HTTP.
+
+Every path is relocated under a fresh folder; /etc is a throwaway copy (see
+tests/conftest.py). Requires root.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+
+def pytest_collection_modifyitems(config, items):
+    if os.geteuid() != 0:
+        skip = pytest.mark.skip(reason="integration tests need root (real users and supervisord)")
+        for item in items:
+            if "integration" in str(item.fspath):
+                item.add_marker(skip)
+
+
+def http_get(port: int, path: str = "/", timeout: float = 3.0) -> str:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=timeout) as response:
+        return response.read().decode()
+
+
+def wait_for(predicate, timeout: float = 30.0, interval: float = 0.2, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        try:
+            last = predicate()
+            if last:
+                return last
+        except Exception as exc:  # keep polling until the deadline; report the last error
+            last = exc
+        time.sleep(interval)
+    raise AssertionError(f"timed out waiting for {what}; last: {last!r}")
+
+
+@dataclass
+class Maestro:
+    root: Path
+    env: dict[str, str]
+    proc: subprocess.Popen | None = None
+    log_path: Path = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.log_path = self.root / "boot.log"
+
+    @property
+    def projects(self) -> Path:
+        return self.root / "projects"
+
+    def preseed(self, name: str, text: str | None = None, **meta: str) -> Path:
+        folder = self.projects / name
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "index.html").write_text(text or f"<h1>{name}</h1>")
+        for key, value in meta.items():
+            (folder / f".maestro-{key}").write_text(value)
+        return folder
+
+    def source(self, name: str, text: str | None = None) -> Path:
+        folder = self.root / "sources" / name
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "index.html").write_text(text or f"<h1>{name}</h1>")
+        return folder
+
+    def run(self, *args: str, input: str | None = None, check: bool = True, **extra_env: str):
+        proc = subprocess.run(list(args), env={**self.env, **extra_env}, input=input, capture_output=True,
+                              text=True, timeout=120)
+        if check and proc.returncode != 0:
+            raise AssertionError(f"{args} exited {proc.returncode}\nstdout:{proc.stdout}\nstderr:{proc.stderr}")
+        return proc
+
+    def boot(self, wait: bool = True, **extra_env: str) -> None:
+        assert self.proc is None or self.proc.poll() is not None, "already booted"
+        self.env.update(extra_env)
+        log = self.log_path.open("a")
+        self.proc = subprocess.Popen(["maestro-entrypoint"], env=self.env, stdout=log, stderr=subprocess.STDOUT)
+        if wait:
+            wait_for(lambda: self.socket.exists() and self.run("list-services", "--json", check=False).returncode == 0
+                     and not self.run("list-services", "--json").stderr, 60, what="supervisord to answer")
+
+    @property
+    def socket(self) -> Path:
+        return Path(self.env["MAESTRO_RUNTIME_DIR"]) / "control" / "supervisor.sock"
+
+    def services(self) -> dict[str, dict]:
+        return {s["name"]: s for s in json.loads(self.run("list-services", "--json").stdout)}
+
+    def wait_running(self, names, timeout: float = 30.0) -> dict[str, dict]:
+        def all_running():
+            services = self.services()
+            return services if all(services.get(n, {}).get("status") == "RUNNING" for n in names) else None
+
+        return wait_for(all_running, timeout, what=f"{sorted(names)} RUNNING")
+
+    def stop(self, timeout: float = 30.0) -> int | None:
+        if self.proc is None or self.proc.poll() is not None:
+            return self.proc.returncode if self.proc else None
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            raise
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+@pytest.fixture
+def maestro():
+    root = Path(tempfile.mkdtemp(prefix="maestro-it-"))
+    root.chmod(0o755)  # service users must be able to traverse to their folders
+    low = random.randrange(20000, 60000, 100)
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("SERVICES", "SVC_", "MAESTRO_"))},
+        "MAESTRO_STATE_DIR": str(root / "state"),
+        "MAESTRO_RUNTIME_DIR": str(root / "run"),
+        "SUPERVISOR_CONF_DIR": str(root / "run" / "conf.d"),
+        "MAESTRO_HOME_ROOT": str(root / "home"),
+        "MAESTRO_PRESEEDED_ROOTS": str(root / "projects"),
+        "MAESTRO_PORT_RANGE": f"{low}-{low + 99}",
+        "MAESTRO_SANDBOX_MODE": "off",
+        "MAESTRO_FIREWALL_DISABLE": "1",
+        "ENTRYPOINT_LOG_LEVEL": "info",
+    }
+    (root / "projects").mkdir()
+    instance = Maestro(root, env)
+    yield instance
+    try:
+        instance.stop()
+    finally:
+        # The users stay in the throwaway /etc copy; the files go.
+        shutil.rmtree(root, ignore_errors=True)

@@ -1,0 +1,168 @@
+"""Issue 2 acceptance: pre-seeded + SERVICES boot, ports kept, list/remove/deploy, bad entries isolated."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import psutil
+import pytest
+
+from .conftest import http_get, wait_for
+
+pytestmark = pytest.mark.integration
+
+
+def _uid_user(pid: int) -> str:
+    # The launch chain execs into the service, so supervisord's pid is the service itself.
+    return psutil.Process(pid).username()
+
+
+def test_boot_list_second_boot_remove_and_deploy(maestro):
+    for name in ("alpha", "beta", "gamma"):
+        maestro.preseed(name)
+    one, two = maestro.source("one"), maestro.source("two")
+    low = int(maestro.env["MAESTRO_PORT_RANGE"].split("-")[0])
+    fixed = low + 50
+    maestro.boot(SERVICES=f"{one}|{fixed}||one; file://{two}|||two ; {one}|70000||bad")
+    names = ["alpha", "beta", "gamma", "one", "two"]
+    services = maestro.wait_running(names)
+
+    # Each answers HTTP on its own port, as its own user.
+    for name in names:
+        svc = services[name]
+        assert f"<h1>{name}</h1>" in http_get(svc["port"])
+        assert svc["user"] == f"svc_{name}" and _uid_user(svc["pid"]) == f"svc_{name}"
+    assert services["one"]["port"] == fixed
+    assert len({s["port"] for s in services.values() if s["status"] == "RUNNING"}) == 5
+
+    # The bad entry failed clearly and alone.
+    assert services["bad"]["status"] == "FAILED"
+    assert "SERVICES[3]: port: 70000 is out of range 1-65535" in services["bad"]["error"]
+    assert "SERVICES[3]: port: 70000 is out of range" in maestro.log()
+    assert "prepared 5 service(s)" in maestro.log()
+
+    # JSON keys are the documented ones.
+    for key in ("name", "status", "pid", "user", "port", "directory", "command"):
+        assert key in services["alpha"]
+    assert services["alpha"]["command_reason"] == "detected: static site"
+
+    # Isolation: one project's user cannot read another's files.
+    beta = services["beta"]
+    denied = subprocess.run(
+        ["setpriv", f"--reuid={psutil.Process(beta['pid']).uids().real}", "--regid=65534", "--clear-groups",
+         "cat", f"{services['alpha']['directory']}/index.html"], capture_output=True, text=True)
+    assert denied.returncode != 0 and "Permission denied" in denied.stderr
+    assert oct(Path(services["alpha"]["directory"]).stat().st_mode & 0o777) == "0o750"
+
+    # Pre-seeded auto ports persist into the folder; the user's own files are never rewritten.
+    assert (maestro.projects / "alpha" / ".maestro-port").read_text().strip() == str(services["alpha"]["port"])
+
+    # A second boot keeps every port and user, no duplicates.
+    assert maestro.stop() == 0
+    maestro.boot()
+    again = maestro.wait_running(names)
+    for name in names:
+        assert again[name]["port"] == services[name]["port"]
+        assert again[name]["user"] == services[name]["user"]
+    users = [line.split(":", 1)[0] for line in Path("/etc/passwd").read_text().splitlines()]
+    assert users.count("svc_alpha") == 1
+    conf_dir = Path(maestro.env["SUPERVISOR_CONF_DIR"])
+    assert sorted(p.stem for p in conf_dir.glob("*.conf")) == sorted(names)
+
+    # deploy --yes adds a service without restarting the others.
+    pids = {n: again[n]["pid"] for n in names}
+    three = maestro.source("three")
+    out = maestro.run("deploy", "--repo", str(three), "--name", "three", "--yes").stdout
+    assert "deployed three: RUNNING" in out
+    after = maestro.wait_running([*names, "three"])
+    assert {n: after[n]["pid"] for n in names} == pids
+    assert "<h1>three</h1>" in http_get(after["three"]["port"])
+
+    # remove-service frees the port and keeps files unless --purge.
+    ledger = Path(maestro.env["MAESTRO_STATE_DIR"]) / "ports.json"
+    maestro.run("remove-service", "three")
+    assert "three" not in json.loads(ledger.read_text())
+    assert (Path(after["three"]["directory"]) / "index.html").exists()
+    assert "three" not in maestro.services()
+    wait_for(lambda: not psutil.pid_exists(after["three"]["pid"]), 10, what="three to stop")
+    maestro.run("remove-project", "two", "--purge", "--yes")
+    assert not Path(after["two"]["directory"]).exists()
+    assert "two" not in maestro.services()
+    assert maestro.run("remove-service", "nope", check=False).returncode == 1
+
+
+def test_interactive_deploy_with_piped_answers(maestro):
+    maestro.boot()
+    src = maestro.source("inter")
+    answers = "\n".join([str(src), "", "", "web-ui", "", "", "y"]) + "\n"
+    proc = maestro.run("deploy", input=answers)
+    assert "deployed web-ui: RUNNING" in proc.stdout, proc.stdout + proc.stderr
+    svc = maestro.services()["web-ui"]
+    assert svc["user"] == "svc_web-ui" and "<h1>inter</h1>" in http_get(svc["port"])
+
+
+def test_deploy_errors_are_one_line_and_exit_1(maestro):
+    maestro.boot()
+    proc = maestro.run("deploy", "--repo", "/nope/x", "--port", "70000", "--yes", check=False)
+    assert proc.returncode == 1
+    assert proc.stderr.strip() == "Error: deploy: port: 70000 is out of range 1-65535"
+    proc = maestro.run("deploy", "--repo", "/nope/x", "--yes", check=False)
+    assert proc.returncode == 1 and "/nope/x" in proc.stderr
+    assert maestro.run("deploy", "--bogus", check=False).returncode == 2
+
+
+def test_hostile_values_do_not_stop_the_others(maestro):
+    maestro.preseed("plain")
+    maestro.preseed("pct", cmd="python3 -m http.server $PORT # 100% %(ENV_HOME)s ; done")
+    maestro.preseed("multi", cmd="echo starting\nexec python3 -m http.server $PORT")
+    maestro.boot()
+    services = maestro.wait_running(["plain", "pct", "multi"])
+    for name in ("plain", "pct", "multi"):
+        http_get(services[name]["port"])
+
+
+def test_list_services_without_supervisord(maestro):
+    maestro.preseed("quiet")
+    maestro.run("deploy-from-env", "--prepare-only")
+    proc = maestro.run("list-services", "--json")
+    (svc,) = json.loads(proc.stdout)
+    assert svc["name"] == "quiet" and svc["status"] == "unknown"
+    assert "supervisord is not running" in proc.stderr
+
+
+def test_deploy_from_env_applies_changes_to_the_running_system(maestro):
+    maestro.preseed("keep")
+    maestro.boot()
+    first = maestro.wait_running(["keep"])
+    src = maestro.source("added")
+    maestro.run("deploy-from-env", SERVICES=f"{src}|||added")
+    services = maestro.wait_running(["keep", "added"])
+    assert services["keep"]["pid"] == first["keep"]["pid"]  # untouched
+    assert "<h1>added</h1>" in http_get(services["added"]["port"])
+
+
+def test_graceful_stop_signals_every_service(maestro):
+    marker_dir = maestro.root / "markers"
+    marker_dir.mkdir(mode=0o777)
+    os.chmod(marker_dir, 0o777)
+    script = (
+        "import os, signal, sys, http.server\n"
+        "def bye(*_):\n"
+        f"    open('{marker_dir}/' + os.environ['MAESTRO_SERVICE'], 'w').write('TERM')\n"
+        "    sys.exit(0)\n"
+        "signal.signal(signal.SIGTERM, bye)\n"
+        "http.server.HTTPServer(('0.0.0.0', int(os.environ['PORT'])), http.server.SimpleHTTPRequestHandler)"
+        ".serve_forever()\n"
+    )
+    names = [f"g{i}" for i in range(8)]
+    for name in names:
+        folder = maestro.preseed(name)
+        (folder / "server.py").write_text(script)
+        (folder / ".maestro-cmd").write_text("python3 server.py")
+    maestro.boot()
+    maestro.wait_running(names)
+    assert maestro.stop(timeout=10) == 0
+    assert sorted(p.name for p in marker_dir.iterdir()) == sorted(names)
