@@ -1,14 +1,324 @@
-"""Dependency builds (Python venv, Node modules) as the project's own user."""
+"""Dependency builds (Python venv, Node modules) as the project's own user.
+
+Python: ``requirements.txt`` -> ``pip install -r``; else ``pyproject.toml`` or
+``setup.py`` -> ``pip install -e .`` (editable, so a redeploy of the code at
+the same path needs no reinstall). Everything goes into the project user's own
+venv, ``~/.maestro/venv`` (:attr:`Account.venv_dir`), which the launch script
+puts first on PATH. ``PIP_INSTALL_OPTIONS`` is appended to the pip command.
+
+Node: ``package-lock.json``/``npm-shrinkwrap.json`` -> ``npm ci``;
+``pnpm-lock.yaml`` -> pnpm, ``yarn.lock`` -> yarn (both through corepack, so
+the version pinned in ``packageManager`` is used); else ``npm install``.
+Production dependencies only unless ``MAESTRO_NPM_INCLUDE_DEV=1``;
+``NPM_INSTALL_OPTIONS`` is appended.
+
+Caches live in the user's ``~/.cache`` (pip, npm, corepack), so they persist
+across container restarts when the home root is on a volume.
+
+A build is skipped when its stamp -- a hash of the manifest and lock files, the
+interpreter version and the options -- matches the one stored in the venv or
+``node_modules`` after the last successful build: a reboot runs no pip or npm.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import json
+import logging
+import os
+import shlex
+import subprocess
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+
+from .launch import SYSTEM_PATH, drop_privileges_argv
+
+log = logging.getLogger("maestro.builds")
+
+STAMP_NAME = ".maestro-build-stamp"
+PYTHON_INPUTS = ("requirements.txt", "pyproject.toml", "setup.py", "setup.cfg")
+NODE_LOCKS = ("package-lock.json", "npm-shrinkwrap.json", "pnpm-lock.yaml", "yarn.lock")
+# Passed from the container to builds: registry mirrors and proxies, never secrets of ours.
+_PASS_PREFIXES = ("PIP_", "npm_config_", "NPM_CONFIG_", "UV_")
+_PASS_KEYS = ("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy",
+              "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "NODE_EXTRA_CA_CERTS")
+_NEVER_PASS = frozenset({"PIP_INSTALL_OPTIONS", "NPM_INSTALL_OPTIONS"})
+TAIL_LINES = 25
 
 
 class BuildError(Exception):
     pass
 
 
-def build(directory: Path, account, *, settings, policy, service_id: str) -> None:
-    """Install the project's dependencies; nothing to do for a project without a manifest."""
-    return None
+@dataclass(frozen=True)
+class BuildOptions:
+    """Build knobs, read from ``settings.environ`` until the lead folds them into settings.py."""
+
+    pip_options: tuple[str, ...] = ()  # PIP_INSTALL_OPTIONS
+    npm_options: tuple[str, ...] = ()  # NPM_INSTALL_OPTIONS
+    include_dev: bool = False  # MAESTRO_NPM_INCLUDE_DEV
+    python: str = "/usr/bin/python3"  # MAESTRO_BUILD_PYTHON: must be readable by every project user
+    timeout: float = 1800.0  # MAESTRO_BUILD_TIMEOUT (seconds, per command)
+    log_dir: Path | None = None  # <state_dir>/builds: one log per service
+    passthrough: tuple[tuple[str, str], ...] = ()
+
+    @classmethod
+    def from_settings(cls, settings) -> BuildOptions:
+        env: Mapping[str, str] = getattr(settings, "environ", None) or {}
+        state_dir = getattr(settings, "state_dir", None)
+        try:
+            pip = tuple(shlex.split(env.get("PIP_INSTALL_OPTIONS", "")))
+            npm = tuple(shlex.split(env.get("NPM_INSTALL_OPTIONS", "")))
+        except ValueError as exc:
+            raise BuildError(f"PIP_INSTALL_OPTIONS/NPM_INSTALL_OPTIONS: {exc}") from exc
+        raw_timeout = env.get("MAESTRO_BUILD_TIMEOUT", "").strip()
+        return cls(
+            pip_options=pip,
+            npm_options=npm,
+            include_dev=env.get("MAESTRO_NPM_INCLUDE_DEV", "").strip().lower() in ("1", "true", "yes"),
+            python=env.get("MAESTRO_BUILD_PYTHON", "").strip() or default_python(),
+            timeout=float(raw_timeout) if raw_timeout else 1800.0,
+            log_dir=Path(state_dir) / "builds" if state_dir else None,
+            passthrough=tuple(sorted(
+                (k, v) for k, v in env.items()
+                if (k.startswith(_PASS_PREFIXES) or k in _PASS_KEYS) and k not in _NEVER_PASS
+            )),
+        )
+
+
+def default_python() -> str:
+    """A system interpreter (never one under /root, which project users cannot read)."""
+    for candidate in ("/usr/local/bin/python3", "/usr/bin/python3"):
+        if os.access(candidate, os.X_OK):
+            return candidate
+    return "python3"
+
+
+# ---------------------------------------------------------------- planning (pure)
+
+
+@dataclass(frozen=True)
+class Plan:
+    ecosystem: str  # "python" | "node"
+    inputs: tuple[str, ...]  # files (relative to the project) the stamp covers
+    steps: tuple[tuple[str, ...], ...]
+    stamp_path: Path
+    tool: tuple[str, ...]  # argv printing the interpreter version, part of the stamp
+
+
+def python_plan(files: set[str], venv_dir: Path, opts: BuildOptions, *, fresh_venv: bool) -> Plan | None:
+    """``files``: names present at the project root."""
+    inputs = tuple(f for f in PYTHON_INPUTS if f in files)
+    if "requirements.txt" in files:
+        target: tuple[str, ...] = ("-r", "requirements.txt")
+    elif "pyproject.toml" in files or "setup.py" in files:
+        target = ("-e", ".")
+    else:
+        return None
+    pip = (str(venv_dir / "bin" / "python"), "-m", "pip", "install", "--no-input",
+           "--disable-pip-version-check", "--progress-bar", "off")
+    steps = []
+    if fresh_venv:
+        steps.append((opts.python, "-m", "venv", "--clear", str(venv_dir)))
+    steps.append((*pip, *opts.pip_options, *target))
+    return Plan("python", inputs, tuple(steps), venv_dir / STAMP_NAME, (opts.python, "--version"))
+
+
+def node_plan(files: set[str], package: Mapping, opts: BuildOptions, node_modules: Path) -> Plan | None:
+    if "package.json" not in files:
+        return None
+    prod = not opts.include_dev
+    manager = str(package.get("packageManager", "")) if isinstance(package, Mapping) else ""
+    if "package-lock.json" in files or "npm-shrinkwrap.json" in files:
+        argv: tuple[str, ...] = ("npm", "ci", *(("--omit=dev",) if prod else ()))
+    elif "pnpm-lock.yaml" in files:
+        argv = ("corepack", "pnpm", "install", "--frozen-lockfile", *(("--prod",) if prod else ()))
+    elif "yarn.lock" in files:
+        berry = ".yarnrc.yml" in files or (manager.startswith("yarn@") and not manager.startswith("yarn@1"))
+        if berry:  # yarn 2+ has no --production for install; it installs everything
+            argv = ("corepack", "yarn", "install", "--immutable")
+        else:
+            argv = ("corepack", "yarn", "install", "--frozen-lockfile", *(("--production",) if prod else ()))
+    else:
+        # --no-package-lock: writing a lock would change the stamp's inputs and force a rebuild.
+        argv = ("npm", "install", "--no-package-lock", *(("--omit=dev",) if prod else ()))
+    if argv[0] == "npm":
+        argv = (*argv, "--no-audit", "--no-fund")
+    inputs = ("package.json", *(f for f in (*NODE_LOCKS, ".yarnrc.yml", ".npmrc") if f in files))
+    return Plan("node", inputs, ((*argv, *opts.npm_options),), node_modules / STAMP_NAME, ("node", "--version"))
+
+
+def compute_stamp(plan: Plan, contents: Mapping[str, bytes], tool_version: str, directory: Path) -> str:
+    """Same inputs, interpreter and commands -> same stamp; anything else -> a rebuild."""
+    digest = hashlib.sha256()
+    for part in (plan.ecosystem, str(directory), tool_version, json.dumps(plan.steps[-1])):
+        digest.update(part.encode() + b"\0")
+    for name in plan.inputs:
+        digest.update(name.encode() + b"\0" + hashlib.sha256(contents.get(name, b"")).digest())
+    return digest.hexdigest()
+
+
+def tail(text: str, lines: int = TAIL_LINES) -> str:
+    return "\n".join(text.rstrip().splitlines()[-lines:])
+
+
+# ---------------------------------------------------------------- running (shell)
+
+
+def _venv_is_fresh_needed(venv_dir: Path, python_version: str) -> bool:
+    """A missing or broken venv, or one made by another interpreter, is rebuilt from scratch."""
+    cfg = venv_dir / "pyvenv.cfg"
+    if not (venv_dir / "bin" / "python").exists() or not cfg.is_file():
+        return True
+    for line in cfg.read_text(errors="replace").splitlines():
+        key, _, value = line.partition("=")
+        if key.strip() in ("version", "version_info"):
+            return not python_version.endswith(value.strip())
+    return True
+
+
+def _tool_version(argv: Sequence[str]) -> str:
+    try:
+        proc = subprocess.run(list(argv), capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise BuildError(f"{argv[0]} is not available: {exc}") from exc
+    if proc.returncode != 0:
+        raise BuildError(f"{argv[0]} --version failed: {tail(proc.stderr or proc.stdout, 3)}")
+    return (proc.stdout or proc.stderr).strip()
+
+
+def build_environment(directory: Path, account, opts: BuildOptions) -> dict[str, str]:
+    cache = Path(account.cache_dir)
+    env = dict(opts.passthrough)
+    env.update(
+        HOME=str(account.home),
+        USER=account.user,
+        LOGNAME=account.user,
+        LANG="C.UTF-8",
+        PATH=f"{account.venv_dir}/bin:{directory}/node_modules/.bin:{SYSTEM_PATH}",
+        TMPDIR=str(account.tmp_dir),
+        XDG_CACHE_HOME=str(cache),
+        PIP_CACHE_DIR=str(cache / "pip"),
+        npm_config_cache=str(cache / "npm"),
+        npm_config_update_notifier="false",
+        COREPACK_HOME=str(cache / "corepack"),
+        COREPACK_ENABLE_DOWNLOAD_PROMPT="0",
+        PIP_DISABLE_PIP_VERSION_CHECK="1",
+        PYTHONDONTWRITEBYTECODE="1",
+    )
+    return env
+
+
+def command_prefix(account, directory: Path, policy) -> list[str]:
+    """Sandbox wrapper (when the policy offers one), then the drop to the project's user."""
+    prefix: list[str] = []
+    wrapper = getattr(policy, "build_wrapper", None)
+    if callable(wrapper):
+        prefix += list(wrapper(account, directory) or ())
+    if os.geteuid() == 0 and account.uid != 0:
+        prefix += drop_privileges_argv(account.uid, account.gid)
+    return prefix
+
+
+def _read_stamp(path: Path) -> str | None:
+    try:
+        return json.loads(path.read_text()).get("stamp")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def _write_stamp(path: Path, stamp: str, plan: Plan, account) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps({"stamp": stamp, "inputs": list(plan.inputs), "built": time.time()}) + "\n")
+    os.replace(tmp, path)
+    if os.geteuid() == 0:
+        os.lchown(path, account.uid, account.gid)
+
+
+def _log_path(opts: BuildOptions, service_id: str, account) -> Path:
+    base = opts.log_dir or Path(account.home) / ".maestro"
+    base.mkdir(parents=True, exist_ok=True)
+    return base / f"{service_id}.build.log"
+
+
+def _run_plan(plan: Plan, directory: Path, account, policy, opts: BuildOptions, logfile: Path) -> None:
+    env = build_environment(directory, account, opts)
+    prefix = command_prefix(account, directory, policy)
+    with open(logfile, "a") as out:
+        for step in plan.steps:
+            out.write(f"$ {shlex.join(step)}\n")
+            out.flush()
+            started = time.monotonic()
+            try:
+                proc = subprocess.run([*prefix, *step], cwd=directory, env=env, stdout=out,
+                                      stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, timeout=opts.timeout)
+                code = proc.returncode
+            except subprocess.TimeoutExpired:
+                code = None
+            except OSError as exc:
+                out.write(f"cannot run {step[0]}: {exc}\n")
+                code = 127
+            out.write(f"# exit {code} after {time.monotonic() - started:.1f}s\n")
+            out.flush()
+            if code != 0:
+                what = "timed out" if code is None else f"failed (exit {code})"
+                raise BuildError(
+                    f"{plan.ecosystem} build {what}: {shlex.join(step[:4])}...; log {logfile}, last lines:\n"
+                    + tail(logfile.read_text(errors="replace"))
+                )
+
+
+def build(directory: Path, account, *, settings, policy, service_id: str,
+          options: BuildOptions | None = None) -> list[str]:
+    """Install the project's dependencies; return the ecosystems actually built (empty when up to date).
+
+    Raises :class:`BuildError` (with the tail of the build log) when a build fails.
+    """
+    opts = options or BuildOptions.from_settings(settings)
+    directory = Path(directory)
+    files = {p.name for p in directory.iterdir()} if directory.is_dir() else set()
+    package: Mapping = {}
+    if "package.json" in files:
+        try:
+            package = json.loads((directory / "package.json").read_text())
+        except (OSError, ValueError) as exc:
+            raise BuildError(f"package.json is not valid JSON: {exc}") from exc
+    built = []
+    for ecosystem in ("python", "node"):
+        if ecosystem == "python":
+            if not files & {"requirements.txt", "pyproject.toml", "setup.py"}:
+                continue
+            version = _tool_version((opts.python, "--version"))
+            fresh = _venv_is_fresh_needed(Path(account.venv_dir), version.split()[-1])
+            plan = python_plan(files, Path(account.venv_dir), opts, fresh_venv=fresh)
+        else:
+            plan = node_plan(files, package if isinstance(package, Mapping) else {}, opts,
+                             directory / "node_modules")
+            version = _tool_version(plan.tool) if plan else ""
+        if plan is None:
+            continue
+        contents = {name: (directory / name).read_bytes() for name in plan.inputs}
+        stamp = compute_stamp(plan, contents, version, directory)
+        if _read_stamp(plan.stamp_path) == stamp:
+            log.info("service %s: %s dependencies up to date, build skipped", service_id, ecosystem)
+            continue
+        logfile = _log_path(opts, service_id, account)
+        header = f"# {ecosystem} build of {service_id} in {directory}, {time.ctime()}\n"
+        if built:  # one log per boot: the node build follows the python one
+            with open(logfile, "a") as fh:
+                fh.write(header)
+        else:
+            logfile.write_text(header)
+        log.info("service %s: building %s dependencies (log %s)", service_id, ecosystem, logfile)
+        started = time.monotonic()
+        _run_plan(plan, directory, account, policy, opts, logfile)
+        if not plan.stamp_path.parent.is_dir():  # e.g. npm with no dependencies makes no node_modules
+            plan.stamp_path.parent.mkdir(parents=True)
+            if os.geteuid() == 0:
+                os.chown(plan.stamp_path.parent, account.uid, account.gid)
+        _write_stamp(plan.stamp_path, stamp, plan, account)
+        log.info("service %s: %s build done in %.1fs", service_id, ecosystem, time.monotonic() - started)
+        built.append(ecosystem)
+    return built
