@@ -41,18 +41,50 @@ def _run(argv: list[str]) -> None:
         raise AccountError(f"{argv[0]} failed ({proc.returncode}): {detail[-1] if detail else 'no output'}")
 
 
-def ensure_account(user: str, home_root: Path) -> Account:
+def _lookup(user: str, prefix: Path | None) -> tuple[int, int] | None:
+    """(uid, gid) of ``user``: from the prefix's passwd file when accounts live there, else NSS."""
+    if prefix is not None:
+        passwd = prefix / "etc" / "passwd"
+        if passwd.exists():
+            for line in passwd.read_text().splitlines():
+                fields = line.split(":")
+                if len(fields) >= 4 and fields[0] == user:
+                    return int(fields[2]), int(fields[3])
+    try:
+        entry = pwd.getpwnam(user)
+    except KeyError:
+        return None
+    return entry.pw_uid, entry.pw_gid
+
+
+def _prefix_args(prefix: Path | None) -> list[str]:
+    """With a read-only /etc, accounts go to PREFIX/etc (read through libnss-extrausers).
+    The prefix has no system users of its own, so ids come from a range nothing else uses."""
+    if prefix is None:
+        return []
+    etc = prefix / "etc"
+    etc.mkdir(parents=True, exist_ok=True)
+    for name, mode in (("passwd", 0o644), ("group", 0o644), ("shadow", 0o640), ("gshadow", 0o640)):
+        path = etc / name
+        if not path.exists():
+            path.touch(mode=mode)
+    return ["--prefix", str(prefix), "-K", "SYS_UID_MIN=20000", "-K", "SYS_UID_MAX=29999",
+            "-K", "SYS_GID_MIN=20000", "-K", "SYS_GID_MAX=29999"]
+
+
+def ensure_account(user: str, home_root: Path, prefix: Path | None = None) -> Account:
     """Create the system user (and its group) unless it exists; make its home 0700."""
     # The home is always under home_root (a volume in the image), even for an account that
     # existed before with another home: services get HOME from us, not from passwd.
     home = home_root / user
-    try:
-        entry = pwd.getpwnam(user)
-    except KeyError:
-        _run(["useradd", "--system", "--user-group", "--home-dir", str(home), "--no-create-home",
-              "--shell", "/usr/sbin/nologin", "--comment", "maestro service", user])
-        entry = pwd.getpwnam(user)
-    account = Account(user=user, uid=entry.pw_uid, gid=entry.pw_gid, home=home)
+    ids = _lookup(user, prefix)
+    if ids is None:
+        _run(["useradd", *_prefix_args(prefix), "--system", "--user-group", "--home-dir", str(home),
+              "--no-create-home", "--shell", "/usr/sbin/nologin", "--comment", "maestro service", user])
+        ids = _lookup(user, prefix)
+        if ids is None:
+            raise AccountError(f"useradd reported success but user {user} cannot be found")
+    account = Account(user=user, uid=ids[0], gid=ids[1], home=home)
     for folder in (account.home, account.home / ".maestro", account.tmp_dir, account.cache_dir):
         folder.mkdir(parents=True, exist_ok=True)
         os.chown(folder, account.uid, account.gid)
@@ -78,12 +110,10 @@ def chown_path(path: Path, account: Account) -> None:
     os.lchown(path, account.uid, account.gid)
 
 
-def delete_account(user: str) -> None:
-    try:
-        pwd.getpwnam(user)
-    except KeyError:
+def delete_account(user: str, prefix: Path | None = None) -> None:
+    if _lookup(user, prefix) is None:
         return
-    _run(["userdel", user])
+    _run(["userdel", *(["--prefix", str(prefix)] if prefix else []), user])
 
 
 def purge_tree(path: Path) -> None:

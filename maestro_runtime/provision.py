@@ -86,7 +86,7 @@ class Provisioner:
     def _provision(self, a: Assignment, previous: ServiceRecord | None, refetch: bool) -> ServiceRecord:
         spec = a.spec
         settings = self.settings
-        account = accounts.ensure_account(a.user, settings.home_root)
+        account = accounts.ensure_account(a.user, settings.home_root, settings.accounts_prefix)
         if spec.directory is not None:
             directory, source, revision = spec.directory, str(spec.directory), ""
         else:
@@ -194,7 +194,7 @@ class Provisioner:
         if purge and record.directory:
             accounts.purge_tree(Path(record.directory))
         if delete_user and not any(r.user == record.user for r in self.store.all()):
-            accounts.delete_account(record.user)
+            accounts.delete_account(record.user, self.settings.accounts_prefix)
             if purge and record.home:
                 accounts.purge_tree(Path(record.home))
         elif purge and record.home:

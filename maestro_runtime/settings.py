@@ -45,6 +45,7 @@ class Settings:
     port_ledger: Path
     projects_dir: Path
     home_root: Path
+    accounts_prefix: Path | None  # useradd --prefix, for a read-only /etc (see README)
     port_range: tuple[int, int]
     log_level: str
     supervisord_bin: str
@@ -97,6 +98,7 @@ class Settings:
             port_ledger=Path(env.get("MAESTRO_PORT_LEDGER", str(state_dir / "ports.json"))),
             projects_dir=Path(env.get("MAESTRO_PROJECTS_DIR", str(state_dir / "projects"))),
             home_root=Path(env.get("MAESTRO_HOME_ROOT", "/home")),
+            accounts_prefix=Path(env["MAESTRO_USERADD_PREFIX"]) if env.get("MAESTRO_USERADD_PREFIX") else None,
             port_range=_port_range(env.get("MAESTRO_PORT_RANGE", "8000-8999")),
             log_level=level if level in LOG_LEVELS else "info",
             supervisord_bin=env.get("MAESTRO_SUPERVISORD", "supervisord"),

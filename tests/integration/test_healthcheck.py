@@ -1,0 +1,73 @@
+"""The HEALTHCHECK program against a real boot."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from .conftest import wait_for
+
+pytestmark = pytest.mark.integration
+HEALTHCHECK = Path(__file__).resolve().parents[2] / "healthcheck" / "healthcheck.py"
+
+
+def run_check(maestro, **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-I", "-S", str(HEALTHCHECK)], env={**maestro.env, **env},
+                          capture_output=True, text=True, timeout=10)
+
+
+def test_healthy_then_unhealthy_when_a_service_dies(maestro):
+    for name in ("h1", "h2", "h3"):
+        maestro.preseed(name)
+    maestro.boot()
+    services = maestro.wait_running(["h1", "h2", "h3"])
+    started = time.monotonic()
+    proc = run_check(maestro)
+    elapsed = time.monotonic() - started
+    assert proc.returncode == 0, proc.stdout
+    assert proc.stdout.strip() == "healthy: 3 service(s) answering"
+    assert elapsed < 5
+
+    # Stop one program: within its start period it would be "starting"; with period 0 it fails.
+    subprocess.run(["kill", "-STOP", str(services["h2"]["pid"])], check=True)
+    try:
+        proc = run_check(maestro, HEALTHCHECK_START_PERIOD="0", HEALTHCHECK_BUDGET="2")
+        assert proc.returncode == 1
+        assert proc.stdout.startswith("unhealthy: h2 (")
+        assert "h1" not in proc.stdout and "h3" not in proc.stdout
+        young = run_check(maestro, HEALTHCHECK_START_PERIOD="3600", HEALTHCHECK_BUDGET="2")
+        assert young.returncode == 0 and "1 starting (h2)" in young.stdout
+    finally:
+        subprocess.run(["kill", "-CONT", str(services["h2"]["pid"])], check=True)
+
+
+def test_crash_loop_turns_fatal_and_unhealthy(maestro):
+    maestro.preseed("ok")
+    maestro.preseed("crash", cmd="sh -c 'echo dying >&2; exit 3'")
+    maestro.boot(MAESTRO_STARTRETRIES="1")
+
+    def fatal():
+        services = maestro.services()
+        return services if services["crash"]["status"] == "FATAL" else None
+
+    services = wait_for(fatal, 30, what="crash to be FATAL")
+    assert services["ok"]["status"] == "RUNNING"
+    proc = run_check(maestro, HEALTHCHECK_START_PERIOD="0")
+    assert proc.returncode == 1 and proc.stdout.strip() == "unhealthy: crash (FATAL)"
+    assert "[crash] dying" in maestro.log()
+
+
+def test_port_override_and_supervisord_down(maestro):
+    maestro.preseed("p")
+    maestro.boot()
+    port = maestro.wait_running(["p"])["p"]["port"]
+    assert run_check(maestro, HEALTHCHECK_PORTS=f"{port}").returncode == 0
+    proc = run_check(maestro, HEALTHCHECK_PORTS=f"{port}; 1")
+    assert proc.returncode == 1 and "port 1" in proc.stdout
+    maestro.stop()
+    proc = run_check(maestro)
+    assert proc.returncode == 1 and "supervisord is not answering" in proc.stdout
