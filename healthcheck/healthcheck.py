@@ -44,7 +44,7 @@ class UnixTransport(xmlrpc.client.Transport):
         super().__init__()
         self.unix_path = path
 
-    def make_connection(self, host):  # noqa: ARG002 - the host is fixed: the socket
+    def make_connection(self, host):  # the host is ignored: the socket is the address
         return UnixHTTPConnection(self.unix_path, timeout=max(0.5, DEADLINE - time.monotonic()))
 
 
