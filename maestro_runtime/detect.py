@@ -1,11 +1,30 @@
-"""Start-command detection (pure: reads the project's files, returns a command and why)."""
+"""Start-command detection (pure: reads the project's files, returns a command and why).
+
+Order: ``Procfile`` ``web:`` > Node (``scripts.start`` -> ``npm start``, else
+``main``/``server.js``/``index.js`` -> ``node FILE``) > Python (Django, then
+FastAPI/Starlette with uvicorn, then Flask, then ``main.py``/``app.py``/
+``server.py``) > a static site. An explicit command wins over all of this, in
+provision.py. Whether a framework or server is "installed" is read from the
+project's venv (``venv_dir``) when given, else from its requirement files.
+Commands use ``$PORT``, which the launch script's shell expands.
+"""
 
 from __future__ import annotations
 
 import json
+import re
 import shlex
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+
+# Folders that never hold the app's own modules.
+_SKIP_DIRS = frozenset({"node_modules", ".git", ".venv", "venv", "env", "__pycache__", "site-packages",
+                        "tests", "test", "docs", "build", "dist", ".tox", "migrations"})
+_ASGI_APP = re.compile(r"^app\s*(?::[^=]*)?=\s*(?:fastapi\.)?(?:starlette\.applications\.)?(FastAPI|Starlette)\s*\(",
+                       re.M)
+_FLASK_APP = re.compile(r"^app\s*(?::[^=]*)?=\s*(?:flask\.)?Flask\s*\(", re.M)
+_REQ_NAME = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)", re.M)
 
 
 @dataclass(frozen=True)
@@ -29,22 +48,155 @@ def _procfile_web(directory: Path) -> str | None:
     return None
 
 
-def detect_command(directory: Path) -> Detection:
-    web = _procfile_web(directory)
-    if web:
-        return Detection(web, "detected: Procfile web")
+def _node(directory: Path) -> Detection | None:
     package = directory / "package.json"
-    if package.is_file():
+    if not package.is_file():
+        return None
+    try:
+        manifest = json.loads(package.read_text())
+    except ValueError:
+        manifest = {}
+    if not isinstance(manifest, dict):
+        manifest = {}
+    scripts = manifest.get("scripts")
+    if isinstance(scripts, dict) and scripts.get("start"):
+        return Detection("npm start", "detected: package.json scripts.start")
+    for candidate in (manifest.get("main"), "server.js", "index.js"):
+        if isinstance(candidate, str) and candidate and (directory / candidate).is_file():
+            why = "package.json main" if candidate == manifest.get("main") else candidate
+            return Detection(f"node {shlex.quote(candidate)}", f"detected: node {why}")
+    return None
+
+
+# ---------------------------------------------------------------- what is installed
+
+
+def _normalise(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def declared_packages(directory: Path) -> set[str]:
+    """Distribution names in requirements*.txt / pyproject.toml / setup.py (a rough, forgiving read)."""
+    names: set[str] = set()
+    for path in sorted(directory.glob("requirements*.txt")):
+        for line in path.read_text(errors="replace").splitlines():
+            line = line.split("#", 1)[0]
+            if line.strip().startswith("-"):
+                continue
+            match = _REQ_NAME.match(line)
+            if match:
+                names.add(_normalise(match.group(1)))
+    for name in ("pyproject.toml", "setup.py", "setup.cfg"):
+        path = directory / name
+        if path.is_file():
+            text = path.read_text(errors="replace")
+            for quoted in re.findall(r"""["']\s*([A-Za-z0-9][A-Za-z0-9._-]*)\s*(?:\[[^\]]*\])?\s*[<>=!~;"']""", text):
+                names.add(_normalise(quoted))
+    return names
+
+
+def installed_packages(venv_dir: Path) -> set[str]:
+    """Distribution names with a .dist-info in the venv's site-packages."""
+    names: set[str] = set()
+    for site in venv_dir.glob("lib/python*/site-packages"):
+        for info in site.glob("*.dist-info"):
+            names.add(_normalise(info.name[: -len(".dist-info")].split("-")[0]))
+    return names
+
+
+def available_packages(directory: Path, venv_dir: Path | None) -> set[str]:
+    if venv_dir is not None and venv_dir.is_dir():
+        return installed_packages(venv_dir)
+    return declared_packages(directory)
+
+
+# ---------------------------------------------------------------- finding the app module
+
+
+def _python_files(directory: Path, depth: int = 2) -> Iterable[Path]:
+    """Top-level files first, then one level down; preferred names first at each level."""
+    preferred = ("main.py", "app.py", "server.py", "asgi.py", "wsgi.py", "api.py")
+
+    def order(path: Path) -> tuple[int, str]:
+        return (preferred.index(path.name) if path.name in preferred else len(preferred), str(path))
+
+    level = [directory]
+    for _ in range(depth):
+        nxt = []
+        for folder in level:
+            try:
+                entries = sorted(folder.iterdir())
+            except OSError:
+                continue
+            yield from sorted((p for p in entries if p.suffix == ".py" and p.is_file()), key=order)
+            nxt += [p for p in entries if p.is_dir() and p.name not in _SKIP_DIRS and not p.name.startswith(".")]
+        level = nxt
+
+
+def _module_name(directory: Path, path: Path) -> str:
+    return ".".join(path.relative_to(directory).with_suffix("").parts)
+
+
+def find_app_module(directory: Path, pattern: re.Pattern[str]) -> str | None:
+    for path in _python_files(directory):
         try:
-            manifest = json.loads(package.read_text())
-        except ValueError:
-            manifest = {}
-        if isinstance(manifest.get("scripts"), dict) and manifest["scripts"].get("start"):
-            return Detection("npm start", "detected: package.json scripts.start")
-        for candidate in (manifest.get("main"), "server.js", "index.js"):
-            if isinstance(candidate, str) and (directory / candidate).is_file():
-                return Detection(f"node {shlex.quote(candidate)}", f"detected: node {candidate}")
+            text = path.read_text(errors="replace")
+        except OSError:
+            continue
+        if pattern.search(text):
+            return _module_name(directory, path)
+    return None
+
+
+def find_wsgi_module(directory: Path) -> str | None:
+    """Django's ``<project>/wsgi.py`` defining ``application``."""
+    for path in sorted(directory.glob("*/wsgi.py")):
+        if re.search(r"^application\s*=", path.read_text(errors="replace"), re.M):
+            return _module_name(directory, path)
+    return None
+
+
+def _python(directory: Path, venv_dir: Path | None) -> Detection | None:
+    packages = available_packages(directory, venv_dir)
+    if (directory / "manage.py").is_file() and "django" in packages:
+        wsgi = find_wsgi_module(directory)
+        if wsgi and "gunicorn" in packages:
+            return Detection(f"gunicorn {wsgi}:application --bind 0.0.0.0:$PORT",
+                             "detected: Django with gunicorn")
+        return Detection("python manage.py runserver 0.0.0.0:$PORT --noreload",
+                         "detected: Django (manage.py runserver; add gunicorn for production)")
+    if "uvicorn" in packages:
+        module = find_app_module(directory, _ASGI_APP)
+        if module:
+            return Detection(f"uvicorn {module}:app --host 0.0.0.0 --port $PORT",
+                             f"detected: FastAPI/Starlette app in {module} with uvicorn")
+    if "flask" in packages:
+        module = find_app_module(directory, _FLASK_APP)
+        if module and "gunicorn" in packages:
+            return Detection(f"gunicorn {module}:app --bind 0.0.0.0:$PORT",
+                             f"detected: Flask app in {module} with gunicorn")
+        if module:
+            # Better than `python app.py`, which usually ignores $PORT.
+            return Detection(f"flask --app {module}:app run --host 0.0.0.0 --port $PORT",
+                             f"detected: Flask app in {module} (flask run; add gunicorn for production)")
     for script in ("main.py", "app.py", "server.py"):
         if (directory / script).is_file():
             return Detection(f"python {script}", f"detected: {script}")
+    return None
+
+
+def _static(directory: Path) -> Detection:
+    # A built site often lives in a sub-folder; serve it when the root has no index.html.
+    if not (directory / "index.html").is_file():
+        for sub in ("public", "dist", "build", "site", "_site"):
+            if (directory / sub / "index.html").is_file():
+                return Detection(static_command(directory / sub), f"detected: static site in {sub}/")
     return Detection(static_command(directory), "detected: static site")
+
+
+def detect_command(directory: Path, venv_dir: Path | None = None) -> Detection:
+    directory = Path(directory)
+    web = _procfile_web(directory)
+    if web:
+        return Detection(web, "detected: Procfile web")
+    return _node(directory) or _python(directory, Path(venv_dir) if venv_dir else None) or _static(directory)
