@@ -1,0 +1,303 @@
+"""Resource limits: cgroup v2 where writable, else cgroup v1 controllers, else rlimits.
+
+Pure: size parsing, limit resolution and the choice of mechanism per limit
+(:func:`choose`). Imperative shell: :func:`detect` looks at what this
+machine really lets us write, :func:`prepare` creates one service's groups.
+Nothing is assumed: a limit is reported as enforced only by the mechanism
+that was actually written.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import logging
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+log = logging.getLogger("maestro.cgroups")
+
+KINDS = ("memory", "cpu", "pids")
+GROUP = "maestro"  # our subtree under each hierarchy
+_SIZE = re.compile(r"^\s*(\d+)\s*([kmgt]?)(i?b)?\s*$", re.IGNORECASE)
+_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+DEFAULT_PERIOD_US = 100_000
+
+
+class CgroupError(Exception):
+    pass
+
+
+def parse_size(text: str) -> int | None:
+    """``512M`` -> bytes; ``max`` -> None (no limit). Binary units, as cgroups and docker use."""
+    raw = str(text).strip()
+    if raw.lower() in ("max", "none", "unlimited"):
+        return None
+    match = _SIZE.match(raw)
+    if not match:
+        raise ValueError(f"{raw[:20]!r} is not a size like 512M, 1G or max")
+    value = int(match.group(1)) * _UNITS[match.group(2).lower()]
+    if value <= 0:
+        raise ValueError(f"{raw[:20]!r} must be positive")
+    return value
+
+
+def format_size(value: int | None) -> str:
+    if value is None:
+        return "max"
+    for unit in ("T", "G", "M", "K"):
+        if value % _UNITS[unit.lower()] == 0:
+            return f"{value // _UNITS[unit.lower()]}{unit}"
+    return str(value)
+
+
+@dataclass(frozen=True)
+class Limits:
+    memory: int | None = 512 << 20  # bytes; None: unlimited
+    cpu_quota_us: int | None = None  # None: unlimited
+    cpu_period_us: int = DEFAULT_PERIOD_US
+    pids_max: int | None = 128
+
+    def wanted(self) -> dict[str, bool]:
+        return {"memory": self.memory is not None, "cpu": self.cpu_quota_us is not None,
+                "pids": self.pids_max is not None}
+
+    def describe(self) -> dict[str, str]:
+        cpu = "max" if self.cpu_quota_us is None else f"{self.cpu_quota_us}/{self.cpu_period_us}us"
+        return {"memory": format_size(self.memory), "cpu": cpu,
+                "pids": "max" if self.pids_max is None else str(self.pids_max)}
+
+
+def resolve_limits(defaults: Limits, overrides: Mapping[str, object]) -> Limits:
+    """A service's limits: its YAML overrides (record.limits) on top of the global defaults."""
+    memory = defaults.memory
+    if overrides.get("memory") is not None:
+        memory = parse_size(str(overrides["memory"]))
+    def _int(key: str, fallback):
+        value = overrides.get(key)
+        if value is None:
+            return fallback
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            raise ValueError(f"{key} must be a positive whole number, got {value!r}")
+        return value
+    return Limits(memory=memory, cpu_quota_us=_int("cpu_quota_us", defaults.cpu_quota_us),
+                  cpu_period_us=_int("cpu_period_us", defaults.cpu_period_us),
+                  pids_max=_int("pids_max", defaults.pids_max))
+
+
+@dataclass(frozen=True)
+class Layout:
+    """What this machine lets us write. ``v2`` is the folder our groups go under."""
+
+    v2: Path | None = None
+    v2_controllers: frozenset[str] = frozenset()
+    v1: Mapping[str, Path] = field(default_factory=dict)  # controller -> our folder in its hierarchy
+    notes: tuple[str, ...] = ()
+
+    def mechanism(self, kind: str) -> str | None:
+        if kind in self.v2_controllers:
+            return "cgroup-v2"
+        if kind in self.v1:
+            return "cgroup-v1"
+        return None
+
+
+# rlimits are per process (RLIMIT_AS) or per UID (RLIMIT_NPROC: each service has its own user),
+# so they stand in for memory and pids; nothing stands in for a CPU rate.
+RLIMIT_FALLBACK = {"memory": "rlimit-as", "pids": "rlimit-nproc"}
+
+
+def choose(layout: Layout, limits: Limits) -> dict[str, str | None]:
+    """Per limit: the mechanism that will enforce it, 'unlimited', or None (cannot be enforced)."""
+    out: dict[str, str | None] = {}
+    for kind, wanted in limits.wanted().items():
+        if not wanted:
+            out[kind] = "unlimited"
+        else:
+            out[kind] = layout.mechanism(kind) or RLIMIT_FALLBACK.get(kind)
+    return out
+
+
+def prlimit_argv(limits: Limits, chosen: Mapping[str, str | None]) -> tuple[str, ...]:
+    """util-linux ``prlimit`` options for the limits left to rlimits (empty when none)."""
+    opts = []
+    if chosen.get("memory") == "rlimit-as" and limits.memory is not None:
+        opts.append(f"--as={limits.memory}")
+    if chosen.get("pids") == "rlimit-nproc" and limits.pids_max is not None:
+        opts.append(f"--nproc={limits.pids_max}")
+    return ("/usr/bin/prlimit", *opts, "--") if opts else ()
+
+
+def limit_files(kind: str, version: int, limits: Limits, has_swap: bool = False) -> list[tuple[str, str]]:
+    """(file, value) pairs to write, in order, for one controller."""
+    if version == 2:
+        if kind == "memory":
+            pairs = [("memory.max", str(limits.memory))]
+            return [*pairs, ("memory.swap.max", "0")] if has_swap else pairs
+        if kind == "pids":
+            return [("pids.max", str(limits.pids_max))]
+        return [("cpu.max", f"{limits.cpu_quota_us} {limits.cpu_period_us}")]
+    if kind == "memory":
+        pairs = [("memory.limit_in_bytes", str(limits.memory))]
+        # memsw must be >= the memory limit, so it is written second: no swapping past the limit.
+        return [*pairs, ("memory.memsw.limit_in_bytes", str(limits.memory))] if has_swap else pairs
+    if kind == "pids":
+        return [("pids.max", str(limits.pids_max))]
+    return [("cpu.cfs_period_us", str(limits.cpu_period_us)), ("cpu.cfs_quota_us", str(limits.cpu_quota_us))]
+
+
+# ---------------------------------------------------------------- imperative shell
+
+
+def _mounts(text: str) -> list[tuple[str, str, list[str]]]:
+    out = []
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) >= 4:
+            out.append((parts[1].replace("\\040", " "), parts[2], parts[3].split(",")))
+    return out
+
+
+def _own_path(cgroup_text: str, v2: bool, controller: str = "") -> str:
+    for line in cgroup_text.splitlines():
+        _, names, path = line.split(":", 2)
+        if (v2 and names == "") or (not v2 and controller in names.split(",")):
+            return path
+    return "/"
+
+
+def _write(path: Path, value: str) -> None:
+    with open(path, "w") as handle:
+        handle.write(value)
+
+
+def _writable_dir(folder: Path) -> bool:
+    """Probe by creating our subtree: the only honest test of 'writable' for cgroupfs."""
+    try:
+        folder.mkdir(exist_ok=True)
+    except OSError:
+        return False
+    return os.access(folder / "cgroup.procs", os.W_OK)
+
+
+def _setup_v2(root: Path, own: str) -> tuple[Path | None, frozenset[str], str | None]:
+    available = set((root / "cgroup.controllers").read_text().split()) & set(KINDS)
+    if not available:
+        return None, frozenset(), f"cgroup v2 at {root} offers none of {', '.join(KINDS)}"
+    ours = root / GROUP
+    if not _writable_dir(ours):
+        return None, frozenset(), f"cgroup v2 at {root} is not writable"
+    enable = " ".join(f"+{c}" for c in sorted(available))
+    try:
+        _write(root / "cgroup.subtree_control", enable)
+    except OSError as exc:
+        if exc.errno != errno.EBUSY or own != "/":
+            return None, frozenset(), f"cannot enable {enable} in {root}: {exc.strerror}"
+        # "No internal processes": at our cgroup namespace root (a container), move the
+        # processes already there (the entrypoint, supervisord) into a leaf, then retry.
+        leaf = root / "init"
+        leaf.mkdir(exist_ok=True)
+        for pid in (root / "cgroup.procs").read_text().split():
+            with contextlib.suppress(OSError):
+                _write(leaf / "cgroup.procs", pid)
+        try:
+            _write(root / "cgroup.subtree_control", enable)
+        except OSError as exc2:
+            return None, frozenset(), f"cannot enable {enable} in {root}: {exc2.strerror}"
+    try:
+        _write(ours / "cgroup.subtree_control", enable)
+    except OSError as exc:
+        return None, frozenset(), f"cannot enable {enable} in {ours}: {exc.strerror}"
+    usable = set((ours / "cgroup.subtree_control").read_text().split()) & available
+    return ours, frozenset(usable), None
+
+
+def detect(cgroup_root: Path | None = None, *, proc: Path = Path("/proc")) -> Layout:
+    """Find writable hierarchies. ``cgroup_root`` (MAESTRO_CGROUP_ROOT) names the v2 folder to use."""
+    try:
+        mounts = _mounts((proc / "self" / "mounts").read_text())
+        own = (proc / "self" / "cgroup").read_text()
+    except OSError as exc:
+        return Layout(notes=(f"cannot read cgroup mounts: {exc}",))
+    notes: list[str] = []
+    v2: Path | None = None
+    v2_ctl: frozenset[str] = frozenset()
+    root = cgroup_root
+    own_v2 = "/" if cgroup_root else _own_path(own, True)
+    if root is None:
+        root = next((Path(m) for m, fstype, _ in mounts if fstype == "cgroup2"), None)
+    if root is not None and (root / "cgroup.controllers").is_file():
+        try:
+            v2, v2_ctl, note = _setup_v2(root, own_v2)
+        except OSError as exc:
+            note = f"cgroup v2 at {root}: {exc}"
+        if note:
+            notes.append(note)
+    elif cgroup_root is not None:
+        notes.append(f"MAESTRO_CGROUP_ROOT={cgroup_root} is not a cgroup v2 folder")
+    v1: dict[str, Path] = {}
+    for mountpoint, fstype, options in mounts:
+        if fstype != "cgroup":
+            continue
+        for kind in KINDS:
+            if kind in options and kind not in v2_ctl and kind not in v1:
+                ours = Path(mountpoint) / GROUP
+                if _writable_dir(ours):
+                    v1[kind] = ours
+                else:
+                    notes.append(f"cgroup v1 {kind} at {mountpoint} is not writable")
+    return Layout(v2=v2, v2_controllers=v2_ctl, v1=v1, notes=tuple(notes))
+
+
+@dataclass(frozen=True)
+class Prepared:
+    procs: tuple[str, ...]  # cgroup.procs files the service's launch joins
+    enforced: dict[str, str | None]  # per limit kind: mechanism, 'unlimited' or None
+    prlimit: tuple[str, ...]  # argv prefix for rlimit fallbacks
+    errors: tuple[str, ...] = ()
+
+
+def service_dirs(layout: Layout, name: str) -> list[Path]:
+    dirs = [layout.v2 / name] if layout.v2 is not None else []
+    dirs += [path / name for path in layout.v1.values()]
+    return list(dict.fromkeys(dirs))  # co-mounted controllers (cpu,cpuacct) share a folder
+
+
+def prepare(layout: Layout, name: str, limits: Limits) -> Prepared:
+    """Create ``<hierarchy>/maestro/<name>`` where needed and write the limits."""
+    chosen = choose(layout, limits)
+    procs: list[str] = []
+    errors: list[str] = []
+    for kind, mech in list(chosen.items()):
+        if mech not in ("cgroup-v2", "cgroup-v1"):
+            continue
+        version = 2 if mech == "cgroup-v2" else 1
+        folder = (layout.v2 if version == 2 else layout.v1[kind]) / name
+        try:
+            folder.mkdir(exist_ok=True)
+            swap = (folder / ("memory.swap.max" if version == 2 else "memory.memsw.limit_in_bytes")).exists()
+            for filename, value in limit_files(kind, version, limits, has_swap=swap):
+                _write(folder / filename, value)
+        except OSError as exc:
+            errors.append(f"{kind} limit in {folder}: {exc.strerror or exc}")
+            chosen[kind] = RLIMIT_FALLBACK.get(kind)
+            continue
+        procs.append(str(folder / "cgroup.procs"))
+    return Prepared(procs=tuple(dict.fromkeys(procs)), enforced=chosen,
+                    prlimit=prlimit_argv(limits, chosen), errors=tuple(errors))
+
+
+def remove(layout: Layout, name: str) -> None:
+    """Remove a service's groups; a group that still holds processes stays (rmdir refuses)."""
+    for folder in service_dirs(layout, name):
+        with contextlib.suppress(OSError):
+            folder.rmdir()
+
+
+def join(procs: tuple[str, ...], pid: int = 0) -> None:
+    """Move ``pid`` (0: the caller) into each group; used in a child before exec."""
+    for path in procs:
+        _write(Path(path), str(pid or os.getpid()))

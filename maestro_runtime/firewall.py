@@ -1,0 +1,173 @@
+"""Inbound firewall (MAESTRO_INPUT) and per-service egress (MAESTRO_OUTPUT, owner match on UID).
+
+Pure: :func:`plan_egress`, :func:`restore_text`. Imperative shell: :class:`Firewall`,
+which feeds ``iptables-restore --noflush`` (atomic per table; declaring our
+chains flushes only them) for IPv4 and IPv6 and makes sure INPUT/OUTPUT jump
+to them. ``prefix`` lets tests run every command inside a network namespace
+they created (``ip netns exec NS``), never on the machine's own tables.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import socket
+import subprocess
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+from . import netpolicy
+
+log = logging.getLogger("maestro.firewall")
+
+CHAIN_IN = "MAESTRO_INPUT"
+CHAIN_OUT = "MAESTRO_OUTPUT"
+TOOLS = {4: ("iptables", "iptables-restore"), 6: ("ip6tables", "ip6tables-restore")}
+
+
+@dataclass(frozen=True)
+class Egress:
+    """Egress of one UID: ``None`` addresses means unrestricted; () means loopback only."""
+
+    uid: int
+    addresses: tuple[str, ...] | None
+
+
+def egress_kind(net: netpolicy.NetDecision) -> str:
+    if net.policy == netpolicy.DENY:
+        return "deny"
+    if not net.hosts:
+        return "all"
+    if any(h.startswith("*.") for h in net.hosts):
+        return "wildcard"
+    return "list"
+
+
+def plan_egress(records: Sequence, nets: Mapping[str, netpolicy.NetDecision],
+                resolve: Callable[[str], list[str]]) -> list[Egress]:
+    """One entry per UID; services sharing a user share the union of their allowances."""
+    by_uid: dict[int, set[str] | None] = {}
+    for record in records:
+        if record.uid < 0:
+            continue
+        net = nets[record.id]
+        kind = egress_kind(net)
+        current = by_uid.get(record.uid, set())
+        if current is None or kind in ("all", "wildcard"):
+            by_uid[record.uid] = None  # wildcards cannot be matched by IP: reported as not enforced
+            continue
+        if kind == "list":
+            for host in net.hosts:
+                current |= set(resolve(host))
+        by_uid[record.uid] = current
+    return [Egress(uid, None if addrs is None else tuple(sorted(addrs))) for uid, addrs in sorted(by_uid.items())]
+
+
+def _family(address: str) -> int:
+    return 6 if ":" in address else 4
+
+
+def restore_text(family: int, ports: Sequence[int], egress: Sequence[Egress]) -> str:
+    """``iptables-restore --noflush`` input that rebuilds both our chains."""
+    lines = ["*filter", f":{CHAIN_IN} - [0:0]", f":{CHAIN_OUT} - [0:0]",
+             f"-A {CHAIN_IN} -i lo -j ACCEPT",
+             f"-A {CHAIN_IN} -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT"]
+    if family == 6:
+        lines.append(f"-A {CHAIN_IN} -p ipv6-icmp -j ACCEPT")  # neighbour discovery: IPv6 needs it
+    lines += [f"-A {CHAIN_IN} -p tcp -m tcp --dport {int(p)} -j ACCEPT" for p in sorted(set(ports))]
+    lines.append(f"-A {CHAIN_IN} -j DROP")
+    lines += [f"-A {CHAIN_OUT} -o lo -j ACCEPT",
+              f"-A {CHAIN_OUT} -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT"]
+    for entry in egress:
+        if entry.addresses is None:
+            continue
+        owner = f"-A {CHAIN_OUT} -m owner --uid-owner {int(entry.uid)}"
+        addrs = [a for a in entry.addresses if _family(a) == family]
+        if entry.addresses:  # names need DNS
+            lines += [f"{owner} -p udp -m udp --dport 53 -j ACCEPT", f"{owner} -p tcp -m tcp --dport 53 -j ACCEPT"]
+        lines += [f"{owner} -d {a} -j ACCEPT" for a in addrs]
+        lines.append(f"{owner} -j REJECT")
+    return "\n".join([*lines, "COMMIT", ""])
+
+
+def _resolve(host: str) -> list[str]:
+    with contextlib.suppress(OSError):
+        return sorted({info[4][0] for info in socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)})
+    return []
+
+
+class Firewall:
+    def __init__(self, *, disabled: bool = False, prefix: Sequence[str] = (),
+                 resolve: Callable[[str], list[str]] = _resolve):
+        self.disabled = disabled
+        self.prefix = tuple(prefix)
+        self.resolve = resolve
+        self._available: dict[int, str | None] = {}
+
+    @classmethod
+    def from_config(cls, config) -> Firewall:
+        return cls(disabled=config.firewall_disabled)
+
+    def _run(self, argv: Sequence[str], stdin: str | None = None) -> subprocess.CompletedProcess:
+        return subprocess.run([*self.prefix, *argv], input=stdin, capture_output=True, text=True, timeout=30)
+
+    def problem(self, family: int) -> str | None:
+        """Why this family's table cannot be managed (no tool, no NET_ADMIN), or None."""
+        if family not in self._available:
+            try:
+                proc = self._run([TOOLS[family][0], "-w", "-S", "INPUT"])
+                self._available[family] = None if proc.returncode == 0 else \
+                    (proc.stderr.strip().splitlines() or ["failed"])[-1]
+            except (OSError, subprocess.TimeoutExpired) as exc:
+                self._available[family] = str(exc)
+        return self._available[family]
+
+    def egress_status(self, net: netpolicy.NetDecision) -> str:
+        kind = egress_kind(net)
+        if kind == "all":
+            return "unrestricted (allow, no host list)"
+        if self.disabled:
+            return "not enforced (MAESTRO_FIREWALL_DISABLE=1)"
+        if (why := self.problem(4)) is not None:
+            return f"not enforced (iptables unusable: {why})"
+        if kind == "wildcard":
+            return "not enforced (wildcard host patterns cannot be matched by address)"
+        return "iptables owner match on the service's UID" + (
+            " (host names resolved at deploy)" if kind == "list" else "")
+
+    def boot_warnings(self) -> list[str]:
+        if self.disabled:
+            return ["firewall disabled (MAESTRO_FIREWALL_DISABLE=1): no inbound filtering, "
+                    "service egress not enforced"]
+        why = self.problem(4)
+        if why is not None:
+            return [f"firewall skipped: iptables is unusable ({why}); grant --cap-add NET_ADMIN. "
+                    "Inbound traffic is not filtered and service egress is not enforced"]
+        if (why6 := self.problem(6)) is not None:
+            return [f"IPv6 firewall skipped: ip6tables is unusable ({why6})"]
+        return []
+
+    def apply(self, ports: Sequence[int], egress: Sequence[Egress]) -> list[str]:
+        """Rebuild both chains for each usable family; returns problems (never raises)."""
+        if self.disabled:
+            return []
+        problems = []
+        for family in (4, 6):
+            if (why := self.problem(family)) is not None:
+                problems.append(f"IPv{family} firewall skipped: {why}")
+                continue
+            tool, restore = TOOLS[family]
+            proc = self._run([restore, "-w", "--noflush"], restore_text(family, ports, egress))
+            if proc.returncode != 0:
+                problems.append(f"{restore} failed: {proc.stderr.strip()[:300]}")
+                continue
+            for parent, chain in (("INPUT", CHAIN_IN), ("OUTPUT", CHAIN_OUT)):
+                if self._run([tool, "-w", "-C", parent, "-j", chain]).returncode != 0:
+                    self._run([tool, "-w", "-I", parent, "1", "-j", chain])
+        for problem in problems:
+            log.warning("%s", problem)
+        return problems
+
+    def sync(self, records: Sequence, nets: Mapping[str, netpolicy.NetDecision]) -> list[str]:
+        ports = [r.port for r in records if r.port]
+        return self.apply(ports, plan_egress(records, nets, self.resolve))

@@ -1,0 +1,217 @@
+"""Network policy: the root-owned policy file, host allowlists and ``allow-host``.
+
+Pure: :func:`parse_policy_text`, :func:`validate_host`, :func:`host_allowed`,
+:func:`decide`. Imperative shell: :func:`read_policy_file` (the ownership and
+mode checks), :func:`extra_hosts` / :func:`allow_host` (per-service additions
+made at runtime, kept beside the service records).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import os
+import re
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+
+FLAG = "ALLOW_HOST_NETWORK"
+DENY, ALLOW = "deny", "allow"
+# RFC 1123 labels; a pattern may start with "*." to mean any name below a domain.
+_LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
+_HOST_RE = re.compile(rf"^(?:\*\.)?(?:{_LABEL}\.)*{_LABEL}$")
+
+
+class NetPolicyError(ValueError):
+    pass
+
+
+def validate_host(raw: str) -> str:
+    """A lower-cased RFC 1123 host name or ``*.domain`` pattern; raises NetPolicyError."""
+    host = str(raw).strip().lower().rstrip(".")
+    if len(host) > 253 or not _HOST_RE.match(host):
+        raise NetPolicyError(f"{host[:60]!r} is not a valid host name (RFC 1123, optional leading *.)")
+    return host
+
+
+def host_allowed(host: str, patterns: tuple[str, ...] | list[str]) -> bool:
+    """Exact names match themselves; ``*.example.com`` matches any name below example.com (not
+    example.com itself). No patterns at all means every destination is allowed."""
+    if not patterns:
+        return True
+    name = host.strip().lower().rstrip(".")
+    if name.startswith("[") and name.endswith("]"):
+        name = name[1:-1]  # IPv6 literal as written in a URL
+    for pattern in patterns:
+        if pattern.startswith("*."):
+            if name.endswith(pattern[1:]) and len(name) > len(pattern) - 1:
+                return True
+        elif name == pattern:
+            return True
+    return False
+
+
+def is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False
+    return True
+
+
+@dataclass(frozen=True)
+class PolicyText:
+    flag: bool
+    hosts: tuple[str, ...]
+    problems: tuple[str, ...] = ()
+
+
+def parse_policy_text(text: str) -> PolicyText:
+    """``ALLOW_HOST_NETWORK=1`` plus host patterns, one or more per line; ``#`` starts a comment."""
+    flag = False
+    hosts: list[str] = []
+    problems: list[str] = []
+    for number, raw in enumerate(text.splitlines(), start=1):
+        line = raw.split("#", 1)[0].strip()
+        if not line:
+            continue
+        if "=" in line:
+            key, _, value = line.partition("=")
+            if key.strip() == FLAG:
+                flag = value.strip() == "1"
+            else:
+                problems.append(f"line {number}: unknown setting {key.strip()[:40]!r}")
+            continue
+        for word in line.replace(",", " ").split():
+            try:
+                hosts.append(validate_host(word))
+            except NetPolicyError as exc:
+                problems.append(f"line {number}: {exc}")
+    return PolicyText(flag=flag, hosts=tuple(dict.fromkeys(hosts)), problems=tuple(problems))
+
+
+@dataclass(frozen=True)
+class FileCheck:
+    """What the policy file says, or why it is not trusted (``reason``)."""
+
+    text: PolicyText | None
+    reason: str | None = None
+
+
+def check_file_stat(st: os.stat_result, path: Path) -> str | None:
+    """Why a policy file with this stat cannot be trusted, or None."""
+    if not stat.S_ISREG(st.st_mode):
+        return f"{path} is not a regular file"
+    if st.st_uid != 0:
+        return f"{path} is owned by uid {st.st_uid}, not root"
+    if st.st_mode & 0o022:
+        return f"{path} is group- or world-writable (mode {stat.S_IMODE(st.st_mode):04o})"
+    return None
+
+
+def read_policy_file(path: Path) -> FileCheck:
+    """Open without following links and check the very file that is read."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+    except FileNotFoundError:
+        return FileCheck(None, f"{path} does not exist")
+    except OSError as exc:
+        return FileCheck(None, f"{path} cannot be opened ({exc.strerror})")
+    with os.fdopen(fd, "rb") as handle:
+        reason = check_file_stat(os.fstat(handle.fileno()), path)
+        if reason:
+            return FileCheck(None, reason)
+        data = handle.read(1 << 20)
+    return FileCheck(parse_policy_text(data.decode("utf-8", "replace")))
+
+
+@dataclass(frozen=True)
+class NetDecision:
+    """The effective policy for one sandbox: ``deny`` or ``allow`` with a host allowlist
+    (empty: every destination)."""
+
+    policy: str
+    hosts: tuple[str, ...] = ()
+    warning: str | None = None
+
+    @property
+    def proxied(self) -> bool:
+        return self.policy == ALLOW and bool(self.hosts)
+
+    def describe(self) -> dict[str, object]:
+        if self.policy == DENY:
+            return {"policy": DENY, "detail": "own loopback only"}
+        if not self.hosts:
+            return {"policy": ALLOW, "detail": "all destinations"}
+        return {"policy": ALLOW, "detail": "allowlist", "hosts": list(self.hosts)}
+
+
+def decide(requested: str, check: FileCheck, extra: tuple[str, ...] = ()) -> NetDecision:
+    """Allow only when asked *and* the policy file is trusted and sets the flag."""
+    if requested != ALLOW:
+        return NetDecision(DENY)
+    if check.text is None:
+        return NetDecision(DENY, warning=f"network policy 'allow' refused, using deny: {check.reason}")
+    if not check.text.flag:
+        return NetDecision(DENY, warning=f"network policy 'allow' refused, using deny: the policy file "
+                                         f"does not contain {FLAG}=1")
+    # The file's hosts plus the sandbox's own (allow_hosts, --allow-host); none at all: everything.
+    hosts = tuple(dict.fromkeys((*check.text.hosts, *extra)))
+    warning = "; ".join(check.text.problems) or None
+    return NetDecision(ALLOW, hosts, warning=warning and f"policy file: {warning}")
+
+
+# ---------------------------------------------------------------- allow-host (runtime additions)
+
+
+def _extras_file(folder: Path, service_id: str) -> Path:
+    return folder / "allow-hosts" / f"{service_id}.txt"
+
+
+def extra_hosts(runtime_dir: Path, state_dir: Path, service_id: str) -> tuple[str, ...]:
+    """Hosts added with ``allow-host``: saved ones (state dir) and this boot's (runtime dir)."""
+    hosts: list[str] = []
+    for folder in (state_dir, runtime_dir):
+        with contextlib.suppress(OSError):
+            for line in _extras_file(folder, service_id).read_text().split():
+                with contextlib.suppress(NetPolicyError):
+                    hosts.append(validate_host(line))
+    return tuple(dict.fromkeys(hosts))
+
+
+def add_extra_host(runtime_dir: Path, state_dir: Path, service_id: str, host: str, *, save: bool) -> bool:
+    """Record one host for a service; False when it was already there."""
+    name = validate_host(host)
+    folder = state_dir if save else runtime_dir
+    path = _extras_file(folder, service_id)
+    current = set(path.read_text().split()) if path.exists() else set()
+    if name in current:
+        return False
+    from .records import atomic_write  # stdlib-only module; kept local to keep this one pure
+
+    atomic_write(path, "".join(f"{h}\n" for h in sorted(current | {name})), mode=0o644)
+    return True
+
+
+def forget_extra_hosts(runtime_dir: Path, state_dir: Path, service_id: str) -> None:
+    for folder in (state_dir, runtime_dir):
+        _extras_file(folder, service_id).unlink(missing_ok=True)
+
+
+def allow_host(settings, service_id: str, host: str, *, save: bool = False) -> str:
+    """``maestro allow-host SERVICE HOST [--save]``: add HOST to the service's egress allowlist.
+
+    Validates HOST (RFC 1123, ``*.domain`` allowed), records it for this boot (or for good
+    with ``save``) and returns the normalised name. The caller (cli) then re-applies the
+    firewall (``SandboxPolicy.sync_firewall``) so running services see the change.
+    Raises NetPolicyError for a bad host or an unknown service.
+    """
+    from .naming import PROGRAM_ID_RE
+    from .records import RecordStore
+
+    if not PROGRAM_ID_RE.match(service_id) or RecordStore(settings.records_dir).load(service_id) is None:
+        raise NetPolicyError(f"no such service: {service_id[:60]!r}")
+    name = validate_host(host)
+    add_extra_host(settings.runtime_dir, settings.state_dir, service_id, name, save=save)
+    return name

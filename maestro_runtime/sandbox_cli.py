@@ -1,0 +1,71 @@
+"""``maestro-sandbox [--workdir DIR] [--net deny|allow] [--allow-host HOST]... [--user U] -- CMD ARGS``.
+
+Thin shell over :func:`maestro_runtime.sandbox.run`: parse, run, exit with the
+command's status (125 when the sandbox itself could not be set up).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+import click
+
+from . import netpolicy, sandbox
+from .settings import Settings
+
+SETUP_FAILED = 125  # like env/docker: the wrapper failed, not the command
+
+
+def _env_pair(value: str) -> tuple[str, str]:
+    key, sep, val = value.partition("=")
+    if not sep or not key or "\0" in value:
+        raise click.BadParameter(f"{value[:40]!r} must look like KEY=VALUE")
+    return key, val
+
+
+@click.command(context_settings={"ignore_unknown_options": False, "allow_interspersed_args": False})
+@click.option("--workdir", type=click.Path(file_okay=False, path_type=Path), default=".",
+              help="Folder the command runs in; bound read-write (default: the current folder).")
+@click.option("--net", type=click.Choice([netpolicy.DENY, netpolicy.ALLOW]), default=None,
+              help="Network policy (default: MAESTRO_SANDBOX_NET_POLICY). 'allow' also needs the policy file.")
+@click.option("--allow-host", "allow_hosts", multiple=True, metavar="HOST",
+              help="Add a host (or *.domain) to the allowlist; repeatable.")
+@click.option("--user", default=None, help="Project user to run as (required when run as root).")
+@click.option("--env", "env_pairs", multiple=True, metavar="KEY=VALUE", help="Pass one variable; repeatable.")
+@click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
+def main(workdir: Path, net: str | None, allow_hosts: tuple[str, ...], user: str | None,
+         env_pairs: tuple[str, ...], command: tuple[str, ...]) -> None:
+    """Run COMMAND in a bubblewrap sandbox as a project's user, with limits and a network policy."""
+    logging.basicConfig(level=logging.INFO, format="maestro-sandbox: %(message)s", stream=sys.stderr)
+    try:
+        settings = Settings.from_env()
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from exc
+    config = sandbox.SandboxConfig.from_settings(settings)
+    for problem in config.problems:
+        logging.getLogger("maestro.sandbox").warning("%s", problem)
+    try:
+        hosts = tuple(netpolicy.validate_host(h) for h in allow_hosts)
+    except netpolicy.NetPolicyError as exc:
+        raise click.BadParameter(str(exc), param_hint="--allow-host") from exc
+    if user is None:
+        import os
+        import pwd
+
+        user = pwd.getpwuid(os.geteuid()).pw_name
+    request = sandbox.RunRequest(
+        argv=command, user=user, workdir=workdir, net=net or config.net_policy, allow_hosts=hosts,
+        env=dict(_env_pair(p) for p in env_pairs),
+    )
+    try:
+        code = sandbox.run(config, request, term=settings.environ.get("TERM"))
+    except sandbox.SandboxError as exc:
+        click.echo(f"maestro-sandbox: {exc}", err=True)
+        sys.exit(SETUP_FAILED)
+    sys.exit(code)
+
+
+if __name__ == "__main__":
+    main()
