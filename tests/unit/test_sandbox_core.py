@@ -1,0 +1,124 @@
+"""Pure parts of the sandbox: settings, bwrap argv, wrapper order, reports."""
+
+from pathlib import Path
+
+import pytest
+
+from maestro_runtime import cgroups, sandbox
+from maestro_runtime.launch import render_launch_script
+from maestro_runtime.records import ServiceRecord
+from maestro_runtime.settings import Settings
+
+
+def _config(**env):
+    return sandbox.SandboxConfig.from_settings(Settings.from_env({"MAESTRO_RUNTIME_DIR": "/tmp/x", **env}))
+
+
+def test_defaults():
+    c = _config()
+    assert (c.mode, c.net_policy, c.firewall_disabled) == ("auto", "deny", False)
+    assert c.limits == cgroups.Limits(memory=512 << 20, cpu_quota_us=None, cpu_period_us=100_000, pids_max=128)
+    assert c.net_allow_file == Path("/etc/maestro/sandbox-net-allow")
+    assert c.problems == ()
+
+
+def test_settings_parsed_and_bad_values_reported():
+    c = _config(MAESTRO_SANDBOX_MODE="off", MAESTRO_SANDBOX_MEMORY="max", MAESTRO_SANDBOX_CPU_QUOTA_US="50000",
+                MAESTRO_SANDBOX_PIDS_MAX="64", MAESTRO_SANDBOX_NET_POLICY="allow", MAESTRO_FIREWALL_DISABLE="1",
+                MAESTRO_CGROUP_ROOT="/sys/fs/cgroup/x", MAESTRO_SANDBOX_NET_ALLOW_FILE="/p")
+    assert c.mode == "off" and c.limits.memory is None and c.limits.cpu_quota_us == 50000
+    assert c.limits.pids_max == 64 and c.net_policy == "allow" and c.firewall_disabled
+    assert c.cgroup_root == Path("/sys/fs/cgroup/x") and c.net_allow_file == Path("/p")
+    bad = _config(MAESTRO_SANDBOX_MODE="sometimes", MAESTRO_SANDBOX_MEMORY="lots", MAESTRO_SANDBOX_PIDS_MAX="-3",
+                  MAESTRO_SANDBOX_NET_POLICY="open")
+    assert bad.mode == "require"  # a typo fails closed
+    assert bad.limits.memory == 512 << 20 and bad.limits.pids_max == 128 and bad.net_policy == "deny"
+    assert len(bad.problems) == 4
+
+
+VIEW = sandbox.View(entries=(("ro", "/usr", "/usr"), ("symlink", "usr/bin", "/bin"), ("ro", "/etc", "/etc"),
+                             ("ro", "/opt/rt", "/opt/rt")),
+                    masked_dirs=("/etc/maestro",), masked_files=("/srv/services.yml",))
+
+
+def _record(**kw):
+    base = dict(id="web", name="web", kind="env", origin="o", source="s", directory="/srv/p/web", user="web",
+                port=8000, uid=990, gid=990, home="/home/web", tmp_dir="/home/web/.maestro/tmp",
+                cache_dir="/home/web/.cache", venv_dir="", command="python app.py")
+    base.update(kw)
+    return ServiceRecord(**base)
+
+
+def _pairs(argv, flag):
+    return [tuple(argv[i + 1:i + 3]) for i, a in enumerate(argv) if a == flag]
+
+
+def test_service_argv():
+    argv = sandbox.bwrap_argv("/usr/bin/bwrap", VIEW, sandbox.service_shape(_record(), private_proc=True))
+    assert argv[0] == "/usr/bin/bwrap" and argv[-1] == "--"
+    for flag in ("--die-with-parent", "--unshare-pid", "--unshare-ipc", "--unshare-uts"):
+        assert flag in argv
+    # Services keep the container's network (ports) and process group (SIGTERM from supervisord).
+    assert "--unshare-net" not in argv and "--new-session" not in argv
+    assert ("/usr", "/usr") in _pairs(argv, "--ro-bind") and ("usr/bin", "/bin") in _pairs(argv, "--symlink")
+    assert _pairs(argv, "--bind") == [("/home/web", "/home/web"), ("/srv/p/web", "/srv/p/web")]
+    assert ("/dev/null", "/srv/services.yml") in _pairs(argv, "--ro-bind")
+    assert ("/dev/null", "/dev/tty") in _pairs(argv, "--ro-bind")
+    assert argv[argv.index("--proc") + 1] == "/proc"
+    tmpfs = [argv[i + 1] for i, a in enumerate(argv) if a == "--tmpfs"]
+    assert {"/tmp", "/run", "/var/tmp", "/etc/maestro"} <= set(tmpfs)
+    # Parents of the binds are made traversable, never the system folders.
+    dirs = [argv[i + 1] for i, a in enumerate(argv) if a == "--dir"]
+    assert {"/home", "/srv", "/srv/p", "/opt"} <= set(dirs) and "/usr" not in dirs
+
+
+def test_build_argv_unshares_net_and_session():
+    shape = sandbox.Shape(writable=("/w",), chdir="/w", unshare_net=True, new_session=True, private_proc=False)
+    argv = sandbox.bwrap_argv("/usr/bin/bwrap", VIEW, shape)
+    assert "--unshare-net" in argv and "--new-session" in argv
+    assert ("/proc", "/proc") in _pairs(argv, "--ro-bind") and "--proc" not in argv
+    assert argv[argv.index("--chdir") + 1] == "/w"
+
+
+def test_wrapper_order_in_launch_script():
+    bw = sandbox.bwrap_argv("/usr/bin/bwrap", VIEW, sandbox.service_shape(_record(), True))
+    wrapper = sandbox.wrap(bw, ("/usr/bin/prlimit", "--nproc=5", "--"))
+    assert wrapper[:2] == sandbox.IGNORE_SIGNALS and wrapper[-1] == "--"
+    script = render_launch_script(_record(), wrapper=wrapper, cgroup_procs=("/cg/a/cgroup.procs",))
+    exec_line = next(line for line in script.splitlines() if line.startswith("exec "))
+    order = [exec_line.index(w) for w in ("--ignore-signal", "/usr/bin/bwrap", "--default-signal",
+                                          "/usr/bin/prlimit", "/usr/bin/setpriv", "app.py")]
+    assert order == sorted(order)
+    assert "echo $$ > /cg/a/cgroup.procs" in script
+    assert sandbox.wrap(bw)[-3:] == (*sandbox.DEFAULT_SIGNALS, "--")
+
+
+def test_limits_report_never_pretends():
+    limits = cgroups.Limits(memory=256 << 20, cpu_quota_us=50000, pids_max=None)
+    report = sandbox.limits_report(limits, {"memory": "cgroup-v1", "cpu": None, "pids": "unlimited"})
+    assert report == {"memory": {"value": "256M", "enforced_by": "cgroup-v1"},
+                      "cpu": {"value": "50000/100000us", "enforced_by": "not enforced"},
+                      "pids": {"value": "max", "enforced_by": "unlimited"}}
+
+
+def test_clean_env_for_commands():
+    env = sandbox.sandbox_env("/home/u", "u", True, {"X": "1"}, "xterm")
+    assert env["HTTPS_PROXY"] == f"http://127.0.0.1:{sandbox.PROXY_PORT}" and env["X"] == "1"
+    assert set(env) >= {"PATH", "HOME", "USER", "TERM"}
+    assert "HTTP_PROXY" not in sandbox.sandbox_env("/h", "u", False, {}, None)
+
+
+def test_off_mode_never_probes(tmp_path):
+    policy = sandbox.SandboxPolicy(sandbox.SandboxConfig(mode="off", runtime_dir=tmp_path))
+    assert policy.sandboxed() == (False, "MAESTRO_SANDBOX_MODE=off")
+
+
+def test_require_raises_with_hint(tmp_path):
+    config = sandbox.SandboxConfig(mode="require", runtime_dir=tmp_path, bwrap=str(tmp_path / "no-bwrap"))
+    with pytest.raises(sandbox.SandboxError, match="cap-add SYS_ADMIN"):
+        sandbox.SandboxPolicy(config).sandboxed()
+    auto = sandbox.SandboxPolicy(sandbox.SandboxConfig(mode="auto", runtime_dir=tmp_path / "a",
+                                                       bwrap=str(tmp_path / "no-bwrap")))
+    on, why = auto.sandboxed()
+    assert not on and "not found" in why
+    assert (tmp_path / "a" / "sandbox" / "probe.json").is_file()  # probed once, cached
