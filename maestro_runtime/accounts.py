@@ -14,6 +14,30 @@ class AccountError(Exception):
     pass
 
 
+# Capabilities root needs to give each project its own user (bit numbers from linux/capability.h).
+IDENTITY_CAPS = {"CHOWN": 0, "DAC_OVERRIDE": 1, "FOWNER": 3, "KILL": 5, "SETGID": 6, "SETUID": 7}
+
+
+def missing_identity_caps(status_text: str | None = None) -> list[str]:
+    """Capabilities from IDENTITY_CAPS that this process lacks (e.g. under --cap-drop ALL)."""
+    if status_text is None:
+        status_text = Path("/proc/self/status").read_text()
+    effective = 0
+    for line in status_text.splitlines():
+        if line.startswith("CapEff:"):
+            effective = int(line.split()[1], 16)
+    return [name for name, bit in IDENTITY_CAPS.items() if not effective >> bit & 1]
+
+
+def shared_account(user: str, home_root: Path) -> Account:
+    """Degraded mode (no CAP_SETUID/CAP_CHOWN): no account is made and the service runs as root
+    without capabilities, in its own home folder."""
+    account = Account(user=user, uid=0, gid=0, home=home_root / user)
+    for folder in (account.home, account.home / ".maestro", account.tmp_dir, account.cache_dir):
+        folder.mkdir(parents=True, exist_ok=True)
+    return account
+
+
 @dataclass(frozen=True)
 class Account:
     user: str

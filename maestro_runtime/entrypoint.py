@@ -51,7 +51,7 @@ def boot(settings: Settings) -> int:
     """Provision everything; return the number of failures."""
     prepare_runtime(settings)
     provisioner = Provisioner(settings)
-    for warning in provisioner.policy.boot_warnings():
+    for warning in provisioner.boot_warnings():
         log.warning("%s", warning)
     report = reconcile(provisioner, gather_specs(settings))
     write_report(settings.boot_report, report)

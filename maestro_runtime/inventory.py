@@ -11,7 +11,7 @@ from .records import ServiceRecord
 # The stable JSON keys (documented in the README); new keys may be added, none removed.
 JSON_KEYS = (
     "name", "status", "pid", "uptime", "user", "port", "directory", "command",
-    "command_reason", "source", "ref", "kind", "error", "sandbox",
+    "command_reason", "source", "ref", "kind", "error", "sandbox", "degraded",
 )
 
 
@@ -31,6 +31,7 @@ class ServiceView:
     kind: str
     error: str | None
     sandbox: dict[str, Any]
+    degraded: list[str]
 
     def as_json(self) -> dict[str, Any]:
         return {key: getattr(self, key) for key in JSON_KEYS}
@@ -56,6 +57,7 @@ def view(record: ServiceRecord, process: dict[str, Any] | None, now: float, supe
         port=record.port or None, directory=record.directory, command=record.command,
         command_reason=record.command_reason, source=record.source, ref=record.ref, kind=record.kind,
         error=record.error or (process.get("spawnerr") or None if process else None), sandbox=record.sandbox,
+        degraded=record.degraded,
     )
 
 
@@ -94,4 +96,5 @@ def format_table(views: list[ServiceView], width: int = 48) -> str:
     for v in views:
         if v.error:
             lines.append(f"! {v.name}: {v.error}")
+        lines.extend(f"~ {v.name}: not enforced: {reason}" for reason in v.degraded)
     return "\n".join(lines)

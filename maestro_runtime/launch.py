@@ -76,6 +76,9 @@ def service_environment(record: ServiceRecord) -> dict[str, str]:
 
 
 def drop_privileges_argv(uid: int, gid: int) -> list[str]:
+    if uid == 0:
+        # Degraded mode (no CAP_SETUID): nothing to drop to; still forbid gaining privileges.
+        return ["/usr/bin/setpriv", "--no-new-privs", "--"]
     return ["/usr/bin/setpriv", f"--reuid={uid}", f"--regid={gid}", "--clear-groups", "--no-new-privs", "--"]
 
 

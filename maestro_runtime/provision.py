@@ -24,6 +24,11 @@ from .supervisor import ProgramOptions, RenderError, remove_program, render_prog
 
 log = logging.getLogger("maestro")
 
+IDENTITY_WARNING = (
+    "per-project users are NOT enforced: this container lacks {caps}; services run as root without "
+    "capabilities. Grant --cap-add CHOWN --cap-add SETUID --cap-add SETGID --cap-add DAC_OVERRIDE "
+    "--cap-add FOWNER --cap-add KILL to give each project its own user"
+)
 # Everything a single service's failure can raise; anything else is a bug and propagates.
 PROVISION_ERRORS = (
     SpecError, PortError, RenderError, OSError,
@@ -70,6 +75,17 @@ class Provisioner:
         self.ledger = PortLedger(settings.port_ledger)
         self.launch_dir = settings.runtime_dir / "launch"
         self.policy = sandbox.SandboxPolicy.from_settings(settings)
+        self.missing_caps = accounts.missing_identity_caps()
+
+    def boot_warnings(self) -> list[str]:
+        warnings = sandbox.boot_report(self.policy.config)
+        if self.identity_degraded:
+            warnings.append(IDENTITY_WARNING.format(caps=", ".join(self.missing_caps)))
+        return warnings
+
+    @property
+    def identity_degraded(self) -> bool:
+        return bool({"SETUID", "SETGID", "CHOWN"} & set(self.missing_caps))
 
     # ------------------------------------------------------------ one service
 
@@ -86,7 +102,10 @@ class Provisioner:
     def _provision(self, a: Assignment, previous: ServiceRecord | None, refetch: bool) -> ServiceRecord:
         spec = a.spec
         settings = self.settings
-        account = accounts.ensure_account(a.user, settings.home_root, settings.accounts_prefix)
+        if self.identity_degraded:
+            account = accounts.shared_account(a.user, settings.home_root)
+        else:
+            account = accounts.ensure_account(a.user, settings.home_root, settings.accounts_prefix)
         if spec.directory is not None:
             directory, source, revision = spec.directory, str(spec.directory), ""
         else:
@@ -98,7 +117,8 @@ class Provisioner:
                 revision = f"{time.time():.6f}"
             else:
                 revision = previous.revision if previous else ""
-        accounts.own_tree(directory, account)
+        if not self.identity_degraded:
+            accounts.own_tree(directory, account)
         builds.build(directory, account, settings=settings, policy=self.policy, service_id=a.id)
         port = self.ledger.assign(a.id, spec.port, settings.port_range)
         if spec.kind == "preseeded" and spec.port is None:
@@ -119,6 +139,8 @@ class Provisioner:
             keep=list(spec.keep), allow_hosts=list(spec.allow_hosts),
             limits={k: v for k, v in spec.limits.__dict__.items() if v is not None},
             state=READY, error=None, updated=time.time(), revision=revision,
+            degraded=["identity: runs as root without capabilities (no CAP_SETUID/CAP_CHOWN)"]
+            if self.identity_degraded else [],
         )
 
     def _remember_port(self, directory: Path, port: int, account: accounts.Account) -> None:

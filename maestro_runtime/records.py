@@ -50,6 +50,7 @@ class ServiceRecord:
     allow_hosts: list[str] = field(default_factory=list)
     limits: dict[str, object] = field(default_factory=dict)
     sandbox: dict[str, object] = field(default_factory=dict)
+    degraded: list[str] = field(default_factory=list)  # protections not enforced for this service, and why
     state: str = READY
     error: str | None = None
     updated: float = 0.0

@@ -166,3 +166,20 @@ def test_graceful_stop_signals_every_service(maestro):
     maestro.wait_running(names)
     assert maestro.stop(timeout=10) == 0
     assert sorted(p.name for p in marker_dir.iterdir()) == sorted(names)
+
+
+def test_without_identity_capabilities_services_run_degraded_not_dead(maestro):
+    """Like --cap-drop ALL: no CAP_SETUID/SETGID/CHOWN. Services still run, and say what is not enforced."""
+    maestro.preseed("capless")
+    drop = "-chown,-setuid,-setgid,-dac_override,-fowner"
+    log = maestro.log_path.open("a")
+    maestro.proc = subprocess.Popen(
+        ["setpriv", f"--bounding-set={drop}", f"--inh-caps={drop}", "maestro-entrypoint"],
+        env=maestro.env, stdout=log, stderr=subprocess.STDOUT)
+    services = maestro.wait_running(["capless"])
+    svc = services["capless"]
+    assert "<h1>capless</h1>" in http_get(svc["port"])
+    assert psutil.Process(svc["pid"]).uids().real == 0
+    assert svc["degraded"] and "identity" in svc["degraded"][0]
+    assert "per-project users are NOT enforced" in maestro.log()
+    assert "~ capless: not enforced: identity" in maestro.run("list-services").stdout

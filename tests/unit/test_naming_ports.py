@@ -70,3 +70,12 @@ def test_corrupt_ledger_is_a_clear_error(tmp_path):
     (tmp_path / "ports.json").write_text("{not json")
     with pytest.raises(PortError, match="not valid JSON"):
         PortLedger(tmp_path / "ports.json").read()
+
+
+def test_missing_identity_caps_reads_the_effective_set():
+    from maestro_runtime.accounts import missing_identity_caps
+
+    assert missing_identity_caps("CapEff:\t000001ffffffffff\n") == []
+    assert missing_identity_caps("CapEff:\t0000000000000000\n") == [
+        "CHOWN", "DAC_OVERRIDE", "FOWNER", "KILL", "SETGID", "SETUID"]
+    assert missing_identity_caps("CapEff:\t00000000000000c0\n") == ["CHOWN", "DAC_OVERRIDE", "FOWNER", "KILL"]
