@@ -155,7 +155,7 @@ class Shape:
     fds: tuple[str, ...] = ()  # --info-fd N / --block-fd N
 
 
-def _parents(paths: Sequence[str], made: Sequence[str]) -> list[str]:
+def _parents(paths: Sequence[str], made: Sequence[str], exists: Sequence[str] = ()) -> list[str]:
     """``--perms 0755 --dir`` for the missing parents of bind targets: bwrap would create
     them 0700 root, and the project's user could not reach its own home."""
     out: list[str] = []
@@ -163,7 +163,7 @@ def _parents(paths: Sequence[str], made: Sequence[str]) -> list[str]:
         parts = Path(path).parents
         for parent in sorted((str(p) for p in parts if str(p) != "/"), key=len):
             covered = any(parent == m or parent.startswith(m + "/") for m in made)
-            if not covered and parent not in out:
+            if not covered and parent not in out and parent not in exists:
                 out.append(parent)
     return [arg for parent in out for arg in ("--perms", "0755", "--dir", parent)]
 
@@ -194,7 +194,7 @@ def bwrap_argv(bwrap: str, view: View, shape: Shape) -> list[str]:
     for folder in ("/tmp", "/run", "/var/tmp"):
         argv += ["--tmpfs", folder]
     ro = [dest for kind, _, dest in view.entries if kind == "ro"]
-    argv += _parents([*shape.writable, *shape.writable_try], [*ro, "/tmp", "/run", "/var/tmp", "/dev", "/proc"])
+    argv += _parents([*shape.writable, *shape.writable_try], ro, ("/tmp", "/run", "/var", "/var/tmp"))
     for folder in shape.writable:
         argv += ["--bind", folder, folder]
     for folder in shape.writable_try:
