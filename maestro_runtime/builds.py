@@ -63,6 +63,8 @@ class BuildOptions:
     timeout: float = 1800.0  # MAESTRO_BUILD_TIMEOUT (seconds, per command)
     log_dir: Path | None = None  # <state_dir>/builds: one log per service
     passthrough: tuple[tuple[str, str], ...] = ()
+    # MAESTRO_* settings (minus secrets) for a sandbox wrapper, which reads its own settings from env.
+    wrapper_env: tuple[tuple[str, str], ...] = ()
 
     @classmethod
     def from_settings(cls, settings) -> BuildOptions:
@@ -81,6 +83,9 @@ class BuildOptions:
             python=env.get("MAESTRO_BUILD_PYTHON", "").strip() or default_python(),
             timeout=float(raw_timeout) if raw_timeout else 1800.0,
             log_dir=Path(state_dir) / "builds" if state_dir else None,
+            wrapper_env=tuple(sorted(
+                (k, v) for k, v in env.items() if k.startswith("MAESTRO_") and "TOKEN" not in k
+            )),
             passthrough=tuple(sorted(
                 (k, v) for k, v in env.items()
                 if (k.startswith(_PASS_PREFIXES) or k in _PASS_KEYS) and k not in _NEVER_PASS
@@ -213,13 +218,13 @@ def build_environment(directory: Path, account, opts: BuildOptions) -> dict[str,
 
 def command_prefix(account, directory: Path, policy) -> list[str]:
     """Sandbox wrapper (when the policy offers one), then the drop to the project's user."""
-    prefix: list[str] = []
     wrapper = getattr(policy, "build_wrapper", None)
-    if callable(wrapper):
-        prefix += list(wrapper(account, directory) or ())
+    prefix = list(wrapper(account, directory) or ()) if callable(wrapper) else []
+    if prefix:
+        return prefix  # the sandbox wrapper drops to the account itself
     if os.geteuid() == 0 and account.uid != 0:
-        prefix += drop_privileges_argv(account.uid, account.gid)
-    return prefix
+        return drop_privileges_argv(account.uid, account.gid)
+    return []
 
 
 def _read_stamp(path: Path) -> str | None:
@@ -243,8 +248,22 @@ def _log_path(opts: BuildOptions, service_id: str, account) -> Path:
     return base / f"{service_id}.build.log"
 
 
+def wrap(prefix: list[str], step: Sequence[str], env: Mapping[str, str], opts: BuildOptions,
+         ) -> tuple[list[str], dict[str, str]]:
+    """argv and process environment of one step.
+
+    A sandbox wrapper starts its command with a clean environment, so the build's
+    variables are re-applied inside it with ``env``; the wrapper process itself gets
+    the MAESTRO_* settings so it resolves the same folders as this process.
+    """
+    if prefix and prefix[0] != "/usr/bin/setpriv":
+        inner = ["/usr/bin/env", *(f"{k}={v}" for k, v in env.items())]
+        return [*prefix, *inner, *step], {**dict(opts.wrapper_env), **env}
+    return [*prefix, *step], dict(env)
+
+
 def _run_plan(plan: Plan, directory: Path, account, policy, opts: BuildOptions, logfile: Path) -> None:
-    env = build_environment(directory, account, opts)
+    build_env = build_environment(directory, account, opts)
     prefix = command_prefix(account, directory, policy)
     with open(logfile, "a") as out:
         for step in plan.steps:
@@ -252,7 +271,8 @@ def _run_plan(plan: Plan, directory: Path, account, policy, opts: BuildOptions, 
             out.flush()
             started = time.monotonic()
             try:
-                proc = subprocess.run([*prefix, *step], cwd=directory, env=env, stdout=out,
+                argv, env = wrap(prefix, step, build_env, opts)
+                proc = subprocess.run(argv, cwd=directory, env=env, stdout=out,
                                       stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, timeout=opts.timeout)
                 code = proc.returncode
             except subprocess.TimeoutExpired:

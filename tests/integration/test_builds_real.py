@@ -51,7 +51,8 @@ require('http').createServer((q, r) => r.end('ms ' + ms(60000) + ' as ' + proces
 
 @pytest.fixture
 def world():
-    base = Path(tempfile.mkdtemp(prefix="maestro-build-it-"))
+    # not under /tmp: the sandbox gives builds a private /tmp, which would hide the project
+    base = Path(tempfile.mkdtemp(prefix="maestro-build-it-", dir="/srv"))
     base.chmod(0o755)
     user = f"mbt{uuid.uuid4().hex[:8]}"
     account = ensure_account(user, base / "home")
@@ -159,3 +160,28 @@ def test_failed_build_names_the_problem(world):
     message = str(info.value)
     assert "python build failed" in message and "this-package-does-not-exist-maestro" in message
     assert not (world.account.venv_dir / builds.STAMP_NAME).exists()
+
+
+def test_build_through_the_sandbox_policy_wrapper(world):
+    """With the real sandbox policy (whatever mode this host allows), the build still runs as the user."""
+    from maestro_runtime import sandbox
+    from maestro_runtime.settings import Settings
+
+    world.settings.environ.update(
+        MAESTRO_STATE_DIR=str(world.base / "state"), MAESTRO_RUNTIME_DIR=str(world.base / "run"),
+        MAESTRO_HOME_ROOT=str(world.base / "home"), MAESTRO_PROJECTS_DIR=str(world.base / "projects"),
+    )
+    policy = sandbox.SandboxPolicy.from_settings(Settings.from_env(world.settings.environ))
+    # The sandbox's build network policy may deny the registry: install from a local wheelhouse.
+    wheels = world.project / "wheelhouse"
+    subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--only-binary=:all:", "-d", str(wheels),
+                    "six==1.16.0"], check=True)
+    world.settings.environ["PIP_INSTALL_OPTIONS"] = f"--no-index --find-links {wheels}"
+    write(world.project, {"requirements.txt": "six==1.16.0\n"})
+    own(world)
+    built = builds.build(world.project, world.account, settings=world.settings, policy=policy, service_id="web")
+    assert built == ["python"]
+    six = next(world.account.venv_dir.glob("lib/python*/site-packages/six.py"))
+    assert six.stat().st_uid == world.account.uid
+    log = (world.base / "state" / "builds" / "web.build.log").read_text()
+    assert "sandbox_cli" not in log or "exit 0" in log
