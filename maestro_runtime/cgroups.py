@@ -14,6 +14,7 @@ import errno
 import logging
 import os
 import re
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -290,11 +291,19 @@ def prepare(layout: Layout, name: str, limits: Limits) -> Prepared:
                     prlimit=prlimit_argv(limits, chosen), errors=tuple(errors))
 
 
-def remove(layout: Layout, name: str) -> None:
-    """Remove a service's groups; a group that still holds processes stays (rmdir refuses)."""
+def remove(layout: Layout, name: str, wait: float = 1.0) -> None:
+    """Remove a service's groups. Exited processes leave a group a moment after wait()
+    returns, so EBUSY is retried briefly; a group still in use after that stays."""
+    deadline = time.monotonic() + wait
     for folder in service_dirs(layout, name):
-        with contextlib.suppress(OSError):
-            folder.rmdir()
+        while True:
+            try:
+                folder.rmdir()
+            except OSError as exc:
+                if exc.errno == errno.EBUSY and time.monotonic() < deadline:
+                    time.sleep(0.05)
+                    continue
+            break
 
 
 def join(procs: tuple[str, ...], pid: int = 0) -> None:
