@@ -126,7 +126,7 @@ class Provisioner:
         if spec.cmd:
             command, reason = spec.cmd, "explicit"
         else:
-            found = detect.detect_command(directory)
+            found = detect.detect_command(directory, account.venv_dir if account.venv_dir.is_dir() else None)
             command, reason = found.command, found.reason
         return ServiceRecord(
             id=a.id, name=spec.name or a.id, kind=spec.kind, origin=spec.origin, source=source,
