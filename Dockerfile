@@ -1,0 +1,105 @@
+# maestro-runtime: many projects in one container, each as its own UNIX user under supervisord.
+#
+#   podman build --format docker --network=host -t maestro-runtime .   (or: make build)
+#   docker build -t maestro-runtime .
+#
+# Where docker.io cannot be reached, scripts/build-base-image.sh makes a local
+# debian:bookworm-slim first (make build does this by itself). See docs/image.md.
+
+ARG BASE_IMAGE=debian:bookworm-slim
+
+# ---------------------------------------------------------------- builder: the wheel
+FROM ${BASE_IMAGE} AS builder
+
+SHELL ["/bin/bash", "-o", "pipefail", "-c"]
+# hadolint ignore=DL3008
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends python3 python3-venv ca-certificates \
+    && rm -rf /var/lib/apt/lists/*
+
+WORKDIR /src
+COPY pyproject.toml README* LICENSE ./
+COPY config/ config/
+COPY maestro_runtime/ maestro_runtime/
+# setuptools/wheel come from PyPI (build isolation); --no-deps: only our own wheel here,
+# the runtime stage resolves the dependencies.
+RUN python3 -m venv /opt/build \
+    && /opt/build/bin/pip install --no-cache-dir --disable-pip-version-check --no-input pip==24.3.1 \
+    && /opt/build/bin/pip wheel --no-cache-dir --disable-pip-version-check --no-input --no-deps -w /wheels . \
+    && ls -l /wheels
+
+# ---------------------------------------------------------------- runtime
+FROM ${BASE_IMAGE}
+
+ARG VERSION=0.1.0
+ARG REVISION=unknown
+ARG CREATED=unknown
+ARG SOURCE=https://github.com/maestro-runtime/maestro-runtime
+LABEL org.opencontainers.image.title="maestro-runtime" \
+      org.opencontainers.image.description="In-container process supervisor: many projects in one container, each as its own UNIX user under supervisord" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.revision="${REVISION}" \
+      org.opencontainers.image.created="${CREATED}" \
+      org.opencontainers.image.source="${SOURCE}" \
+      org.opencontainers.image.url="${SOURCE}" \
+      org.opencontainers.image.documentation="${SOURCE}#readme" \
+      org.opencontainers.image.licenses="MIT" \
+      org.opencontainers.image.base.name="debian:bookworm-slim"
+
+SHELL ["/bin/bash", "-o", "pipefail", "-c"]
+
+# System packages. supervisor is NOT Debian's: it comes from PyPI into the venv below.
+# python-is-python3: detected commands say `python app.py`.
+# libnss-extrausers: project users live in /var/lib/maestro/nss/etc (a volume), so they
+# resolve by name even with --read-only (see MAESTRO_USERADD_PREFIX below).
+# hadolint ignore=DL3008
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends \
+        tini \
+        python3 python3-venv python-is-python3 \
+        nodejs npm \
+        bubblewrap \
+        git \
+        iptables iproute2 \
+        ca-certificates \
+        libnss-extrausers \
+        util-linux \
+        procps \
+    && rm -rf /var/lib/apt/lists/* /var/cache/apt/archives/*.deb \
+    && sed -ri 's/^(passwd|group|shadow):(.*)$/\1:\2 extrausers/' /etc/nsswitch.conf \
+    && grep -E '^(passwd|group|shadow):.*extrausers' /etc/nsswitch.conf \
+    && rm -rf /var/lib/extrausers \
+    && ln -s /var/lib/maestro/nss/etc /var/lib/extrausers
+
+# The runtime: our wheel + its dependencies (supervisor, click, ...) from PyPI, in its own venv;
+# every console script on PATH so `docker exec maestro list-services` works.
+COPY --from=builder /wheels/ /tmp/wheels/
+RUN python3 -m venv /opt/maestro/venv \
+    && /opt/maestro/venv/bin/pip install --no-cache-dir --disable-pip-version-check --no-input /tmp/wheels/*.whl \
+    && rm -rf /tmp/wheels \
+    && for cmd in maestro maestro-entrypoint maestro-logs maestro-sandbox maestro-healthcheck deploy \
+                  deploy-from-env list-services remove-service remove-project supervisorctl; do \
+           ln -s "/opt/maestro/venv/bin/$cmd" "/usr/local/bin/$cmd"; \
+       done \
+    && maestro --version \
+    && /opt/maestro/venv/bin/supervisord --version
+COPY healthcheck/ /opt/maestro/healthcheck/
+
+# Writable state lives only here (see docs/image.md): /run (tmpfs: supervisord socket,
+# program files, launch scripts), /tmp (tmpfs), and the volumes below.
+ENV SUPERVISOR_CONF_DIR=/run/maestro/conf.d \
+    MAESTRO_RUNTIME_DIR=/run/maestro \
+    MAESTRO_STATE_DIR=/var/lib/maestro \
+    MAESTRO_USERADD_PREFIX=/var/lib/maestro/nss \
+    MAESTRO_HOME_ROOT=/home \
+    MAESTRO_PRESEEDED_ROOTS=/opt/projects \
+    LANG=C.UTF-8 \
+    PYTHONDONTWRITEBYTECODE=1
+RUN mkdir -p /opt/projects /var/lib/maestro/nss/etc /etc/maestro
+VOLUME ["/var/lib/maestro", "/opt/projects", "/home"]
+
+HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
+    CMD ["/usr/bin/python3", "-I", "-S", "/opt/maestro/healthcheck/healthcheck.py"]
+
+STOPSIGNAL SIGTERM
+ENTRYPOINT ["/usr/bin/tini", "--", "maestro-entrypoint"]
