@@ -26,9 +26,12 @@ def _settings() -> Settings:
     return settings
 
 
-def _apply(settings: Settings) -> bool:
-    """Tell a running supervisord about changed program files; False when it is not running."""
-    supervisor = Supervisor(settings.supervisor_socket)
+def _apply(provisioner) -> bool:
+    """Rebuild the firewall for the current services, then tell a running supervisord about
+    changed program files; False when supervisord is not running."""
+    for problem in provisioner.policy.sync_firewall(provisioner.store.all()):
+        log.warning("%s", problem)
+    supervisor = Supervisor(provisioner.settings.supervisor_socket)
     if not supervisor.available():
         return False
     supervisor.update()
@@ -93,7 +96,7 @@ def remove_service(name: str, purge: bool, delete_user: bool, yes: bool) -> None
             what = " and ".join(doomed)
             click.confirm(f"Remove service {record.id} and delete {what}?", abort=True)
         provisioner.unregister(record)
-        running = _apply(settings)  # stops the program before its files go
+        running = _apply(provisioner)  # stops the program before its files go
         provisioner.cleanup(record, purge=purge, delete_user=delete_user)
     kept = "deleted" if purge else f"kept in {record.directory}"
     click.echo(f"removed {record.id}: port {record.port or '-'} freed, files {kept}"
@@ -119,7 +122,7 @@ def deploy_from_env(prepare_only: bool, refetch: bool) -> None:
     provisioner = Provisioner(settings)
     with provisioner.store.lock():
         report = reconcile(provisioner, gather_specs(settings), refetch=refetch)
-        applied = False if prepare_only else _apply(settings)
+        applied = False if prepare_only else _apply(provisioner)
     click.echo(report.summary())
     if not prepare_only and not applied:
         click.echo("note: supervisord is not running; programs start at next boot", err=True)
@@ -173,7 +176,7 @@ def deploy(yes: bool, wait: float, env_pairs: tuple[str, ...], **given: str | No
             raise click.Abort()
         spec = replace(spec, origin=f"deploy {program_id}")
         outcome = provisioner.provision(Assignment(spec, program_id, user or default_user(program_id)), refetch=True)
-        applied = _apply(settings)
+        applied = _apply(provisioner)
     if not outcome.ok:
         raise click.ClickException(outcome.error or "deploy failed")
     record = outcome.record
@@ -229,21 +232,55 @@ def _wait_running(settings: Settings, program_id: str, timeout: float) -> str:
     return state
 
 
+# ---------------------------------------------------------------- allow-host
+
+
+@click.command("allow-host")
+@click.argument("service")
+@click.argument("host")
+@click.option("--save", is_flag=True, help="Keep the host across reboots (default: until the next boot).")
+def allow_host(service: str, host: str, save: bool) -> None:
+    """Let SERVICE reach HOST (a name or *.domain) through its egress allowlist."""
+    from .netpolicy import NetPolicyError
+    from .netpolicy import allow_host as add_host
+    from .provision import Provisioner
+
+    settings = _settings()
+    provisioner = Provisioner(settings)
+    with provisioner.store.lock():
+        try:
+            name = add_host(settings, service, host, save=save)
+        except NetPolicyError as exc:
+            raise click.ClickException(f"service {service!r}: host: {exc}") from exc
+        record = _find(provisioner.store, service)
+        provisioner.activate(record)  # the sandbox report lists the new host
+        _apply(provisioner)
+    click.echo(f"{record.id} may now reach {name}" + (" (saved)" if save else " (until the next boot)"))
+
+
 # ---------------------------------------------------------------- the group
 
 
-@click.group()
+class _Maestro(click.Group):
+    """The ``maestro`` group; ``sandbox`` is loaded only when used (it is the heaviest import)."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted([*super().list_commands(ctx), "sandbox"])
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name == "sandbox":
+            from .sandbox_cli import main as sandbox_main
+
+            return sandbox_main
+        return super().get_command(ctx, name)
+
+
+@click.group(cls=_Maestro)
 @click.version_option(package_name="maestro-runtime")
 def maestro() -> None:
     """maestro-runtime: many projects in one container, each as its own user under supervisord."""
 
 
-for _command in (list_services, remove_service, deploy_from_env, deploy):
+for _command in (list_services, remove_service, deploy_from_env, deploy, allow_host):
     maestro.add_command(_command)
 maestro.add_command(remove_service, "remove-project")
-
-
-def sandbox_command() -> None:
-    from .sandbox_cli import main
-
-    main()

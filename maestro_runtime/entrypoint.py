@@ -54,6 +54,8 @@ def boot(settings: Settings) -> int:
     for warning in provisioner.boot_warnings():
         log.warning("%s", warning)
     report = reconcile(provisioner, gather_specs(settings))
+    for problem in provisioner.policy.sync_firewall(provisioner.store.all()):
+        log.warning("%s", problem)
     write_report(settings.boot_report, report)
     (log.warning if report.failed else log.info)("%s", report.summary())
     return len(report.failed)

@@ -93,11 +93,21 @@ class Provisioner:
         previous = self.store.load(assignment.id)
         try:
             record = self._provision(assignment, previous, refetch)
+            changed = self.activate(record)
         except PROVISION_ERRORS as exc:
             return self._fail(assignment, previous, exc)
-        self.store.save(record)
-        changed = self.activate(record)
         return Outcome(record.id, True, changed=changed, record=record)
+
+    def reactivate(self, record: ServiceRecord) -> Outcome:
+        """Render a service that needs no provisioning (deployed at run time) for this boot."""
+        try:
+            return Outcome(record.id, True, changed=self.activate(record), record=record)
+        except PROVISION_ERRORS as exc:
+            failed = replace(record, state=FAILED, error=f"{record.origin}: {exc}", updated=time.time())
+            self.store.save(failed)
+            self.deactivate(record.id)
+            log.error("service %s: %s", record.id, failed.error)
+            return Outcome(record.id, False, error=failed.error, record=failed)
 
     def _provision(self, a: Assignment, previous: ServiceRecord | None, refetch: bool) -> ServiceRecord:
         spec = a.spec
@@ -106,20 +116,26 @@ class Provisioner:
             account = accounts.shared_account(a.user, settings.home_root)
         else:
             account = accounts.ensure_account(a.user, settings.home_root, settings.accounts_prefix)
+        fetched, old = False, None
         if spec.directory is not None:
             directory, source, revision = spec.directory, str(spec.directory), ""
         else:
             assert spec.repo is not None
             directory, source = settings.projects_dir / a.id, sources.redact(spec.repo)
             stale = previous is None or previous.source != source or previous.ref != spec.ref
+            revision = previous.revision if previous else ""
             if refetch or stale or not directory.is_dir():
-                sources.fetch(spec.repo, spec.ref, directory, keep=spec.keep, settings=settings, sha256=spec.sha256)
-                revision = f"{time.time():.6f}"
-            else:
-                revision = previous.revision if previous else ""
-        if not self.identity_degraded:
-            accounts.own_tree(directory, account)
-        builds.build(directory, account, settings=settings, policy=self.policy, service_id=a.id)
+                staging = sources.stage(spec.repo, spec.ref, directory, settings=settings, sha256=spec.sha256)
+                old, fetched, revision = sources.swap_in(staging, directory, spec.keep), True, f"{time.time():.6f}"
+        try:
+            if not self.identity_degraded:
+                accounts.own_tree(directory, account)
+            builds.build(directory, account, settings=settings, policy=self.policy, service_id=a.id)
+        except BaseException:
+            if fetched:  # the previous version (or nothing) comes back: never a half-built service
+                sources.roll_back(directory, old, spec.keep)
+            raise
+        sources.finish(old)
         port = self.ledger.assign(a.id, spec.port, settings.port_range)
         if spec.kind == "preseeded" and spec.port is None:
             self._remember_port(directory, port, account)
@@ -154,11 +170,10 @@ class Provisioner:
         error = str(exc) if isinstance(exc, SpecError) else f"{a.spec.origin}: {exc}"
         if previous is not None and previous.ready and previous.origin == a.spec.origin:
             # A failed redeploy leaves the previous version running, with the error visible.
-            kept = replace(previous, error=error, updated=time.time())
-            self.store.save(kept)
-            self.activate(kept)
-            log.error("service %s: %s (previous version kept running)", a.id, error)
-            return Outcome(a.id, False, error=error, record=kept)
+            kept = self.reactivate(replace(previous, error=error, updated=time.time()))
+            if kept.ok:
+                log.error("service %s: %s (previous version kept running)", a.id, error)
+                return Outcome(a.id, False, error=error, record=kept.record)
         failed = ServiceRecord(
             id=a.id, name=a.spec.name or a.id, kind=a.spec.kind, origin=a.spec.origin,
             source=sources.redact(a.spec.repo) if a.spec.repo else str(a.spec.directory),
@@ -186,8 +201,11 @@ class Provisioner:
     # ------------------------------------------------------------ supervisord programs
 
     def activate(self, record: ServiceRecord) -> bool:
-        """Write the launch script and program file; True when supervisord must apply a change."""
+        """Plan the sandbox, save the record, write the launch script and program file.
+        True when supervisord must apply a change."""
         plan = self.policy.plan(record)
+        record.sandbox = plan.report
+        self.store.save(record)
         script_text = sandbox_script(record, plan)
         script = self.launch_dir / f"{record.id}.sh"
         atomic_write(script, script_text, mode=0o700)

@@ -59,9 +59,7 @@ def reconcile(provisioner: Provisioner, parsed: ParseResult, *, refetch: bool = 
             failed_id = unique_id(error.hint, taken)
             taken.add(failed_id)
             provisioner.record_invalid(failed_id, error)
-    for record in kept:
-        if record.ready and provisioner.activate(record):
-            report.changed.append(record.id)
+    outcomes += [provisioner.reactivate(record) for record in kept if record.ready]
     wanted = taken
     for record in existing:
         if record.id not in wanted:

@@ -557,7 +557,8 @@ def run(config: SandboxConfig, request: RunRequest, *, term: str | None = None) 
             os.kill(target, signum)
 
     try:
-        proc = subprocess.Popen(argv, env=env, pass_fds=passed, cwd="/",
+        # bwrap changes into the workdir itself (--chdir); unsandboxed, the process must start there.
+        proc = subprocess.Popen(argv, env=env, pass_fds=passed, cwd="/" if on else str(request.workdir),
                                 preexec_fn=lambda: cgroups.join(prepared.procs))
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             with contextlib.suppress(ValueError):  # not the main thread: nothing to forward

@@ -316,22 +316,24 @@ def _materialise(source: Source, repo: str, ref: str, staging: Path, download_to
         raise SourceError(f"{shown}: {exc}") from exc
 
 
-def fetch(
+def stage(
     repo: str,
     ref: str,
     dest: Path,
     *,
-    keep: Sequence[str] = ("data",),
     settings=None,
     sha256: str | None = None,
     options: FetchOptions | None = None,
-) -> None:
-    """Materialise ``repo`` at ``ref`` into ``dest``; all or nothing."""
+) -> Path:
+    """Materialise ``repo`` at ``ref`` into a staging folder beside ``dest`` and return it.
+    Nothing at ``dest`` changes; on any failure the staging folder is gone."""
     opts = options or FetchOptions.from_settings(settings)
     dest.parent.mkdir(parents=True, exist_ok=True)
     staging = dest.with_name(f".{dest.name}.staging")
     old = dest.with_name(f".{dest.name}.old")
     download_to = dest.with_name(f".{dest.name}.download")
+    if old.exists() and not dest.exists():
+        os.replace(old, dest)  # a crash between the two renames of a swap: the old version comes back
     for leftover in (staging, old):  # from a crash mid-fetch
         if leftover.exists():
             shutil.rmtree(leftover)
@@ -350,9 +352,46 @@ def fetch(
         raise
     finally:
         download_to.unlink(missing_ok=True)
+    return staging
+
+
+def swap_in(staging: Path, dest: Path, keep: Sequence[str]) -> Path | None:
+    """Put the staged version at ``dest``, carrying ``keep`` folders over. The previous
+    version is kept beside it (returned) until :func:`finish` or :func:`roll_back`."""
+    old = dest.with_name(f".{dest.name}.old")
     if dest.exists():
         _carry_over(dest, staging, keep)
         os.replace(dest, old)
     os.replace(staging, dest)
-    with contextlib.suppress(FileNotFoundError):
-        shutil.rmtree(old)
+    return old if old.exists() else None
+
+
+def finish(old: Path | None) -> None:
+    if old is not None:
+        with contextlib.suppress(FileNotFoundError):
+            shutil.rmtree(old)
+
+
+def roll_back(dest: Path, old: Path | None, keep: Sequence[str]) -> None:
+    """Undo :func:`swap_in` (a build failed): the previous version, and its data, come back."""
+    if old is not None:
+        _carry_over(dest, old, keep)
+    if dest.exists():
+        shutil.rmtree(dest)
+    if old is not None:
+        os.replace(old, dest)
+
+
+def fetch(
+    repo: str,
+    ref: str,
+    dest: Path,
+    *,
+    keep: Sequence[str] = ("data",),
+    settings=None,
+    sha256: str | None = None,
+    options: FetchOptions | None = None,
+) -> None:
+    """Materialise ``repo`` at ``ref`` into ``dest``; all or nothing."""
+    staging = stage(repo, ref, dest, settings=settings, sha256=sha256, options=options)
+    finish(swap_in(staging, dest, keep))

@@ -24,5 +24,8 @@ def _isolate_etc() -> str:
 
 
 def pytest_configure(config):
+    # The firewall edits the iptables of the machine it runs on: never this one's from tests
+    # (firewall tests make their own network namespaces; image tests pass their own env).
+    os.environ.setdefault("MAESTRO_FIREWALL_DISABLE", "1")
     if os.geteuid() == 0 and not os.environ.get("MAESTRO_TEST_ISOLATED"):
         os.environ["MAESTRO_TEST_ISOLATED"] = _isolate_etc()

@@ -145,5 +145,16 @@ def maestro():
     try:
         instance.stop()
     finally:
+        _forget_cgroups(env)
         # The users stay in the throwaway /etc copy; the files go.
         shutil.rmtree(root, ignore_errors=True)
+
+
+def _forget_cgroups(env: dict[str, str]) -> None:
+    """Cgroups live outside the test folder: remove the ones this test's services made."""
+    from maestro_runtime.provision import Provisioner
+    from maestro_runtime.settings import Settings
+
+    provisioner = Provisioner(Settings.from_env(env))
+    for record in provisioner.store.all():
+        provisioner.policy.forget(record)

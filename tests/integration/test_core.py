@@ -183,3 +183,25 @@ def test_without_identity_capabilities_services_run_degraded_not_dead(maestro):
     assert svc["degraded"] and "identity" in svc["degraded"][0]
     assert "per-project users are NOT enforced" in maestro.log()
     assert "~ capless: not enforced: identity" in maestro.run("list-services").stdout
+
+
+def test_failed_build_keeps_the_previous_version_running(maestro):
+    maestro.boot()
+    src = maestro.source("vers", "<h1>v1</h1>")
+    maestro.run("deploy", "--repo", str(src), "--yes")
+    first = maestro.wait_running(["vers"])["vers"]
+    data = Path(first["directory"]) / "data"
+    data.mkdir()
+    (data / "notes.txt").write_text("written at run time")
+
+    (src / "index.html").write_text("<h1>v2</h1>")
+    (src / "requirements.txt").write_text("no-such-package-maestro-test==1.0\n")
+    proc = maestro.run("deploy", "--repo", str(src), "--yes", check=False, PIP_INSTALL_OPTIONS="--no-index")
+    assert proc.returncode == 1
+    assert "no-such-package-maestro-test" in proc.stderr  # the tail of the build log
+    after = maestro.services()["vers"]
+    assert after["status"] == "RUNNING" and after["pid"] == first["pid"]
+    assert "<h1>v1</h1>" in http_get(first["port"])
+    assert (Path(first["directory"]) / "index.html").read_text() == "<h1>v1</h1>"
+    assert (data / "notes.txt").read_text() == "written at run time"
+    assert "no-such-package" in after["error"]
