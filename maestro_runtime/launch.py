@@ -30,22 +30,32 @@ _SHELL_WORDS = frozenset((
 ))
 
 
+_ASSIGNMENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=[^'\"\\$`]*$")
+# When the shell must stay, it waits for the running command before it exits on a signal
+# (POSIX defers traps until the foreground command ends): inside a bubblewrap PID namespace
+# the shell's exit would otherwise SIGKILL the service in the middle of its graceful stop.
+_WAIT_THEN_EXIT = "trap 'exit 143' TERM; trap 'exit 130' INT; trap 'exit 129' HUP\n"
+
+
 def command_argv(command: str) -> list[str]:
     """How to exec a user command so that, where possible, no shell stays behind.
 
     Plain words are exec'd directly; a simple command that needs expansion
-    ($PORT, quotes, globs) runs as ``sh -c 'exec ...'`` so the shell replaces
-    itself; anything else (pipes, lists, multi-line scripts) keeps ``sh -c``,
-    and supervisord signals the whole process group on stop.
+    ($PORT, quotes, globs, leading VAR=value) runs as ``sh -c '... exec ...'`` so
+    the shell replaces itself; anything else (pipes, lists, multi-line scripts)
+    keeps ``sh -c``, and supervisord signals the whole process group on stop.
     """
     words = command.split()
-    first = words[0] if words else ""
-    plain_program = bool(words) and "=" not in first and first not in _SHELL_WORDS
-    if plain_program and not _NEEDS_SHELL.search(command):
+    lead = 0
+    while lead < len(words) and _ASSIGNMENT.match(words[lead]):
+        lead += 1
+    program = words[lead] if lead < len(words) else ""
+    simple = bool(program) and "=" not in program and program not in _SHELL_WORDS
+    if simple and lead == 0 and not _NEEDS_SHELL.search(command):
         return words
-    if plain_program and not _SHELL_SYNTAX.search(command):
-        return ["/bin/sh", "-c", f"exec {command.strip()}"]
-    return ["/bin/sh", "-c", command]
+    if simple and not _SHELL_SYNTAX.search(command):
+        return ["/bin/sh", "-c", " ".join([*words[:lead], "exec", command.strip().split(None, lead)[-1]])]
+    return ["/bin/sh", "-c", _WAIT_THEN_EXIT + command]
 
 
 def service_path(record: ServiceRecord) -> str:

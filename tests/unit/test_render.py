@@ -16,6 +16,7 @@ from maestro_runtime.launch import command_argv, render_launch_script, service_e
 from maestro_runtime.records import ServiceRecord
 from maestro_runtime.supervisor import ProgramOptions, RenderError, render_main_config, render_program
 
+WAIT = "trap 'exit 143' TERM; trap 'exit 130' INT; trap 'exit 129' HUP\n"
 HOSTILE = [
     "a\n[program:evil]\ncommand=/bin/false",
     "%(ENV_HOME)s",
@@ -139,11 +140,27 @@ def test_environment_is_clean_and_complete(tmp_path, monkeypatch):
     [
         ("python3 app.py --port 80", ["python3", "app.py", "--port", "80"]),
         ("python3 -m http.server $PORT", ["/bin/sh", "-c", "exec python3 -m http.server $PORT"]),
-        ("FOO=1 node x", ["/bin/sh", "-c", "FOO=1 node x"]),
-        ("cd app && npm start", ["/bin/sh", "-c", "cd app && npm start"]),
-        ("echo a\necho b", ["/bin/sh", "-c", "echo a\necho b"]),
-        ("exec node x", ["/bin/sh", "-c", "exec node x"]),
+        ("FOO=1 B=/x node x $PORT", ["/bin/sh", "-c", "FOO=1 B=/x exec node x $PORT"]),
+        ("FOO='a b' node x", ["/bin/sh", "-c", WAIT + "FOO='a b' node x"]),
+        ("cd app && npm start", ["/bin/sh", "-c", WAIT + "cd app && npm start"]),
+        ("echo a\necho b", ["/bin/sh", "-c", WAIT + "echo a\necho b"]),
+        ("exec node x", ["/bin/sh", "-c", WAIT + "exec node x"]),
     ],
 )
 def test_command_argv_avoids_a_resident_shell_when_it_can(command, argv):
     assert command_argv(command) == argv
+
+
+def test_a_kept_shell_waits_for_its_command_before_exiting_on_term(tmp_path):
+    """The shell must outlive its child's graceful stop (a PID namespace dies with it)."""
+    import signal
+    import time
+
+    marker = tmp_path / "done"
+    child = f"python3 -c \"import signal,time,sys\nsignal.signal(15, lambda *a: (time.sleep(0.5), open('{marker}','w').write('x'), sys.exit(0)))\ntime.sleep(30)\""
+    argv = command_argv(f"true && {child}")
+    proc = subprocess.Popen(argv, start_new_session=True)
+    time.sleep(0.5)
+    os.killpg(proc.pid, signal.SIGTERM)
+    assert proc.wait(10) == 143
+    assert marker.exists()  # the shell exited only after the child finished its handler
