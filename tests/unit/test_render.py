@@ -157,7 +157,8 @@ def test_a_kept_shell_waits_for_its_command_before_exiting_on_term(tmp_path):
     import time
 
     marker = tmp_path / "done"
-    child = f"python3 -c \"import signal,time,sys\nsignal.signal(15, lambda *a: (time.sleep(0.5), open('{marker}','w').write('x'), sys.exit(0)))\ntime.sleep(30)\""
+    handler = f"lambda *a: (time.sleep(0.5), open('{marker}', 'w').write('x'), sys.exit(0))"
+    child = f'python3 -c "import signal, time, sys\nsignal.signal(15, {handler})\ntime.sleep(30)"'
     argv = command_argv(f"true && {child}")
     proc = subprocess.Popen(argv, start_new_session=True)
     time.sleep(0.5)
