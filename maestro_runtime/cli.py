@@ -6,6 +6,7 @@ import json
 import logging
 import sys
 import time
+from pathlib import Path
 
 import click
 
@@ -101,7 +102,11 @@ def remove_service(name: str, purge: bool, delete_user: bool, yes: bool) -> None
     kept = "deleted" if purge else f"kept in {record.directory}"
     click.echo(f"removed {record.id}: port {record.port or '-'} freed, files {kept}"
                + ("" if running else " (supervisord not running)"))
-    if record.kind != "deploy":
+    if record.kind == "preseeded" and not purge and record.directory:
+        # A pre-seeded folder would come back at the next boot: mark it, additively.
+        (Path(record.directory) / ".maestro-disable").touch()
+        click.echo(f"wrote {record.directory}/.maestro-disable so it stays removed (delete it to bring it back)")
+    elif record.kind not in ("deploy", "preseeded"):
         click.echo(f"note: {record.id} comes from {record.origin}; remove it there too or it returns at next boot",
                    err=True)
 

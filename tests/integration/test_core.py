@@ -93,6 +93,14 @@ def test_boot_list_second_boot_remove_and_deploy(maestro):
     assert "two" not in maestro.services()
     assert maestro.run("remove-service", "nope", check=False).returncode == 1
 
+    # A removed pre-seeded folder stays removed across boots (marked, files kept).
+    maestro.run("remove-service", "gamma")
+    assert (maestro.projects / "gamma" / ".maestro-disable").exists()
+    assert (maestro.projects / "gamma" / "index.html").exists()
+    assert maestro.stop() == 0
+    maestro.boot()
+    assert "gamma" not in maestro.wait_running(["alpha", "beta"])
+
 
 def test_interactive_deploy_with_piped_answers(maestro):
     maestro.boot()
