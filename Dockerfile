@@ -31,21 +31,6 @@ RUN python3 -m venv /opt/build \
 # ---------------------------------------------------------------- runtime
 FROM ${BASE_IMAGE}
 
-ARG VERSION=0.1.0
-ARG REVISION=unknown
-ARG CREATED=unknown
-ARG SOURCE=https://github.com/maestro-runtime/maestro-runtime
-LABEL org.opencontainers.image.title="maestro-runtime" \
-      org.opencontainers.image.description="In-container process supervisor: many projects in one container, each as its own UNIX user under supervisord" \
-      org.opencontainers.image.version="${VERSION}" \
-      org.opencontainers.image.revision="${REVISION}" \
-      org.opencontainers.image.created="${CREATED}" \
-      org.opencontainers.image.source="${SOURCE}" \
-      org.opencontainers.image.url="${SOURCE}" \
-      org.opencontainers.image.documentation="${SOURCE}#readme" \
-      org.opencontainers.image.licenses="MIT" \
-      org.opencontainers.image.base.name="debian:bookworm-slim"
-
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 
 # System packages. supervisor is NOT Debian's: it comes from PyPI into the venv below.
@@ -102,4 +87,21 @@ HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
     CMD ["/usr/bin/python3", "-I", "-S", "/opt/maestro/healthcheck/healthcheck.py"]
 
 STOPSIGNAL SIGTERM
+
+# Last, so a new revision or date does not invalidate the cached layers above.
+ARG VERSION=0.1.0
+ARG REVISION=unknown
+ARG CREATED=unknown
+ARG SOURCE=https://github.com/maestro-runtime/maestro-runtime
+LABEL org.opencontainers.image.title="maestro-runtime" \
+      org.opencontainers.image.description="In-container process supervisor: many projects in one container, each as its own UNIX user under supervisord" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.revision="${REVISION}" \
+      org.opencontainers.image.created="${CREATED}" \
+      org.opencontainers.image.source="${SOURCE}" \
+      org.opencontainers.image.url="${SOURCE}" \
+      org.opencontainers.image.documentation="${SOURCE}#readme" \
+      org.opencontainers.image.licenses="MIT" \
+      org.opencontainers.image.base.name="debian:bookworm-slim"
+
 ENTRYPOINT ["/usr/bin/tini", "--", "maestro-entrypoint"]
