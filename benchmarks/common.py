@@ -66,14 +66,17 @@ def restored_accounts():
 class PortAllocator:
     """Distinct port ranges per run, so a slow-to-die server never answers for the next run."""
 
+    # Below the kernel's ephemeral range (32768+), where the poller's own client sockets live.
+    LOW, HIGH = 12000, 32000
+
     def __init__(self, start: int | None = None):
-        self.next = start or random.randrange(20000, 40000, 1000)
+        self.next = start or random.randrange(self.LOW, self.HIGH - 5000, 1000)
 
     def take(self, count: int) -> tuple[int, int]:
         low = self.next
         self.next += ((count + 20) // 100 + 1) * 100
-        if self.next > 64000:
-            self.next = 20000
+        if self.next > self.HIGH:
+            self.next = self.LOW
         return low, low + count + 19
 
 

@@ -13,6 +13,7 @@ import shlex
 import tempfile
 from pathlib import Path
 
+import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -39,6 +40,24 @@ nasty_text = st.text(alphabet=st.sampled_from(NASTY) | st.characters(), max_size
 word = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789-_.", min_size=1, max_size=12)
 field_value = st.one_of(nasty_text, word, st.sampled_from(["", "0", "70000", "-1", "80", "/srv/x", "%(ENV_HOME)s",
                                                            "a\n[program:evil]", "x ; y", "100%"]))
+KNOWN_BUG = "non-ASCII digits ('²') pass str.isdigit() in parse_port / SERVICES_COUNT, then int() raises ValueError"
+
+
+def _known_unicode_digit_bug(text: str) -> bool:
+    """Reported to the lead; test_unicode_digit_port_is_a_spec_error pins it (strict xfail)."""
+    return any(c.isdigit() and not c.isascii() for c in text)
+
+
+def _parse(fn, arg, raw: str):
+    try:
+        return fn(arg)
+    except ValueError as exc:
+        if isinstance(exc, SpecError) or not _known_unicode_digit_bug(raw):
+            raise
+        count("known_bug_unicode_digit_hits")
+        return None
+
+
 SETTINGS = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
@@ -92,7 +111,9 @@ def _check_launch(command: str, env: dict[str, str]) -> None:
 @given(st.lists(st.tuples(*[field_value] * len(SERVICE_FIELDS)), max_size=6), st.sampled_from([";", " ; ", ";;"]))
 def test_services_string(entries, sep):
     raw = sep.join("|".join(e) for e in entries)
-    result = parse_services_string(raw)
+    result = _parse(parse_services_string, raw, raw)
+    if result is None:
+        return
     assert all(isinstance(e, SpecError) for e in result.errors)
     _check_specs(result.specs)
     count("inputs_services_string")
@@ -101,7 +122,9 @@ def test_services_string(entries, sep):
 @SETTINGS
 @given(st.text(max_size=200))
 def test_services_string_raw_text(raw):
-    result = parse_services_string(raw)
+    result = _parse(parse_services_string, raw, raw)
+    if result is None:
+        return
     _check_specs(result.specs)
     count("inputs_services_string")
 
@@ -113,7 +136,10 @@ def test_services_string_raw_text(raw):
 def test_svc_vars(count_raw, env):
     if count_raw.strip().isdigit() and len(count_raw.strip()) > 4:
         count_raw = "3"  # a huge count is valid input but would loop for hours; counted in a unit test
-    result = parse_svc_vars({"SERVICES_COUNT": count_raw, **env})
+    env = {"SERVICES_COUNT": count_raw, **env}
+    result = _parse(parse_svc_vars, env, count_raw + "".join(env.values()))
+    if result is None:
+        return
     assert all(isinstance(e, SpecError) for e in result.errors)
     _check_specs(result.specs)
     count("inputs_svc_vars")
@@ -175,3 +201,16 @@ def test_preseeded_folder(meta):
 def test_launch_script_keeps_every_value_in_place(command, env):
     _check_launch(command, env)
     count("inputs_launch_script")
+
+
+@pytest.mark.xfail(strict=True, reason=KNOWN_BUG)
+@pytest.mark.parametrize("raw", ["/srv/x|\u00b2", "/srv/x|\u0663"])
+def test_unicode_digit_port_is_a_spec_error(raw):
+    result = parse_services_string(raw)  # today: ValueError escapes and the whole boot dies
+    assert result.errors and result.errors[0].field == "port"
+
+
+@pytest.mark.xfail(strict=True, reason=KNOWN_BUG)
+def test_unicode_digit_services_count_is_a_spec_error():
+    result = parse_svc_vars({"SERVICES_COUNT": "\u00b2"})
+    assert result.errors and result.errors[0].origin == "SERVICES_COUNT"
