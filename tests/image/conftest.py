@@ -167,6 +167,7 @@ def engine() -> Engine:
     env = dict(os.environ)
     if os.path.basename(name) == "podman":
         env.setdefault("CONTAINERS_CONF", str(REPO / "config" / "containers.conf"))
+        os.environ.setdefault("CONTAINERS_CONF", env["CONTAINERS_CONF"])  # testinfra's podman backend
     eng = Engine(name, env)
     if eng("info", check=False).returncode != 0:
         message = f"'{name} info' fails: the container engine is not usable"

@@ -103,6 +103,23 @@ def test_users_and_permissions(main):
     assert api1["directory"].startswith("/var/lib/maestro/projects/")
 
 
+def test_users_files_and_sockets_with_testinfra(main):
+    import testinfra
+
+    host = testinfra.get_host(f"{'podman' if main.engine.is_podman else 'docker'}://{main.name}")
+    services = main.services()
+    for name in (*EXAMPLES, *FIXTURES):
+        user = host.user(f"svc_{name}")
+        assert user.exists and 20000 <= user.uid <= 29999
+        assert user.home == f"/home/svc_{name}" and user.shell == "/usr/sbin/nologin"
+        folder = host.file(services[name]["directory"])
+        assert folder.is_directory and folder.user == f"svc_{name}" and folder.mode == 0o750
+        assert host.socket(f"tcp://0.0.0.0:{services[name]['port']}").is_listening
+        assert [p.pid for p in host.process.filter(user=f"svc_{name}")] == [services[name]["pid"]]
+    assert host.file("/var/lib/extrausers").linked_to == "/var/lib/maestro/nss/etc"
+    assert host.process.get(pid=1).comm == "tini"
+
+
 def test_healthcheck_passes(main):
     proc = main.healthcheck()
     assert proc.returncode == 0, proc.stdout + proc.stderr
