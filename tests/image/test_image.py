@@ -67,7 +67,7 @@ def test_programs_running_and_every_port_answers(main):
     assert len(set(ports.values())) == 5
     assert all(main.low <= p < main.low + 100 for p in ports.values())
     for name, port in ports.items():
-        status, body = http_get(port)
+        status, _body = http_get(port)
         assert status == 200, name
     assert "python-api" in http_get(ports["python-api"])[1]
     assert "Hello from node-app" in http_get(ports["node-app"])[1]
