@@ -13,6 +13,7 @@ actually written, because a member header can lie about its size.
 
 from __future__ import annotations
 
+import errno
 import os
 import posixpath
 import shutil
@@ -22,6 +23,16 @@ import zipfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+
+_DATA_FILTER = getattr(tarfile, "data_filter", None)
+_FILTER_ERROR = getattr(tarfile, "FilterError", None)
+
+
+def _archive_error(exc: BaseException) -> ExtractError:
+    """A full disk is a write problem, not a bad archive: say which."""
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return ExtractError(f"cannot write the project: {exc.strerror} (disk full)")
+    return ExtractError(f"cannot read archive: {exc}")
 
 ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz", ".tar", ".zip")
 
@@ -199,17 +210,19 @@ def _extract_tar(archive: Path, dest: Path, caps: Caps) -> None:
                         raise ExtractError(f"hardlink {step.path!r} -> {step.target!r}: no file to link to")
                     shutil.copy2(source, out)  # a copy: a hard link would tie two project files together
                 else:
-                    # the 'data' filter re-validates the member (mode bits, names) before we copy it.
-                    tarfile.data_filter(info, str(dest))
+                    # The 'data' filter re-validates the member (mode bits, names) before we copy it.
+                    # It arrived in Python 3.11.4 (Debian 12 has 3.11.2): our own checks above stand alone.
+                    if _DATA_FILTER is not None:
+                        _DATA_FILTER(info, str(dest))
                     src = tar.extractfile(info)
                     if src is None:
                         raise ExtractError(f"cannot read archive member {step.path!r}")
                     with src:
                         _copy_capped(src, out, budget, (info.mode & 0o755) | 0o600)
     except (tarfile.TarError, EOFError, OSError) as exc:
-        if isinstance(exc, tarfile.FilterError):
+        if _FILTER_ERROR is not None and isinstance(exc, _FILTER_ERROR):
             raise ExtractError(f"unsafe archive member: {exc}") from exc
-        raise ExtractError(f"cannot read archive: {exc}") from exc
+        raise _archive_error(exc) from exc
 
 
 def _extract_zip(archive: Path, dest: Path, caps: Caps) -> None:
@@ -244,7 +257,7 @@ def _extract_zip(archive: Path, dest: Path, caps: Caps) -> None:
                 with zf.open(info) as src:
                     _copy_capped(src, out, budget, mode | 0o600)
     except (zipfile.BadZipFile, EOFError, OSError, RuntimeError) as exc:
-        raise ExtractError(f"cannot read archive: {exc}") from exc
+        raise _archive_error(exc) from exc
 
 
 def extract_archive(archive: Path, dest: Path, *, caps: Caps = Caps(), name: str | None = None) -> None:

@@ -96,6 +96,9 @@ class Provisioner:
             changed = self.activate(record)
         except PROVISION_ERRORS as exc:
             return self._fail(assignment, previous, exc)
+        except Exception as exc:  # a bug here must not stop the other services: say so loudly
+            log.exception("service %s: unexpected error while provisioning", assignment.id)
+            return self._fail(assignment, previous, RuntimeError(f"internal error: {exc!r}"))
         return Outcome(record.id, True, changed=changed, record=record)
 
     def reactivate(self, record: ServiceRecord) -> Outcome:

@@ -117,7 +117,7 @@ def parse_port(origin: str, raw: Any) -> int | None:
     if isinstance(raw, bool):
         raise SpecError(origin, "port", f"must be a number, got {raw!r}")
     text = str(raw).strip()
-    if not text.isdigit():
+    if not (text.isascii() and text.isdigit()):  # '²'.isdigit() is True, int('²') fails
         raise SpecError(origin, "port", f"must be a number from 1 to 65535 (or 0 for auto), got {text[:40]!r}")
     port = int(text)
     if not 1 <= port <= 65535:
@@ -293,7 +293,7 @@ def parse_svc_vars(env: Mapping[str, str]) -> ParseResult:
     raw_count = env.get("SERVICES_COUNT", "").strip()
     if not raw_count:
         return result
-    if not raw_count.isdigit():
+    if not (raw_count.isascii() and raw_count.isdigit()):
         result.errors.append(SpecError("SERVICES_COUNT", "count", f"must be a whole number, got {raw_count[:20]!r}"))
         return result
     for i in range(1, int(raw_count) + 1):

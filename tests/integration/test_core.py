@@ -213,3 +213,28 @@ def test_failed_build_keeps_the_previous_version_running(maestro):
     assert (Path(first["directory"]) / "index.html").read_text() == "<h1>v1</h1>"
     assert (data / "notes.txt").read_text() == "written at run time"
     assert "no-such-package" in after["error"]
+
+
+def test_an_unexpected_error_in_one_service_does_not_stop_the_others(maestro, monkeypatch):
+    """A bug (here an AttributeError, like a stdlib API missing on an older Python) fails one service only."""
+    from maestro_runtime import detect
+    from maestro_runtime.gather import gather_specs
+    from maestro_runtime.provision import Provisioner
+    from maestro_runtime.reconcile import reconcile
+    from maestro_runtime.settings import Settings
+
+    maestro.preseed("fine")
+    maestro.preseed("buggy")
+    real = detect.detect_command
+
+    def flaky(directory, venv_dir=None):
+        if directory.name == "buggy":
+            raise AttributeError("module 'tarfile' has no attribute 'data_filter'")
+        return real(directory, venv_dir)
+
+    monkeypatch.setattr(detect, "detect_command", flaky)
+    settings = Settings.from_env(maestro.env)
+    Path(maestro.env["SUPERVISOR_CONF_DIR"]).mkdir(parents=True)
+    report = reconcile(Provisioner(settings), gather_specs(settings))
+    assert report.prepared == ["fine"]
+    assert "internal error" in report.failed["buggy"] and "data_filter" in report.failed["buggy"]

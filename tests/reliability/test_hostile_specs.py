@@ -40,22 +40,14 @@ nasty_text = st.text(alphabet=st.sampled_from(NASTY) | st.characters(), max_size
 word = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789-_.", min_size=1, max_size=12)
 field_value = st.one_of(nasty_text, word, st.sampled_from(["", "0", "70000", "-1", "80", "/srv/x", "%(ENV_HOME)s",
                                                            "a\n[program:evil]", "x ; y", "100%"]))
-KNOWN_BUG = "non-ASCII digits ('²') pass str.isdigit() in parse_port / SERVICES_COUNT, then int() raises ValueError"
-
-
-def _known_unicode_digit_bug(text: str) -> bool:
-    """Reported to the lead; test_unicode_digit_port_is_a_spec_error pins it (strict xfail)."""
-    return any(c.isdigit() and not c.isascii() for c in text)
 
 
 def _parse(fn, arg, raw: str):
+    """Only validation errors may escape a parser (raw is kept for the failure report)."""
     try:
         return fn(arg)
-    except ValueError as exc:
-        if isinstance(exc, SpecError) or not _known_unicode_digit_bug(raw):
-            raise
-        count("known_bug_unicode_digit_hits")
-        return None
+    except SpecError:
+        raise
 
 
 SETTINGS = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -203,14 +195,12 @@ def test_launch_script_keeps_every_value_in_place(command, env):
     count("inputs_launch_script")
 
 
-@pytest.mark.xfail(strict=True, reason=KNOWN_BUG)
 @pytest.mark.parametrize("raw", ["/srv/x|\u00b2", "/srv/x|\u0663"])
 def test_unicode_digit_port_is_a_spec_error(raw):
-    result = parse_services_string(raw)  # today: ValueError escapes and the whole boot dies
+    result = parse_services_string(raw)  # '²'.isdigit() is True but int('²') raises
     assert result.errors and result.errors[0].field == "port"
 
 
-@pytest.mark.xfail(strict=True, reason=KNOWN_BUG)
 def test_unicode_digit_services_count_is_a_spec_error():
     result = parse_svc_vars({"SERVICES_COUNT": "\u00b2"})
     assert result.errors and result.errors[0].origin == "SERVICES_COUNT"
