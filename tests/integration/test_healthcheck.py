@@ -71,3 +71,18 @@ def test_port_override_and_supervisord_down(maestro):
     maestro.stop()
     proc = run_check(maestro)
     assert proc.returncode == 1 and "supervisord is not answering" in proc.stdout
+
+
+def test_a_service_that_failed_to_provision_is_unhealthy(maestro):
+    maestro.preseed("good")
+    maestro.boot(SERVICES="/nope/missing|||broken")
+    maestro.wait_running(["good"])
+    proc = run_check(maestro)
+    assert proc.returncode == 1 and proc.stdout.strip() == "unhealthy: broken (FAILED)"
+
+
+def test_the_script_runs_by_itself():
+    """The image links it onto PATH; its shebang (python3 -IS) must work when executed directly."""
+    proc = subprocess.run([str(HEALTHCHECK)], env={"MAESTRO_RUNTIME_DIR": "/nonexistent"},
+                          capture_output=True, text=True, timeout=10)
+    assert proc.returncode == 1 and "supervisord is not answering" in proc.stdout
