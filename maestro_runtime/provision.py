@@ -230,10 +230,11 @@ class Provisioner:
         self.deactivate(record.id)
         self.ledger.release(record.id)
         self.store.delete(record.id)
-        self.policy.forget(record)
 
     def cleanup(self, record: ServiceRecord, *, purge: bool, delete_user: bool) -> None:
-        """After the service has stopped: delete its files and account, only when asked."""
+        """After the service has stopped: its cgroups and allow-host additions go; its files and
+        account only when asked."""
+        self.policy.forget(record)
         if purge and record.directory:
             accounts.purge_tree(Path(record.directory))
         if delete_user and not any(r.user == record.user for r in self.store.all()):

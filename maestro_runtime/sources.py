@@ -35,12 +35,14 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import quote, unquote, urlsplit
-
-import httpx
 
 from . import gitsource
 from .extract import Caps, ExtractError, archive_suffix, extract_archive
+
+if TYPE_CHECKING:
+    import httpx
 
 log = logging.getLogger("maestro.sources")
 
@@ -197,6 +199,8 @@ def download(
     shown: str | None = None,
 ) -> str:
     """Stream ``url`` into ``out`` with timeouts, retries and a size cap; return its sha256."""
+    import httpx  # imported here: most boots fetch nothing, and it costs ~60 ms to import
+
     shown = shown or redact(url)
     timeout = httpx.Timeout(opts.read_timeout, connect=opts.connect_timeout)
     last = ""
@@ -225,6 +229,8 @@ def _download_once(
     url: str, out: Path, opts: FetchOptions, timeout: httpx.Timeout, headers: dict[str, str],
     sha256: str | None, shown: str,
 ) -> str:
+    import httpx
+
     headers.setdefault("User-Agent", "maestro-runtime")
     digest = hashlib.sha256()
     got = 0

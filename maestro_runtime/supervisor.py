@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 import shutil
 import sys
+import time
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -122,6 +123,10 @@ def remove_program(conf_dir: Path, program_id: str) -> None:
 # ---------------------------------------------------------------- XML-RPC
 
 
+# supervisor.states.ProcessStates: STOPPED, EXITED, FATAL, UNKNOWN (no process left to wait for)
+STOPPED_STATES = frozenset({0, 100, 200, 1000})
+
+
 class SupervisorUnavailable(Exception):
     pass
 
@@ -181,12 +186,20 @@ class Supervisor:
             self.call("supervisor.addProcessGroup", group)
         return added, changed, removed
 
-    def _stop_and_remove(self, group: str) -> None:
+    def _stop_and_remove(self, group: str, timeout: float = 30.0) -> None:
+        """Stop without waiting, then poll: supervisord answers a waiting stop only on its next
+        one-second loop tick, while polling sees the process gone within milliseconds."""
         import xmlrpc.client
 
         try:
-            self.call("supervisor.stopProcessGroup", group)
+            self.call("supervisor.stopProcessGroup", group, False)
         except xmlrpc.client.Fault as fault:
             if "NOT_RUNNING" not in fault.faultString and "BAD_NAME" not in fault.faultString:
                 raise
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            states = [p["state"] for p in self.call("supervisor.getAllProcessInfo") if p["group"] == group]
+            if all(state in STOPPED_STATES for state in states):
+                break
+            time.sleep(0.02)
         self.call("supervisor.removeProcessGroup", group)

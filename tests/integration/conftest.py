@@ -126,7 +126,8 @@ class Maestro:
 def maestro():
     root = Path(tempfile.mkdtemp(prefix="maestro-it-"))
     root.chmod(0o755)  # service users must be able to traverse to their folders
-    low = random.randrange(20000, 60000, 100)
+    # Below the kernel's ephemeral range (32768+), so no outgoing connection can hold our port.
+    low = random.randrange(10000, 32000, 100)
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith(("SERVICES", "SVC_", "MAESTRO_"))},
         "MAESTRO_STATE_DIR": str(root / "state"),
