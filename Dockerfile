@@ -62,13 +62,18 @@ COPY --from=builder /wheels/ /tmp/wheels/
 RUN python3 -m venv /opt/maestro/venv \
     && /opt/maestro/venv/bin/pip install --no-cache-dir --disable-pip-version-check --no-input /tmp/wheels/*.whl \
     && rm -rf /tmp/wheels \
-    && for cmd in maestro maestro-entrypoint maestro-logs maestro-sandbox maestro-healthcheck deploy \
+    && for cmd in maestro maestro-entrypoint maestro-logs maestro-sandbox deploy \
                   deploy-from-env list-services remove-service remove-project supervisorctl; do \
            ln -s "/opt/maestro/venv/bin/$cmd" "/usr/local/bin/$cmd"; \
        done \
     && maestro --version \
     && /opt/maestro/venv/bin/supervisord --version
 COPY healthcheck/ /opt/maestro/healthcheck/
+# The sandbox's network policy: builds may reach the package registries, nothing else
+# (root-owned, not group/world-writable, as the runtime requires). See README "Sandbox".
+COPY config/sandbox-net-allow /etc/maestro/sandbox-net-allow
+RUN chmod 0644 /etc/maestro/sandbox-net-allow \
+    && ln -s /opt/maestro/healthcheck/healthcheck.py /usr/local/bin/maestro-healthcheck
 
 # Writable state lives only here (see docs/image.md): /run (tmpfs: supervisord socket,
 # program files, launch scripts), /tmp (tmpfs), and the volumes below.
@@ -78,9 +83,10 @@ ENV SUPERVISOR_CONF_DIR=/run/maestro/conf.d \
     MAESTRO_USERADD_PREFIX=/var/lib/maestro/nss \
     MAESTRO_HOME_ROOT=/home \
     MAESTRO_PRESEEDED_ROOTS=/opt/projects \
+    MAESTRO_SANDBOX_NET_POLICY=allow \
     LANG=C.UTF-8 \
     PYTHONDONTWRITEBYTECODE=1
-RUN mkdir -p /opt/projects /var/lib/maestro/nss/etc /etc/maestro
+RUN mkdir -p /opt/projects /var/lib/maestro/nss/etc
 VOLUME ["/var/lib/maestro", "/opt/projects", "/home"]
 
 HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \

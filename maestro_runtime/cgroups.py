@@ -106,9 +106,11 @@ class Layout:
         return None
 
 
-# rlimits are per process (RLIMIT_AS) or per UID (RLIMIT_NPROC: each service has its own user),
-# so they stand in for memory and pids; nothing stands in for a CPU rate.
-RLIMIT_FALLBACK = {"memory": "rlimit-as", "pids": "rlimit-nproc"}
+# rlimits are per process (RLIMIT_DATA) or per UID (RLIMIT_NPROC: each service has its own user),
+# so they stand in for memory and pids; nothing stands in for a CPU rate. RLIMIT_DATA, not
+# RLIMIT_AS: V8 and the JVM reserve far more address space than they use, and node/npm abort
+# under an address-space limit of 512M, while RLIMIT_DATA counts only writable private memory.
+RLIMIT_FALLBACK = {"memory": "rlimit-data", "pids": "rlimit-nproc"}
 
 
 def choose(layout: Layout, limits: Limits) -> dict[str, str | None]:
@@ -125,8 +127,8 @@ def choose(layout: Layout, limits: Limits) -> dict[str, str | None]:
 def prlimit_argv(limits: Limits, chosen: Mapping[str, str | None]) -> tuple[str, ...]:
     """util-linux ``prlimit`` options for the limits left to rlimits (empty when none)."""
     opts = []
-    if chosen.get("memory") == "rlimit-as" and limits.memory is not None:
-        opts.append(f"--as={limits.memory}")
+    if chosen.get("memory") == "rlimit-data" and limits.memory is not None:
+        opts.append(f"--data={limits.memory}")
     if chosen.get("pids") == "rlimit-nproc" and limits.pids_max is not None:
         opts.append(f"--nproc={limits.pids_max}")
     return ("/usr/bin/prlimit", *opts, "--") if opts else ()

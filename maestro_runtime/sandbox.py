@@ -48,7 +48,7 @@ SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "
 CAPABILITY_HINT = (
     "bubblewrap cannot create namespaces here: run the container with --cap-add SYS_ADMIN "
     "--cap-add NET_ADMIN --security-opt seccomp=unconfined --security-opt apparmor=unconfined "
-    "(or --privileged), or set MAESTRO_SANDBOX_MODE=auto/off to run unsandboxed"
+    "(or --privileged); MAESTRO_SANDBOX_MODE=off runs every service unsandboxed without this warning"
 )
 
 

@@ -51,7 +51,7 @@ class Handler(BaseHTTPRequestHandler):
         self._send(201, {"notes": NOTES})
 
     def log_message(self, fmt: str, *args: object) -> None:
-        sys.stdout.write("%s %s\n" % (self.address_string(), fmt % args))
+        sys.stdout.write(f"{self.address_string()} {fmt % args}\n")
 
 
 def main() -> None:

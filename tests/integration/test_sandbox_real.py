@@ -174,7 +174,7 @@ def test_memory_limit(tmp_path, users):
     if mech == "cgroup-v1" or mech == "cgroup-v2":
         assert proc.returncode == 128 + signal.SIGKILL, (proc.returncode, proc.stderr)
     else:
-        assert mech == "rlimit-as" and "MemoryError" in proc.stderr
+        assert mech == "rlimit-data" and "MemoryError" in proc.stderr
 
 
 def test_fork_bomb_stops_at_pids_limit(tmp_path, users):

@@ -36,8 +36,8 @@ def test_choose_prefers_v2_then_v1_then_rlimit():
     v1 = Layout(v1={"memory": Path("/m"), "cpu": Path("/c")})
     assert cgroups.choose(v1, limits) == {"memory": "cgroup-v1", "cpu": "cgroup-v1", "pids": "rlimit-nproc"}
     none = cgroups.choose(Layout(), limits)
-    assert none == {"memory": "rlimit-as", "cpu": None, "pids": "rlimit-nproc"}
-    assert cgroups.prlimit_argv(limits, none) == ("/usr/bin/prlimit", "--as=1", "--nproc=1", "--")
+    assert none == {"memory": "rlimit-data", "cpu": None, "pids": "rlimit-nproc"}
+    assert cgroups.prlimit_argv(limits, none) == ("/usr/bin/prlimit", "--data=1", "--nproc=1", "--")
     assert cgroups.prlimit_argv(limits, cgroups.choose(v2, limits)) == ()
     assert cgroups.choose(Layout(), Limits(memory=None, pids_max=None))["memory"] == "unlimited"
 
