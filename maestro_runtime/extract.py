@@ -185,6 +185,20 @@ def _copy_capped(src, dst: Path, budget: list[int], mode: int) -> None:
     os.chmod(dst, mode)
 
 
+def _place(dest: Path, step: Planned) -> Path | None:
+    """Where a planned member goes, checked to be inside ``dest``. Folders are made here (None
+    is returned); for anything else the parent exists and the path is still free."""
+    out = dest / step.path
+    _guard_inside(dest, out)
+    if step.member.kind == "dir":
+        out.mkdir(parents=True, exist_ok=True)
+        return None
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if out.is_symlink() or out.exists():
+        raise ExtractError(f"archive member {step.path!r} appears twice")
+    return out
+
+
 def _extract_tar(archive: Path, dest: Path, caps: Caps) -> None:
     try:
         with tarfile.open(archive, "r:*") as tar:
@@ -194,14 +208,9 @@ def _extract_tar(archive: Path, dest: Path, caps: Caps) -> None:
             budget = [caps.max_bytes]
             for step in plan:
                 info = members[step.member.name]
-                out = dest / step.path
-                _guard_inside(dest, out)
-                if step.member.kind == "dir":
-                    out.mkdir(parents=True, exist_ok=True)
+                out = _place(dest, step)
+                if out is None:
                     continue
-                out.parent.mkdir(parents=True, exist_ok=True)
-                if out.is_symlink() or out.exists():
-                    raise ExtractError(f"archive member {step.path!r} appears twice")
                 if step.member.kind == "symlink":
                     os.symlink(info.linkname, out)
                 elif step.member.kind == "hardlink":
@@ -241,14 +250,9 @@ def _extract_zip(archive: Path, dest: Path, caps: Caps) -> None:
             by_name = {i.filename: i for i in infos}
             budget = [caps.max_bytes]
             for step in plan:
-                out = dest / step.path
-                _guard_inside(dest, out)
-                if step.member.kind == "dir":
-                    out.mkdir(parents=True, exist_ok=True)
+                out = _place(dest, step)
+                if out is None:
                     continue
-                out.parent.mkdir(parents=True, exist_ok=True)
-                if out.is_symlink() or out.exists():
-                    raise ExtractError(f"archive member {step.path!r} appears twice")
                 if step.member.kind == "symlink":
                     os.symlink(step.member.target, out)
                     continue

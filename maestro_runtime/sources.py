@@ -64,20 +64,21 @@ def redact(source: str) -> str:
 # ---------------------------------------------------------------- options
 
 
-def _int(env: Mapping[str, str], key: str, default: int) -> int:
+def _number(env: Mapping[str, str], key: str, default, parse=int):
     raw = env.get(key, "").strip()
     try:
-        return int(raw) if raw else default
+        return parse(raw) if raw else default
     except ValueError as exc:
-        raise SourceError(f"{key} must be an integer, got {raw[:30]!r}") from exc
+        kind = "an integer" if parse is int else "a number"
+        raise SourceError(f"{key} must be {kind}, got {raw[:30]!r}") from exc
+
+
+def _int(env: Mapping[str, str], key: str, default: int) -> int:
+    return _number(env, key, default, int)
 
 
 def _float(env: Mapping[str, str], key: str, default: float) -> float:
-    raw = env.get(key, "").strip()
-    try:
-        return float(raw) if raw else default
-    except ValueError as exc:
-        raise SourceError(f"{key} must be a number, got {raw[:30]!r}") from exc
+    return _number(env, key, default, float)
 
 
 @dataclass(frozen=True)

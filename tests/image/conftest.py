@@ -24,6 +24,7 @@ import pytest
 
 from tests.fixtures.archives import project_entries, tar_bytes
 from tests.fixtures.httpserver import FixtureServer
+from tests.integration.conftest import ServiceQueries, wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 TEST_IMAGE = os.environ.get("MAESTRO_TEST_IMAGE", "localhost/maestro-runtime:image-test")
@@ -67,20 +68,6 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.image)
 
 
-def wait_for(predicate, timeout: float = 60.0, interval: float = 0.5, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        try:
-            last = predicate()
-            if last:
-                return last
-        except Exception as exc:  # keep polling; report the last error
-            last = exc
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {last!r}")
-
-
 def http_get(port: int, path: str = "/", timeout: float = 3.0) -> tuple[int, str]:
     with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=timeout) as response:
         return response.status, response.read().decode(errors="replace")
@@ -118,7 +105,7 @@ class Engine:
 
 
 @dataclass
-class Container:
+class Container(ServiceQueries):
     engine: Engine
     name: str
     low: int  # first port of its range
@@ -130,15 +117,11 @@ class Container:
         flags = ["-i"] if interactive or input is not None else []
         return self.engine("exec", *flags, self.name, *args, check=check, input=input)
 
-    def services(self) -> dict[str, dict]:
-        return {s["name"]: s for s in json.loads(self.exec("list-services", "--json").stdout)}
+    def list_json(self) -> str:
+        return self.exec("list-services", "--json").stdout
 
     def wait_running(self, names, timeout: float = 90.0) -> dict[str, dict]:
-        def ready():
-            services = self.services()
-            return services if all(services.get(n, {}).get("status") == "RUNNING" for n in names) else None
-
-        return wait_for(ready, timeout, what=f"{sorted(names)} RUNNING in {self.name}")
+        return super().wait_running(names, timeout)
 
     def healthcheck(self) -> subprocess.CompletedProcess:
         if self.engine.is_podman:

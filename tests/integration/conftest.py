@@ -50,8 +50,38 @@ def wait_for(predicate, timeout: float = 30.0, interval: float = 0.2, what: str 
     raise AssertionError(f"timed out waiting for {what}; last: {last!r}")
 
 
+def term_marker_server(marker_dir: Path) -> str:
+    """A tiny HTTP service whose SIGTERM handler writes <marker_dir>/<service id>: proof of a graceful stop."""
+    return (
+        "import os, signal, sys, http.server\n"
+        "def bye(*_):\n"
+        f"    open('{marker_dir}/' + os.environ['MAESTRO_SERVICE'], 'w').write('TERM')\n"
+        "    sys.exit(0)\n"
+        "signal.signal(signal.SIGTERM, bye)\n"
+        "http.server.HTTPServer(('0.0.0.0', int(os.environ['PORT'])), http.server.SimpleHTTPRequestHandler)"
+        ".serve_forever()\n"
+    )
+
+
+class ServiceQueries:
+    """list-services as a dict, and waiting for RUNNING: shared by the host and the image harnesses."""
+
+    def list_json(self) -> str:
+        raise NotImplementedError
+
+    def services(self) -> dict[str, dict]:
+        return {s["name"]: s for s in json.loads(self.list_json())}
+
+    def wait_running(self, names, timeout: float = 30.0) -> dict[str, dict]:
+        def all_running():
+            services = self.services()
+            return services if all(services.get(n, {}).get("status") == "RUNNING" for n in names) else None
+
+        return wait_for(all_running, timeout, what=f"{sorted(names)} RUNNING")
+
+
 @dataclass
-class Maestro:
+class Maestro(ServiceQueries):
     root: Path
     env: dict[str, str]
     proc: subprocess.Popen | None = None
@@ -98,15 +128,8 @@ class Maestro:
     def socket(self) -> Path:
         return Path(self.env["MAESTRO_RUNTIME_DIR"]) / "control" / "supervisor.sock"
 
-    def services(self) -> dict[str, dict]:
-        return {s["name"]: s for s in json.loads(self.run("list-services", "--json").stdout)}
-
-    def wait_running(self, names, timeout: float = 30.0) -> dict[str, dict]:
-        def all_running():
-            services = self.services()
-            return services if all(services.get(n, {}).get("status") == "RUNNING" for n in names) else None
-
-        return wait_for(all_running, timeout, what=f"{sorted(names)} RUNNING")
+    def list_json(self) -> str:
+        return self.run("list-services", "--json").stdout
 
     def stop(self, timeout: float = 30.0) -> int | None:
         if self.proc is None or self.proc.poll() is not None:

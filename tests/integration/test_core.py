@@ -10,7 +10,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from .conftest import http_get, wait_for
+from .conftest import http_get, term_marker_server, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -156,15 +156,7 @@ def test_graceful_stop_signals_every_service(maestro):
     marker_dir = maestro.root / "markers"
     marker_dir.mkdir(mode=0o777)
     os.chmod(marker_dir, 0o777)
-    script = (
-        "import os, signal, sys, http.server\n"
-        "def bye(*_):\n"
-        f"    open('{marker_dir}/' + os.environ['MAESTRO_SERVICE'], 'w').write('TERM')\n"
-        "    sys.exit(0)\n"
-        "signal.signal(signal.SIGTERM, bye)\n"
-        "http.server.HTTPServer(('0.0.0.0', int(os.environ['PORT'])), http.server.SimpleHTTPRequestHandler)"
-        ".serve_forever()\n"
-    )
+    script = term_marker_server(marker_dir)
     names = [f"g{i}" for i in range(8)]
     for name in names:
         folder = maestro.preseed(name)

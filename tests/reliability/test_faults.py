@@ -20,7 +20,7 @@ import pytest
 from benchmarks.common import BIN, HEALTHCHECK, kill_tree
 from tests.fixtures.archives import make_tar
 from tests.fixtures.httpserver import FixtureServer
-from tests.integration.conftest import http_get, wait_for
+from tests.integration.conftest import http_get, term_marker_server, wait_for
 
 from .conftest import count, needs_root
 
@@ -113,15 +113,7 @@ def test_graceful_stop_of_30_services(maestro):
     marker_dir = maestro.root / "markers"
     marker_dir.mkdir()
     marker_dir.chmod(0o777)
-    script = (
-        "import os, signal, sys, http.server\n"
-        "def bye(*_):\n"
-        f"    open('{marker_dir}/' + os.environ['MAESTRO_SERVICE'], 'w').write('TERM')\n"
-        "    sys.exit(0)\n"
-        "signal.signal(signal.SIGTERM, bye)\n"
-        "http.server.HTTPServer(('0.0.0.0', int(os.environ['PORT'])), http.server.SimpleHTTPRequestHandler)"
-        ".serve_forever()\n"
-    )
+    script = term_marker_server(marker_dir)
     names = [f"s{i:02d}" for i in range(30)]
     for name in names:
         folder = maestro.preseed(name)
