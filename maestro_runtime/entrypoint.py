@@ -10,15 +10,18 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import signal
+import subprocess
 import sys
+import time
 
 from .gather import gather_specs
 from .logsetup import setup_logging
 from .provision import Provisioner
-from .reconcile import reconcile, write_report
+from .reconcile import reconcile, remove_orphan_programs, write_report
 from .records import atomic_write
 from .settings import Settings
-from .supervisor import render_main_config
+from .supervisor import Supervisor, render_main_config
 
 log = logging.getLogger("maestro")
 
@@ -49,7 +52,6 @@ def prepare_runtime(settings: Settings) -> None:
 
 def boot(settings: Settings) -> int:
     """Provision everything; return the number of failures."""
-    prepare_runtime(settings)
     provisioner = Provisioner(settings)
     for warning in provisioner.boot_warnings():
         log.warning("%s", warning)
@@ -61,6 +63,39 @@ def boot(settings: Settings) -> int:
     return len(report.failed)
 
 
+def start_supervisord(settings: Settings) -> subprocess.Popen:
+    """supervisord spends its first second before it starts anything: let that second overlap
+    provisioning. Our program files are cleared first, so it starts with none and every service
+    is added by one update once provisioned (like supervisorctl update)."""
+    remove_orphan_programs(settings.supervisor_conf_dir, wanted=set())
+    supervisord = shutil.which(settings.supervisord_bin, path=os.path.dirname(sys.executable))
+    daemon = subprocess.Popen([supervisord or settings.supervisord_bin, "-n", "-c", str(settings.supervisord_conf)])
+
+    def stop_early(signum: int, _frame: object) -> None:  # docker stop while still provisioning
+        daemon.send_signal(signal.SIGTERM)
+        daemon.wait()
+        raise SystemExit(128 + signum)
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, stop_early)
+    return daemon
+
+
+def hand_over(settings: Settings, daemon: subprocess.Popen, timeout: float = 60.0) -> None:
+    """Wait until supervisord answers, then add every provisioned program."""
+    supervisor = Supervisor(settings.supervisor_socket)
+    deadline = time.monotonic() + timeout
+    while not supervisor.available():
+        if daemon.poll() is not None:
+            log.error("supervisord exited with status %s before the services could start", daemon.returncode)
+            raise SystemExit(daemon.returncode or 1)
+        if time.monotonic() > deadline:
+            log.error("supervisord did not answer on %s within %.0fs", settings.supervisor_socket, timeout)
+            raise SystemExit(1)
+        time.sleep(0.02)
+    supervisor.update()
+
+
 def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
     settings = Settings.from_env()
@@ -68,14 +103,17 @@ def main(argv: list[str] | None = None) -> None:
     if os.geteuid() != 0:
         log.error("maestro-entrypoint must run as root (it creates users and drops to them)")
         raise SystemExit(1)
-    boot(settings)
+    prepare_runtime(settings)
     if "--prepare-only" in args:
+        boot(settings)
         return
-    # A fresh interpreter with only what the supervisor parent needs: less memory held for the container's life.
-    supervisord = shutil.which(settings.supervisord_bin, path=os.path.dirname(sys.executable))
+    daemon = start_supervisord(settings)
+    boot(settings)
+    hand_over(settings, daemon)
+    # supervisord stays our child across exec: a fresh, small interpreter waits for it and
+    # forwards signals, holding less memory for the container's life than this one.
     os.execv(sys.executable, [
-        sys.executable, "-m", "maestro_runtime.init",
-        str(settings.supervisord_conf), str(settings.supervisor_socket), supervisord or settings.supervisord_bin,
+        sys.executable, "-m", "maestro_runtime.init", str(settings.supervisor_socket), str(daemon.pid),
     ])
 
 

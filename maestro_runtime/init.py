@@ -1,5 +1,8 @@
 """The parent of supervisord for the container's life (under tini, or PID 1 itself).
 
+The entrypoint starts supervisord, provisions, then execs this module, which
+inherits supervisord as its child.
+
 Why not exec supervisord directly: on SIGTERM supervisord stops its groups one
 after another, so N services that take a moment each can outlast Docker's 10 s
 grace. Here SIGTERM first asks supervisord to stop *all* processes at once
@@ -12,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import subprocess
 import sys
 
 FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGHUP, signal.SIGUSR2)
@@ -33,25 +35,24 @@ def stop_all_now(socket_path: str) -> None:
 
 
 def main() -> None:
-    conf, socket_path, supervisord = sys.argv[1:4]
-    child = subprocess.Popen([supervisord, "-n", "-c", conf])
+    socket_path, pid = sys.argv[1], int(sys.argv[2])  # supervisord: our child, started before exec
 
     def forward(signum: int, _frame: object) -> None:
         if signum in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
             stop_all_now(socket_path)
         with contextlib.suppress(ProcessLookupError):
-            child.send_signal(signum)
+            os.kill(pid, signum)
 
     for signum in FORWARDED:
         signal.signal(signum, forward)
     while True:
         try:
-            pid, status = os.wait()
+            child, status = os.wait()
         except ChildProcessError:
             sys.exit(0)
         except InterruptedError:
             continue
-        if pid == child.pid:
+        if child == pid:
             sys.exit(os.waitstatus_to_exitcode(status) if os.WIFEXITED(status) else 128 + os.WTERMSIG(status))
 
 

@@ -52,6 +52,17 @@ class Outcome:
     record: ServiceRecord | None = None
 
 
+@dataclass(frozen=True)
+class Code:
+    """A service's code on disk: where, from where, which fetch, and what it replaced."""
+
+    directory: Path
+    source: str  # redacted
+    revision: str
+    fetched: bool = False
+    previous_dir: Path | None = None  # kept until the build succeeds
+
+
 def assign_ids(specs: Iterable[ServiceSpec], reserved: Iterable[str] = ()) -> list[Assignment]:
     """Unique program ids in input order (``web``, ``web-1``...); the same input gives the same ids."""
     taken = set(reserved)
@@ -119,26 +130,17 @@ class Provisioner:
             account = accounts.shared_account(a.user, settings.home_root)
         else:
             account = accounts.ensure_account(a.user, settings.home_root, settings.accounts_prefix)
-        fetched, old = False, None
-        if spec.directory is not None:
-            directory, source, revision = spec.directory, str(spec.directory), ""
-        else:
-            assert spec.repo is not None
-            directory, source = settings.projects_dir / a.id, sources.redact(spec.repo)
-            stale = previous is None or previous.source != source or previous.ref != spec.ref
-            revision = previous.revision if previous else ""
-            if refetch or stale or not directory.is_dir():
-                staging = sources.stage(spec.repo, spec.ref, directory, settings=settings, sha256=spec.sha256)
-                old, fetched, revision = sources.swap_in(staging, directory, spec.keep), True, f"{time.time():.6f}"
+        code = self._source(a, previous, refetch)
+        directory = code.directory
         try:
             if not self.identity_degraded:
                 accounts.own_tree(directory, account)
             builds.build(directory, account, settings=settings, policy=self.policy, service_id=a.id)
         except BaseException:
-            if fetched:  # the previous version (or nothing) comes back: never a half-built service
-                sources.roll_back(directory, old, spec.keep)
+            if code.fetched:  # the previous version (or nothing) comes back: never a half-built service
+                sources.roll_back(directory, code.previous_dir, spec.keep)
             raise
-        sources.finish(old)
+        sources.finish(code.previous_dir)
         port = self.ledger.assign(a.id, spec.port, settings.port_range)
         if spec.kind == "preseeded" and spec.port is None:
             self._remember_port(directory, port, account)
@@ -148,7 +150,7 @@ class Provisioner:
             found = detect.detect_command(directory, account.venv_dir if account.venv_dir.is_dir() else None)
             command, reason = found.command, found.reason
         return ServiceRecord(
-            id=a.id, name=spec.name or a.id, kind=spec.kind, origin=spec.origin, source=source,
+            id=a.id, name=spec.name or a.id, kind=spec.kind, origin=spec.origin, source=code.source,
             ref=spec.ref if spec.repo else None, directory=str(directory), user=account.user,
             uid=account.uid, gid=account.gid, home=str(account.home), tmp_dir=str(account.tmp_dir),
             cache_dir=str(account.cache_dir),
@@ -157,10 +159,25 @@ class Provisioner:
             health={"kind": spec.health.kind, "path": spec.health.path}, autostart=spec.autostart,
             keep=list(spec.keep), allow_hosts=list(spec.allow_hosts),
             limits={k: v for k, v in spec.limits.__dict__.items() if v is not None},
-            state=READY, error=None, updated=time.time(), revision=revision,
+            state=READY, error=None, updated=time.time(), revision=code.revision,
             degraded=["identity: runs as root without capabilities (no CAP_SETUID/CAP_CHOWN)"]
             if self.identity_degraded else [],
         )
+
+    def _source(self, a: Assignment, previous: ServiceRecord | None, refetch: bool) -> Code:
+        """Where the service's code is. A pre-seeded folder is used in place; a source is fetched
+        when new, changed, missing or asked for, and swapped in with the previous version kept."""
+        spec = a.spec
+        if spec.directory is not None:
+            return Code(spec.directory, str(spec.directory), "")
+        assert spec.repo is not None
+        directory, source = self.settings.projects_dir / a.id, sources.redact(spec.repo)
+        stale = previous is None or previous.source != source or previous.ref != spec.ref
+        if not (refetch or stale or not directory.is_dir()):
+            return Code(directory, source, previous.revision if previous else "")
+        staging = sources.stage(spec.repo, spec.ref, directory, settings=self.settings, sha256=spec.sha256)
+        previous_dir = sources.swap_in(staging, directory, spec.keep)
+        return Code(directory, source, f"{time.time():.6f}", fetched=True, previous_dir=previous_dir)
 
     def _remember_port(self, directory: Path, port: int, account: accounts.Account) -> None:
         """Write .maestro-port into a pre-seeded folder, but never over the user's own file."""
