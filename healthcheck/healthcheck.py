@@ -6,8 +6,8 @@ Exit 0 healthy, 1 unhealthy; one summary line naming what fails.
 Startup time is most of a healthcheck's cost, so this file is standalone and
 imports almost nothing (run it with ``python3 -I -S``): no maestro_runtime,
 no http.client or xmlrpc.client (they pull in the email package), no threads.
-All probes run concurrently on non-blocking sockets under one selector, and
-supervisord is asked over its UNIX socket with a hand-written XML-RPC request.
+All probes, and the question to supervisord (a hand-written XML-RPC request over
+its UNIX socket), run concurrently on non-blocking sockets under one selector.
 It resolves the same two paths settings.py does (MAESTRO_STATE_DIR,
 MAESTRO_RUNTIME_DIR) from the environment by itself.
 
@@ -60,23 +60,47 @@ def parse_process_info(xml_text: bytes) -> list[dict]:
     return processes
 
 
-def supervisor_processes(socket_path: str) -> dict[str, dict] | None:
-    request = (b"POST /RPC2 HTTP/1.0\r\nHost: localhost\r\nContent-Type: text/xml\r\n"
-               b"Content-Length: %d\r\n\r\n%s" % (len(RPC_BODY), RPC_BODY))
-    try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-            sock.settimeout(max(0.5, DEADLINE - time.monotonic()))
-            sock.connect(socket_path)
-            sock.sendall(request)
-            chunks = []
-            while chunk := sock.recv(65536):
-                chunks.append(chunk)
-        head, _, body = b"".join(chunks).partition(b"\r\n\r\n")
-        if not head.startswith(b"HTTP/1.") or head.split(None, 2)[1] != b"200":
-            return None
-        return {p["name"]: p for p in parse_process_info(body)}
-    except (OSError, ValueError, IndexError):
-        return None
+class SupervisorQuery:
+    """getAllProcessInfo over supervisord's UNIX socket, run in the same selector as the probes
+    so its answer time overlaps theirs."""
+
+    def __init__(self, socket_path: str):
+        self.socket_path = socket_path
+        self.chunks: list[bytes] = []
+        self.processes: dict[str, dict] | None = None
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+
+    def start(self, selector: selectors.BaseSelector) -> None:
+        request = (b"POST /RPC2 HTTP/1.0\r\nHost: localhost\r\nContent-Type: text/xml\r\n"
+                   b"Content-Length: %d\r\n\r\n%s" % (len(RPC_BODY), RPC_BODY))
+        try:
+            self.sock.settimeout(max(0.5, DEADLINE - time.monotonic()))
+            self.sock.connect(self.socket_path)
+            self.sock.sendall(request)  # small: the socket buffer takes it at once
+            self.sock.setblocking(False)
+        except OSError:
+            self.sock.close()
+            return
+        selector.register(self.sock, selectors.EVENT_READ, self)
+
+    def on_event(self, selector: selectors.BaseSelector, _mask: int) -> None:
+        try:
+            chunk = self.sock.recv(65536)
+        except BlockingIOError:
+            return
+        except OSError:
+            chunk = b""
+        if chunk:
+            self.chunks.append(chunk)
+            return
+        selector.unregister(self.sock)
+        self.sock.close()
+        head, _, body = b"".join(self.chunks).partition(b"\r\n\r\n")
+        try:
+            if head.startswith(b"HTTP/1.") and head.split(None, 2)[1] == b"200":
+                self.processes = {p["name"]: p for p in parse_process_info(body)}
+        except (ValueError, IndexError):
+            self.processes = None
 
 
 # ---------------------------------------------------------------- probes
@@ -136,11 +160,12 @@ def http_verdict(port: int, head: bytes) -> str | None:
     return f"port {port}: no HTTP answer"
 
 
-def probe_all(targets: list[tuple[str, int, str, str]]) -> dict[str, str | None]:
+def probe_all(targets: list[tuple[str, int, str, str]], *also) -> dict[str, str | None]:
+    """Run every probe (and ``also``: e.g. the supervisord query) until done or out of time."""
     selector = selectors.DefaultSelector()
     probes = [Probe(*target) for target in targets]
-    for probe in probes:
-        probe.start(selector)
+    for participant in (*also, *probes):
+        participant.start(selector)
     while selector.get_map() and (remaining := DEADLINE - time.monotonic()) > 0:
         for key, mask in selector.select(remaining):
             key.data.on_event(selector, mask)
@@ -185,12 +210,17 @@ def check(env: dict[str, str]) -> tuple[int, str]:
     state_dir = env.get("MAESTRO_STATE_DIR", "/var/lib/maestro")
     runtime_dir = env.get("MAESTRO_RUNTIME_DIR", "/run/maestro")
     start_period = float(env.get("HEALTHCHECK_START_PERIOD", "20"))
-    processes = supervisor_processes(os.path.join(runtime_dir, "control", "supervisor.sock"))
+    records = [r for r in load_records(state_dir) if r.get("autostart", True)]
+    ready = [r for r in records if r.get("state") == "ready" and r.get("port")]
+    targets = [(r["id"], int(r["port"]), (r.get("health") or {}).get("kind", "http"),
+                (r.get("health") or {}).get("path", "/")) for r in ready]
+    query = SupervisorQuery(os.path.join(runtime_dir, "control", "supervisor.sock"))
+    answers = probe_all(targets, query)  # probes and the supervisord query run together
+    processes = query.processes
     if processes is None:
         return 1, "unhealthy: supervisord is not answering"
-    records = [r for r in load_records(state_dir) if r.get("autostart", True)]
     now = time.time()
-    failing, starting, targets = [], [], []
+    failing, starting, healthy = [], [], 0
     for record in records:
         name = record["id"]
         if record.get("state") != "ready":
@@ -199,25 +229,18 @@ def check(env: dict[str, str]) -> tuple[int, str]:
         info = processes.get(name)
         state = info["statename"] if info else "NOT_LOADED"
         young = info is not None and now - info.get("start", 0) < start_period
-        if state == "RUNNING" and record.get("port"):
-            health = record.get("health") or {}
-            targets.append((name, int(record["port"]), health.get("kind", "http"), health.get("path", "/")))
-        elif state == "STARTING" or (state == "BACKOFF" and young):
+        why = answers.get(name, "no port")
+        if state == "RUNNING" and why is None:
+            healthy += 1
+        elif state == "STARTING" or (state in ("RUNNING", "BACKOFF") and young):
             starting.append(name)
-        elif state != "RUNNING":
-            failing.append(f"{name} ({state})")
-    answers = probe_all(targets)
-    for name, why in answers.items():
-        if why is None:
-            continue
-        if now - processes[name].get("start", 0) < start_period:
-            starting.append(name)
-        else:
+        elif state == "RUNNING":
             failing.append(f"{name} ({why})")
+        else:
+            failing.append(f"{name} ({state})")
     if not records:
         # Nothing registered: supervisord answering and every program RUNNING is health.
         failing += [f"{n} ({p['statename']})" for n, p in processes.items() if p["statename"] != "RUNNING"]
-    healthy = sum(1 for name, why in answers.items() if why is None)
     return summary(failing, healthy, starting)
 
 

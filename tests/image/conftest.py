@@ -215,7 +215,7 @@ class Launcher:
         markers = root / "markers"
         markers.mkdir()
         markers.chmod(0o777)
-        low = random.randrange(20000, 60000, 100)
+        low = random.randrange(10000, 32000, 100)  # below the ephemeral port range
         name = f"maestro-test-{uuid.uuid4().hex[:10]}"
         container = Container(engine, name, low, markers)
         mounts = ["-v", f"{markers}:/markers"]

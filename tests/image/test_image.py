@@ -274,3 +274,34 @@ def test_hardened_run_with_user_capabilities_has_per_project_users(start_contain
     container.engine("stop", "-t", "10", container.name)
     assert container.state()["ExitCode"] == 0
     assert (container.markers / "api1").exists()
+
+
+SANDBOX_FLAGS = ["--cap-add", "SYS_ADMIN", "--cap-add", "NET_ADMIN", "--security-opt", "seccomp=unconfined",
+                 "--security-opt", "unmask=/proc/*"]
+
+
+def test_full_sandbox_in_the_image(start_container, fixture_url):
+    """With the documented capabilities every service runs in bubblewrap, as its user, isolated."""
+    container = start_container(*SANDBOX_FLAGS, env={"SERVICES": f"{fixture_url}|||api1",
+                                                     "MAESTRO_SANDBOX_MODE": "require"})
+    services = container.wait_running([*EXAMPLES, "api1"])
+    for name in (*EXAMPLES, "api1"):
+        svc = services[name]
+        assert svc["sandbox"]["sandbox"] == "bubblewrap", svc["sandbox"]
+        assert http_get(svc["port"])[0] == 200
+        assert _ps_user(container, svc["pid"]) == "root"  # the outer bwrap; the service below it:
+        children = container.exec("ps", "-o", "user=,args=", "--ppid", str(svc["pid"])).stdout
+        assert "bwrap" in children, children
+    assert "SANDBOX DISABLED" not in container.logs()
+
+    # The same sandbox by hand: another project's folder is invisible, /usr read-only, not root.
+    def sandboxed(*argv: str):
+        return container.exec("maestro-sandbox", "--user", "svc_api1", "--workdir",
+                              services["api1"]["directory"], "--", *argv, check=False)
+
+    assert sandboxed("id", "-u").stdout.strip() not in ("", "0")
+    assert sandboxed("ls", services["python-api"]["directory"]).returncode != 0
+    assert sandboxed("touch", "/usr/x").returncode != 0
+    assert sandboxed("touch", "data-written-in-sandbox").returncode == 0
+    container.engine("stop", "-t", "10", container.name)
+    assert container.state()["ExitCode"] == 0
