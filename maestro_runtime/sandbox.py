@@ -44,6 +44,7 @@ IGNORE_SIGNALS = ("/usr/bin/env", f"--ignore-signal={FORWARDED}")
 DEFAULT_SIGNALS = ("/usr/bin/env", f"--default-signal={FORWARDED}")
 PROXY_PORT = 3128  # inside the sandbox's own network namespace, so a fixed port cannot clash
 SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+NSS_EXTRA_FILES = ("/var/lib/extrausers/passwd", "/var/lib/extrausers/group")
 SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc")
 CAPABILITY_HINT = (
     "bubblewrap cannot create namespaces here: run the container with --cap-add SYS_ADMIN "
@@ -254,6 +255,11 @@ def system_view(config: SandboxConfig, extra_ro: Sequence[str] = ()) -> View:
         real = os.path.realpath(path)
         if os.path.isdir(real) and not any(real == d or real.startswith(d + "/") for d in SYSTEM_DIRS):
             entries.append(("ro", real, real))
+    # Service users may live in libnss-extrausers' files (the image's read-only /etc): name and
+    # uid lookups in the sandbox (id, getpwuid, Node's os.userInfo) need them. Never shadow.
+    for path in NSS_EXTRA_FILES:
+        if os.path.isfile(path):
+            entries.append(("ro", os.path.realpath(path), path))
     unique = list(dict.fromkeys(entries))
     masked_dirs = tuple(p for p in config.masked if os.path.isdir(p))
     masked_files = tuple(p for p in config.masked if os.path.isfile(p))

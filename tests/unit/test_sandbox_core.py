@@ -122,3 +122,16 @@ def test_require_raises_with_hint(tmp_path):
     on, why = auto.sandboxed()
     assert not on and "not found" in why
     assert (tmp_path / "a" / "sandbox" / "probe.json").is_file()  # probed once, cached
+
+
+def test_system_view_shows_extrausers_accounts_but_never_shadow(tmp_path, monkeypatch):
+    """In the image, service users live in libnss-extrausers' files; lookups in the sandbox need them."""
+    from maestro_runtime import sandbox
+
+    for name in ("passwd", "group", "shadow"):
+        (tmp_path / name).write_text("x\n")
+    monkeypatch.setattr(sandbox, "NSS_EXTRA_FILES", (str(tmp_path / "passwd"), str(tmp_path / "group")))
+    view = sandbox.system_view(sandbox.SandboxConfig())
+    bound = {dest for kind, _src, dest in view.entries if kind == "ro"}
+    assert {str(tmp_path / "passwd"), str(tmp_path / "group")} <= bound
+    assert str(tmp_path / "shadow") not in bound
