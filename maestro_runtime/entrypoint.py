@@ -14,6 +14,9 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
+
+import click
 
 from .gather import gather_specs
 from .logsetup import setup_logging
@@ -50,12 +53,12 @@ def prepare_runtime(settings: Settings) -> None:
     atomic_write(settings.supervisord_conf, text)
 
 
-def boot(settings: Settings) -> int:
+def boot(settings: Settings, on_progress: Callable[[], None] | None = None) -> int:
     """Provision everything; return the number of failures."""
     provisioner = Provisioner(settings)
     for warning in provisioner.boot_warnings():
         log.warning("%s", warning)
-    report = reconcile(provisioner, gather_specs(settings))
+    report = reconcile(provisioner, gather_specs(settings), on_progress=on_progress)
     for problem in provisioner.policy.sync_firewall(provisioner.store.all()):
         log.warning("%s", problem)
     write_report(settings.boot_report, report)
@@ -81,6 +84,22 @@ def start_supervisord(settings: Settings) -> subprocess.Popen:
     return daemon
 
 
+class EarlyStart:
+    """Called after each provisioned service: once supervisord answers, add what is ready (at most
+    every ``interval`` seconds), so services start while the rest are still being provisioned."""
+
+    def __init__(self, settings: Settings, interval: float = 0.25):
+        self.supervisor = Supervisor(settings.supervisor_socket)
+        self.interval = interval
+        self.last = 0.0
+
+    def __call__(self) -> None:
+        now = time.monotonic()
+        if now - self.last >= self.interval and self.supervisor.available():
+            self.supervisor.update()
+            self.last = time.monotonic()
+
+
 def hand_over(settings: Settings, daemon: subprocess.Popen, timeout: float = 60.0) -> None:
     """Wait until supervisord answers, then add every provisioned program."""
     supervisor = Supervisor(settings.supervisor_socket)
@@ -96,19 +115,23 @@ def hand_over(settings: Settings, daemon: subprocess.Popen, timeout: float = 60.
     supervisor.update()
 
 
-def main(argv: list[str] | None = None) -> None:
-    args = sys.argv[1:] if argv is None else argv
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--prepare-only", is_flag=True,
+              help="Provision users, files and program files, then exit without running supervisord.")
+def main(prepare_only: bool) -> None:
+    """Boot maestro-runtime: gather pre-seeded folders and specs (YAML file, SERVICES, SVC_*),
+    provision each service, and run them all under supervisord (the image's entrypoint)."""
     settings = Settings.from_env()
     setup_logging(settings.log_level)
     if os.geteuid() != 0:
         log.error("maestro-entrypoint must run as root (it creates users and drops to them)")
         raise SystemExit(1)
     prepare_runtime(settings)
-    if "--prepare-only" in args:
+    if prepare_only:
         boot(settings)
         return
     daemon = start_supervisord(settings)
-    boot(settings)
+    boot(settings, on_progress=EarlyStart(settings))
     hand_over(settings, daemon)
     # supervisord stays our child across exec: a fresh, small interpreter waits for it and
     # forwards signals, holding less memory for the container's life than this one.
