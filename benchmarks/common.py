@@ -35,14 +35,14 @@ CLONE_NEWNS = 0x00020000
 
 
 def isolate_etc() -> None:
-    """Private mount namespace with a throwaway /etc (like tests/conftest.py): useradd never reaches the host."""
+    """Private mount namespace with a throwaway /etc (tests and benchmarks): useradd never reaches the host."""
     if os.environ.get("MAESTRO_TEST_ISOLATED") or os.geteuid() != 0:
         return
     libc = ctypes.CDLL(None, use_errno=True)
     if libc.unshare(CLONE_NEWNS) != 0:
         raise OSError(ctypes.get_errno(), "unshare(CLONE_NEWNS) failed")
     subprocess.run(["mount", "--make-rprivate", "/"], check=True)
-    copy = tempfile.mkdtemp(prefix="maestro-bench-etc-")
+    copy = tempfile.mkdtemp(prefix="maestro-etc-")
     subprocess.run(["cp", "-a", "/etc/.", copy], check=True)
     subprocess.run(["mount", "--bind", copy, "/etc"], check=True)
     os.environ["MAESTRO_TEST_ISOLATED"] = copy

@@ -60,19 +60,11 @@ ROOTFS="$CACHE_ROOT/debootstrap/$DEBIAN_SUITE-rootfs"
 DEB_CACHE="$CACHE_ROOT/debootstrap/$DEBIAN_SUITE-debs"
 
 # --- container engine -------------------------------------------------------
-detect_engine() {
-    if [[ -n "${CONTAINER_ENGINE:-}" ]]; then
-        printf '%s\n' "$CONTAINER_ENGINE"
-    elif command -v docker >/dev/null 2>&1 && docker info >/dev/null 2>&1; then
-        echo docker
-    elif command -v podman >/dev/null 2>&1; then
-        echo podman
-    else
-        die "no usable container engine: install podman (scripts/ensure-engine.sh) or start a Docker daemon"
-    fi
-}
-ENGINE="$(detect_engine)"
-command -v "$ENGINE" >/dev/null 2>&1 || die "CONTAINER_ENGINE=$ENGINE not found in PATH"
+# shellcheck source=scripts/lib.sh
+source "$REPO_ROOT/scripts/lib.sh"
+ENGINE="$(maestro_engine)"
+command -v "$ENGINE" >/dev/null 2>&1 \
+    || die "no usable container engine ($ENGINE not found): install podman (scripts/ensure-engine.sh) or start a Docker daemon"
 if [[ "$(basename "$ENGINE")" == podman && -z "${CONTAINERS_CONF:-}" \
       && -f "$REPO_ROOT/config/containers.conf" ]]; then
     export CONTAINERS_CONF="$REPO_ROOT/config/containers.conf"

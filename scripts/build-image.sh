@@ -30,13 +30,9 @@ REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 IMAGE="${IMAGE:-maestro-runtime:latest}"
 BASE_IMAGE="${BASE_IMAGE:-debian:bookworm-slim}"
 
-if [[ -n "${CONTAINER_ENGINE:-}" ]]; then
-    ENGINE="$CONTAINER_ENGINE"
-elif command -v docker >/dev/null 2>&1 && docker info >/dev/null 2>&1; then
-    ENGINE=docker
-else
-    ENGINE=podman
-fi
+# shellcheck source=scripts/lib.sh
+source "$REPO_ROOT/scripts/lib.sh"
+ENGINE="$(maestro_engine)"
 command -v "$ENGINE" >/dev/null 2>&1 || die "$ENGINE not found: run scripts/ensure-engine.sh first"
 IS_PODMAN=0
 if [[ "$(basename "$ENGINE")" == podman ]]; then

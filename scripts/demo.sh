@@ -44,10 +44,12 @@ EXAMPLES=(python-api node-app static-site)
 T0=$SECONDS
 
 # --- 1. engine ----------------------------------------------------------------------
-if [[ -z "${CONTAINER_ENGINE:-}" ]] && ! { command -v docker >/dev/null 2>&1 && docker info >/dev/null 2>&1; }; then
-    eval "$("$REPO_ROOT/scripts/ensure-engine.sh")"
+# shellcheck source=scripts/lib.sh
+source "$REPO_ROOT/scripts/lib.sh"
+if [[ "$(maestro_engine)" == podman ]]; then
+    eval "$("$REPO_ROOT/scripts/ensure-engine.sh")"  # installs podman and the base image when missing
 fi
-ENGINE="${CONTAINER_ENGINE:-docker}"
+ENGINE="$(maestro_engine)"
 IS_PODMAN=0
 if [[ "$(basename "$ENGINE")" == podman ]]; then
     IS_PODMAN=1

@@ -38,13 +38,9 @@ export BASE_IMAGE
 T0=$SECONDS
 
 # --- 1. packages --------------------------------------------------------------
-if [[ -n "${CONTAINER_ENGINE:-}" ]]; then
-    ENGINE="$CONTAINER_ENGINE"
-elif command -v docker >/dev/null 2>&1 && docker info >/dev/null 2>&1; then
-    ENGINE=docker
-else
-    ENGINE=podman
-fi
+# shellcheck source=scripts/lib.sh
+source "$REPO_ROOT/scripts/lib.sh"
+ENGINE="$(maestro_engine)"
 
 packages=(debootstrap)
 if [[ "$(basename "$ENGINE")" == podman ]]; then
