@@ -121,14 +121,17 @@ def timed(argv: list[str], env: dict[str, str] | None = None) -> tuple[float, fl
 
 def wait_all_running(host: Host, n: int, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
+    laggards: list = []
     while time.monotonic() < deadline:
         proc = host.cli("list-services", "--json")
         if proc.returncode == 0:
-            states = [s["status"] for s in json.loads(proc.stdout)]
-            if len(states) >= n and all(s == "RUNNING" for s in states):
+            services = json.loads(proc.stdout)
+            laggards = [(s["name"], s["status"], s["error"]) for s in services if s["status"] != "RUNNING"]
+            if len(services) >= n and not laggards:
                 return
         time.sleep(0.3)
-    raise TimeoutError("services never all RUNNING")
+    # Say which and why, so a flaky run can be diagnosed from its output alone.
+    raise TimeoutError(f"services never all RUNNING: {laggards[:10]}\n{host.log()[-3000:]}")
 
 
 def floor_boot(n: int, alloc: PortAllocator, cfg: Config, s: Samples) -> None:

@@ -14,7 +14,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 
 import click
 
@@ -53,12 +52,12 @@ def prepare_runtime(settings: Settings) -> None:
     atomic_write(settings.supervisord_conf, text)
 
 
-def boot(settings: Settings, on_progress: Callable[[], None] | None = None) -> int:
+def boot(settings: Settings) -> int:
     """Provision everything; return the number of failures."""
     provisioner = Provisioner(settings)
     for warning in provisioner.boot_warnings():
         log.warning("%s", warning)
-    report = reconcile(provisioner, gather_specs(settings), on_progress=on_progress)
+    report = reconcile(provisioner, gather_specs(settings))
     for problem in provisioner.policy.sync_firewall(provisioner.store.all()):
         log.warning("%s", problem)
     write_report(settings.boot_report, report)
@@ -82,22 +81,6 @@ def start_supervisord(settings: Settings) -> subprocess.Popen:
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, stop_early)
     return daemon
-
-
-class EarlyStart:
-    """Called after each provisioned service: once supervisord answers, add what is ready (at most
-    every ``interval`` seconds), so services start while the rest are still being provisioned."""
-
-    def __init__(self, settings: Settings, interval: float = 0.25):
-        self.supervisor = Supervisor(settings.supervisor_socket)
-        self.interval = interval
-        self.last = 0.0
-
-    def __call__(self) -> None:
-        now = time.monotonic()
-        if now - self.last >= self.interval and self.supervisor.available():
-            self.supervisor.update()
-            self.last = time.monotonic()
 
 
 def hand_over(settings: Settings, daemon: subprocess.Popen, timeout: float = 60.0) -> None:
@@ -131,7 +114,7 @@ def main(prepare_only: bool) -> None:
         boot(settings)
         return
     daemon = start_supervisord(settings)
-    boot(settings, on_progress=EarlyStart(settings))
+    boot(settings)
     hand_over(settings, daemon)
     # supervisord stays our child across exec: a fresh, small interpreter waits for it and
     # forwards signals, holding less memory for the container's life than this one.

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -39,12 +38,8 @@ class Report:
         return "; ".join(parts) + f" [{self.seconds:.2f}s]"
 
 
-def reconcile(
-    provisioner: Provisioner, parsed: ParseResult, *, refetch: bool = False,
-    on_progress: Callable[[], None] | None = None,
-) -> Report:
-    """Provision every spec, re-activate services deployed at run time, unregister the rest.
-    ``on_progress`` is called after each service (boot uses it to start services early)."""
+def reconcile(provisioner: Provisioner, parsed: ParseResult, *, refetch: bool = False) -> Report:
+    """Provision every spec, re-activate services deployed at run time, unregister the rest."""
     started = time.monotonic()
     report = Report(warnings=list(parsed.warnings))
     for warning in parsed.warnings:
@@ -55,11 +50,7 @@ def reconcile(
     existing = provisioner.store.all()
     kept = [r for r in existing if r.kind in KEPT_KINDS]
     assignments = assign_ids(parsed.specs, reserved=[r.id for r in kept])
-    outcomes = []
-    for assignment in assignments:
-        outcomes.append(provision_logged(provisioner, assignment, refetch=refetch))
-        if on_progress is not None:
-            on_progress()
+    outcomes = [provision_logged(provisioner, a, refetch=refetch) for a in assignments]
     # Entries that failed validation are recorded too (after the good ones, so no id shifts),
     # which makes them visible in list-services with their reason.
     taken = {a.id for a in assignments} | {r.id for r in kept}
