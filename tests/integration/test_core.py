@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 from pathlib import Path
 
 import psutil
 import pytest
 
-from .conftest import http_get, term_marker_server, wait_for
+from .conftest import http_get, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -150,22 +149,6 @@ def test_deploy_from_env_applies_changes_to_the_running_system(maestro):
     services = maestro.wait_running(["keep", "added"])
     assert services["keep"]["pid"] == first["keep"]["pid"]  # untouched
     assert "<h1>added</h1>" in http_get(services["added"]["port"])
-
-
-def test_graceful_stop_signals_every_service(maestro):
-    marker_dir = maestro.root / "markers"
-    marker_dir.mkdir(mode=0o777)
-    os.chmod(marker_dir, 0o777)
-    script = term_marker_server(marker_dir)
-    names = [f"g{i}" for i in range(8)]
-    for name in names:
-        folder = maestro.preseed(name)
-        (folder / "server.py").write_text(script)
-        (folder / ".maestro-cmd").write_text("python3 server.py")
-    maestro.boot()
-    maestro.wait_running(names)
-    assert maestro.stop(timeout=10) == 0
-    assert sorted(p.name for p in marker_dir.iterdir()) == sorted(names)
 
 
 def test_without_identity_capabilities_services_run_degraded_not_dead(maestro):
