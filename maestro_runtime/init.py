@@ -16,6 +16,7 @@ import contextlib
 import os
 import signal
 import sys
+from pathlib import Path
 
 FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGHUP, signal.SIGUSR2)
 
@@ -23,13 +24,9 @@ FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGHUP, signa
 def stop_all_now(socket_path: str) -> None:
     """Signal every program in parallel; supervisord's own shutdown then finds them stopping."""
     try:
-        import xmlrpc.client
+        from .supervisor import Supervisor  # imported only now: this process idles until the stop
 
-        from supervisor.xmlrpc import SupervisorTransport
-
-        transport = SupervisorTransport(None, None, f"unix://{socket_path}")
-        proxy = xmlrpc.client.ServerProxy("http://127.0.0.1", transport=transport)
-        proxy.supervisor.stopAllProcesses(False)
+        Supervisor(Path(socket_path)).call("supervisor.stopAllProcesses", False)
     except Exception as exc:  # the daemon may be starting or gone; its own shutdown still runs
         print(f"[maestro][warn] parallel stop skipped: {exc}", file=sys.stderr, flush=True)
 

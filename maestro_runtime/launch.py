@@ -19,8 +19,6 @@ from collections.abc import Mapping, Sequence
 from .records import ServiceRecord
 
 SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-# The service cannot change these: they describe where and as whom it runs.
-FIXED_KEYS = ("PORT", "HOME", "USER", "LOGNAME")
 _SHELL_SYNTAX = re.compile(r"[;&|<>()`\n{}]")
 _NEEDS_SHELL = re.compile(r"[;&|<>()`\n{}$*?\[\]~#\\'\"=]")
 _SHELL_WORDS = frozenset((
@@ -81,6 +79,7 @@ def service_environment(record: ServiceRecord) -> dict[str, str]:
     if record.venv_dir:
         env["VIRTUAL_ENV"] = record.venv_dir
     env.update(record.env)
+    # Set last: the service cannot change where and as whom it runs.
     env.update(PORT=str(record.port), HOME=record.home, USER=record.user, LOGNAME=record.user)
     return env
 

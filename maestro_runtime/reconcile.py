@@ -106,9 +106,3 @@ def remove_orphan_programs(conf_dir: Path, wanted: set[str]) -> None:
 def write_report(path: Path, report: Report) -> None:
     atomic_write(path, json.dumps({**asdict(report), "time": time.time()}, indent=1))
 
-
-def read_report(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
