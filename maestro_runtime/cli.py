@@ -27,16 +27,20 @@ def _settings() -> Settings:
     return settings
 
 
-def _apply(provisioner) -> bool:
-    """Rebuild the firewall for the current services, then tell a running supervisord about
-    changed program files; False when supervisord is not running."""
+def _running_supervisor(provisioner) -> Supervisor | None:
+    """Rebuild the firewall for the current services; then the running supervisord, if any."""
     for problem in provisioner.policy.sync_firewall(provisioner.store.all()):
         log.warning("%s", problem)
     supervisor = Supervisor(provisioner.settings.supervisor_socket)
-    if not supervisor.available():
-        return False
-    supervisor.update()
-    return True
+    return supervisor if supervisor.available() else None
+
+
+def _apply(provisioner) -> bool:
+    """Tell a running supervisord about changed program files; False when it is not running."""
+    supervisor = _running_supervisor(provisioner)
+    if supervisor:
+        supervisor.update()
+    return supervisor is not None
 
 
 def _find(store: RecordStore, name: str) -> ServiceRecord:
@@ -97,11 +101,13 @@ def remove_service(name: str, purge: bool, delete_user: bool, yes: bool) -> None
             what = " and ".join(doomed)
             click.confirm(f"Remove service {record.id} and delete {what}?", abort=True)
         provisioner.unregister(record)
-        running = _apply(provisioner)  # stops the program before its files go
+        supervisor = _running_supervisor(provisioner)
+        if supervisor:
+            supervisor.remove(record.id)  # stops the program before its files go
         provisioner.cleanup(record, purge=purge, delete_user=delete_user)
     kept = "deleted" if purge else f"kept in {record.directory}"
     click.echo(f"removed {record.id}: port {record.port or '-'} freed, files {kept}"
-               + ("" if running else " (supervisord not running)"))
+               + ("" if supervisor else " (supervisord not running)"))
     if record.kind == "preseeded" and not purge and record.directory:
         # A pre-seeded folder would come back at the next boot: mark it, additively.
         (Path(record.directory) / ".maestro-disable").touch()

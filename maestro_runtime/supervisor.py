@@ -186,20 +186,36 @@ class Supervisor:
             self.call("supervisor.addProcessGroup", group)
         return added, changed, removed
 
+    def remove(self, group: str) -> bool:
+        """Stop and drop one program group whose file is already gone, without rereading every
+        program file (supervisord's reread costs ~0.7 ms per program). False when unknown."""
+        import xmlrpc.client
+
+        try:
+            self._stop_and_remove(group)
+        except xmlrpc.client.Fault as fault:
+            if "BAD_NAME" in fault.faultString:
+                return False
+            raise
+        return True
+
     def _stop_and_remove(self, group: str, timeout: float = 30.0) -> None:
         """Stop without waiting, then poll: supervisord answers a waiting stop only on its next
         one-second loop tick, while polling sees the process gone within milliseconds."""
         import xmlrpc.client
 
         try:
-            self.call("supervisor.stopProcessGroup", group, False)
+            stopping = self.call("supervisor.stopProcessGroup", group, False)
         except xmlrpc.client.Fault as fault:
-            if "NOT_RUNNING" not in fault.faultString and "BAD_NAME" not in fault.faultString:
+            if "NOT_RUNNING" not in fault.faultString:
                 raise
+            stopping = []
+        # Poll only the processes being stopped: one small call each, whatever the host's size.
+        pending = [f"{group}:{result['name']}" for result in stopping]
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            states = [p["state"] for p in self.call("supervisor.getAllProcessInfo") if p["group"] == group]
-            if all(state in STOPPED_STATES for state in states):
-                break
-            time.sleep(0.02)
+        while pending and time.monotonic() < deadline:
+            pending = [name for name in pending
+                       if self.call("supervisor.getProcessInfo", name)["state"] not in STOPPED_STATES]
+            if pending:
+                time.sleep(0.02)
         self.call("supervisor.removeProcessGroup", group)

@@ -9,6 +9,9 @@ from pathlib import Path
 import psutil
 import pytest
 
+from maestro_runtime.settings import Settings
+from maestro_runtime.supervisor import Supervisor
+
 from .conftest import http_get, wait_for
 
 pytestmark = pytest.mark.integration
@@ -87,6 +90,11 @@ def test_boot_list_second_boot_remove_and_deploy(maestro):
     assert (Path(after["three"]["directory"]) / "index.html").exists()
     assert "three" not in maestro.services()
     wait_for(lambda: not psutil.pid_exists(after["three"]["pid"]), 10, what="three to stop")
+    # Gone from supervisord too, the others untouched; removing it again is a no-op.
+    supervisor = Supervisor(Settings.from_env(maestro.env).supervisor_socket)
+    live = supervisor.processes()
+    assert "three" not in live and {n: live[n]["pid"] for n in names} == pids
+    assert supervisor.remove("three") is False
     maestro.run("remove-project", "two", "--purge", "--yes")
     assert not Path(after["two"]["directory"]).exists()
     assert "two" not in maestro.services()
