@@ -157,18 +157,19 @@ class Host:
     port_range: tuple[int, int]
     extra_env: dict[str, str] = field(default_factory=dict)
     proc: subprocess.Popen | None = None
+    bin_dir: Path = BIN  # where maestro-runtime's commands are installed
 
     @classmethod
-    def create(cls, port_range: tuple[int, int], **extra_env: str) -> Host:
+    def create(cls, port_range: tuple[int, int], *, bin_dir: Path = BIN, **extra_env: str) -> Host:
         root = Path(tempfile.mkdtemp(prefix="maestro-bench-"))
         root.chmod(0o755)  # service users must traverse to their folders
         (root / "projects").mkdir()
-        return cls(root, port_range, dict(extra_env))
+        return cls(root, port_range, dict(extra_env), bin_dir=bin_dir)
 
     @property
     def env(self) -> dict[str, str]:
         base = {k: v for k, v in os.environ.items() if not k.startswith(("SERVICES", "SVC_", "MAESTRO_"))}
-        base["PATH"] = f"{BIN}:{base.get('PATH', SYSTEM_PATH)}"
+        base["PATH"] = f"{self.bin_dir}:{base.get('PATH', SYSTEM_PATH)}"
         return {
             **base,
             "MAESTRO_TEST_ISOLATED": os.environ.get("MAESTRO_TEST_ISOLATED", ""),
@@ -202,13 +203,13 @@ class Host:
 
     def start(self, **env: str) -> subprocess.Popen:
         log = self.log_path.open("a")
-        self.proc = subprocess.Popen([str(BIN / "maestro-entrypoint")], env={**self.env, **env}, stdout=log,
+        self.proc = subprocess.Popen([str(self.bin_dir / "maestro-entrypoint")], env={**self.env, **env}, stdout=log,
                                      stderr=subprocess.STDOUT, start_new_session=True)
         log.close()
         return self.proc
 
     def cli(self, *args: str, timeout: float = 120, **env: str) -> subprocess.CompletedProcess:
-        return subprocess.run([str(BIN / args[0]), *args[1:]], env={**self.env, **env}, capture_output=True,
+        return subprocess.run([str(self.bin_dir / args[0]), *args[1:]], env={**self.env, **env}, capture_output=True,
                               text=True, timeout=timeout)
 
     def exec_done(self) -> bool:
@@ -238,9 +239,10 @@ class BareHost:
 
     root: Path
     proc: subprocess.Popen | None = None
+    bin_dir: Path = BIN  # supervisord and supervisorctl from the same install as the maestro side
 
     @classmethod
-    def create(cls, dirs: list[Path], ports: list[int]) -> BareHost:
+    def create(cls, dirs: list[Path], ports: list[int], *, bin_dir: Path = BIN) -> BareHost:
         root = Path(tempfile.mkdtemp(prefix="maestro-floor-"))
         conf_d = root / "conf.d"
         conf_d.mkdir()
@@ -260,15 +262,15 @@ class BareHost:
                 "autorestart=true\nstartsecs=1\nstopasgroup=true\nkillasgroup=true\n"
                 "stdout_logfile=NONE\nstderr_logfile=NONE\n"
             )
-        return cls(root)
+        return cls(root, bin_dir=bin_dir)
 
     def start(self) -> subprocess.Popen:
-        self.proc = subprocess.Popen([str(BIN / "supervisord"), "-n", "-c", str(self.root / "supervisord.conf")],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        argv = [str(self.bin_dir / "supervisord"), "-n", "-c", str(self.root / "supervisord.conf")]
+        self.proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
         return self.proc
 
     def ctl(self, *args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([str(BIN / "supervisorctl"), "-c", str(self.root / "supervisord.conf"), *args],
+        return subprocess.run([str(self.bin_dir / "supervisorctl"), "-c", str(self.root / "supervisord.conf"), *args],
                               capture_output=True, text=True, timeout=60)
 
     def destroy(self) -> None:

@@ -20,7 +20,7 @@ import resource
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import psutil
@@ -37,6 +37,7 @@ from .common import (
     restored_accounts,
     wait_ports,
 )
+from .install import SYSTEM_PYTHON, shipped_bin
 
 RESULTS = Path(__file__).resolve().parent / "results"
 README = Path(__file__).resolve().parent / "README.md"
@@ -69,6 +70,7 @@ class Config:
     extras_n: int  # remove/deploy/memory are measured on a host of this size
     rebuild_requirements: str
     rebuild_runs: int
+    bin_dir: Path = BIN  # the install being timed (see install.py)
 
 
 FULL = Config(mode="full", ns=(1, 10, 30, 100), runs=5, runs_large=5, health_ns=(1, 30, 100), list_ns=(30, 100),
@@ -139,7 +141,7 @@ def floor_boot(n: int, alloc: PortAllocator, cfg: Config, s: Samples) -> None:
     ports = list(range(low, low + n))
     scratch = Host.create((low, low + n))  # only for the static folders
     dirs = scratch.preseed([f"p{i:03d}" for i in range(n)])
-    bare = BareHost.create(dirs, ports)
+    bare = BareHost.create(dirs, ports, bin_dir=cfg.bin_dir)
     try:
         started = time.monotonic()
         bare.start()
@@ -172,7 +174,7 @@ def floor_boot(n: int, alloc: PortAllocator, cfg: Config, s: Samples) -> None:
 def maestro_boot(n: int, alloc: PortAllocator, cfg: Config, s: Samples) -> None:
     low, high = alloc.take(n + 2)
     ports = list(range(low, low + n))
-    host = Host.create((low, high))
+    host = Host.create((low, high), bin_dir=cfg.bin_dir)
     host.preseed([f"p{i:03d}" for i in range(n)], ports)
     exec_at: list[float] = []
 
@@ -219,12 +221,12 @@ def extras(host: Host, n: int, ports: list[int], cfg: Config, s: Samples) -> Non
         s.add(f"curl_wall_{n}", wall)
         s.add(f"curl_cpu_{n}", cpu)
     if n in cfg.list_ns:
-        wall, cpu, code, out = timed([str(BIN / "list-services"), "--json"], env)
+        wall, cpu, code, out = timed([str(host.bin_dir / "list-services"), "--json"], env)
         assert code == 0 and len(json.loads(out)) == n
         s.add(f"list_wall_{n}", wall)
         s.add(f"list_cpu_{n}", cpu)
         conf = str(Path(env["MAESTRO_RUNTIME_DIR"]) / "supervisord.conf")
-        wall, _, _, _ = timed([str(BIN / "supervisorctl"), "-c", conf, "status"], env)
+        wall, _, _, _ = timed([str(host.bin_dir / "supervisorctl"), "-c", conf, "status"], env)
         s.add(f"supervisorctl_status_{n}", wall)
     if n == cfg.extras_n:
         for key, value in memory_of(host.proc.pid if host.proc else 0).items():
@@ -238,7 +240,7 @@ def extras(host: Host, n: int, ports: list[int], cfg: Config, s: Samples) -> Non
         proc = host.cli("deploy", "--repo", str(src), "--name", "extra", "--port", str(port), "--yes", "--wait", "0")
         assert proc.returncode == 0, proc.stderr
         s.add("maestro_deploy", wait_ports([port], timeout=30) - t0)
-        wall, cpu, code, _ = timed([str(BIN / "remove-service"), "p000", "--yes"], env)
+        wall, cpu, code, _ = timed([str(host.bin_dir / "remove-service"), "p000", "--yes"], env)
         assert code == 0
         s.add("maestro_remove", wall)
         s.add("maestro_remove_cpu", cpu)
@@ -264,29 +266,26 @@ def rebuild(cfg: Config, s: Samples) -> str:
 # ---------------------------------------------------------------- report
 
 
-def machine() -> dict[str, str]:
+def machine(bin_dir: Path) -> dict[str, str]:
     cpu = ""
     with contextlib.suppress(OSError, StopIteration):
         cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                    if line.startswith("model name"))
-    import supervisor
-
+    # Versions as the timed install sees them (it may be another interpreter than this harness).
+    versions = subprocess.run(
+        [str(bin_dir / "python3"), "-c", "import importlib.metadata as m, platform, sys; "
+         "print(platform.python_version(), sys.executable, m.version('supervisor'))"],
+        capture_output=True, text=True, check=True).stdout.split()
     return {
         "cpu": f"{cpu} x {os.cpu_count()}",
         "memory": f"{psutil.virtual_memory().total / 2**30:.1f} GiB",
         "kernel": platform.release(),
         "os": Path("/etc/os-release").read_text().split('PRETTY_NAME="')[1].split('"')[0]
         if Path("/etc/os-release").exists() else "",
-        "python": f"{platform.python_version()} ({sys.executable}); services: /usr/bin/python3",
-        "supervisor": getattr(supervisor, "__version__", "") or _dist_version("supervisor"),
+        "python": f"{versions[0]} ({versions[1]}); services: /usr/bin/python3",
+        "supervisor": versions[2],
         "loadavg_at_start": " ".join(f"{x:.2f}" for x in os.getloadavg()),
     }
-
-
-def _dist_version(name: str) -> str:
-    from importlib.metadata import version
-
-    return version(name)
 
 
 def summarise(cfg: Config, s: Samples) -> dict:
@@ -327,7 +326,7 @@ def summarise(cfg: Config, s: Samples) -> dict:
             added[f"added_{kind}_mib_per_service"] = round((m.median - f.median) / cfg.extras_n, 3)
     return {
         "mode": cfg.mode,
-        "config": asdict(cfg),
+        "config": {**asdict(cfg), "bin_dir": str(cfg.bin_dir)},
         "boot": boot,
         "scaling": scaling,
         "healthcheck": {str(n): {"wall": st(f"health_wall_{n}"), "cpu": st(f"health_cpu_{n}"),
@@ -409,24 +408,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-rebuild", action="store_true", help="skip the pip rebuild figure")
     parser.add_argument("--out", type=Path, help="result prefix (default benchmarks/results/{latest,quick})")
     parser.add_argument("--no-readme", action="store_true", help="do not update benchmarks/README.md")
+    parser.add_argument("--dev-install", action="store_true",
+                        help="time the current interpreter's install, not a venv installed as the image does")
     args = parser.parse_args(argv)
     if os.geteuid() != 0:
         print("benchmarks need root (real users, supervisord)", file=sys.stderr)
         return 2
     cfg = QUICK if args.quick else FULL
     if args.runs or args.ns or args.runs_large:
-        from dataclasses import replace
-
         ns = tuple(int(x) for x in args.ns.split(",")) if args.ns else cfg.ns
         runs = args.runs or cfg.runs
         cfg = replace(cfg, ns=ns, runs=runs, runs_large=args.runs_large or runs,
                       health_ns=tuple(n for n in cfg.health_ns if n in ns) or (ns[0],),
                       list_ns=tuple(n for n in cfg.list_ns if n in ns) or (ns[-1],),
                       extras_n=cfg.extras_n if cfg.extras_n in ns else ns[-1])
+    if not args.dev_install and SYSTEM_PYTHON.exists():
+        cfg = replace(cfg, bin_dir=shipped_bin())
     isolate_etc()
     hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    info = machine()
+    info = machine(cfg.bin_dir)
     started = time.monotonic()
     s = Samples()
     alloc = PortAllocator()
