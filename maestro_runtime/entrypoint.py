@@ -21,7 +21,7 @@ from .gather import gather_specs
 from .logsetup import setup_logging
 from .provision import Provisioner
 from .reconcile import reconcile, remove_orphan_programs, write_report
-from .records import atomic_write
+from .records import RecordStore, atomic_write
 from .settings import Settings
 from .supervisor import Supervisor, render_main_config
 
@@ -110,12 +110,16 @@ def main(prepare_only: bool) -> None:
         log.error("maestro-entrypoint must run as root (it creates users and drops to them)")
         raise SystemExit(1)
     prepare_runtime(settings)
+    store = RecordStore(settings.records_dir)
     if prepare_only:
-        boot(settings)
+        with store.lock():
+            boot(settings)
         return
     daemon = start_supervisord(settings)
-    boot(settings)
-    hand_over(settings, daemon)
+    # Held until every program is added: a deploy run during boot waits instead of racing it.
+    with store.lock():
+        boot(settings)
+        hand_over(settings, daemon)
     # supervisord stays our child across exec: a fresh, small interpreter waits for it and
     # forwards signals, holding less memory for the container's life than this one.
     os.execv(sys.executable, [

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
+import logging
 import os
 import tempfile
 from collections.abc import Iterator
@@ -123,5 +124,11 @@ class RecordStore:
         """Serialise whole changes (deploy, remove, boot) so two never interleave."""
         self.folder.mkdir(parents=True, exist_ok=True, mode=0o700)
         with (self.folder / ".lock").open("a") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                # Say why we stand still: a deploy run during boot waits for the whole boot.
+                logging.getLogger("maestro").warning(
+                    "waiting for another change (boot, deploy or remove-service) to finish")
+                fcntl.flock(handle, fcntl.LOCK_EX)
             yield

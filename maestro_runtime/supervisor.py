@@ -181,10 +181,19 @@ class Supervisor:
             self._stop_and_remove(group)
         for group in changed:
             self._stop_and_remove(group)
-            self.call("supervisor.addProcessGroup", group)
+            self._add(group)
         for group in added:
-            self.call("supervisor.addProcessGroup", group)
+            self._add(group)
         return added, changed, removed
+
+    def _add(self, group: str) -> None:
+        import xmlrpc.client
+
+        try:
+            self.call("supervisor.addProcessGroup", group)
+        except xmlrpc.client.Fault as fault:
+            if "ALREADY_ADDED" not in fault.faultString:  # an update from outside got there first
+                raise
 
     def remove(self, group: str) -> bool:
         """Stop and drop one program group whose file is already gone, without rereading every

@@ -156,6 +156,33 @@ def test_two_deploys_at_once(maestro):
     _assert_consistent(maestro, ["base", "left", "right"])
 
 
+def test_deploy_during_boot_waits_for_it(maestro):
+    """Boot holds the change lock until every program is added: a deploy run meanwhile waits,
+    says so, then lands; neither update trips over the other."""
+    gate = threading.Event()
+    with FixtureServer() as server:
+        tar = make_tar(maestro.root / "slow.tar.gz", [("file", "index.html", b"<h1>slow</h1>")])
+        url = server.add("/slow.tar.gz", tar.read_bytes(), gate=gate)
+        maestro.preseed("early")
+        maestro.boot(wait=False, SERVICES=f"{url}||||slow")
+        wait_for(lambda: server.hits.get("/slow.tar.gz"), 30, what="boot to fetch the gated source")
+        late: list[subprocess.CompletedProcess] = []
+        deploy = threading.Thread(target=lambda: late.append(maestro.run(
+            "deploy", "--repo", str(maestro.source("late")), "--name", "late", "--yes", check=False)))
+        deploy.start()
+        time.sleep(2)  # ample for the deploy to reach the lock; boot is still held by the gate
+        assert deploy.is_alive(), late and late[0].stderr
+        gate.set()
+        deploy.join(120)
+    count("faults_deploy_during_boot")
+    assert late[0].returncode == 0, late[0].stderr
+    assert "waiting for another change" in late[0].stderr
+    services = maestro.wait_running(["early", "slow", "late"], timeout=60)
+    assert "<h1>slow</h1>" in http_get(services["slow"]["port"])
+    assert "<h1>late</h1>" in http_get(services["late"]["port"])
+    assert "Traceback" not in maestro.log() and maestro.proc.poll() is None
+
+
 def test_disk_full_during_extraction_keeps_previous_version(maestro):
     small = maestro.root / "small"
     small.mkdir()
