@@ -42,10 +42,14 @@ def isolate_etc() -> None:
     if libc.unshare(CLONE_NEWNS) != 0:
         raise OSError(ctypes.get_errno(), "unshare(CLONE_NEWNS) failed")
     subprocess.run(["mount", "--make-rprivate", "/"], check=True)
-    copy = tempfile.mkdtemp(prefix="maestro-etc-")
-    subprocess.run(["cp", "-a", "/etc/.", copy], check=True)
-    subprocess.run(["mount", "--bind", copy, "/etc"], check=True)
-    os.environ["MAESTRO_TEST_ISOLATED"] = copy
+    # The copy lives on a tmpfs only this namespace sees, so it goes away with it: nothing left in /tmp.
+    scratch = tempfile.mkdtemp(prefix="maestro-etc-")
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "mode=0755", "maestro-etc", scratch], check=True)
+    subprocess.run(["cp", "-a", "/etc/.", scratch], check=True)
+    subprocess.run(["mount", "--bind", scratch, "/etc"], check=True)
+    subprocess.run(["umount", "--lazy", scratch], check=True)
+    os.rmdir(scratch)
+    os.environ["MAESTRO_TEST_ISOLATED"] = "1"
 
 
 @contextlib.contextmanager
