@@ -74,13 +74,23 @@ def start_supervisord(settings: Settings) -> subprocess.Popen:
     daemon = subprocess.Popen([supervisord or settings.supervisord_bin, "-n", "-c", str(settings.supervisord_conf)])
 
     def stop_early(signum: int, _frame: object) -> None:  # docker stop while still provisioning
-        daemon.send_signal(signal.SIGTERM)
-        daemon.wait()
+        stop_supervisord(daemon)
         raise SystemExit(128 + signum)
 
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, stop_early)
     return daemon
+
+
+def stop_supervisord(daemon: subprocess.Popen, timeout: float = 30.0) -> None:
+    """supervisord stops its services on TERM; never leave them behind without their parent."""
+    if daemon.poll() is None:
+        daemon.send_signal(signal.SIGTERM)
+        try:
+            daemon.wait(timeout)
+        except subprocess.TimeoutExpired:
+            daemon.kill()
+            daemon.wait()
 
 
 def hand_over(settings: Settings, daemon: subprocess.Popen, timeout: float = 60.0) -> None:
@@ -116,10 +126,14 @@ def main(prepare_only: bool) -> None:
             boot(settings)
         return
     daemon = start_supervisord(settings)
-    # Held until every program is added: a deploy run during boot waits instead of racing it.
-    with store.lock():
-        boot(settings)
-        hand_over(settings, daemon)
+    try:
+        # Held until every program is added: a deploy run during boot waits instead of racing it.
+        with store.lock():
+            boot(settings)
+            hand_over(settings, daemon)
+    except BaseException:
+        stop_supervisord(daemon)
+        raise
     # supervisord stays our child across exec: a fresh, small interpreter waits for it and
     # forwards signals, holding less memory for the container's life than this one.
     os.execv(sys.executable, [

@@ -151,6 +151,7 @@ class Supervisor:
         return self._proxy
 
     def call(self, method: str, *args: Any) -> Any:
+        import http.client
         import xmlrpc.client
 
         target = self.rpc
@@ -160,8 +161,12 @@ class Supervisor:
             return target(*args)
         except xmlrpc.client.Fault:
             raise
-        except OSError as exc:
-            raise SupervisorUnavailable(f"supervisord is not answering on {self.socket}: {exc}") from exc
+        except (OSError, http.client.HTTPException, xmlrpc.client.ProtocolError) as exc:
+            # The transport keeps its half-used connection after a failure and would answer
+            # every later call with CannotSendRequest (seen at boot on a stale socket file):
+            # start afresh next time.
+            self._proxy = None
+            raise SupervisorUnavailable(f"supervisord is not answering on {self.socket}: {exc!r}") from exc
 
     def available(self) -> bool:
         if not self.socket.exists():

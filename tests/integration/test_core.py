@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 from pathlib import Path
 
@@ -221,3 +222,17 @@ def test_an_unexpected_error_in_one_service_does_not_stop_the_others(maestro, mo
     report = reconcile(Provisioner(settings), gather_specs(settings))
     assert report.prepared == ["fine"]
     assert "internal error" in report.failed["buggy"] and "data_filter" in report.failed["buggy"]
+
+
+def test_boot_over_a_stale_control_socket(maestro):
+    """A restarted container finds the socket file of the supervisord that was killed with it:
+    the boot waits for the new one instead of dying on the dead socket."""
+    maestro.preseed("only")
+    maestro.socket.parent.mkdir(parents=True)
+    stale = socket.socket(socket.AF_UNIX)
+    stale.bind(str(maestro.socket))
+    stale.close()
+    maestro.boot()
+    maestro.wait_running(["only"])
+    assert maestro.proc.poll() is None, maestro.log()[-2000:]
+    assert "Traceback" not in maestro.log()
