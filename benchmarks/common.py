@@ -127,13 +127,32 @@ def tree(pid: int) -> list[psutil.Process]:
         return []
 
 
-def kill_tree(pid: int, sig: int = signal.SIGKILL) -> None:
-    """Every process below ``pid`` too: supervisord puts each program in its own process group."""
-    procs = tree(pid)
-    for proc in procs:
+def kill_tree(pid: int) -> None:
+    """kill -9 of ``pid`` and every process below it (supervisord puts each program in its own
+    process group). The tree is frozen first, SIGSTOP until no new process appears: a child
+    forked between a snapshot and the kill would otherwise outlive it, holding its port."""
+    frozen: dict[int, psutil.Process] = {}
+    while fresh := [p for p in tree(pid) if p.pid not in frozen]:
+        for proc in fresh:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                proc.send_signal(signal.SIGSTOP)
+            frozen[proc.pid] = proc
+    for proc in frozen.values():
         with contextlib.suppress(psutil.NoSuchProcess):
-            proc.send_signal(sig)
-    psutil.wait_procs(procs, timeout=10)
+            proc.kill()
+    psutil.wait_procs(list(frozen.values()), timeout=10)
+
+
+def leftovers(marker: str) -> list[psutil.Process]:
+    """Processes whose command line or working folder names ``marker`` (a test's own folder)."""
+    found = []
+    for proc in psutil.process_iter(["cmdline", "cwd", "status"]):
+        cmdline = " ".join(proc.info["cmdline"] or ())
+        if proc.info["status"] == psutil.STATUS_ZOMBIE or proc.pid == os.getpid():
+            continue  # already dead, waiting for its parent to reap it
+        if marker in cmdline or (proc.info["cwd"] or "").startswith(marker):
+            found.append(proc)
+    return found
 
 
 def stop_tree(proc: subprocess.Popen, timeout: float = 20.0) -> int | None:

@@ -6,6 +6,7 @@ tests/conftest.py). Requires root.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -18,7 +19,10 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import psutil
 import pytest
+
+from benchmarks.common import leftovers
 
 pytestmark = pytest.mark.integration
 
@@ -169,9 +173,16 @@ def maestro():
     try:
         instance.stop()
     finally:
+        # Nothing of the test may outlive it: a stray service would hold its port and its
+        # user id, which the next test's new user gets (seen: userdel refused in a later test).
+        stray = leftovers(str(root))
+        for proc in stray:
+            with contextlib.suppress(psutil.Error):
+                proc.kill()
         _forget_cgroups(env)
         # The users stay in the throwaway /etc copy; the files go.
         shutil.rmtree(root, ignore_errors=True)
+    assert not stray, f"processes outlived the test: {[' '.join(p.info['cmdline']) for p in stray]}"
 
 
 def _forget_cgroups(env: dict[str, str]) -> None:
