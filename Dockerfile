@@ -56,6 +56,12 @@ RUN apt-get update \
     && rm -rf /var/lib/extrausers \
     && ln -s /var/lib/maestro/nss/etc /var/lib/extrausers
 
+# corepack (builds of pnpm and yarn projects) from npm: bookworm's nodejs ships none. 0.33 is
+# the newest release that runs on Node 18 and it knows npm's current signing keys.
+RUN npm install --global --no-audit --no-fund --no-update-notifier corepack@0.33.0 \
+    && rm -rf /root/.npm \
+    && corepack --version
+
 # The runtime: our wheel + its dependencies (supervisor, click, ...) from PyPI, in its own venv;
 # every console script on PATH so `docker exec maestro list-services` works.
 COPY --from=builder /wheels/ /tmp/wheels/

@@ -41,7 +41,7 @@ STAMP_NAME = ".maestro-build-stamp"
 PYTHON_INPUTS = ("requirements.txt", "pyproject.toml", "setup.py", "setup.cfg")
 NODE_LOCKS = ("package-lock.json", "npm-shrinkwrap.json", "pnpm-lock.yaml", "yarn.lock")
 # Passed from the container to builds: registry mirrors and proxies, never secrets of ours.
-_PASS_PREFIXES = ("PIP_", "npm_config_", "NPM_CONFIG_", "UV_")
+_PASS_PREFIXES = ("PIP_", "npm_config_", "NPM_CONFIG_", "UV_", "COREPACK_")
 _PASS_KEYS = ("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy",
               "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "NODE_EXTRA_CA_CERTS")
 _NEVER_PASS = frozenset({"PIP_INSTALL_OPTIONS", "NPM_INSTALL_OPTIONS"})

@@ -27,6 +27,7 @@ from tests.fixtures.httpserver import FixtureServer
 from tests.integration.conftest import ServiceQueries, wait_for
 
 REPO = Path(__file__).resolve().parents[2]
+NODE_FIXTURES = REPO / "tests" / "fixtures" / "node"
 TEST_IMAGE = os.environ.get("MAESTRO_TEST_IMAGE", "localhost/maestro-runtime:image-test")
 IN_CI = os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
 HEALTHCHECK = ["/usr/bin/python3", "-I", "-S", "/opt/maestro/healthcheck/healthcheck.py"]
@@ -180,7 +181,24 @@ def archive_server():
     entries = project_entries("fixture-1.0", {"server.py": FIXTURE_SERVER, "index.html": "<h1>fixture</h1>\n"})
     with FixtureServer() as server:
         server.add("/fixture.tar.gz", tar_bytes(entries))
+        for app in sorted(NODE_FIXTURES.iterdir()):  # /pnpm-app.tar.gz, /yarn-app.tar.gz
+            files = {f.name: f.read_text() for f in sorted(app.iterdir())}
+            server.add(f"/{app.name}.tar.gz", tar_bytes(project_entries(app.name, files)))
         yield server
+
+
+@pytest.fixture(scope="session")
+def corepack_env() -> dict[str, str]:
+    """Environment for containers that build pnpm/yarn projects. corepack checks the npm
+    registry's signature of the pnpm or yarn it fetches; where the registry is a mirror that
+    serves no signatures (as on our CI machines), it can check none, so it is told not to."""
+    url = "https://registry.npmjs.org/pnpm/9.15.9"
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            signed = bool(json.load(response).get("dist", {}).get("signatures"))
+    except (OSError, ValueError) as exc:
+        pytest.fail(f"the npm registry is needed for the corepack tests: {url}: {exc}")
+    return {} if signed else {"COREPACK_INTEGRITY_KEYS": "0"}
 
 
 @pytest.fixture(scope="session")

@@ -38,7 +38,8 @@ def test_image_metadata_and_commands(engine, image):
     script = (
         "set -e; for c in maestro maestro-entrypoint deploy deploy-from-env list-services remove-service "
         "remove-project maestro-logs maestro-sandbox maestro-healthcheck; do command -v $c; done; "
-        "for b in tini python3 node npm bwrap git iptables ip setpriv prlimit; do command -v $b >/dev/null; done; "
+        "for b in tini python3 node npm corepack bwrap git iptables ip setpriv prlimit; do "
+        "command -v $b >/dev/null; done; "
         "/opt/maestro/venv/bin/supervisord --version; grep -E '^passwd:.*extrausers' /etc/nsswitch.conf; "
         "readlink /var/lib/extrausers; python --version"
     )
@@ -52,10 +53,11 @@ def test_image_metadata_and_commands(engine, image):
 
 
 @pytest.fixture(scope="module")
-def main(module_launcher, fixture_url) -> Container:
+def main(module_launcher, fixture_url, corepack_env) -> Container:
     container = module_launcher.start(env={
         "SERVICES": f"{fixture_url}|||api1;{fixture_url}|||api2",
         "MAESTRO_SANDBOX_MODE": "off",
+        **corepack_env,
     })
     container.wait_running([*EXAMPLES, *FIXTURES])
     return container
@@ -159,6 +161,16 @@ def test_deploy_interactive_with_piped_answers(main, fixture_url):
     svc = main.services()["asked"]
     assert svc["user"] == "svc_asked"
     assert http_get(svc["port"])[0] == 200
+
+
+def test_yarn_project_builds_through_corepack(main, archive_server):
+    """corepack fetches the yarn that packageManager names; yarn installs the dependency."""
+    out = main.exec("deploy", "--repo", archive_server.url("/yarn-app.tar.gz"), "--name", "yarn-app",
+                    "--yes").stdout
+    assert "deployed yarn-app: RUNNING" in out, out
+    svc = main.wait_running(["yarn-app"])["yarn-app"]
+    assert http_get(svc["port"])[1] == "yarn-app ok true\n"
+    main.exec("remove-service", "yarn-app", "--purge", "--yes")
 
 
 def test_remove_service(main):
@@ -280,10 +292,10 @@ SANDBOX_FLAGS = ["--cap-add", "SYS_ADMIN", "--cap-add", "NET_ADMIN", "--security
                  "--security-opt", "unmask=/proc/*"]
 
 
-def test_full_sandbox_in_the_image(start_container, fixture_url):
+def test_full_sandbox_in_the_image(start_container, fixture_url, archive_server, corepack_env):
     """With the documented capabilities every service runs in bubblewrap, as its user, isolated."""
     container = start_container(*SANDBOX_FLAGS, env={"SERVICES": f"{fixture_url}|||api1",
-                                                     "MAESTRO_SANDBOX_MODE": "require"})
+                                                     "MAESTRO_SANDBOX_MODE": "require", **corepack_env})
     services = container.wait_running([*EXAMPLES, "api1"])
     for name in (*EXAMPLES, "api1"):
         svc = services[name]
@@ -303,5 +315,14 @@ def test_full_sandbox_in_the_image(start_container, fixture_url):
     assert sandboxed("ls", services["python-api"]["directory"]).returncode != 0
     assert sandboxed("touch", "/usr/x").returncode != 0
     assert sandboxed("touch", "data-written-in-sandbox").returncode == 0
+
+    # A sandboxed build reaches the registries only through the allowlisting proxy: corepack
+    # fetches pnpm through it, pnpm the dependency.
+    out = container.exec("deploy", "--repo", archive_server.url("/pnpm-app.tar.gz"), "--name", "pnpm-app",
+                         "--yes").stdout
+    assert "deployed pnpm-app: RUNNING" in out, out
+    svc = container.wait_running(["pnpm-app"])["pnpm-app"]
+    assert svc["sandbox"]["sandbox"] == "bubblewrap"
+    assert http_get(svc["port"])[1] == "pnpm-app ok true\n"
     container.engine("stop", "-t", "10", container.name)
     assert container.state()["ExitCode"] == 0

@@ -70,11 +70,13 @@ def test_stamp_changes_with_inputs_and_interpreter():
 
 def test_options_from_settings(tmp_path):
     env = {"PIP_INSTALL_OPTIONS": "--no-index --find-links '/a b'", "NPM_INSTALL_OPTIONS": "--loglevel=warn",
-           "PIP_INDEX_URL": "http://127.0.0.1/simple", "MAESTRO_GIT_TOKEN": "secret"}
+           "PIP_INDEX_URL": "http://127.0.0.1/simple", "COREPACK_NPM_REGISTRY": "http://127.0.0.1/npm",
+           "MAESTRO_GIT_TOKEN": "secret"}
     opts = BuildOptions.from_settings(SimpleNamespace(environ=env, state_dir=tmp_path))
     assert opts.pip_options == ("--no-index", "--find-links", "/a b")
     assert opts.npm_options == ("--loglevel=warn",)
-    assert dict(opts.passthrough) == {"PIP_INDEX_URL": "http://127.0.0.1/simple"}
+    assert dict(opts.passthrough) == {"PIP_INDEX_URL": "http://127.0.0.1/simple",
+                                      "COREPACK_NPM_REGISTRY": "http://127.0.0.1/npm"}
     assert opts.log_dir == tmp_path / "builds"
 
 
