@@ -17,7 +17,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from benchmarks.common import BIN, HEALTHCHECK, kill_tree
+from benchmarks.common import BIN, HEALTHCHECK, kill_tree, leftovers
 from tests.fixtures.archives import make_tar
 from tests.fixtures.httpserver import FixtureServer
 from tests.integration.conftest import http_get, term_marker_server, wait_for
@@ -80,6 +80,8 @@ def test_kill_9_mid_boot_then_boot_again(maestro):
         proc.wait()
         points.append(point)
         count("faults_kill9_mid_boot")
+    # Nothing of the killed boots lives on (a leaked supervisord would answer for the next boot).
+    assert not leftovers(str(maestro.root))
     maestro.boot()
     _assert_consistent(maestro, names)
     assert len(points) >= 10
