@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import pytest
@@ -14,8 +13,9 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
-def test_prefix_accounts_live_outside_etc():
-    root = Path(tempfile.mkdtemp(prefix="maestro-acct-"))
+def test_prefix_accounts_live_outside_etc(tmp_path):
+    root = tmp_path
+    root.chmod(0o755)
     prefix, homes = root / "nss", root / "home"
     before = Path("/etc/passwd").read_text()
     account = accounts.ensure_account("svc_prefixed", homes, prefix)
