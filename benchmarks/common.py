@@ -149,7 +149,7 @@ def leftovers(marker: str) -> list[psutil.Process]:
     for proc in psutil.process_iter(["cmdline", "cwd", "status"]):
         cmdline = " ".join(proc.info["cmdline"] or ())
         if proc.info["status"] == psutil.STATUS_ZOMBIE or proc.pid == os.getpid():
-            continue  # already dead, waiting for its parent to reap it
+            continue  # ourselves, or already dead and waiting for its parent to reap it
         if marker in cmdline or (proc.info["cwd"] or "").startswith(marker):
             found.append(proc)
     return found

@@ -192,13 +192,19 @@ class Supervisor:
         return added, changed, removed
 
     def _add(self, group: str) -> None:
+        # ALREADY_ADDED: an update from outside got there first.
+        self._call_allowing("ALREADY_ADDED", "supervisor.addProcessGroup", group)
+
+    def _call_allowing(self, fault: str, method: str, *args: Any) -> Any:
+        """call(), where a Fault named ``fault`` is an expected answer: None."""
         import xmlrpc.client
 
         try:
-            self.call("supervisor.addProcessGroup", group)
-        except xmlrpc.client.Fault as fault:
-            if "ALREADY_ADDED" not in fault.faultString:  # an update from outside got there first
+            return self.call(method, *args)
+        except xmlrpc.client.Fault as exc:
+            if fault not in exc.faultString:
                 raise
+            return None
 
     def remove(self, group: str) -> bool:
         """Stop and drop one program group whose file is already gone, without rereading every
@@ -216,14 +222,7 @@ class Supervisor:
     def _stop_and_remove(self, group: str, timeout: float = 30.0) -> None:
         """Stop without waiting, then poll: supervisord answers a waiting stop only on its next
         one-second loop tick, while polling sees the process gone within milliseconds."""
-        import xmlrpc.client
-
-        try:
-            stopping = self.call("supervisor.stopProcessGroup", group, False)
-        except xmlrpc.client.Fault as fault:
-            if "NOT_RUNNING" not in fault.faultString:
-                raise
-            stopping = []
+        stopping = self._call_allowing("NOT_RUNNING", "supervisor.stopProcessGroup", group, False) or []
         # Poll only the processes being stopped: one small call each, whatever the host's size.
         pending = [f"{group}:{result['name']}" for result in stopping]
         deadline = time.monotonic() + timeout

@@ -182,7 +182,7 @@ def maestro():
         _forget_cgroups(env)
         # The users stay in the throwaway /etc copy; the files go.
         shutil.rmtree(root, ignore_errors=True)
-    assert not stray, f"processes outlived the test: {[' '.join(p.info['cmdline']) for p in stray]}"
+    assert not stray, f"processes outlived the test: {[' '.join(p.info['cmdline'] or ()) for p in stray]}"
 
 
 def _forget_cgroups(env: dict[str, str]) -> None:
