@@ -143,7 +143,7 @@ check_inputs() {
 # render_tfvars: sets TEXT to the whole file (no subshell, so a rejected value stops the script).
 render_tfvars() {
     local i ports=""
-    TEXT=$'# Written by iac/provision.sh; run it again to change these (terraform.tfvars overrides them).\n'
+    TEXT=$'# Written by iac/provision.sh; run it again to change these (they win over terraform.tfvars).\n'
     quoted name "$NAME"
     TEXT+="name  = $HCL"$'\n'
     if [[ -n "$IMAGE" ]]; then

@@ -20,7 +20,7 @@ from .hclread import REPO, TERRAFORM, TF_ENV, load, terraform_console, terraform
 SCRIPT = REPO / "iac" / "provision.sh"
 TOOLS = ("bash", "dirname", "mktemp", "chmod", "mv", "sed")  # what the script runs besides the stubs
 STUB = '#!/bin/sh\n{{ printf "%s" "${{0##*/}}"; for a; do printf " %s" "$a"; done; printf "\\n"; }} >> "{calls}"\n'
-HEADER = "# Written by iac/provision.sh; run it again to change these (terraform.tfvars overrides them).\n"
+HEADER = "# Written by iac/provision.sh; run it again to change these (they win over terraform.tfvars).\n"
 
 
 class Run:
