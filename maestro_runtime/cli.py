@@ -269,6 +269,35 @@ def allow_host(service: str, host: str, save: bool) -> None:
     click.echo(f"{record.id} may now reach {name}" + (" (saved)" if save else " (until the next boot)"))
 
 
+# ---------------------------------------------------------------- export
+
+
+@click.command("export")
+@click.argument("target", type=click.Choice(["kubernetes", "compose"]))
+@click.option("--split", is_flag=True, help="One runtime per service (a Deployment each) instead of one for all.")
+@click.option("--output", "-o", type=click.Path(file_okay=False, path_type=Path),
+              help="Write the files (and NOTES.md) into this folder instead of printing them.")
+@click.option("--name", default="maestro", show_default=True, help="Prefix of every object name.")
+@click.option("--image", help="Image to run (default: ghcr.io/maestro-runtime/maestro-runtime:latest).")
+def export(target: str, split: bool, output: Path | None, name: str, image: str | None) -> None:
+    """Render Kubernetes or compose manifests from the specs the container reads (YAML file, SERVICES, SVC_*)."""
+    from . import export as exporter
+    from .gather import gather_specs
+
+    options = exporter.Options(target, name, image or exporter.DEFAULT_IMAGE, split)
+    try:
+        result = exporter.render(gather_specs(_settings(), preseeded=False), options)
+    except exporter.ExportError as exc:
+        raise click.ClickException(str(exc)) from exc
+    if output is None:
+        click.echo(result.text(), nl=False)
+    else:
+        for path in exporter.write_files(result, output):
+            click.echo(f"wrote {path}")
+    for note in result.notes:
+        click.echo(f"note: {note}", err=True)
+
+
 # ---------------------------------------------------------------- the group
 
 
@@ -292,6 +321,6 @@ def maestro() -> None:
     """maestro-runtime: many projects in one container, each as its own user under supervisord."""
 
 
-for _command in (list_services, remove_service, deploy_from_env, deploy, allow_host):
+for _command in (list_services, remove_service, deploy_from_env, deploy, allow_host, export):
     maestro.add_command(_command)
 maestro.add_command(remove_service, "remove-project")

@@ -1,0 +1,312 @@
+"""`maestro export`: the rendered manifests validate offline (Kubernetes schemas from
+kubernetes-validate, the compose specification schema vendored by check-jsonschema),
+carry the specs unchanged, size split pods from the specs' limits, say what cannot move,
+and the committed deploy/ is what examples/services.yml renders to today."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import kubernetes_validate
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from maestro_runtime import export as ex
+from maestro_runtime.cli import maestro
+from maestro_runtime.gather import gather_specs
+from maestro_runtime.settings import Settings
+from maestro_runtime.spec import ParseResult, ServiceSpec, parse_services_string, parse_services_yaml
+
+from .hclread import REPO
+
+K8S_VERSION = "1.36.0"  # a current release; kubernetes-validate ships its schemas
+EXAMPLES = REPO / "examples" / "services.yml"
+DEPLOY = REPO / "deploy"
+VARIANTS = [("kubernetes", False), ("kubernetes", True), ("compose", False), ("compose", True)]
+CHECK_JSONSCHEMA = [sys.executable, "-m", "check_jsonschema"]
+
+HOSTILE_YAML = r'''
+services:
+  - repo: https://example.com/a.git
+    name: Web_App
+    port: 8080
+    ref: v1.0
+    cmd: |
+      echo "quoted" 'single' $HOME ${HOME} %{x} \back
+      exec python -m http.server $PORT
+    env: {A: "line1\nline2", B: "--- not a document", C: "key: value", D: "#comment", E: "yes"}
+    health: tcp
+    autostart: false
+    keep: [data, "uploads/files"]
+    allow_hosts: [pypi.org, "*.npmjs.org"]
+    memory: 1G
+    cpu_quota_us: 25000
+    cpu_period_us: 50000
+    pids_max: 40
+  - repo: /srv/shared/worktree
+    name: web-app
+  - repo: file:///srv/other
+'''
+
+
+def parsed_from(text: str) -> ParseResult:
+    result = parse_services_yaml(text, "test.yml")
+    assert not result.errors, [str(e) for e in result.errors]
+    return result
+
+
+def examples() -> ParseResult:
+    settings = Settings.from_env({"MAESTRO_SERVICES_FILE": str(EXAMPLES)})
+    return gather_specs(settings, preseeded=False)
+
+
+def documents(export: ex.Export) -> list[dict]:
+    return [d for name, text in export.files.items() if name.endswith(".yaml") for d in yaml.safe_load_all(text)]
+
+
+def validate_kubernetes(docs: list[dict]) -> None:
+    for doc in docs:
+        kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
+
+
+def validate_compose(path: Path) -> None:
+    done = subprocess.run([*CHECK_JSONSCHEMA, "--builtin-schema", "vendor.compose-spec", str(path)],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def same_spec(a: ServiceSpec, b: ServiceSpec) -> bool:
+    """Equal in everything the runtime uses (origin and kind say where a spec was read)."""
+    keep = {"origin": "", "kind": "", "name": None}
+    return replace(a, **keep) == replace(b, **keep)
+
+
+# ---------------------------------------------------------------- deploy/ is up to date
+
+
+@pytest.mark.parametrize(("target", "split"), VARIANTS)
+def test_committed_deploy_is_up_to_date(target, split):
+    export = ex.render(examples(), ex.Options(target, split=split))
+    folder = DEPLOY / (target + ("-split" if split else ""))
+    committed = {p.name: p.read_text() for p in folder.iterdir()}
+    stale = sorted(n for n in export.files if committed.get(n) != export.files[n])
+    extra = sorted(set(committed) - set(export.files))
+    assert not stale and not extra, (
+        f"deploy/ is out of date (stale {stale}, extra {extra}): run scripts/render-deploy.sh")
+
+
+def test_committed_kubernetes_manifests_validate():
+    files = sorted(DEPLOY.glob("kubernetes*/*.yaml"))
+    assert len(files) == 4
+    for path in files:
+        validate_kubernetes(list(yaml.safe_load_all(path.read_text())))
+
+
+def test_committed_compose_files_validate():
+    files = sorted(DEPLOY.glob("compose*/compose.yaml"))
+    assert len(files) == 2
+    for path in files:
+        validate_compose(path)
+
+
+def test_examples_file_names_the_three_examples():
+    specs = examples().specs
+    assert [(s.name, s.port) for s in specs] == [("python-api", 8001), ("node-app", 8002), ("static-site", 8003)]
+    for spec in specs:
+        assert (REPO / "examples" / Path(spec.repo).name).is_dir()
+
+
+def test_the_validators_do_reject(tmp_path):
+    """Negative controls: a wrong field fails both validators, so a pass means something."""
+    doc = documents(ex.render(examples(), ex.Options("kubernetes")))[-1]
+    doc["spec"]["replicass"] = 1
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
+    compose = yaml.safe_load(ex.render(examples(), ex.Options("compose")).files["compose.yaml"])
+    compose["services"]["maestro"]["colour"] = "red"
+    (tmp_path / "compose.yaml").write_text(yaml.safe_dump(compose))
+    done = subprocess.run([*CHECK_JSONSCHEMA, "--builtin-schema", "vendor.compose-spec",
+                           str(tmp_path / "compose.yaml")], capture_output=True, text=True, timeout=120)
+    assert done.returncode != 0
+
+
+# ---------------------------------------------------------------- hostile specs, every variant
+
+
+@pytest.mark.parametrize(("target", "split"), VARIANTS)
+def test_hostile_specs_validate_and_round_trip(tmp_path, target, split):
+    parsed = parsed_from(HOSTILE_YAML)
+    export = ex.render(parsed, ex.Options(target, split=split))
+    docs = documents(export)
+    if target == "kubernetes":
+        validate_kubernetes(docs)
+        texts = [d["data"]["services.yml"] for d in docs if d["kind"] == "ConfigMap"]
+    else:
+        (tmp_path / "compose.yaml").write_text(export.files["compose.yaml"])
+        validate_compose(tmp_path / "compose.yaml")
+        texts = [c["content"] for c in docs[0]["configs"].values()]
+    back = [s for text in texts for s in parsed_from(text).specs]
+    assert len(back) == 3
+    for original, again in zip(parsed.specs, back, strict=True):
+        assert same_spec(original, again)
+    assert [s.name for s in back] == ["web_app", "web-app", "other"], "named by their program ids"
+    if target == "kubernetes" and split:
+        names = ["NOTES.md", "maestro-other.yaml", "maestro-web-app-1.yaml", "maestro-web-app.yaml"]
+        assert sorted(export.files) == names, "web_app and web-app: two objects, not one overwritten"
+
+
+def test_services_file_round_trip_from_the_environment():
+    parsed = parse_services_string("https://example.com/x.git|9000|dev|api||gunicorn app:app | tee log;"
+                                   "/srv/y|0")
+    text = ex.services_yaml(ex.units_of(parsed))
+    back = parsed_from(text).specs
+    assert [same_spec(a, b) for a, b in zip(parsed.specs, back, strict=True)] == [True, True]
+
+
+# ---------------------------------------------------------------- what the manifests say
+
+
+def test_all_in_one_statefulset():
+    docs = documents(ex.render(examples(), ex.Options("kubernetes")))
+    kinds = [(d["kind"], d["metadata"]["name"]) for d in docs]
+    assert kinds == [("ConfigMap", "maestro-services"), ("Service", "maestro"), ("Service", "maestro-python-api"),
+                     ("Service", "maestro-node-app"), ("Service", "maestro-static-site"), ("StatefulSet", "maestro")]
+    sts = docs[-1]["spec"]
+    assert sts["replicas"] == 1
+    assert [c["metadata"]["name"] for c in sts["volumeClaimTemplates"]] == ["state", "home", "projects"]
+    pod = sts["template"]["spec"]
+    (main,) = pod["containers"]
+    security = main["securityContext"]
+    assert security["readOnlyRootFilesystem"] is True
+    assert security["allowPrivilegeEscalation"] is False  # no-new-privileges
+    assert security["capabilities"] == {"drop": ["ALL"], "add": list(ex.IDENTITY_CAPS)}
+    for name in ("readinessProbe", "livenessProbe", "startupProbe"):
+        assert main[name]["exec"]["command"] == list(ex.HEALTHCHECK)
+    mounts = {m["mountPath"]: m for m in main["volumeMounts"]}
+    assert set(mounts) == {"/var/lib/maestro", "/home", "/opt/projects", "/tmp", "/run", ex.SERVICES_FILE}
+    assert mounts[ex.SERVICES_FILE]["readOnly"] is True
+    assert main["resources"]["limits"] == {"memory": "1Gi", "cpu": "1"}
+    assert [p["containerPort"] for p in main["ports"]] == [8001, 8002, 8003]
+
+
+def test_split_sizes_each_pod_from_the_spec():
+    docs = documents(ex.render(examples(), ex.Options("kubernetes", split=True)))
+    deployments = {d["metadata"]["name"]: d for d in docs if d["kind"] == "Deployment"}
+    assert list(deployments) == ["maestro-python-api", "maestro-node-app", "maestro-static-site"]
+    limits = {n: d["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"] for n, d in deployments.items()}
+    # the spec's sandbox limit + 128Mi / 100m for the runtime beside the service
+    assert limits["maestro-python-api"] == {"memory": "256Mi"}
+    assert limits["maestro-node-app"] == {"memory": "384Mi", "cpu": "600m"}
+    assert limits["maestro-static-site"] == {"memory": "192Mi"}
+    for deployment in deployments.values():
+        pod = deployment["spec"]["template"]["spec"]
+        resources = pod["containers"][0]["resources"]
+        assert resources["requests"]["memory"] == resources["limits"]["memory"]
+        config = next(v["configMap"]["name"] for v in pod["volumes"] if "configMap" in v)
+        text = next(d["data"]["services.yml"] for d in docs if d["metadata"]["name"] == config)
+        assert len(parsed_from(text).specs) == 1, "a one-service spec per pod"
+        assert deployment["spec"]["template"]["spec"]["containers"][0]["image"] == ex.DEFAULT_IMAGE
+
+
+def test_split_without_limits_uses_the_runtime_defaults():
+    resources = ex.service_resources(parse_services_string("/srv/a|8000").specs[0])
+    assert resources == ex.Resources(memory=(512 + 128) << 20, millicpu=None, pids=128 + 64)
+
+
+def test_notes_say_what_cannot_move():
+    export = ex.render(parsed_from(HOSTILE_YAML), ex.Options("kubernetes", split=True))
+    text = export.files["NOTES.md"]
+    assert "web_app: egress allowlist by host name (pypi.org, *.npmjs.org)" in text
+    assert "NetworkPolicy" in text
+    assert "web-app: its source /srv/shared/worktree is a folder" in text and "shared worktree" in text
+    assert "other: its source file:///srv/other" in text
+    assert "other: no fixed port" in text
+    assert "pids_max" in text
+
+
+def test_compose_depends_on_waits_for_health():
+    """ServiceSpec has no depends_on yet: a spec that has one gets condition: service_healthy."""
+
+    @dataclass(frozen=True)
+    class WithDeps(ServiceSpec):
+        depends_on: tuple[str, ...] = ()
+
+    db, api = parse_services_string("/srv/db|5432||db;/srv/api|8000||api").specs
+    api = WithDeps(**{**api.__dict__, "depends_on": ("db", "missing")})
+    export = ex.render(ParseResult(specs=[db, api]), ex.Options("compose", split=True))
+    services = yaml.safe_load(export.files["compose.yaml"])["services"]
+    assert services["api"]["depends_on"] == {"db": {"condition": "service_healthy"}}
+    assert "depends_on" not in services["db"]
+    assert services["db"]["healthcheck"]["test"] == ["CMD", *ex.HEALTHCHECK]
+
+
+# ---------------------------------------------------------------- errors
+
+
+@pytest.mark.parametrize(("parsed", "options", "message"), [
+    (parse_services_string("/a|70000"), ex.Options("kubernetes"), "fix the specs first: SERVICES[1]: port"),
+    (ParseResult(), ex.Options("kubernetes"), "no services to export"),
+    (parse_services_string("/a|8000;/b|8000"), ex.Options("compose"), "port: 8000 is also a's"),
+    (parse_services_string("/a|8000"), ex.Options("kubernetes", name="Bad_Name"), "name: 'Bad_Name'"),
+    (parse_services_string("/a|8000"), ex.Options("kubernetes", image="a b"), "image:"),
+    (parse_services_string("/a|8000"), ex.Options("helm"), "target:"),
+])
+def test_export_errors(parsed, options, message):
+    with pytest.raises(ex.ExportError, match=re.escape(message)):
+        ex.render(parsed, options)
+
+
+def test_long_names_stay_valid_and_distinct():
+    a = ex.dns_name("maestro", "x" * 80 + "-a")
+    b = ex.dns_name("maestro", "x" * 80 + "-b")
+    assert len(a) <= 63 and len(b) <= 63 and a != b
+
+
+# ---------------------------------------------------------------- the command
+
+
+def run_cli(tmp_path: Path, *args: str, env: dict[str, str]) -> object:
+    runner = CliRunner()
+    (tmp_path / "empty.yml").write_text("")  # not /etc/maestro/services.yml of the machine
+    base = {"MAESTRO_SERVICES_FILE": str(tmp_path / "empty.yml"), "SERVICES": "", "SERVICES_COUNT": "",
+            "MAESTRO_RUNTIME_DIR": str(tmp_path / "run"), "MAESTRO_STATE_DIR": str(tmp_path / "state")}
+    return runner.invoke(maestro, ["export", *args], env={**base, **env})
+
+
+def test_cli_prints_manifests_from_services(tmp_path):
+    result = run_cli(tmp_path, "kubernetes", env={"SERVICES": "https://example.com/a.git|8000||api"})
+    assert result.exit_code == 0, result.output
+    docs = list(yaml.safe_load_all(result.stdout))
+    validate_kubernetes(docs)
+    assert docs[-1]["kind"] == "StatefulSet"
+
+
+def test_cli_writes_a_folder_from_svc_vars(tmp_path):
+    env = {"SERVICES_COUNT": "1", "SVC_1_REPO": "https://example.com/b.git", "SVC_1_PORT": "8100"}
+    result = run_cli(tmp_path, "compose", "--split", "--output", str(tmp_path / "out"), "--image", "img:1",
+                     "--name", "shop", env=env)
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["NOTES.md", "compose.yaml"]
+    compose = yaml.safe_load((tmp_path / "out" / "compose.yaml").read_text())
+    assert compose["name"] == "shop" and compose["services"]["b"]["image"] == "img:1"
+    validate_compose(tmp_path / "out" / "compose.yaml")
+
+
+def test_cli_error_is_one_line(tmp_path):
+    result = run_cli(tmp_path, "kubernetes", env={"SERVICES": "/a|port"})
+    assert result.exit_code == 1
+    assert result.output.strip().splitlines() == [
+        "Error: fix the specs first: SERVICES[1]: port: must be a number from 1 to 65535 (or 0 for auto), got 'port'"]
+
+
+def test_render_script_is_shellcheck_clean():
+    if shutil.which("shellcheck") is None:
+        pytest.skip("shellcheck not installed")
+    done = subprocess.run(["shellcheck", str(REPO / "scripts" / "render-deploy.sh")], capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout
