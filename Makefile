@@ -99,10 +99,10 @@ test: test-deps engine lint ## everything: lint, unit, integration, reliability 
 test-image: test-deps engine ## the image tests only (build once, run containers with podman/docker)
 	$(PYTHON) -m pytest tests/image $(PYTEST_ARGS)
 
-lint: ## ruff, hadolint on the Dockerfile, shellcheck on every shell script
+lint: ## ruff, hadolint on the Dockerfile, shellcheck on every shell script (scripts/, .ci/run, iac/)
 	ruff check .
 	hadolint Dockerfile
-	shellcheck scripts/*.sh .ci/run
+	shellcheck scripts/*.sh .ci/run iac/provision.sh
 
 bench: test-deps ## the benchmarks (benchmarks/README.md), 5 runs per figure
 	$(PYTHON) -m benchmarks
