@@ -14,11 +14,13 @@ locals {
   services_file = abspath("${path.module}/.generated/${var.name}-services.yml")
 }
 
+# The file may hold services' env values: its folder is closed to other host users. The
+# file stays world-readable so the container's root reads it without DAC_OVERRIDE.
 resource "local_file" "services" {
   filename             = local.services_file
   content              = local.services_yaml
   file_permission      = "0644"
-  directory_permission = "0755"
+  directory_permission = "0700"
 }
 
 resource "docker_image" "maestro" {
