@@ -87,10 +87,9 @@ INTERACTIVE=1
 [[ "${PROVISION_NON_INTERACTIVE:-0}" == 1 ]] && INTERACTIVE=0
 REPOS=()
 PORTS=()
-# shellcheck disable=SC2206  # word splitting is the documented separator of these two variables
-[[ -n "${PROVISION_REPOS:-}" ]] && REPOS=(${PROVISION_REPOS})
-# shellcheck disable=SC2206
-[[ -n "${PROVISION_PORTS:-}" ]] && PORTS=(${PROVISION_PORTS//,/ })
+# Split on blanks and line breaks with read, not an unquoted expansion: no globbing of '*' or '?'.
+IFS=$' \t\n' read -r -d '' -a REPOS <<<"${PROVISION_REPOS:-}" || true
+IFS=$' \t\n,' read -r -d '' -a PORTS <<<"${PROVISION_PORTS:-}" || true
 
 ask() {  # ask PROMPT DEFAULT: one answer line from stdin (the default on an empty line or end of input)
     local answer=""

@@ -51,7 +51,7 @@ def provision(tmp_path: Path, *args: str, stdin: str = "", env: dict[str, str] |
             (tools / name).symlink_to(shutil.which(name))
     run_env = {"PATH": f"{stub_bin}:{tools}", "HOME": str(tmp_path), "LANG": "C.UTF-8", **(env or {})}
     done = subprocess.run([str(tmp_path / "iac" / "provision.sh"), *args], input=stdin, env=run_env,
-                          capture_output=True, text=True, timeout=60)
+                          cwd=tmp_path, capture_output=True, text=True, timeout=60)
     return Run(tmp_path, done, calls)
 
 
@@ -89,6 +89,14 @@ def test_non_interactive_from_the_environment(tmp_path):
     assert read_back(run.tfvars) == {"name": "m2", "ports": [8100, 8101], "services": [
         {"repo": "https://a.example/x.git", "port": 8100}, {"repo": "/srv/y", "port": 8101}]}
     assert run.tf("apply", "-auto-approve", "-input=false") in run.calls
+
+
+def test_environment_lists_are_not_globbed(tmp_path):
+    (tmp_path / "x").touch()  # what `?` would expand to in the script's folder, were it globbed
+    env = {"PROVISION_NON_INTERACTIVE": "1", "PROVISION_REPOS": "iac/* ?", "PROVISION_PORTS": ""}
+    run = provision(tmp_path, env=env)
+    assert run.done.returncode == 0, run.done.stderr
+    assert [s["repo"] for s in read_back(run.tfvars)["services"]] == ["iac/*", "?"]
 
 
 def test_non_interactive_with_nothing_given_uses_the_defaults(tmp_path):
