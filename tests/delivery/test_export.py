@@ -310,3 +310,25 @@ def test_render_script_is_shellcheck_clean():
         pytest.skip("shellcheck not installed")
     done = subprocess.run(["shellcheck", str(REPO / "scripts" / "render-deploy.sh")], capture_output=True, text=True)
     assert done.returncode == 0, done.stdout
+
+
+# The capabilities the *baseline* Pod Security Standard lets a container add.
+BASELINE_CAPS = {"AUDIT_WRITE", "CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "KILL", "MKNOD", "NET_BIND_SERVICE",
+                 "SETFCAP", "SETGID", "SETPCAP", "SETUID", "SYS_CHROOT"}
+
+
+@pytest.mark.parametrize("split", [False, True])
+def test_pods_meet_the_baseline_pod_security_standard(split):
+    """What README says: baseline (root is allowed), the hardened run's flags otherwise."""
+    docs = documents(ex.render(examples(), ex.Options("kubernetes", split=split)))
+    pods = [d["spec"]["template"]["spec"] for d in docs if d["kind"] in ("StatefulSet", "Deployment")]
+    assert pods
+    for pod in pods:
+        assert not {"hostNetwork", "hostPID", "hostIPC"} & set(pod)
+        assert not any("hostPath" in v for v in pod["volumes"])
+        for container in pod["containers"]:
+            security = container["securityContext"]
+            assert not security.get("privileged")
+            assert set(security["capabilities"]["add"]) <= BASELINE_CAPS
+            assert security["seccompProfile"]["type"] == "RuntimeDefault"
+            assert not any("hostPort" in p for p in container["ports"])
