@@ -5,6 +5,7 @@ and the committed deploy/ is what examples/services.yml renders to today."""
 
 from __future__ import annotations
 
+import logging
 import re
 import shutil
 import subprocess
@@ -269,6 +270,16 @@ def test_long_names_stay_valid_and_distinct():
 
 
 # ---------------------------------------------------------------- the command
+
+
+@pytest.fixture(autouse=True)
+def keep_logging():
+    """The command sets up the "maestro" logger (no propagation): undo it, so later tests'
+    caplog still sees maestro.* records."""
+    logger = logging.getLogger("maestro")
+    saved = (list(logger.handlers), logger.level, logger.propagate)
+    yield
+    logger.handlers[:], logger.level, logger.propagate = saved
 
 
 def run_cli(tmp_path: Path, *args: str, env: dict[str, str]) -> object:
