@@ -113,3 +113,26 @@ def test_user_site_pth_in_home_never_runs_as_root_during_a_build(maestro):
     # The service's own build processes (as the service's user) may load it; root never.
     euids = marker.read_text().split() if marker.exists() else []
     assert "0" not in euids, f"the service's .pth ran as root: {euids}"
+
+
+def test_degraded_identity_builds_and_serves_a_project_with_dependencies(maestro):
+    """--cap-drop ALL: no CAP_SETUID/SETGID/CHOWN, so no account is made (degraded identity). The
+    build used to ask for the account by name: ``maestro-sandbox: no such user: 'svc_NAME'``."""
+    wheels = maestro.root / "wheels"
+    make_wheel(wheels)
+    folder = maestro.preseed("deps", cmd="python app.py")
+    (folder / "requirements.txt").write_text(f"--no-index\n--find-links {wheels}\nmaestrodemo==1.0\n")
+    (folder / "app.py").write_text(ECHO_ENV.replace("os.environ.get('LD_PRELOAD', '-')", "maestrodemo.GREETING")
+                                   .replace("import http.server, os", "import http.server, os, maestrodemo"))
+    log = maestro.log_path.open("a")
+    # Every capability gone from the bounding set: root keeps uid 0 but no privilege, like Docker's
+    # --cap-drop ALL (setpriv execs, so the fixture's SIGTERM still reaches the entrypoint).
+    maestro.proc = subprocess.Popen(["setpriv", "--bounding-set=-all", "--inh-caps=-all", "--",
+                                     "maestro-entrypoint"], env=maestro.env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        services = maestro.wait_running(["deps"], timeout=60)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\n{maestro.log()[-1500:]}") from None
+    assert services["deps"]["degraded"], services["deps"]
+    assert http_get(services["deps"]["port"]) == "hello from a local wheel 0", maestro.log()
+    assert "no such user" not in maestro.log()
