@@ -13,7 +13,9 @@ import contextlib
 import logging
 import socket
 import subprocess
-from collections.abc import Callable, Mapping, Sequence
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from . import netpolicy
@@ -41,6 +43,16 @@ def egress_kind(net: netpolicy.NetDecision) -> str:
     if any(h.startswith("*.") for h in net.hosts):
         return "wildcard"
     return "list"
+
+
+def hosts_to_resolve(records: Sequence, nets: Mapping[str, netpolicy.NetDecision]) -> list[str]:
+    """Every name the egress rules need addresses for (exact names of allowlists), once each."""
+    hosts: dict[str, None] = {}
+    for record in records:
+        net = nets.get(record.id)
+        if record.uid >= 0 and net is not None and egress_kind(net) == "list":
+            hosts.update(dict.fromkeys(net.hosts))
+    return list(hosts)
 
 
 def plan_egress(records: Sequence, nets: Mapping[str, netpolicy.NetDecision],
@@ -91,17 +103,80 @@ def restore_text(family: int, ports: Sequence[int], egress: Sequence[Egress]) ->
 
 
 def _resolve(host: str) -> list[str]:
-    with contextlib.suppress(OSError):
+    if netpolicy.is_ip(host):
+        return [host.strip("[]")]
+    with contextlib.suppress(OSError, UnicodeError):
         return sorted({info[4][0] for info in socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)})
     return []
 
 
+RESOLVE_TIMEOUT = 3.0  # seconds for all the names of one deploy together
+RESOLVE_WORKERS = 8
+
+
+class Resolver:
+    """Names to addresses for the egress rules: all at once, in parallel (at most
+    RESOLVE_WORKERS lookups), within one deadline, each answer kept for the process's life.
+
+    A name that fails or times out is reported once and remembered as unresolvable, so it is
+    never waited on twice. Daemon threads by hand rather than concurrent.futures: its pool
+    joins its workers at interpreter exit, so one hung lookup would hold a CLI command for
+    the whole resolver timeout after its work was done.
+    """
+
+    def __init__(self, lookup: Callable[[str], list[str]] = _resolve, timeout: float = RESOLVE_TIMEOUT,
+                 workers: int = RESOLVE_WORKERS):
+        self.lookup = lookup
+        self.timeout = timeout
+        self.workers = workers
+        self._answers: dict[str, tuple[str, ...]] = {}
+
+    def resolve(self, hosts: Iterable[str]) -> tuple[dict[str, tuple[str, ...]], list[str]]:
+        """(addresses per host, problems for names that failed now); cached names cost nothing."""
+        todo = [h for h in dict.fromkeys(hosts) if h not in self._answers]
+        done: dict[str, tuple[str, ...]] = {}
+        problems: list[str] = []
+        if todo:
+            pending = list(todo)
+            cond = threading.Condition()
+
+            def work() -> None:
+                while True:
+                    with cond:
+                        if not pending:
+                            return
+                        host = pending.pop()
+                    try:
+                        found = tuple(self.lookup(host))
+                    except Exception:  # a lookup must never take the deploy down
+                        found = ()
+                    with cond:
+                        done[host] = found
+                        cond.notify_all()
+
+            for _ in range(min(self.workers, len(todo))):
+                threading.Thread(target=work, name="maestro-resolve", daemon=True).start()
+            deadline = time.monotonic() + self.timeout
+            with cond:
+                while len(done) < len(todo) and (left := deadline - time.monotonic()) > 0:
+                    cond.wait(left)
+                answers = {h: done.get(h, ()) for h in todo}
+            for host in todo:
+                self._answers[host] = answers[host]
+                if host not in done:
+                    problems.append(f"egress allowlist: {host} did not resolve within {self.timeout:g}s; "
+                                    "it stays blocked until the next deploy or boot")
+                elif not answers[host]:
+                    problems.append(f"egress allowlist: {host} does not resolve; it stays blocked")
+        return {h: self._answers[h] for h in dict.fromkeys(hosts)}, problems
+
+
 class Firewall:
     def __init__(self, *, disabled: bool = False, prefix: Sequence[str] = (),
-                 resolve: Callable[[str], list[str]] = _resolve):
+                 resolve: Callable[[str], list[str]] = _resolve, resolve_timeout: float = RESOLVE_TIMEOUT):
         self.disabled = disabled
         self.prefix = tuple(prefix)
-        self.resolve = resolve
+        self.resolver = Resolver(resolve, resolve_timeout)
         self._available: dict[int, str | None] = {}
 
     @classmethod
@@ -169,5 +244,12 @@ class Firewall:
         return problems
 
     def sync(self, records: Sequence, nets: Mapping[str, netpolicy.NetDecision]) -> list[str]:
+        """Rebuild the rules. Names are resolved only when rules are really made: a disabled or
+        unusable firewall costs no DNS at all (an unreachable resolver must not slow deploys)."""
         ports = [r.port for r in records if r.port]
-        return self.apply(ports, plan_egress(records, nets, self.resolve))
+        if self.disabled:
+            return []
+        if self.problem(4) is not None and self.problem(6) is not None:
+            return self.apply(ports, [])  # reports why nothing is made
+        answers, problems = self.resolver.resolve(hosts_to_resolve(records, nets))
+        return [*problems, *self.apply(ports, plan_egress(records, nets, lambda h: list(answers.get(h, ()))))]
