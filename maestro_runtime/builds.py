@@ -243,9 +243,20 @@ def _write_stamp(path: Path, stamp: str, plan: Plan, account) -> None:
 
 
 def _log_path(opts: BuildOptions, service_id: str, account) -> Path:
-    base = opts.log_dir or Path(account.home) / ".maestro"
-    base.mkdir(parents=True, exist_ok=True)
-    return base / f"{service_id}.build.log"
+    if opts.log_dir is None:
+        base = Path(account.home) / ".maestro"
+        base.mkdir(parents=True, exist_ok=True)
+        return base / f"{service_id}.build.log"
+    # Root's log folder: 0700 and 0600 files, as pip and npm print index URLs (and their credentials).
+    opts.log_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    opts.log_dir.chmod(0o700)
+    path = opts.log_dir / f"{service_id}.build.log"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    try:
+        os.fchmod(fd, 0o600)  # a log written by an older version was 0644
+    finally:
+        os.close(fd)
+    return path
 
 
 def wrap(prefix: list[str], step: Sequence[str], env: Mapping[str, str], opts: BuildOptions,

@@ -18,6 +18,7 @@ from . import accounts, builds, detect, sandbox, sources
 from .naming import default_user, unique_id
 from .ports import PortError, PortLedger
 from .records import FAILED, READY, RecordStore, ServiceRecord, atomic_write
+from .redact import redact
 from .settings import Settings
 from .spec import ServiceSpec, SpecError
 from .supervisor import ProgramOptions, RenderError, remove_program, render_program, write_program
@@ -187,7 +188,7 @@ class Provisioner:
             accounts.chown_path(marker, account)
 
     def _fail(self, a: Assignment, previous: ServiceRecord | None, exc: BaseException) -> Outcome:
-        error = str(exc) if isinstance(exc, SpecError) else f"{a.spec.origin}: {exc}"
+        error = redact(str(exc) if isinstance(exc, SpecError) else f"{a.spec.origin}: {exc}")
         if previous is not None and previous.ready and previous.origin == a.spec.origin:
             # A failed redeploy leaves the previous version running, with the error visible.
             kept = self.reactivate(replace(previous, error=error, updated=time.time()))
