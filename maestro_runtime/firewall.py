@@ -10,6 +10,7 @@ they created (``ip netns exec NS``), never on the machine's own tables.
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import logging
 import socket
 import subprocess
@@ -17,6 +18,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from . import netpolicy
 
@@ -79,8 +81,23 @@ def _family(address: str) -> int:
     return 6 if ":" in address else 4
 
 
-def restore_text(family: int, ports: Sequence[int], egress: Sequence[Egress]) -> str:
-    """``iptables-restore --noflush`` input that rebuilds both our chains."""
+def parse_resolvers(text: str) -> tuple[str, ...]:
+    """The ``nameserver`` addresses of a resolv.conf (loopback ones need no rule: lo is open)."""
+    found: list[str] = []
+    for line in text.splitlines():
+        words = line.split("#", 1)[0].split(";", 1)[0].split()
+        if len(words) >= 2 and words[0] == "nameserver" and "%" not in words[1]:  # iptables has no scopes
+            with contextlib.suppress(ValueError):
+                address = ipaddress.ip_address(words[1])
+                if not address.is_loopback:
+                    found.append(str(address))
+    return tuple(dict.fromkeys(found))
+
+
+def restore_text(family: int, ports: Sequence[int], egress: Sequence[Egress],
+                 resolvers: Sequence[str] = ()) -> str:
+    """``iptables-restore --noflush`` input that rebuilds both our chains. DNS is allowed to
+    ``resolvers`` only: port 53 to any host would be an exfiltration path."""
     lines = ["*filter", f":{CHAIN_IN} - [0:0]", f":{CHAIN_OUT} - [0:0]",
              f"-A {CHAIN_IN} -i lo -j ACCEPT",
              f"-A {CHAIN_IN} -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT"]
@@ -95,8 +112,10 @@ def restore_text(family: int, ports: Sequence[int], egress: Sequence[Egress]) ->
             continue
         owner = f"-A {CHAIN_OUT} -m owner --uid-owner {int(entry.uid)}"
         addrs = [a for a in entry.addresses if _family(a) == family]
-        if entry.addresses:  # names need DNS
-            lines += [f"{owner} -p udp -m udp --dport 53 -j ACCEPT", f"{owner} -p tcp -m tcp --dport 53 -j ACCEPT"]
+        if entry.addresses:  # names need DNS, from the container's resolvers only
+            for resolver in (r for r in resolvers if _family(r) == family):
+                lines += [f"{owner} -d {resolver} -p udp -m udp --dport 53 -j ACCEPT",
+                          f"{owner} -d {resolver} -p tcp -m tcp --dport 53 -j ACCEPT"]
         lines += [f"{owner} -d {a} -j ACCEPT" for a in addrs]
         lines.append(f"{owner} -j REJECT")
     return "\n".join([*lines, "COMMIT", ""])
@@ -173,8 +192,10 @@ class Resolver:
 
 class Firewall:
     def __init__(self, *, disabled: bool = False, prefix: Sequence[str] = (),
-                 resolve: Callable[[str], list[str]] = _resolve, resolve_timeout: float = RESOLVE_TIMEOUT):
+                 resolve: Callable[[str], list[str]] = _resolve, resolve_timeout: float = RESOLVE_TIMEOUT,
+                 resolv_conf: Path = Path("/etc/resolv.conf")):
         self.disabled = disabled
+        self.resolv_conf = resolv_conf
         self.prefix = tuple(prefix)
         self.resolver = Resolver(resolve, resolve_timeout)
         self._available: dict[int, str | None] = {}
@@ -227,12 +248,16 @@ class Firewall:
         if self.disabled:
             return []
         problems = []
+        try:
+            resolvers = parse_resolvers(self.resolv_conf.read_text(errors="replace")[:65536])
+        except OSError:
+            resolvers = ()  # glibc then asks 127.0.0.1, which lo already allows
         for family in (4, 6):
             if (why := self.problem(family)) is not None:
                 problems.append(f"IPv{family} firewall skipped: {why}")
                 continue
             tool, restore = TOOLS[family]
-            proc = self._run([restore, "-w", "--noflush"], restore_text(family, ports, egress))
+            proc = self._run([restore, "-w", "--noflush"], restore_text(family, ports, egress, resolvers))
             if proc.returncode != 0:
                 problems.append(f"{restore} failed: {proc.stderr.strip()[:300]}")
                 continue
