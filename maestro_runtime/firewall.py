@@ -53,7 +53,7 @@ def hosts_to_resolve(records: Sequence, nets: Mapping[str, netpolicy.NetDecision
     for record in records:
         net = nets.get(record.id)
         if record.uid >= 0 and net is not None and egress_kind(net) == "list":
-            hosts.update(dict.fromkeys(net.hosts))
+            hosts.update(dict.fromkeys(netpolicy.entry_host(h) for h in net.hosts))  # ports: the proxy's
     return list(hosts)
 
 
@@ -72,7 +72,7 @@ def plan_egress(records: Sequence, nets: Mapping[str, netpolicy.NetDecision],
             continue
         if kind == "list":
             for host in net.hosts:
-                current |= set(resolve(host))
+                current |= set(resolve(netpolicy.entry_host(host)))
         by_uid[record.uid] = current
     return [Egress(uid, None if addrs is None else tuple(sorted(addrs))) for uid, addrs in sorted(by_uid.items())]
 

@@ -599,7 +599,7 @@ def run(config: SandboxConfig, request: RunRequest, *, term: str | None = None) 
                 from .egress_proxy import ProxyThread
 
                 listener = _listen_in(child_pid)
-                proxy = ProxyThread(listener, lambda host: netpolicy.host_allowed(host, net.hosts),
+                proxy = ProxyThread(listener, lambda host, port: netpolicy.endpoint_allowed(host, port, net.hosts),
                                     request.label).start()
                 os.write(block_w, b"go")
         code = proc.wait()

@@ -31,7 +31,7 @@ def _env_pair(value: str) -> tuple[str, str]:
 @click.option("--net", type=click.Choice([netpolicy.DENY, netpolicy.ALLOW]), default=None,
               help="Network policy (default: MAESTRO_SANDBOX_NET_POLICY). 'allow' also needs the policy file.")
 @click.option("--allow-host", "allow_hosts", multiple=True, metavar="HOST",
-              help="Add a host (or *.domain) to the allowlist; repeatable.")
+              help="Add a host, *.domain or either with :PORT (default ports 80 and 443) to the allowlist; repeatable.")
 @click.option("--user", default=None, help="Project user to run as (required when run as root).")
 @click.option("--uid", type=click.IntRange(min=0), default=None,
               help="Run as this uid (with --gid, --home) instead of looking --user up.")

@@ -20,7 +20,6 @@ DEFAULT_REF = "main"
 MAX_FIELD = 64 * 1024
 _REF_RE = re.compile(r"^[A-Za-z0-9._/@+-]{1,255}$")
 _ENV_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
-_HOST_RE = re.compile(r"^(\*\.)?([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 _SIZE_RE = re.compile(r"^(max|\d+[KMGkmg]?)$")
 SERVICE_FIELDS = ("repo", "port", "ref", "name", "user", "cmd")
 YAML_FIELDS = frozenset(
@@ -198,10 +197,13 @@ def parse_health(origin: str, raw: Any) -> Health:
 
 
 def parse_host(origin: str, raw: Any) -> str:
-    host = str(raw).strip().lower().rstrip(".")
-    if not _HOST_RE.match(host) or len(host) > 253:
-        raise SpecError(origin, "allow_hosts", f"{host[:60]!r} is not a valid host name (RFC 1123, optional *.)")
-    return host
+    """An egress allowlist entry: ``host``, ``*.domain``, either with an optional ``:port``."""
+    from .netpolicy import NetPolicyError, validate_host
+
+    try:
+        return validate_host(str(raw))
+    except NetPolicyError as exc:
+        raise SpecError(origin, "allow_hosts", str(exc)) from exc
 
 
 def _str_list(origin: str, name: str, raw: Any) -> list[str]:
