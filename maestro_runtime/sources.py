@@ -138,6 +138,37 @@ def local_path(repo: str) -> Path | None:
     return None
 
 
+# Never a project's source unless the operator says so: copying them would hand root-only files
+# (keys, shadow, other services' state) to the service's user.
+SYSTEM_PATHS = ("/etc", "/root", "/proc", "/sys", "/dev", "/run", "/boot", "/var/lib/maestro")
+
+
+def system_path_problem(repo: str, protected: Sequence[Path | str] = (),
+                        roots: Sequence[Path | str] = ()) -> str | None:
+    """Why a local ``repo`` must not be copied without the operator's say-so, or None.
+
+    ``protected``: folders besides :data:`SYSTEM_PATHS` (the runtime's state, homes...);
+    ``roots``: when given, the only folders local sources may come from. Links are resolved
+    first, so a link to /etc is /etc."""
+    path = local_path(repo)
+    if path is None:
+        return None
+    real = os.path.realpath(path)
+
+    def under(folder: Path | str) -> bool:
+        top = os.path.realpath(folder)
+        return real == top or real.startswith(top.rstrip("/") + "/")
+
+    if real == "/":
+        return f"{repo} is the root folder"
+    for folder in (*SYSTEM_PATHS, *protected):
+        if under(folder):
+            return f"{repo} is a system path (under {folder})"
+    if roots and not any(under(root) for root in roots):
+        return f"{repo} is not under MAESTRO_LOCAL_SOURCE_ROOTS ({' '.join(str(r) for r in roots)})"
+    return None
+
+
 def is_bare_git(path: Path) -> bool:
     return (path / "HEAD").is_file() and (path / "objects").is_dir() and (path / "refs").is_dir()
 

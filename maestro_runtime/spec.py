@@ -24,7 +24,7 @@ _SIZE_RE = re.compile(r"^(max|\d+[KMGkmg]?)$")
 SERVICE_FIELDS = ("repo", "port", "ref", "name", "user", "cmd")
 YAML_FIELDS = frozenset(
     {*SERVICE_FIELDS, "command", "env", "health", "autostart", "sha256", "keep",
-     "allow_hosts", "memory", "cpu_quota_us", "cpu_period_us", "pids_max"}
+     "allow_hosts", "memory", "cpu_quota_us", "cpu_period_us", "pids_max", "allow_system_path"}
 )
 META_FILES = (".maestro-name", ".maestro-port", ".maestro-cmd", ".maestro-user", ".maestro-disable")
 
@@ -74,6 +74,7 @@ class ServiceSpec:
     keep: tuple[str, ...] = ("data",)
     allow_hosts: tuple[str, ...] = ()
     limits: Limits = field(default_factory=Limits)
+    allow_system_path: bool = False  # the operator's say-so for a repo like /etc (deploy --allow-system-path)
 
     @property
     def base_name(self) -> str:
@@ -334,6 +335,9 @@ def parse_yaml_entry(origin: str, entry: Any) -> ServiceSpec:
     autostart = entry.get("autostart", True)
     if not isinstance(autostart, bool):
         raise SpecError(origin, "autostart", f"must be true or false, got {autostart!r}")
+    allow_system_path = entry.get("allow_system_path", False)
+    if not isinstance(allow_system_path, bool):
+        raise SpecError(origin, "allow_system_path", f"must be true or false, got {allow_system_path!r}")
     sha256 = entry.get("sha256")
     if sha256 is not None and not re.fullmatch(r"[0-9a-fA-F]{64}", sha256):
         raise SpecError(origin, "sha256", "must be 64 hexadecimal characters")
@@ -347,6 +351,7 @@ def parse_yaml_entry(origin: str, entry: Any) -> ServiceSpec:
         allow_hosts=tuple(parse_host(origin, h) for h in _str_list(origin, "allow_hosts", entry["allow_hosts"]))
         if "allow_hosts" in entry else (),
         limits=parse_limits(origin, entry),
+        allow_system_path=allow_system_path,
     )
 
 
