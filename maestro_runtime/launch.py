@@ -8,9 +8,11 @@ sandbox wrapper (bubblewrap, when enabled) -> ``setpriv`` (drop to the
 service's user) -> ``env -i`` with the service's environment -> the command.
 The service's environment (which the spec controls: ``LD_PRELOAD``,
 ``LD_LIBRARY_PATH``...) is applied only at that last exec, after the drop, so
-no root process of the chain ever loads what it names. A shell script instead of a Python launcher because it
-starts in about a millisecond, which is what keeps boot at scale near the
-cost of bare supervisord.
+no root process of the chain ever loads what it names.
+
+A shell script instead of a Python launcher because it starts in about a
+millisecond, which is what keeps boot at scale near the cost of bare
+supervisord.
 """
 
 from __future__ import annotations
