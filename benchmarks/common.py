@@ -52,6 +52,43 @@ def isolate_etc() -> None:
     os.environ["MAESTRO_TEST_ISOLATED"] = "1"
 
 
+SILENT_RESOLVER = "127.77.0.53"
+
+
+@contextlib.contextmanager
+def silent_resolver(options: str = ""):
+    """Point /etc/resolv.conf (the throwaway copy of :func:`isolate_etc` only) at a UDP socket that
+    swallows every query, like an unreachable resolver; yields the list of queries it got."""
+    if not os.environ.get("MAESTRO_TEST_ISOLATED"):
+        raise RuntimeError("silent_resolver needs the private /etc of isolate_etc()")
+    import threading
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind((SILENT_RESOLVER, 53))
+    sock.settimeout(0.2)
+    queries: list[bytes] = []
+    stop = threading.Event()
+
+    def swallow() -> None:
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                queries.append(sock.recv(4096))
+
+    thread = threading.Thread(target=swallow, daemon=True)
+    thread.start()
+    conf = Path("/etc/resolv.conf")
+    saved = conf.read_bytes() if conf.exists() else None
+    conf.write_text(f"nameserver {SILENT_RESOLVER}\n" + (f"options {options}\n" if options else ""))
+    try:
+        yield queries
+    finally:
+        if saved is not None:
+            conf.write_bytes(saved)
+        stop.set()
+        thread.join(2)
+        sock.close()
+
+
 @contextlib.contextmanager
 def restored_accounts():
     """Put the account files back as they were, so the next boot is a first boot again."""

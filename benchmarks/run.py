@@ -35,6 +35,7 @@ from .common import (
     Stat,
     isolate_etc,
     restored_accounts,
+    silent_resolver,
     wait_ports,
 )
 from .install import SYSTEM_PYTHON, shipped_bin
@@ -246,6 +247,43 @@ def extras(host: Host, n: int, ports: list[int], cfg: Config, s: Samples) -> Non
         s.add("maestro_remove_cpu", cpu)
 
 
+DNS_HOSTS = tuple(f"h{i}.maestro-bench-unresolvable.example" for i in range(4))
+DNS_N = 3
+
+
+def dns_case(alloc: PortAllocator, cfg: Config, s: Samples) -> None:
+    """remove-service and deploy with the firewall disabled, an allowlist of names and a resolver
+    that never answers (glibc's default 5 s x 2 per lookup): no rules are made, so no DNS either."""
+    low, high = alloc.take(DNS_N + 2)
+    ports = list(range(low, low + DNS_N))
+    host = Host.create((low, high), bin_dir=cfg.bin_dir)
+    allow = host.root / "sandbox-net-allow"
+    allow.write_text("ALLOW_HOST_NETWORK=1\n" + "\n".join(DNS_HOSTS) + "\n")
+    allow.chmod(0o644)
+    host.extra_env.update(MAESTRO_SANDBOX_NET_POLICY="allow", MAESTRO_SANDBOX_NET_ALLOW_FILE=str(allow))
+    host.preseed([f"p{i:03d}" for i in range(DNS_N)], ports)
+    try:
+        with restored_accounts(), silent_resolver() as queries:
+            host.start()
+            wait_ports(ports, timeout=120)
+            wait_all_running(host, DNS_N)
+            src = host.root / "src-extra"
+            src.mkdir()
+            (src / "index.html").write_text("<h1>extra</h1>")
+            port = ports[-1] + 1
+            t0 = time.monotonic()
+            proc = host.cli("deploy", "--repo", str(src), "--name", "extra", "--port", str(port), "--yes",
+                            "--wait", "0")
+            assert proc.returncode == 0, proc.stderr
+            s.add("dns_deploy", wait_ports([port], timeout=60) - t0)
+            wall, _, code, _ = timed([str(host.bin_dir / "remove-service"), "p000", "--yes"], host.env)
+            assert code == 0
+            s.add("dns_remove", wall)
+            s.add("dns_queries", float(len(queries)))
+    finally:
+        host.destroy()
+
+
 def rebuild(cfg: Config, s: Samples) -> str:
     script = Path(__file__).resolve().parent / "bench_rebuild.py"
     if not script.exists():
@@ -337,6 +375,8 @@ def summarise(cfg: Config, s: Samples) -> dict:
         "remove_service": {"wall": st("maestro_remove"), "cpu": st("maestro_remove_cpu"),
                            "floor_stop_remove": st("floor_remove"), "n": cfg.extras_n},
         "deploy": {"until_answers": st("maestro_deploy"), "floor_update": st("floor_deploy"), "n": cfg.extras_n},
+        "unresolvable_allowlist": {"remove": st("dns_remove"), "deploy": st("dns_deploy"),
+                                   "dns_queries": st("dns_queries"), "n": DNS_N, "hosts": len(DNS_HOSTS)},
         "rebuild": {"first": st("rebuild_first"), "second": st("rebuild_second"),
                     "requirements": cfg.rebuild_requirements},
         "memory": {"n": cfg.extras_n, "by_role_mib": memory, **added},
@@ -380,6 +420,12 @@ def markdown(result: dict, info: dict[str, str], seconds: float) -> str:
                  f"{_f(r['floor_stop_remove'], 1000, 'ms', 0)} (supervisorctl stop + remove) |")
     lines.append(f"| deploy until it answers, N={d['n']} | {_f(d['until_answers'], 1000, 'ms', 0)} | "
                  f"{_f(d['floor_update'], 1000, 'ms', 0)} (program file + supervisorctl update) |")
+    u = result.get("unresolvable_allowlist") or {}
+    if u.get("remove"):
+        why = f"firewall off, {u['hosts']} unresolvable allowlist hosts, resolver never answers"
+        lines.append(f"| remove-service, N={u['n']}, {why} | {_f(u['remove'], 1000, 'ms', 0)} | goal < 300 ms |")
+        lines.append(f"| deploy until it answers, N={u['n']}, same | {_f(u['deploy'], 1000, 'ms', 0)} | "
+                     f"DNS queries: {int(u['dns_queries']['high'])} |")
     rb = result["rebuild"]
     lines.append(f"| rebuild: first boot ({rb['requirements']}) | {_f(rb['first'])} | |")
     lines.append(f"| rebuild: second boot (skipped) | {_f(rb['second'], 1000, 'ms', 1)} | |")
@@ -443,6 +489,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"N={n} run {run + 1}/{runs}: maestro {s.values[f'maestro_boot_{n}'][-1]:.2f}s "
                   f"floor {s.values[f'floor_boot_{n}'][-1]:.2f}s (medians {b.median:.2f}/{f.median:.2f})",
                   flush=True)
+    for _ in range(cfg.runs):
+        dns_case(alloc, cfg, s)
     note = "" if args.no_rebuild else rebuild(cfg, s)
     seconds = time.monotonic() - started
     result = summarise(cfg, s)

@@ -33,7 +33,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from .launch import SYSTEM_PATH, drop_privileges_argv
+from .launch import ROOT_ENVIRONMENT, SYSTEM_PATH, drop_privileges_argv, service_env_argv
 
 log = logging.getLogger("maestro.builds")
 
@@ -243,23 +243,42 @@ def _write_stamp(path: Path, stamp: str, plan: Plan, account) -> None:
 
 
 def _log_path(opts: BuildOptions, service_id: str, account) -> Path:
-    base = opts.log_dir or Path(account.home) / ".maestro"
-    base.mkdir(parents=True, exist_ok=True)
-    return base / f"{service_id}.build.log"
+    if opts.log_dir is None:
+        base = Path(account.home) / ".maestro"
+        base.mkdir(parents=True, exist_ok=True)
+        return base / f"{service_id}.build.log"
+    # Root's log folder: 0700 and 0600 files, as pip and npm print index URLs (and their credentials).
+    opts.log_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    opts.log_dir.chmod(0o700)
+    path = opts.log_dir / f"{service_id}.build.log"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    try:
+        os.fchmod(fd, 0o600)  # a log written by an older version was 0644
+    finally:
+        os.close(fd)
+    return path
 
 
 def wrap(prefix: list[str], step: Sequence[str], env: Mapping[str, str], opts: BuildOptions,
          ) -> tuple[list[str], dict[str, str]]:
     """argv and process environment of one step.
 
-    A sandbox wrapper starts its command with a clean environment, so the build's
-    variables are re-applied inside it with ``env``; the wrapper process itself gets
-    the MAESTRO_* settings so it resolves the same folders as this process.
+    The build's environment (HOME, PATH into the project's venv, caches) is applied only by
+    the last exec, ``env -i``, after the drop: the root processes before it (the sandbox
+    wrapper, setpriv) get a fixed environment, so nothing the project can write (a ``.pth``
+    in ``~/.local``, a venv on PATH, loader variables) is seen by root. The sandbox wrapper
+    also gets the MAESTRO_* settings so it resolves the same folders as this process.
     """
-    if prefix and prefix[0] != "/usr/bin/setpriv":
-        inner = ["/usr/bin/env", *(f"{k}={v}" for k, v in env.items())]
-        return [*prefix, *inner, *step], {**dict(opts.wrapper_env), **env}
-    return [*prefix, *step], dict(env)
+    argv = [*prefix, *service_env_argv(env), *step]
+    if not prefix:
+        return argv, dict(env)
+    root_env = dict(ROOT_ENVIRONMENT)
+    if prefix[0] != "/usr/bin/setpriv":
+        root_env.update(opts.wrapper_env)
+        # The operator's own PYTHONPATH (a development checkout), never one of the build's.
+        if pythonpath := os.environ.get("PYTHONPATH"):
+            root_env["PYTHONPATH"] = pythonpath
+    return argv, root_env
 
 
 def _run_plan(plan: Plan, directory: Path, account, policy, opts: BuildOptions, logfile: Path) -> None:

@@ -156,7 +156,9 @@ _FIELDS = ("repo", "port", "ref", "name", "user", "cmd")
 @click.option("--env", "env_pairs", multiple=True, metavar="KEY=VALUE", help="Environment for the service.")
 @click.option("--yes", "-y", is_flag=True, help="No questions: take the flags and defaults as they are.")
 @click.option("--wait", default=20.0, show_default=True, help="Seconds to wait for the service to run.")
-def deploy(yes: bool, wait: float, env_pairs: tuple[str, ...], **given: str | None) -> None:
+@click.option("--allow-system-path", is_flag=True,
+              help="Allow a local --repo under /etc, /root, /proc, /run, the runtime's state... (refused by default).")
+def deploy(yes: bool, wait: float, env_pairs: tuple[str, ...], allow_system_path: bool, **given: str | None) -> None:
     """Deploy one service into the running system (asks for what the flags do not say)."""
     from dataclasses import replace
 
@@ -170,7 +172,7 @@ def deploy(yes: bool, wait: float, env_pairs: tuple[str, ...], **given: str | No
         fields = _ask(fields)
     try:
         env = parse_env("deploy", dict(_pair(p) for p in env_pairs))
-        spec = replace(make_spec("deploy", "deploy", fields), env=env)
+        spec = replace(make_spec("deploy", "deploy", fields), env=env, allow_system_path=allow_system_path)
     except SpecError as exc:
         raise click.ClickException(str(exc)) from exc
     provisioner = Provisioner(settings)

@@ -70,9 +70,22 @@ def parse_head(head: bytes) -> Request:
     url = urlsplit(target)
     if url.scheme != "http" or not url.netloc:
         raise BadRequest("a proxy request needs an absolute http:// URL (use CONNECT for https)")
+    if url.username is not None or url.password is not None:
+        raise BadRequest("credentials in a proxy request URL are refused")
     host, port = _host_port(url.netloc, 80)
     path = (url.path or "/") + (f"?{url.query}" if url.query else "")
     headers = [h for h in header_lines if h and h.split(":", 1)[0].strip().lower() not in _HOP_BY_HOP]
+    # The upstream server routes on Host: one naming another host than the checked target would
+    # reach a host the allowlist never saw (same IP, virtual hosts, CDNs).
+    named = [h.split(":", 1)[1].strip() for h in headers if h.split(":", 1)[0].strip().lower() == "host"]
+    if len(named) > 1:
+        raise BadRequest("more than one Host header")
+    if named:
+        # Names only: the connection goes to the target's port whatever the header says.
+        if _host_port(named[0], port)[0] != host:
+            raise BadRequest(f"Host header {named[0][:80]!r} does not match the request target {host}")
+    else:
+        headers.append(f"Host: {url.netloc}")
     # One request per upstream connection: the next request may name another host.
     upstream = "\r\n".join([f"{method} {path} {version}", *headers, "Connection: close", "", ""])
     return Request(method, host, port, upstream.encode("latin-1"))
@@ -98,7 +111,7 @@ async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
 
 
 async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *,
-                 allowed: Callable[[str], bool], label: str) -> None:
+                 allowed: Callable[[str, int], bool], label: str) -> None:
     upstream_writer = None
     try:
         try:
@@ -107,10 +120,11 @@ async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *,
         except (BadRequest, asyncio.IncompleteReadError, asyncio.LimitOverrunError, TimeoutError) as exc:
             writer.write(_reply("400 Bad Request", f"{exc}\n"))
             return
-        if not allowed(request.host):
+        if not allowed(request.host, request.port):
             log.warning("egress refused: host %s port %d is not in the allowlist of %s",
                         request.host, request.port, label)
-            writer.write(_reply("403 Forbidden", f"maestro: {request.host} is not in the allowlist\n"))
+            writer.write(_reply("403 Forbidden", f"maestro: {request.host}:{request.port} is not in the allowlist "
+                                                 "(an entry without :port allows 80 and 443)\n"))
             return
         try:
             up_reader, upstream_writer = await asyncio.wait_for(
@@ -134,7 +148,7 @@ async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *,
 class ProxyThread:
     """Serves the proxy on an already listening socket, in a daemon thread with its own loop."""
 
-    def __init__(self, listener: socket.socket, allowed: Callable[[str], bool], label: str):
+    def __init__(self, listener: socket.socket, allowed: Callable[[str, int], bool], label: str):
         self.listener = listener
         self.allowed = allowed
         self.label = label

@@ -10,11 +10,15 @@ they created (``ip netns exec NS``), never on the machine's own tables.
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import logging
 import socket
 import subprocess
-from collections.abc import Callable, Mapping, Sequence
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from . import netpolicy
 
@@ -43,6 +47,16 @@ def egress_kind(net: netpolicy.NetDecision) -> str:
     return "list"
 
 
+def hosts_to_resolve(records: Sequence, nets: Mapping[str, netpolicy.NetDecision]) -> list[str]:
+    """Every name the egress rules need addresses for (exact names of allowlists), once each."""
+    hosts: dict[str, None] = {}
+    for record in records:
+        net = nets.get(record.id)
+        if record.uid >= 0 and net is not None and egress_kind(net) == "list":
+            hosts.update(dict.fromkeys(netpolicy.entry_host(h) for h in net.hosts))  # ports: the proxy's
+    return list(hosts)
+
+
 def plan_egress(records: Sequence, nets: Mapping[str, netpolicy.NetDecision],
                 resolve: Callable[[str], list[str]]) -> list[Egress]:
     """One entry per UID; services sharing a user share the union of their allowances."""
@@ -58,7 +72,7 @@ def plan_egress(records: Sequence, nets: Mapping[str, netpolicy.NetDecision],
             continue
         if kind == "list":
             for host in net.hosts:
-                current |= set(resolve(host))
+                current |= set(resolve(netpolicy.entry_host(host)))
         by_uid[record.uid] = current
     return [Egress(uid, None if addrs is None else tuple(sorted(addrs))) for uid, addrs in sorted(by_uid.items())]
 
@@ -67,8 +81,23 @@ def _family(address: str) -> int:
     return 6 if ":" in address else 4
 
 
-def restore_text(family: int, ports: Sequence[int], egress: Sequence[Egress]) -> str:
-    """``iptables-restore --noflush`` input that rebuilds both our chains."""
+def parse_resolvers(text: str) -> tuple[str, ...]:
+    """The ``nameserver`` addresses of a resolv.conf (loopback ones need no rule: lo is open)."""
+    found: list[str] = []
+    for line in text.splitlines():
+        words = line.split("#", 1)[0].split(";", 1)[0].split()
+        if len(words) >= 2 and words[0] == "nameserver" and "%" not in words[1]:  # iptables has no scopes
+            with contextlib.suppress(ValueError):
+                address = ipaddress.ip_address(words[1])
+                if not address.is_loopback:
+                    found.append(str(address))
+    return tuple(dict.fromkeys(found))
+
+
+def restore_text(family: int, ports: Sequence[int], egress: Sequence[Egress],
+                 resolvers: Sequence[str] = ()) -> str:
+    """``iptables-restore --noflush`` input that rebuilds both our chains. DNS is allowed to
+    ``resolvers`` only: port 53 to any host would be an exfiltration path."""
     lines = ["*filter", f":{CHAIN_IN} - [0:0]", f":{CHAIN_OUT} - [0:0]",
              f"-A {CHAIN_IN} -i lo -j ACCEPT",
              f"-A {CHAIN_IN} -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT"]
@@ -83,25 +112,92 @@ def restore_text(family: int, ports: Sequence[int], egress: Sequence[Egress]) ->
             continue
         owner = f"-A {CHAIN_OUT} -m owner --uid-owner {int(entry.uid)}"
         addrs = [a for a in entry.addresses if _family(a) == family]
-        if entry.addresses:  # names need DNS
-            lines += [f"{owner} -p udp -m udp --dport 53 -j ACCEPT", f"{owner} -p tcp -m tcp --dport 53 -j ACCEPT"]
+        if entry.addresses:  # names need DNS, from the container's resolvers only
+            for resolver in (r for r in resolvers if _family(r) == family):
+                lines += [f"{owner} -d {resolver} -p udp -m udp --dport 53 -j ACCEPT",
+                          f"{owner} -d {resolver} -p tcp -m tcp --dport 53 -j ACCEPT"]
         lines += [f"{owner} -d {a} -j ACCEPT" for a in addrs]
         lines.append(f"{owner} -j REJECT")
     return "\n".join([*lines, "COMMIT", ""])
 
 
 def _resolve(host: str) -> list[str]:
-    with contextlib.suppress(OSError):
+    if netpolicy.is_ip(host):
+        return [host.strip("[]")]
+    with contextlib.suppress(OSError, UnicodeError):
         return sorted({info[4][0] for info in socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)})
     return []
 
 
+RESOLVE_TIMEOUT = 3.0  # seconds for all the names of one deploy together
+RESOLVE_WORKERS = 8
+
+
+class Resolver:
+    """Names to addresses for the egress rules: all at once, in parallel (at most
+    RESOLVE_WORKERS lookups), within one deadline, each answer kept for the process's life.
+
+    A name that fails or times out is reported once and remembered as unresolvable, so it is
+    never waited on twice. Daemon threads by hand rather than concurrent.futures: its pool
+    joins its workers at interpreter exit, so one hung lookup would hold a CLI command for
+    the whole resolver timeout after its work was done.
+    """
+
+    def __init__(self, lookup: Callable[[str], list[str]] = _resolve, timeout: float = RESOLVE_TIMEOUT,
+                 workers: int = RESOLVE_WORKERS):
+        self.lookup = lookup
+        self.timeout = timeout
+        self.workers = workers
+        self._answers: dict[str, tuple[str, ...]] = {}
+
+    def resolve(self, hosts: Iterable[str]) -> tuple[dict[str, tuple[str, ...]], list[str]]:
+        """(addresses per host, problems for names that failed now); cached names cost nothing."""
+        todo = [h for h in dict.fromkeys(hosts) if h not in self._answers]
+        done: dict[str, tuple[str, ...]] = {}
+        problems: list[str] = []
+        if todo:
+            pending = list(todo)
+            cond = threading.Condition()
+
+            def work() -> None:
+                while True:
+                    with cond:
+                        if not pending:
+                            return
+                        host = pending.pop()
+                    try:
+                        found = tuple(self.lookup(host))
+                    except Exception:  # a lookup must never take the deploy down
+                        found = ()
+                    with cond:
+                        done[host] = found
+                        cond.notify_all()
+
+            for _ in range(min(self.workers, len(todo))):
+                threading.Thread(target=work, name="maestro-resolve", daemon=True).start()
+            deadline = time.monotonic() + self.timeout
+            with cond:
+                while len(done) < len(todo) and (left := deadline - time.monotonic()) > 0:
+                    cond.wait(left)
+                answers = {h: done.get(h, ()) for h in todo}
+            for host in todo:
+                self._answers[host] = answers[host]
+                if host not in done:
+                    problems.append(f"egress allowlist: {host} did not resolve within {self.timeout:g}s; "
+                                    "it stays blocked until the next deploy or boot")
+                elif not answers[host]:
+                    problems.append(f"egress allowlist: {host} does not resolve; it stays blocked")
+        return {h: self._answers[h] for h in dict.fromkeys(hosts)}, problems
+
+
 class Firewall:
     def __init__(self, *, disabled: bool = False, prefix: Sequence[str] = (),
-                 resolve: Callable[[str], list[str]] = _resolve):
+                 resolve: Callable[[str], list[str]] = _resolve, resolve_timeout: float = RESOLVE_TIMEOUT,
+                 resolv_conf: Path = Path("/etc/resolv.conf")):
         self.disabled = disabled
+        self.resolv_conf = resolv_conf
         self.prefix = tuple(prefix)
-        self.resolve = resolve
+        self.resolver = Resolver(resolve, resolve_timeout)
         self._available: dict[int, str | None] = {}
 
     @classmethod
@@ -152,12 +248,16 @@ class Firewall:
         if self.disabled:
             return []
         problems = []
+        try:
+            resolvers = parse_resolvers(self.resolv_conf.read_text(errors="replace")[:65536])
+        except OSError:
+            resolvers = ()  # glibc then asks 127.0.0.1, which lo already allows
         for family in (4, 6):
             if (why := self.problem(family)) is not None:
                 problems.append(f"IPv{family} firewall skipped: {why}")
                 continue
             tool, restore = TOOLS[family]
-            proc = self._run([restore, "-w", "--noflush"], restore_text(family, ports, egress))
+            proc = self._run([restore, "-w", "--noflush"], restore_text(family, ports, egress, resolvers))
             if proc.returncode != 0:
                 problems.append(f"{restore} failed: {proc.stderr.strip()[:300]}")
                 continue
@@ -169,5 +269,12 @@ class Firewall:
         return problems
 
     def sync(self, records: Sequence, nets: Mapping[str, netpolicy.NetDecision]) -> list[str]:
+        """Rebuild the rules. Names are resolved only when rules are really made: a disabled or
+        unusable firewall costs no DNS at all (an unreachable resolver must not slow deploys)."""
         ports = [r.port for r in records if r.port]
-        return self.apply(ports, plan_egress(records, nets, self.resolve))
+        if self.disabled:
+            return []
+        if self.problem(4) is not None and self.problem(6) is not None:
+            return self.apply(ports, [])  # reports why nothing is made
+        answers, problems = self.resolver.resolve(hosts_to_resolve(records, nets))
+        return [*problems, *self.apply(ports, plan_egress(records, nets, lambda h: list(answers.get(h, ()))))]

@@ -9,6 +9,7 @@ disk or argv. Every output we pass on is scrubbed of the token anyway.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import shutil
@@ -62,6 +63,22 @@ def split_credentials(url: str) -> tuple[str, Credentials | None]:
     return clean, Credentials(unquote(parts.username or "x-access-token"), unquote(parts.password))
 
 
+def in_clear(url: str) -> bool:
+    """True for plain http:// to another machine, where a credential would cross the network
+    readable by anyone on the path. Loopback never leaves the machine (and stands in for
+    servers in tests)."""
+    parts = urlsplit(url)
+    if parts.scheme != "http":
+        return False
+    host = (parts.hostname or "").lower()
+    if host == "localhost":
+        return False
+    try:
+        return not ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return True
+
+
 def looks_like_commit(ref: str) -> bool:
     return bool(_SHA_RE.match(ref))
 
@@ -112,10 +129,14 @@ def clone(
     or servers that refuse fetching by id), then a detached checkout.
     """
     url, creds = split_credentials(clone_url(repo))
-    if creds is None and token and urlsplit(url).scheme in ("http", "https"):
+    shown = display or url
+    clear = in_clear(url)
+    if creds is not None and clear:
+        raise GitError(f"refusing to send the credentials of {shown} over plain http://: use https://")
+    withheld = bool(token) and clear  # never offered in clear; said so if the server asks for it
+    if creds is None and token and not clear and urlsplit(url).scheme in ("http", "https"):
         creds = Credentials("x-access-token", token)
     secrets = [s for s in (token, creds.password if creds else None) if s]
-    shown = display or url
 
     with tempfile.TemporaryDirectory(prefix="maestro-git-") as tmp:
         askpass = None
@@ -138,6 +159,8 @@ def clone(
         def fail(what: str, proc: subprocess.CompletedProcess[str]) -> GitError:
             lines = scrub((proc.stderr or proc.stdout).strip(), secrets).splitlines()
             detail = "; ".join(line for line in lines[-3:] if line.strip()) or f"exit {proc.returncode}"
+            if withheld:
+                detail += " (the git token is never sent over plain http://: use https://)"
             return GitError(f"{what}: {detail}")
 
         log(f"git: shallow clone of {shown} at {ref}")

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .records import ServiceRecord
+from .redact import redact
 
 # The stable JSON keys (documented in the README); new keys may be added, none removed.
 JSON_KEYS = (
@@ -52,11 +53,13 @@ def view(record: ServiceRecord, process: dict[str, Any] | None, now: float, supe
         if process.get("pid"):
             pid = process["pid"]
             uptime = max(0, int(now - process["start"]))
+    error = record.error or (process.get("spawnerr") or None if process else None)
     return ServiceView(
         name=record.id, status=status, pid=pid, uptime=uptime, user=record.user,
         port=record.port or None, directory=record.directory, command=record.command,
-        command_reason=record.command_reason, source=record.source, ref=record.ref, kind=record.kind,
-        error=record.error or (process.get("spawnerr") or None if process else None), sandbox=record.sandbox,
+        # Redacted again here: a record written by an older version may hold a raw URL.
+        command_reason=record.command_reason, source=redact(record.source), ref=record.ref, kind=record.kind,
+        error=redact(error) if error else None, sandbox=record.sandbox,
         degraded=record.degraded,
     )
 

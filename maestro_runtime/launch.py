@@ -3,11 +3,16 @@
 supervisord's program stanza only says ``command=/bin/sh <runtime>/launch/<id>.sh``.
 The script, rendered here with every value passed through ``shlex.quote``,
 joins the service's cgroup, enters its folder and execs, in one chain with no
-resident helper process: ``env -i`` (a clean environment) -> the sandbox
-wrapper (bubblewrap, when enabled) -> ``setpriv`` (drop to the service's user)
--> the command. A shell script instead of a Python launcher because it
-starts in about a millisecond, which is what keeps boot at scale near the
-cost of bare supervisord.
+resident helper process: ``env -i`` with a fixed root environment -> the
+sandbox wrapper (bubblewrap, when enabled) -> ``setpriv`` (drop to the
+service's user) -> ``env -i`` with the service's environment -> the command.
+The service's environment (which the spec controls: ``LD_PRELOAD``,
+``LD_LIBRARY_PATH``...) is applied only at that last exec, after the drop, so
+no root process of the chain ever loads what it names.
+
+A shell script instead of a Python launcher because it starts in about a
+millisecond, which is what keeps boot at scale near the cost of bare
+supervisord.
 """
 
 from __future__ import annotations
@@ -84,6 +89,19 @@ def service_environment(record: ServiceRecord) -> dict[str, str]:
     return env
 
 
+# What root's processes of the chain (env, bwrap, setpriv) run with: fixed, nothing from the spec.
+ROOT_ENVIRONMENT = (("PATH", SYSTEM_PATH), ("LANG", "C.UTF-8"))
+
+
+def root_env_argv() -> list[str]:
+    return ["/usr/bin/env", "-i", *(f"{k}={v}" for k, v in ROOT_ENVIRONMENT)]
+
+
+def service_env_argv(env: Mapping[str, str]) -> list[str]:
+    """The last exec, already as the service's user: its whole environment, nothing inherited."""
+    return ["/usr/bin/env", "-i", *(f"{k}={v}" for k, v in env.items())]
+
+
 def drop_privileges_argv(uid: int, gid: int) -> list[str]:
     if uid == 0:
         # Degraded mode (no CAP_SETUID): nothing to drop to; still forbid gaining privileges.
@@ -102,9 +120,10 @@ def render_launch_script(
     env = service_environment(record) if environment is None else environment
     q = shlex.quote
     argv = [
-        "/usr/bin/env", "-i", *(f"{k}={v}" for k, v in env.items()),
+        *root_env_argv(),
         *wrapper,
         *drop_privileges_argv(record.uid, record.gid),
+        *service_env_argv(env),
         *command_argv(record.command),
     ]
     lines = [

@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 import sys
 
+from .redact import redact
+
 LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING, "error": logging.ERROR}
 NAMES = {logging.DEBUG: "debug", logging.INFO: "info", logging.WARNING: "warn", logging.ERROR: "error"}
 
@@ -13,7 +15,8 @@ class _Formatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         level = NAMES.get(record.levelno, record.levelname.lower())
         # One event, one line: a multi-line message must not look like several log lines.
-        message = record.getMessage().replace("\n", "\\n")
+        # And never a credential of a URL, whatever logged it.
+        message = redact(record.getMessage()).replace("\n", "\\n")
         return f"[maestro][{level}] {message}"
 
 

@@ -1,6 +1,6 @@
 """Network policy: the root-owned policy file, host allowlists and ``allow-host``.
 
-Pure: :func:`parse_policy_text`, :func:`validate_host`, :func:`host_allowed`,
+Pure: :func:`parse_policy_text`, :func:`validate_host`, :func:`host_allowed`, :func:`endpoint_allowed`,
 :func:`decide`. Imperative shell: :func:`read_policy_file` (the ownership and
 mode checks), :func:`extra_hosts` / :func:`allow_host` (per-service additions
 made at runtime, kept beside the service records).
@@ -27,27 +27,67 @@ class NetPolicyError(ValueError):
     pass
 
 
+DEFAULT_PORTS = (80, 443)  # what an entry without ``:port`` allows through the proxy
+
+
 def validate_host(raw: str) -> str:
-    """A lower-cased RFC 1123 host name or ``*.domain`` pattern; raises NetPolicyError."""
-    host = str(raw).strip().lower().rstrip(".")
+    """An allowlist entry: a lower-cased RFC 1123 host name or ``*.domain`` pattern, optionally
+    with ``:PORT`` (1-65535; without one, ports 80 and 443). Raises NetPolicyError."""
+    entry = str(raw).strip().lower()
+    host, sep, port = entry.partition(":")
+    host = host.rstrip(".")
     if len(host) > 253 or not _HOST_RE.match(host):
-        raise NetPolicyError(f"{host[:60]!r} is not a valid host name (RFC 1123, optional leading *.)")
-    return host
+        raise NetPolicyError(f"{entry[:60]!r} is not a valid host name (RFC 1123, optional leading *., "
+                             "optional :port)")
+    if not sep:
+        return host
+    if not (port.isascii() and port.isdigit() and 1 <= int(port) <= 65535):
+        raise NetPolicyError(f"{entry[:60]!r}: the port must be a number from 1 to 65535")
+    return f"{host}:{int(port)}"
+
+
+def split_entry(entry: str) -> tuple[str, int | None]:
+    """``host[:port]`` -> (host, port or None)."""
+    host, sep, port = entry.partition(":")
+    return host, int(port) if sep and port.isdigit() else None
+
+
+def entry_host(entry: str) -> str:
+    return split_entry(entry)[0]
+
+
+def _name_matches(name: str, pattern: str) -> bool:
+    if pattern.startswith("*."):
+        return name.endswith(pattern[1:]) and len(name) > len(pattern) - 1
+    return name == pattern
+
+
+def _normal(host: str) -> str:
+    name = host.strip().lower().rstrip(".")
+    if name.startswith("[") and name.endswith("]"):
+        name = name[1:-1]  # IPv6 literal as written in a URL
+    return name
 
 
 def host_allowed(host: str, patterns: tuple[str, ...] | list[str]) -> bool:
     """Exact names match themselves; ``*.example.com`` matches any name below example.com (not
-    example.com itself). No patterns at all means every destination is allowed."""
+    example.com itself). No patterns at all means every destination is allowed. Ports aside."""
     if not patterns:
         return True
-    name = host.strip().lower().rstrip(".")
-    if name.startswith("[") and name.endswith("]"):
-        name = name[1:-1]  # IPv6 literal as written in a URL
+    name = _normal(host)
+    return any(_name_matches(name, entry_host(p)) for p in patterns)
+
+
+def endpoint_allowed(host: str, port: int, patterns: tuple[str, ...] | list[str]) -> bool:
+    """``host:port`` against the allowlist: an entry with a port allows that port only, one
+    without allows :data:`DEFAULT_PORTS`. No patterns at all: every destination."""
+    if not patterns:
+        return True
+    name = _normal(host)
     for pattern in patterns:
-        if pattern.startswith("*."):
-            if name.endswith(pattern[1:]) and len(name) > len(pattern) - 1:
-                return True
-        elif name == pattern:
+        pattern_host, pattern_port = split_entry(pattern)
+        if _name_matches(name, pattern_host) and (
+                port == pattern_port if pattern_port is not None else port in DEFAULT_PORTS):
             return True
     return False
 

@@ -18,6 +18,7 @@ from . import accounts, builds, detect, sandbox, sources
 from .naming import default_user, unique_id
 from .ports import PortError, PortLedger
 from .records import FAILED, READY, RecordStore, ServiceRecord, atomic_write
+from .redact import redact
 from .settings import Settings
 from .spec import ServiceSpec, SpecError
 from .supervisor import ProgramOptions, RenderError, remove_program, render_program, write_program
@@ -171,6 +172,7 @@ class Provisioner:
         if spec.directory is not None:
             return Code(spec.directory, str(spec.directory), "")
         assert spec.repo is not None
+        self._check_system_path(spec)
         directory, source = self.settings.projects_dir / a.id, sources.redact(spec.repo)
         stale = previous is None or previous.source != source or previous.ref != spec.ref
         if not (refetch or stale or not directory.is_dir()):
@@ -178,6 +180,19 @@ class Provisioner:
         staging = sources.stage(spec.repo, spec.ref, directory, settings=self.settings, sha256=spec.sha256)
         previous_dir = sources.swap_in(staging, directory, spec.keep)
         return Code(directory, source, f"{time.time():.6f}", fetched=True, previous_dir=previous_dir)
+
+    def _check_system_path(self, spec: ServiceSpec) -> None:
+        """A local repo under /etc, /root, the runtime's own state... only on the operator's say-so."""
+        env = self.settings.environ
+        if spec.allow_system_path or env.get("MAESTRO_ALLOW_SYSTEM_PATHS", "").strip().lower() in ("1", "true", "yes"):
+            return
+        s = self.settings
+        protected = [s.state_dir, s.runtime_dir, s.home_root, *([s.accounts_prefix] if s.accounts_prefix else [])]
+        roots = [Path(r) for r in env.get("MAESTRO_LOCAL_SOURCE_ROOTS", "").replace(",", " ").split()]
+        problem = sources.system_path_problem(spec.repo or "", protected, roots)
+        if problem:
+            raise SpecError(spec.origin, "repo", f"{problem}: refused (deploy --allow-system-path, YAML "
+                                                 "allow_system_path: true or MAESTRO_ALLOW_SYSTEM_PATHS=1 to allow)")
 
     def _remember_port(self, directory: Path, port: int, account: accounts.Account) -> None:
         """Write .maestro-port into a pre-seeded folder, but never over the user's own file."""
@@ -187,7 +202,7 @@ class Provisioner:
             accounts.chown_path(marker, account)
 
     def _fail(self, a: Assignment, previous: ServiceRecord | None, exc: BaseException) -> Outcome:
-        error = str(exc) if isinstance(exc, SpecError) else f"{a.spec.origin}: {exc}"
+        error = redact(str(exc) if isinstance(exc, SpecError) else f"{a.spec.origin}: {exc}")
         if previous is not None and previous.ready and previous.origin == a.spec.origin:
             # A failed redeploy leaves the previous version running, with the error visible.
             kept = self.reactivate(replace(previous, error=error, updated=time.time()))

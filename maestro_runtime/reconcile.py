@@ -11,6 +11,7 @@ from pathlib import Path
 from .naming import unique_id
 from .provision import Assignment, Outcome, Provisioner, assign_ids
 from .records import atomic_write
+from .redact import redact
 from .spec import ParseResult
 from .supervisor import PROGRAM_MARKER
 
@@ -104,5 +105,6 @@ def remove_orphan_programs(conf_dir: Path, wanted: set[str]) -> None:
 
 
 def write_report(path: Path, report: Report) -> None:
-    atomic_write(path, json.dumps({**asdict(report), "time": time.time()}, indent=1))
+    # 0600 and redacted: failures quote sources, which may carry credentials.
+    atomic_write(path, redact(json.dumps({**asdict(report), "time": time.time()}, indent=1)), mode=0o600)
 

@@ -33,6 +33,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import cgroups, netpolicy
+from .accounts import missing_identity_caps
+from .launch import ROOT_ENVIRONMENT, drop_privileges_argv, service_env_argv
 
 log = logging.getLogger("maestro.sandbox")
 
@@ -219,10 +221,6 @@ def service_shape(record, private_proc: bool) -> Shape:
                  unshare_net=False, new_session=False, private_proc=private_proc, mask_tty=True)
 
 
-def drop_argv(uid: int, gid: int) -> list[str]:
-    return [SETPRIV, f"--reuid={uid}", f"--regid={gid}", "--clear-groups", "--no-new-privs", "--"]
-
-
 def limits_report(limits: cgroups.Limits, enforced: Mapping[str, str | None]) -> dict[str, dict]:
     values = limits.describe()
     return {kind: {"value": values[kind], "enforced_by": enforced.get(kind) or "not enforced"}
@@ -406,8 +404,11 @@ class SandboxPolicy:
     def build_wrapper(self, account, directory: Path | str) -> tuple[str, ...]:
         """argv prefix for one build step, ending in ``--``: append only the command (the
         wrapper drops to ``account`` itself). The build gets the build network policy."""
-        return (sys.executable, "-m", "maestro_runtime.sandbox_cli", "--workdir", str(directory),
-                "--user", account.user, "--")
+        # Ids and home from the account, never a name lookup: in degraded identity the account
+        # was never created. -s: no user site-packages in this root process.
+        return (sys.executable, "-s", "-m", "maestro_runtime.sandbox_cli", "--workdir", str(directory),
+                "--user", account.user, "--uid", str(account.uid), "--gid", str(account.gid),
+                "--home", str(account.home), "--")
 
 
 def boot_report(config: SandboxConfig) -> list[str]:
@@ -450,6 +451,11 @@ class RunRequest:
     argv: tuple[str, ...]
     user: str
     workdir: Path
+    # The account's ids and home as the runtime recorded them: no name lookup (in degraded
+    # identity there is no account to look up). None: look ``user`` up in passwd.
+    uid: int | None = None
+    gid: int | None = None
+    home: str | None = None
     net: str = netpolicy.DENY
     allow_hosts: tuple[str, ...] = ()
     env: Mapping[str, str] = field(default_factory=dict)
@@ -516,14 +522,26 @@ def _read_info(fd: int) -> dict:
     raise SandboxError("bubblewrap exited before starting the sandbox")
 
 
+def _identity(request: RunRequest) -> tuple[int, int, str, str]:
+    """(uid, gid, home, name) to run as. Root only in degraded identity (no CAP_SETUID here:
+    the runtime's services run as root without capabilities too, and there is no one to drop to)."""
+    if request.uid is not None:
+        uid, gid = request.uid, request.gid if request.gid is not None else request.uid
+        home, user = request.home or str(request.workdir), request.user
+    else:
+        try:
+            entry = pwd.getpwnam(request.user)
+        except KeyError as exc:
+            raise SandboxError(f"no such user: {request.user!r}") from exc
+        uid, gid, home, user = entry.pw_uid, entry.pw_gid, entry.pw_dir, entry.pw_name
+    if uid == 0 and "SETUID" not in missing_identity_caps():
+        raise SandboxError("refusing to run a sandboxed command as root: pass a project's --user")
+    return uid, gid, home, user
+
+
 def run(config: SandboxConfig, request: RunRequest, *, term: str | None = None) -> int:
     """Run one command in a sandbox as ``request.user`` with the network policy; its exit status."""
-    try:
-        entry = pwd.getpwnam(request.user)
-    except KeyError as exc:
-        raise SandboxError(f"no such user: {request.user!r}") from exc
-    if entry.pw_uid == 0:
-        raise SandboxError("refusing to run a sandboxed command as root: pass a project's --user")
+    uid, gid, home, user = _identity(request)
     policy = SandboxPolicy(config)
     on, why = policy.sandboxed()
     check = netpolicy.read_policy_file(config.net_allow_file)
@@ -535,7 +553,7 @@ def run(config: SandboxConfig, request: RunRequest, *, term: str | None = None) 
                     request.label, why, net.policy)
     name = f"sandbox-{os.getpid()}"
     prepared = cgroups.prepare(policy.layout(), name, config.limits)
-    env = sandbox_env(entry.pw_dir, entry.pw_name, on and net.proxied, request.env, term)
+    env = sandbox_env(home, user, on and net.proxied, request.env, term)
     info_r = info_w = block_r = block_w = -1
     if on:
         info_r, info_w = os.pipe()
@@ -544,13 +562,15 @@ def run(config: SandboxConfig, request: RunRequest, *, term: str | None = None) 
             block_r, block_w = os.pipe()
             fds += ["--block-fd", str(block_r)]
         workdir = str(request.workdir.resolve())
-        shape = Shape(writable=tuple(dict.fromkeys((workdir, entry.pw_dir))), chdir=workdir,
+        shape = Shape(writable=tuple(dict.fromkeys((workdir, home))), chdir=workdir,
                       unshare_net=not (net.policy == netpolicy.ALLOW and not net.hosts),
                       new_session=True, private_proc=policy.probe().private_proc, fds=tuple(fds))
         prefix = wrap(bwrap_argv(config.bwrap, system_view(config), shape), prepared.prlimit)
     else:
         prefix = tuple(prepared.prlimit)
-    argv = [*prefix, *drop_argv(entry.pw_uid, entry.pw_gid), *request.argv]
+    # Root's processes (prlimit, env, bwrap, setpriv) get a fixed environment; the command's own
+    # (request.env included) is set only after the drop, so no loader variable reaches root.
+    argv = [*prefix, *drop_privileges_argv(uid, gid), *service_env_argv(env), *request.argv]
     passed = tuple(fd for fd in (info_w, block_r) if fd >= 0)
     proxy = None
     child_pid = 0
@@ -564,7 +584,8 @@ def run(config: SandboxConfig, request: RunRequest, *, term: str | None = None) 
 
     try:
         # bwrap changes into the workdir itself (--chdir); unsandboxed, the process must start there.
-        proc = subprocess.Popen(argv, env=env, pass_fds=passed, cwd="/" if on else str(request.workdir),
+        proc = subprocess.Popen(argv, env=dict(ROOT_ENVIRONMENT), pass_fds=passed,
+                                cwd="/" if on else str(request.workdir),
                                 preexec_fn=lambda: cgroups.join(prepared.procs))
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             with contextlib.suppress(ValueError):  # not the main thread: nothing to forward
@@ -578,7 +599,7 @@ def run(config: SandboxConfig, request: RunRequest, *, term: str | None = None) 
                 from .egress_proxy import ProxyThread
 
                 listener = _listen_in(child_pid)
-                proxy = ProxyThread(listener, lambda host: netpolicy.host_allowed(host, net.hosts),
+                proxy = ProxyThread(listener, lambda host, port: netpolicy.endpoint_allowed(host, port, net.hosts),
                                     request.label).start()
                 os.write(block_w, b"go")
         code = proc.wait()

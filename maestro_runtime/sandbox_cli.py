@@ -31,12 +31,17 @@ def _env_pair(value: str) -> tuple[str, str]:
 @click.option("--net", type=click.Choice([netpolicy.DENY, netpolicy.ALLOW]), default=None,
               help="Network policy (default: MAESTRO_SANDBOX_NET_POLICY). 'allow' also needs the policy file.")
 @click.option("--allow-host", "allow_hosts", multiple=True, metavar="HOST",
-              help="Add a host (or *.domain) to the allowlist; repeatable.")
+              help="Add a host, *.domain or either with :PORT (default ports 80 and 443) to the allowlist; repeatable.")
 @click.option("--user", default=None, help="Project user to run as (required when run as root).")
+@click.option("--uid", type=click.IntRange(min=0), default=None,
+              help="Run as this uid (with --gid, --home) instead of looking --user up.")
+@click.option("--gid", type=click.IntRange(min=0), default=None)
+@click.option("--home", default=None, help="HOME of the command (with --uid).")
 @click.option("--env", "env_pairs", multiple=True, metavar="KEY=VALUE", help="Pass one variable; repeatable.")
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 def main(workdir: Path, net: str | None, allow_hosts: tuple[str, ...], user: str | None,
-         env_pairs: tuple[str, ...], command: tuple[str, ...]) -> None:
+         uid: int | None, gid: int | None, home: str | None, env_pairs: tuple[str, ...],
+         command: tuple[str, ...]) -> None:
     """Run COMMAND in a bubblewrap sandbox as a project's user, with limits and a network policy."""
     logging.basicConfig(level=logging.INFO, format="maestro-sandbox: %(message)s", stream=sys.stderr)
     try:
@@ -57,7 +62,7 @@ def main(workdir: Path, net: str | None, allow_hosts: tuple[str, ...], user: str
         user = pwd.getpwuid(os.geteuid()).pw_name
     request = sandbox.RunRequest(
         argv=command, user=user, workdir=workdir, net=net or config.net_policy, allow_hosts=hosts,
-        env=dict(_env_pair(p) for p in env_pairs),
+        env=dict(_env_pair(p) for p in env_pairs), uid=uid, gid=gid, home=home,
     )
     try:
         code = sandbox.run(config, request, term=settings.environ.get("TERM"))

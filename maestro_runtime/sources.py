@@ -40,6 +40,7 @@ from urllib.parse import quote, unquote, urlsplit
 
 from . import gitsource
 from .extract import Caps, ExtractError, archive_suffix, extract_archive
+from .redact import redact  # the one redaction; sources.redact is its historical name
 
 if TYPE_CHECKING:
     import httpx
@@ -47,18 +48,11 @@ if TYPE_CHECKING:
 log = logging.getLogger("maestro.sources")
 
 _GITHUB_RE = re.compile(r"^https?://(?:www\.)?github\.com/([\w.-]+)/([\w.-]+?)(?:\.git)?/?$")
-_SECRET_QUERY = re.compile(r"(?i)([?&](?:[\w-]*token|sig|signature|x-amz-[\w-]+|key)=)[^&#]*")
 TRANSIENT_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
 
 
 class SourceError(Exception):
     pass
-
-
-def redact(source: str) -> str:
-    """The source without credentials, for logs and list-services."""
-    source = re.sub(r"(?<=://)[^/@\s]+@", "***@", source)
-    return _SECRET_QUERY.sub(r"\1***", source)
 
 
 # ---------------------------------------------------------------- options
@@ -144,6 +138,37 @@ def local_path(repo: str) -> Path | None:
     return None
 
 
+# Never a project's source unless the operator says so: copying them would hand root-only files
+# (keys, shadow, other services' state) to the service's user.
+SYSTEM_PATHS = ("/etc", "/root", "/proc", "/sys", "/dev", "/run", "/boot", "/var/lib/maestro")
+
+
+def system_path_problem(repo: str, protected: Sequence[Path | str] = (),
+                        roots: Sequence[Path | str] = ()) -> str | None:
+    """Why a local ``repo`` must not be copied without the operator's say-so, or None.
+
+    ``protected``: folders besides :data:`SYSTEM_PATHS` (the runtime's state, homes...);
+    ``roots``: when given, the only folders local sources may come from. Links are resolved
+    first, so a link to /etc is /etc."""
+    path = local_path(repo)
+    if path is None:
+        return None
+    real = os.path.realpath(path)
+
+    def under(folder: Path | str) -> bool:
+        top = os.path.realpath(folder)
+        return real == top or real.startswith(top.rstrip("/") + "/")
+
+    if real == "/":
+        return f"{repo} is the root folder"
+    for folder in (*SYSTEM_PATHS, *protected):
+        if under(folder):
+            return f"{repo} is a system path (under {folder})"
+    if roots and not any(under(root) for root in roots):
+        return f"{repo} is not under MAESTRO_LOCAL_SOURCE_ROOTS ({' '.join(str(r) for r in roots)})"
+    return None
+
+
 def is_bare_git(path: Path) -> bool:
     return (path / "HEAD").is_file() and (path / "objects").is_dir() and (path / "refs").is_dir()
 
@@ -173,6 +198,9 @@ def classify(repo: str, *, bare_git: Callable[[Path], bool] = is_bare_git) -> So
 def github_archive(owner_repo: str, ref: str, opts: FetchOptions) -> tuple[str, dict[str, str]]:
     """URL and headers of a GitHub tarball: the API (with the token) for private repositories."""
     ref_q = quote(ref, safe="")
+    if opts.github_token and gitsource.in_clear(opts.github_api):
+        raise SourceError(f"refusing to send the GitHub token to {redact(opts.github_api)} over plain http:// "
+                          "(MAESTRO_GITHUB_API_URL): use https://")
     if opts.github_token:
         # The API answers with a redirect to a short-lived codeload URL; httpx drops
         # the Authorization header on the cross-origin redirect.
@@ -203,6 +231,8 @@ def download(
     import httpx  # imported here: most boots fetch nothing, and it costs ~60 ms to import
 
     shown = shown or redact(url)
+    if urlsplit(url).username is not None and gitsource.in_clear(url):
+        raise SourceError(f"refusing to send the credentials of {shown} over plain http://: use https://")
     timeout = httpx.Timeout(opts.read_timeout, connect=opts.connect_timeout)
     last = ""
     for attempt in range(opts.retries + 1):

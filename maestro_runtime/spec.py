@@ -20,12 +20,11 @@ DEFAULT_REF = "main"
 MAX_FIELD = 64 * 1024
 _REF_RE = re.compile(r"^[A-Za-z0-9._/@+-]{1,255}$")
 _ENV_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
-_HOST_RE = re.compile(r"^(\*\.)?([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 _SIZE_RE = re.compile(r"^(max|\d+[KMGkmg]?)$")
 SERVICE_FIELDS = ("repo", "port", "ref", "name", "user", "cmd")
 YAML_FIELDS = frozenset(
     {*SERVICE_FIELDS, "command", "env", "health", "autostart", "sha256", "keep",
-     "allow_hosts", "memory", "cpu_quota_us", "cpu_period_us", "pids_max"}
+     "allow_hosts", "memory", "cpu_quota_us", "cpu_period_us", "pids_max", "allow_system_path"}
 )
 META_FILES = (".maestro-name", ".maestro-port", ".maestro-cmd", ".maestro-user", ".maestro-disable")
 
@@ -75,6 +74,7 @@ class ServiceSpec:
     keep: tuple[str, ...] = ("data",)
     allow_hosts: tuple[str, ...] = ()
     limits: Limits = field(default_factory=Limits)
+    allow_system_path: bool = False  # the operator's say-so for a repo like /etc (deploy --allow-system-path)
 
     @property
     def base_name(self) -> str:
@@ -198,10 +198,13 @@ def parse_health(origin: str, raw: Any) -> Health:
 
 
 def parse_host(origin: str, raw: Any) -> str:
-    host = str(raw).strip().lower().rstrip(".")
-    if not _HOST_RE.match(host) or len(host) > 253:
-        raise SpecError(origin, "allow_hosts", f"{host[:60]!r} is not a valid host name (RFC 1123, optional *.)")
-    return host
+    """An egress allowlist entry: ``host``, ``*.domain``, either with an optional ``:port``."""
+    from .netpolicy import NetPolicyError, validate_host
+
+    try:
+        return validate_host(str(raw))
+    except NetPolicyError as exc:
+        raise SpecError(origin, "allow_hosts", str(exc)) from exc
 
 
 def _str_list(origin: str, name: str, raw: Any) -> list[str]:
@@ -332,6 +335,9 @@ def parse_yaml_entry(origin: str, entry: Any) -> ServiceSpec:
     autostart = entry.get("autostart", True)
     if not isinstance(autostart, bool):
         raise SpecError(origin, "autostart", f"must be true or false, got {autostart!r}")
+    allow_system_path = entry.get("allow_system_path", False)
+    if not isinstance(allow_system_path, bool):
+        raise SpecError(origin, "allow_system_path", f"must be true or false, got {allow_system_path!r}")
     sha256 = entry.get("sha256")
     if sha256 is not None and not re.fullmatch(r"[0-9a-fA-F]{64}", sha256):
         raise SpecError(origin, "sha256", "must be 64 hexadecimal characters")
@@ -345,6 +351,7 @@ def parse_yaml_entry(origin: str, entry: Any) -> ServiceSpec:
         allow_hosts=tuple(parse_host(origin, h) for h in _str_list(origin, "allow_hosts", entry["allow_hosts"]))
         if "allow_hosts" in entry else (),
         limits=parse_limits(origin, entry),
+        allow_system_path=allow_system_path,
     )
 
 

@@ -130,7 +130,8 @@ def test_allowlist_through_proxy(tmp_path, users):
     try:
         srv = _server()
         port = srv.getsockname()[1]
-        policy = _policy(tmp_path, "ALLOW_HOST_NETWORK=1\nallowed.maestro.test\n")
+        # An entry without :port allows 80 and 443 only: the test server's port is named.
+        policy = _policy(tmp_path, f"ALLOW_HOST_NETWORK=1\nallowed.maestro.test:{port}\n")
         env = _env(tmp_path, MAESTRO_SANDBOX_NET_ALLOW_FILE=str(policy))
         proc = _cli(tmp_path, users[0], ["--net", "allow", "--", "python3", "-c", FETCH,
                                          f"http://allowed.maestro.test:{port}/",

@@ -32,6 +32,8 @@ def test_quick_benchmark_is_complete(tmp_path):
     for figure in result["list_services"].values():
         assert figure["wall"] and figure["supervisorctl_status_wall"]
     assert result["remove_service"]["wall"] and result["deploy"]["until_answers"]
+    dns = result["unresolvable_allowlist"]  # firewall off: a resolver that never answers is never asked
+    assert dns["remove"] and dns["deploy"] and dns["dns_queries"]["high"] == 0
     assert result["memory"]["added_rss_mib_per_service"] is not None
     assert {"services_rss", "supervisord_rss", "total_pss"} <= set(result["memory"]["by_role_mib"])
     table = prefix.with_suffix(".md").read_text()

@@ -96,7 +96,10 @@ def _check_launch(command: str, env: dict[str, str]) -> None:
     # so a newline or quote in a value never becomes a command or line of its own.
     want_env = [f"{k}={v}" for k, v in service_environment(record).items()]
     setpriv = ["/usr/bin/setpriv", "--reuid=12345", "--regid=12345", "--clear-groups", "--no-new-privs", "--"]
-    assert shlex.split(tail) == ["/usr/bin/env", "-i", *want_env, *setpriv, *command_argv(command)]
+    root_env = ["/usr/bin/env", "-i", "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+                "LANG=C.UTF-8"]
+    # The spec's environment is set only after the drop: root's env and setpriv get a fixed one.
+    assert shlex.split(tail) == [*root_env, *setpriv, "/usr/bin/env", "-i", *want_env, *command_argv(command)]
 
 
 @SETTINGS

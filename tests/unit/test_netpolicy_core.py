@@ -17,7 +17,7 @@ def test_valid_hosts(host):
 
 
 @pytest.mark.parametrize("host", ["", "-a.com", "a..b", "*", "a.*.com", "foo bar", "a_b.com", "x" * 64 + ".com",
-                                  "http://x.com", "1.2.3.4:80"])
+                                  "http://x.com", "a.com:0", "a.com:65536", "a.com:x", "a.com:80:1"])
 def test_invalid_hosts(host):
     with pytest.raises(netpolicy.NetPolicyError):
         netpolicy.validate_host(host)
@@ -75,6 +75,21 @@ def test_read_policy_file_refuses_links(tmp_path):
     assert "does not exist" in netpolicy.read_policy_file(tmp_path / "none").reason
 
 
+def test_allowlist_ports():
+    assert netpolicy.validate_host("Pkg.Example.com:8443") == "pkg.example.com:8443"
+    pats = ("pypi.org", "git.example.com:8443", "*.cdn.example.com:8080")
+    assert netpolicy.endpoint_allowed("pypi.org", 443, pats) and netpolicy.endpoint_allowed("pypi.org", 80, pats)
+    assert not netpolicy.endpoint_allowed("pypi.org", 22, pats)  # no port given: 80 and 443 only
+    assert netpolicy.endpoint_allowed("git.example.com", 8443, pats)
+    assert not netpolicy.endpoint_allowed("git.example.com", 443, pats)  # a port given: that one only
+    assert netpolicy.endpoint_allowed("a.cdn.example.com", 8080, pats)
+    assert not netpolicy.endpoint_allowed("a.cdn.example.com", 443, pats)
+    assert netpolicy.endpoint_allowed("anything", 25, ())  # no list: every destination
+    assert netpolicy.host_allowed("git.example.com", pats)  # names alone (the firewall) ignore ports
+    assert firewall.hosts_to_resolve([SimpleNamespace(id="a", uid=5)],
+                                     {"a": NetDecision("allow", pats[:2])}) == ["pypi.org", "git.example.com"]
+
+
 def test_extra_hosts_roundtrip(tmp_path):
     run, state = tmp_path / "run", tmp_path / "state"
     assert netpolicy.add_extra_host(run, state, "web", "A.org", save=False)
@@ -96,6 +111,14 @@ def test_proxy_heads():
     assert got.upstream_head == (b"GET /x?y=1 HTTP/1.1\r\nHost: a.org\r\nAccept: */*\r\n"
                                  b"Connection: close\r\n\r\n")
     assert egress_proxy.parse_head(b"CONNECT [::1]:22 HTTP/1.1").host == "::1"
+    # The Host header must name the target (the upstream routes on it); a missing one is added.
+    with pytest.raises(egress_proxy.BadRequest, match="does not match"):
+        egress_proxy.parse_head(b"GET http://a.org/ HTTP/1.1\r\nHost: b.org")
+    with pytest.raises(egress_proxy.BadRequest, match="more than one"):
+        egress_proxy.parse_head(b"GET http://a.org/ HTTP/1.1\r\nHost: a.org\r\nhost: b.org")
+    with pytest.raises(egress_proxy.BadRequest, match="credentials"):
+        egress_proxy.parse_head(b"GET http://u:p@a.org/ HTTP/1.1\r\nHost: a.org")
+    assert b"Host: a.org:81\r\n" in egress_proxy.parse_head(b"GET http://a.org:81/ HTTP/1.1").upstream_head
     for bad in (b"GET /relative HTTP/1.1", b"nonsense", b"GET ftp://a/ HTTP/1.1", b"CONNECT a:99999 HTTP/1.1"):
         with pytest.raises(egress_proxy.BadRequest):
             egress_proxy.parse_head(bad)
