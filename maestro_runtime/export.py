@@ -168,6 +168,7 @@ def service_entry(unit: Unit) -> dict[str, Any]:
         ("cpu_quota_us", limits.cpu_quota_us, None),
         ("cpu_period_us", limits.cpu_period_us, None),
         ("pids_max", limits.pids_max, None),
+        ("allow_system_path", spec.allow_system_path, False),
     )
     entry.update({key: value for key, value, default in optional if value != default})
     return entry

@@ -343,3 +343,18 @@ def test_pods_meet_the_baseline_pod_security_standard(split):
             assert set(security["capabilities"]["add"]) <= BASELINE_CAPS
             assert security["seccompProfile"]["type"] == "RuntimeDefault"
             assert not any("hostPort" in p for p in container["ports"])
+
+
+def test_every_spec_field_is_exported():
+    """A field added to ServiceSpec must reach the exported services file, or be lost on export."""
+    import dataclasses
+    import inspect
+
+    from maestro_runtime import export
+    from maestro_runtime.spec import ServiceSpec
+
+    source = inspect.getsource(export.service_entry)
+    not_exported = {"origin", "kind", "directory", "name", "repo", "health", "limits"}  # set apart above
+    missing = [f.name for f in dataclasses.fields(ServiceSpec)
+               if f.name not in not_exported and f'"{f.name}"' not in source]
+    assert missing == []
