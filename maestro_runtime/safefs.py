@@ -56,12 +56,8 @@ def open_dir(path: Path, *, under: Path) -> int:
     path, under = Path(path), Path(under)
     rel = path.relative_to(under).parts
     fd = os.open(under, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        for index, name in enumerate(rel):
-            fd = _step(fd, name, under.joinpath(*rel[: index + 1]))
-    except BaseException:
-        os.close(fd)
-        raise
+    for index, name in enumerate(rel):
+        fd = _step(fd, name, under.joinpath(*rel[: index + 1]))  # closes the parent, even on error
     return fd
 
 
