@@ -1,0 +1,216 @@
+"""Issue 10, items 1 and 2: the service (or a file it wrote) is the attacker.
+
+Each attacker is a pre-seeded project that plants one thing between two real
+boots, with its own uid, the way the service itself could. Afterwards root's
+files and the victim's files keep owner, mode and content, every attacker
+still runs as its own user (a refused file fails its new version, the
+previous one keeps running), and the victim runs untouched.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pwd
+import stat
+import threading
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from maestro_runtime import accounts
+from maestro_runtime.records import RecordStore
+from maestro_runtime.settings import Settings
+
+from .conftest import http_get
+
+pytestmark = pytest.mark.integration
+SECRET = "root:$y$j9T$not-for-services:19000:0:99999:7:::\n"
+
+
+def snapshot(*folders: Path) -> dict[str, tuple]:
+    """Owner, mode and content of everything below the folders (links are not followed)."""
+    out = {}
+    for folder in folders:
+        for dirpath, dirnames, filenames in os.walk(folder):
+            for name in (".", *dirnames, *filenames):
+                path = os.path.join(dirpath, name)
+                st = os.lstat(path)
+                content = Path(path).read_bytes() if stat.S_ISREG(st.st_mode) else os.readlink(path) \
+                    if stat.S_ISLNK(st.st_mode) else None
+                out[path] = (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode), content)
+    return out
+
+
+def root_only(base: Path) -> Path:
+    """Root's files an attacker aims at: a 0700 folder with a shadow-like secret."""
+    folder = base / "rootonly"
+    folder.mkdir(mode=0o700)
+    (folder / "secret").write_text(SECRET)
+    (folder / "secret").chmod(0o600)
+    (folder / "stampvictim").write_text("root's file\n")
+    for index in range(50):  # names the concurrent attacker's folder also has
+        (folder / f"f{index}").write_text("root\n")
+    return folder
+
+
+def as_service(path: Path, user: str) -> None:
+    """What the service wrote is the service's: give the planted entry its uid."""
+    entry = pwd.getpwnam(user)
+    os.lchown(path, entry.pw_uid, entry.pw_gid)
+
+
+def user_of(service: dict) -> str:
+    return psutil.Process(service["pid"]).username()
+
+
+ATTACKERS = ("aname", "cache", "cmd", "daemon", "dis", "dotm", "fifo", "fname", "hard", "port", "stamp", "user")
+
+
+def test_planted_links_special_files_and_identity_files(maestro):
+    target = root_only(maestro.root)
+    for name in ATTACKERS:
+        maestro.preseed(name)
+    (maestro.projects / "stamp" / "requirements.txt").write_text("")  # a real (empty) pip build
+    victim = maestro.preseed("b", "<h1>victim</h1>")
+    (victim / "data.txt").write_text("b's own data")
+    maestro.boot()
+    first = maestro.wait_running([*ATTACKERS, "b"], timeout=90)
+    home = maestro.root / "home"
+    assert maestro.stop() == 0
+    protected = snapshot(target, victim, home / "svc_b")
+
+    def plant(service: str, name: str, make) -> Path:
+        path = (home / f"svc_{service}" if name.startswith("~/") else maestro.projects / service) / name.lstrip("~/")
+        make(path)
+        as_service(path, f"svc_{service}")
+        return path
+
+    def replace_with_link(to: Path):
+        def make(path: Path) -> None:
+            os.rename(path, path.with_name(path.name + ".was"))
+            path.symlink_to(to)
+        return make
+
+    plant("cache", "~/.cache", replace_with_link(target))
+    plant("dotm", "~/.maestro", replace_with_link(target))
+    os.link(target / "secret", maestro.projects / "hard" / "hardlink")
+    plant("fifo", "package.json", os.mkfifo)
+    plant("fname", ".maestro-name", os.mkfifo)
+    plant("dis", ".maestro-disable", lambda p: p.symlink_to(target / "created-by-root"))
+    # remove-service writes .maestro-disable: never through the service's link.
+    maestro.run("remove-service", "dis", "--yes")
+    assert not (target / "created-by-root").exists() and (maestro.projects / "dis" / ".maestro-disable").is_symlink()
+    plant("port", ".maestro-port", lambda p: (p.unlink(), p.symlink_to(target / "secret")))
+    plant("cmd", ".maestro-cmd", lambda p: p.symlink_to(target / "secret"))
+    plant("user", ".maestro-user", lambda p: p.write_text("svc_b"))
+    plant("daemon", ".maestro-user", lambda p: p.write_text("daemon"))
+    plant("aname", ".maestro-name", lambda p: p.write_text("b"))
+    (maestro.projects / "stamp" / "requirements.txt").write_text("# changed: rebuild\n")
+    venv = home / "svc_stamp" / ".maestro" / "venv"
+    plant("stamp", "~/.maestro/venv/.maestro-build-stamp.tmp", lambda p: p.symlink_to(target / "stampvictim"))
+
+    # Operator mistakes the runtime refuses: system accounts, another service's account, a reserved name.
+    src = maestro.source("op")
+    maestro.boot(SERVICES=f"{src}|||sys|daemon; {src}|||sys2|www-data; {src}|||thief|svc_b; "
+                          f"{src}|||maestro-logs", MAESTRO_ALLOWED_USERS="www-data")
+    after = maestro.wait_running([a for a in ATTACKERS if a != "dis"] + ["b"], timeout=90)
+
+    # The FIFO .maestro-name never hangs deploy-from-env (which holds the change lock).
+    assert maestro.run("deploy-from-env", "--prepare-only", check=False).returncode in (0, 1)
+
+    assert snapshot(target, victim, home / "svc_b") == protected
+    assert not (target / "created-by-root").exists()
+    for name in ATTACKERS:
+        if name == "dis":
+            continue
+        assert after[name]["user"] == f"svc_{name}" and user_of(after[name]) == f"svc_{name}", name
+    b = after["b"]
+    assert b["directory"] == str(victim) and b["port"] == first["b"]["port"] and user_of(b) == "svc_b"
+    assert "<h1>victim</h1>" in http_get(b["port"])
+    assert "aname" in after and after["aname"]["directory"] == str(maestro.projects / "aname")
+
+    log = maestro.log()
+    assert SECRET.strip() not in log and SECRET.strip() not in maestro.run("list-services").stdout
+    assert after["cmd"]["command"] != SECRET.strip()
+    for service, why in (("cache", "svc_cache/.cache: is a symbolic link, not a folder"),
+                         ("dotm", "svc_dotm/.maestro: is a symbolic link, not a folder"),
+                         ("fifo", "package.json: is a FIFO, not a regular file"),
+                         ("port", ".maestro-port: is a symbolic link"),
+                         ("cmd", ".maestro-cmd: is a symbolic link")):
+        assert why in (after[service]["error"] or ""), (service, after[service]["error"])
+    assert "hardlink (a file with 2 links) left as it is" in log
+    for service in ("user", "daemon", "aname", "fname"):
+        assert f"pre-seeded {maestro.projects / service}: .maestro-" in log and "ignored" in log
+    assert (venv / ".maestro-build-stamp").is_file() and not (venv / ".maestro-build-stamp").is_symlink()
+
+    failed = maestro.services()
+    assert "was not created by maestro-runtime" in failed["sys"]["error"]
+    assert "is a system account" in failed["sys2"]["error"]
+    assert "user svc_b already runs service" in failed["thief"]["error"]
+    assert "is reserved" in failed["maestro-logs"]["error"]
+
+    # --delete-user deletes only accounts the runtime created.
+    maestro.run("remove-service", "sys", "--delete-user", "--yes")
+    assert pwd.getpwnam("daemon").pw_uid == 1
+    assert snapshot(target) == {k: v for k, v in protected.items() if k.startswith(str(target))}
+
+
+def test_owner_chosen_identity_files_are_honoured(maestro):
+    """The operator's own (root-owned) .maestro-user still names the account, boot after boot."""
+    maestro.preseed("chosen", user="svc_chosen_by_op")
+    maestro.boot()
+    assert maestro.wait_running(["chosen"])["chosen"]["user"] == "svc_chosen_by_op"
+    assert (maestro.projects / "chosen" / ".maestro-user").stat().st_uid == 0
+    assert maestro.stop() == 0
+    maestro.boot()
+    assert maestro.wait_running(["chosen"])["chosen"]["user"] == "svc_chosen_by_op"
+
+
+def test_concurrent_swapping_while_the_tree_is_reowned(maestro):
+    """A thread swaps a folder and a symlink to root's folder in a loop (about 2 s) while the
+    runtime re-owns the tree (deploy-from-env, and own_tree itself in a tight loop)."""
+    target = root_only(maestro.root)
+    folder = maestro.preseed("race")
+    swapped = folder / "d"
+    swapped.mkdir()
+    for index in range(50):
+        (swapped / f"f{index}").write_text("mine\n")
+    maestro.boot()
+    maestro.wait_running(["race"])
+    protected = snapshot(target)
+    record = RecordStore(Settings.from_env(maestro.env).records_dir).load("race")
+    account = accounts.Account(record.user, record.uid, record.gid, Path(record.home))
+    stop = threading.Event()
+
+    def attacker() -> None:
+        aside = folder / "d.aside"
+        while not stop.is_set():
+            os.rename(swapped, aside)
+            swapped.symlink_to(target)
+            os.unlink(swapped)
+            os.rename(aside, swapped)
+
+    def reown_loop() -> None:
+        while not stop.is_set():
+            for path in swapped.glob("f*"):  # root's again, so every pass has work to do
+                with contextlib.suppress(OSError):
+                    os.lchown(path, 0, 0)
+            with contextlib.suppress(OSError, accounts.AccountError):
+                accounts.own_tree(folder, account)
+
+    threads = [threading.Thread(target=attacker), threading.Thread(target=reown_loop)]
+    for thread in threads:
+        thread.start()
+    deadline = time.monotonic() + 2.0
+    try:
+        while time.monotonic() < deadline:
+            maestro.run("deploy-from-env", check=False)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(10)
+    assert snapshot(target) == protected
+    assert user_of(maestro.wait_running(["race"])["race"]) == record.user
