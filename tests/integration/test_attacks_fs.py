@@ -14,8 +14,8 @@ import os
 import pwd
 import stat
 import subprocess
+import sys
 import threading
-import time
 from pathlib import Path
 
 import psutil
@@ -190,9 +190,23 @@ def test_owner_chosen_identity_files_are_honoured(maestro):
     assert maestro.wait_running(["chosen"])["chosen"]["user"] == "svc_chosen_by_op"
 
 
+SWAPPER = """
+import os, sys, time
+folder, target, seconds = sys.argv[1], sys.argv[2], float(sys.argv[3])
+swapped, aside = os.path.join(folder, "d"), os.path.join(folder, "d.aside")
+end = time.monotonic() + seconds
+while time.monotonic() < end:
+    os.rename(swapped, aside)
+    os.symlink(target, swapped)
+    os.unlink(swapped)
+    os.rename(aside, swapped)
+"""
+
+
 def test_concurrent_swapping_while_the_tree_is_reowned(maestro):
-    """A thread swaps a folder and a symlink to root's folder in a loop (about 2 s) while the
-    runtime re-owns the tree (deploy-from-env, and own_tree itself in a tight loop)."""
+    """The service itself (a process with its uid) swaps a folder and a symlink to root's folder
+    in a loop for 2 s while the runtime re-owns the tree: deploy-from-env, and a thread running
+    own_tree in a tight loop over files made root's again before each pass."""
     target = root_only(maestro.root)
     folder = maestro.preseed("race")
     swapped = folder / "d"
@@ -206,32 +220,28 @@ def test_concurrent_swapping_while_the_tree_is_reowned(maestro):
     account = accounts.Account(record.user, record.uid, record.gid, Path(record.home))
     stop = threading.Event()
 
-    def attacker() -> None:
-        aside = folder / "d.aside"
-        while not stop.is_set():
-            os.rename(swapped, aside)
-            swapped.symlink_to(target)
-            os.unlink(swapped)
-            os.rename(aside, swapped)
-
     def reown_loop() -> None:
         while not stop.is_set():
-            for path in swapped.glob("f*"):  # root's again, so every pass has work to do
-                with contextlib.suppress(OSError):
-                    os.lchown(path, 0, 0)
+            with contextlib.suppress(OSError):  # root's again (by descriptor: never through the link)
+                fd = os.open(swapped, os.O_RDONLY | os.O_NOFOLLOW | os.O_DIRECTORY)
+                try:
+                    for name in os.listdir(fd):
+                        os.chown(name, 0, 0, dir_fd=fd, follow_symlinks=False)
+                finally:
+                    os.close(fd)
             with contextlib.suppress(OSError, accounts.AccountError):
                 accounts.own_tree(folder, account)
 
-    threads = [threading.Thread(target=attacker), threading.Thread(target=reown_loop)]
-    for thread in threads:
-        thread.start()
-    deadline = time.monotonic() + 2.0
+    attacker = subprocess.Popen(["setpriv", f"--reuid={record.uid}", f"--regid={record.gid}", "--clear-groups",
+                                 sys.executable, "-c", SWAPPER, str(folder), str(target), "2"])
+    reowner = threading.Thread(target=reown_loop)
+    reowner.start()
     try:
-        while time.monotonic() < deadline:
+        while attacker.poll() is None:
             maestro.run("deploy-from-env", check=False)
     finally:
         stop.set()
-        for thread in threads:
-            thread.join(10)
+        reowner.join(30)
+        attacker.wait(30)
     assert snapshot(target) == protected
     assert user_of(maestro.wait_running(["race"])["race"]) == record.user
