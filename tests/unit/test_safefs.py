@@ -206,3 +206,36 @@ def test_own_tree_leaves_links_hardlinks_and_fifos(tmp_path):
     assert (tree / "d" / "f").stat().st_uid == UID and (tree / "d").stat().st_uid == UID
     assert os.lstat(tree / "l").st_uid == 0 and (outside / "secret").stat().st_uid == 0
     assert (outside / "linked").stat().st_uid == 0
+
+
+def test_kept_data_never_moves_through_a_link(tmp_path):
+    """keep: a/b, with a/ replaced by a link to root's folder: nothing there moves or goes."""
+    from maestro_runtime import sources
+
+    outside = make_outside(tmp_path)
+    projects = tmp_path / "projects"
+    dest, staging = projects / "app", projects / ".app.staging"
+    dest.mkdir(parents=True)
+    (dest / "a").symlink_to(outside)
+    (outside / "b").write_text("root's b")
+    staging.mkdir()
+    (staging / "index.html").write_text("new")
+    before = snapshot(outside)
+    with pytest.raises(sources.SourceError, match=r"keep a/b: .*/app/a: is a symbolic link"):
+        sources.swap_in(staging, dest, ["a/b"])
+    assert snapshot(outside) == before
+
+
+def test_kept_data_is_carried_over(tmp_path):
+    from maestro_runtime import sources
+
+    projects = tmp_path / "projects"
+    dest, staging = projects / "app", projects / ".app.staging"
+    (dest / "data").mkdir(parents=True)
+    (dest / "data" / "notes").write_text("kept")
+    (dest / "link").symlink_to("/etc")
+    (staging / "data").mkdir(parents=True)
+    (staging / "data" / "shipped").write_text("replaced by the kept folder")
+    old = sources.swap_in(staging, dest, ["data", "link", "missing/x"])
+    assert (dest / "data" / "notes").read_text() == "kept" and not (dest / "data" / "shipped").exists()
+    assert not (dest / "link").exists() and old is not None
