@@ -217,6 +217,8 @@ class AccountRegistry:
         holder = holders.get(user)
         if holder is None:
             holder = self._first_holder(user, service, explicit)
+        elif holder.services == (service,):  # its only service: the operator may name it now
+            holder = Holder(holder.services, explicit, holder.created)
         elif service not in holder.services:
             if not (explicit and holder.explicit):
                 raise AccountError(
