@@ -222,7 +222,7 @@ class AccountRegistry:
         elif service not in holder.services:
             if not (explicit and holder.explicit):
                 raise AccountError(
-                    f"user {user} already runs service {', '.join(holder.services)}; two services share "
+                    f"user {user} already belongs to {', '.join(holder.services)}; two services share "
                     "a user only when the operator names it for both")
             holder = Holder((*holder.services, service), True, holder.created)
         if holders.get(user) != holder:

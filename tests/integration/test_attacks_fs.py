@@ -163,7 +163,7 @@ def test_planted_links_special_files_and_identity_files(maestro):
 
     failed = maestro.services()
     for name, why in (("sys", "was not created by maestro-runtime"), ("sys2", "is a system account"),
-                      ("thief", "user svc_b already runs service"), ("maestro-logs", "is reserved")):
+                      ("thief", "user svc_b already belongs to pre-seeded"), ("maestro-logs", "is reserved")):
         check(why in (failed.get(name, {}).get("error") or ""), f"{name} was not refused ({why})")
 
     # --delete-user deletes only accounts the runtime created.
