@@ -28,6 +28,7 @@ import logging
 import os
 import shlex
 import subprocess
+import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -276,7 +277,8 @@ def _read_inputs(directory: Path, names) -> dict[str, bytes]:
 
 
 def _log_path(opts: BuildOptions, service_id: str, account) -> Path:
-    base = opts.log_dir or Path(account.home) / ".maestro"
+    # Never in the service's home, where a planted link would redirect root's writes.
+    base = opts.log_dir or Path(tempfile.mkdtemp(prefix="maestro-build-"))
     base.mkdir(parents=True, exist_ok=True)
     return base / f"{service_id}.build.log"
 

@@ -271,7 +271,7 @@ class Provisioner:
         account only when asked."""
         self.policy.forget(record)
         if purge and record.directory:
-            accounts.purge_tree(Path(record.directory))
+            _purge(Path(record.directory))
         deletable = delete_user and self.accounts.created(record.user)
         if delete_user and not deletable:
             log.warning("user %s was not created by maestro-runtime: kept", record.user)
@@ -279,11 +279,19 @@ class Provisioner:
             accounts.delete_account(record.user, self.settings.accounts_prefix)
             self.accounts.forget(record.user)
             if purge and record.home:
-                accounts.purge_tree(Path(record.home))
+                _purge(Path(record.home))
         elif purge and record.home:
             # The account stays (maybe shared): remove only this service's per-project dirs.
             for sub in (".maestro", ".cache"):
-                accounts.purge_tree(Path(record.home) / sub, under=Path(record.home).parent)
+                _purge(Path(record.home) / sub, under=Path(record.home).parent)
+
+
+def _purge(path: Path, under: Path | None = None) -> None:
+    """--purge after the service is gone: what cannot be removed is named, never a traceback."""
+    try:
+        accounts.purge_tree(path, under)
+    except (accounts.AccountError, OSError) as exc:
+        log.warning("could not delete %s: %s", path, exc)
 
 
 def sandbox_script(record: ServiceRecord, plan: sandbox.LaunchPlan) -> str:
