@@ -150,7 +150,8 @@ class Provisioner:
         try:
             if not self.identity_degraded:
                 # Root-owned identity files stay root's: only then are they honoured (spec.py).
-                for skipped in accounts.own_tree(directory, account, leave=IDENTITY_FILES):
+                leave = IDENTITY_FILES if spec.kind == "preseeded" else ()
+                for skipped in accounts.own_tree(directory, account, leave=leave):
                     log.warning("service %s: %s left as it is (not given to %s)", a.id, skipped, account.user)
             builds.build(directory, account, settings=settings, policy=self.policy, service_id=a.id)
         except BaseException:
