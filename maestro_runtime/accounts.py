@@ -140,8 +140,10 @@ def make_folders(account: Account, home_root: Path, *, chown: bool) -> None:
         try:
             os.close(safefs.ensure_dir(fd, ".cache", account.cache_dir, **ids))
             dot = safefs.ensure_dir(fd, ".maestro", home / ".maestro", **ids)
-            os.close(safefs.ensure_dir(dot, "tmp", account.tmp_dir, mode=0o700, **ids))
-            os.close(dot)
+            try:
+                os.close(safefs.ensure_dir(dot, "tmp", account.tmp_dir, mode=0o700, **ids))
+            finally:
+                os.close(dot)
         finally:
             os.close(fd)
     except safefs.UnsafeFile as exc:

@@ -122,6 +122,12 @@ def exists(parent: int, name: str) -> bool:
 def read_at(parent: int, name: str, shown: Path, *, limit: int) -> bytes | None:
     """The content of regular file ``name`` (None when missing). A link, FIFO, socket or
     device, or a file over ``limit`` bytes, raises UnsafeFile; nothing ever blocks."""
+    found = read_stat_at(parent, name, shown, limit=limit)
+    return None if found is None else found[0]
+
+
+def read_stat_at(parent: int, name: str, shown: Path, *, limit: int) -> tuple[bytes, os.stat_result] | None:
+    """``read_at`` with the status of the very file read (its owner, its links)."""
     try:
         fd = os.open(name, READ_FLAGS, dir_fd=parent)
     except FileNotFoundError:
@@ -143,7 +149,7 @@ def read_at(parent: int, name: str, shown: Path, *, limit: int) -> bytes | None:
         os.close(fd)
     if len(data) > limit:
         raise UnsafeFile(shown, f"is larger than {limit} bytes")
-    return data
+    return data, st
 
 
 def _read_all(fd: int, limit: int) -> bytes:

@@ -393,20 +393,26 @@ def _read_meta(fd: int, folder: Path, name: str, warnings: list[str]) -> str | N
     """A metadata file, read through the folder's descriptor: a link, FIFO or oversized file
     is an error for this folder. Identity files count only when the operator wrote them."""
     origin = f"pre-seeded {folder}"
-    if name in IDENTITY_META and not _operator_owned(fd, name):
-        warnings.append(f"{origin}: {name} ignored: not a root-owned regular file (a service may have "
-                        "written it; only the operator sets a service's name and user)")
+    identity = name in IDENTITY_META
+    ignored = f"{origin}: {name} ignored: not a root-owned regular file (a service may have written it; " \
+              "only the operator sets a service's name and user)"
+    if identity and not _operator_owned(safefs.owner_at(fd, name)):
+        warnings.append(ignored)  # never even opened
         return None
     try:
-        data = safefs.read_at(fd, name, folder / name, limit=MAX_FIELD)
+        found = safefs.read_stat_at(fd, name, folder / name, limit=MAX_FIELD)
     except safefs.UnsafeFile as exc:
         raise SpecError(origin, name, exc.reason) from None
-    return None if data is None else data.decode("utf-8", "replace").strip()
+    if found is None:
+        return None
+    if identity and not _operator_owned(found[1]):  # swapped since it was looked at
+        warnings.append(ignored)
+        return None
+    return found[0].decode("utf-8", "replace").strip()
 
 
-def _operator_owned(fd: int, name: str) -> bool:
+def _operator_owned(st: os.stat_result | None) -> bool:
     """Missing, or a singly-linked regular file owned by root (the runtime's own user)."""
-    st = safefs.owner_at(fd, name)
     return st is None or (stat.S_ISREG(st.st_mode) and st.st_nlink == 1 and st.st_uid == os.geteuid())
 
 
