@@ -255,7 +255,7 @@ def own_tree(root: int, uid: int, gid: int, shown: Path, *, mode: int | None = N
             if entry is None:
                 os.close(stack.pop()[0])
                 continue
-            if len(stack) == 1 and entry.name in leave:
+            if (len(stack) == 1 and entry.name in leave) or _settled(entry, uid, gid):
                 continue
             child = _own_entry(fd, entry.name, where / entry.name, uid, gid, skipped)
             if child is not None:
@@ -264,6 +264,18 @@ def own_tree(root: int, uid: int, gid: int, shown: Path, *, mode: int | None = N
         for fd, _, _ in stack:
             os.close(fd)
     return skipped
+
+
+def _settled(entry: os.DirEntry[str], uid: int, gid: int) -> bool:
+    """Nothing to do, judged from the listing's own lstat (no extra system call): a link, or a
+    file the service owns. A stale answer only ever means something is left as it was."""
+    try:
+        st = entry.stat(follow_symlinks=False)
+    except FileNotFoundError:
+        return True
+    if stat.S_ISLNK(st.st_mode):
+        return True
+    return not stat.S_ISDIR(st.st_mode) and (st.st_uid, st.st_gid) == (uid, gid)
 
 
 def _own_entry(parent: int, name: str, shown: Path, uid: int, gid: int, skipped: list[str]) -> int | None:
