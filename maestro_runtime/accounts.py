@@ -2,16 +2,27 @@
 
 from __future__ import annotations
 
+import json
+import logging
 import os
 import pwd
-import shutil
 import subprocess
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
+
+from . import safefs
+from .records import atomic_write
+
+log = logging.getLogger("maestro")
 
 
 class AccountError(Exception):
     pass
+
+
+COMMENT = "maestro service"  # the passwd comment of accounts the runtime creates
+# Debian's statically allocated system accounts (daemon, bin, www-data...): never a service's.
+STATIC_SYSTEM_MAX = 99
 
 
 # Capabilities root needs to give each project its own user (bit numbers from linux/capability.h).
@@ -27,15 +38,6 @@ def missing_identity_caps(status_text: str | None = None) -> list[str]:
         if line.startswith("CapEff:"):
             effective = int(line.split()[1], 16)
     return [name for name, bit in IDENTITY_CAPS.items() if not effective >> bit & 1]
-
-
-def shared_account(user: str, home_root: Path) -> Account:
-    """Degraded mode (no CAP_SETUID/CAP_CHOWN): no account is made and the service runs as root
-    without capabilities, in its own home folder."""
-    account = Account(user=user, uid=0, gid=0, home=home_root / user)
-    for folder in (account.home, account.home / ".maestro", account.tmp_dir, account.cache_dir):
-        folder.mkdir(parents=True, exist_ok=True)
-    return account
 
 
 @dataclass(frozen=True)
@@ -65,20 +67,25 @@ def _run(argv: list[str]) -> None:
         raise AccountError(f"{argv[0]} failed ({proc.returncode}): {detail[-1] if detail else 'no output'}")
 
 
-def _lookup(user: str, prefix: Path | None) -> tuple[int, int] | None:
-    """(uid, gid) of ``user``: from the prefix's passwd file when accounts live there, else NSS."""
+def _entry(user: str, prefix: Path | None) -> tuple[int, int, str] | None:
+    """(uid, gid, comment) of ``user``: from the prefix's passwd file when accounts live there, else NSS."""
     if prefix is not None:
         passwd = prefix / "etc" / "passwd"
         if passwd.exists():
             for line in passwd.read_text().splitlines():
                 fields = line.split(":")
-                if len(fields) >= 4 and fields[0] == user:
-                    return int(fields[2]), int(fields[3])
+                if len(fields) >= 5 and fields[0] == user:
+                    return int(fields[2]), int(fields[3]), fields[4]
     try:
         entry = pwd.getpwnam(user)
     except KeyError:
         return None
-    return entry.pw_uid, entry.pw_gid
+    return entry.pw_uid, entry.pw_gid, entry.pw_gecos
+
+
+def _lookup(user: str, prefix: Path | None) -> tuple[int, int] | None:
+    entry = _entry(user, prefix)
+    return None if entry is None else entry[:2]
 
 
 def _prefix_args(prefix: Path | None) -> list[str]:
@@ -104,34 +111,53 @@ def ensure_account(user: str, home_root: Path, prefix: Path | None = None) -> Ac
     ids = _lookup(user, prefix)
     if ids is None:
         _run(["useradd", *_prefix_args(prefix), "--system", "--user-group", "--home-dir", str(home),
-              "--no-create-home", "--shell", "/usr/sbin/nologin", "--comment", "maestro service", user])
+              "--no-create-home", "--shell", "/usr/sbin/nologin", "--comment", COMMENT, user])
         ids = _lookup(user, prefix)
         if ids is None:
             raise AccountError(f"useradd reported success but user {user} cannot be found")
     account = Account(user=user, uid=ids[0], gid=ids[1], home=home)
-    for folder in (account.home, account.home / ".maestro", account.tmp_dir, account.cache_dir):
-        folder.mkdir(parents=True, exist_ok=True)
-        os.chown(folder, account.uid, account.gid)
-    account.home.chmod(0o700)
-    account.tmp_dir.chmod(0o700)
+    make_folders(account, home_root, chown=True)
     return account
 
 
-def own_tree(root: Path, account: Account, mode: int = 0o750) -> None:
-    """Give the project folder to its user; links are re-owned, never followed."""
-    uid, gid = account.uid, account.gid
-    for dirpath, dirnames, filenames in os.walk(root):
-        for name in (*dirnames, *filenames):
-            path = os.path.join(dirpath, name)
-            st = os.lstat(path)
-            if st.st_uid != uid or st.st_gid != gid:
-                os.lchown(path, uid, gid)
-    os.chown(root, uid, gid)
-    root.chmod(mode)
+def shared_account(user: str, home_root: Path) -> Account:
+    """Degraded mode (no CAP_SETUID/CAP_CHOWN): no account is made and the service runs as root
+    without capabilities, in its own home folder."""
+    account = Account(user=user, uid=0, gid=0, home=home_root / user)
+    make_folders(account, home_root, chown=False)
+    return account
 
 
-def chown_path(path: Path, account: Account) -> None:
-    os.lchown(path, account.uid, account.gid)
+def make_folders(account: Account, home_root: Path, *, chown: bool) -> None:
+    """Home, ~/.maestro, ~/.maestro/tmp and ~/.cache, walked by descriptor from the home root:
+    the service may have planted a link at any of them, which is refused, never followed."""
+    home_root.mkdir(parents=True, exist_ok=True)
+    ids = {"uid": account.uid, "gid": account.gid} if chown else {}
+    home = account.home
+    try:
+        with safefs.opened_dir(home_root, under=home_root) as root:
+            fd = safefs.ensure_dir(root, home.name, home, mode=0o700, **ids)
+        try:
+            os.close(safefs.ensure_dir(fd, ".cache", account.cache_dir, **ids))
+            dot = safefs.ensure_dir(fd, ".maestro", home / ".maestro", **ids)
+            try:
+                os.close(safefs.ensure_dir(dot, "tmp", account.tmp_dir, mode=0o700, **ids))
+            finally:
+                os.close(dot)
+        finally:
+            os.close(fd)
+    except safefs.UnsafeFile as exc:
+        raise AccountError(f"{exc} (root never follows links in a service's home; remove it)") from None
+
+
+def own_tree(root: Path, account: Account, mode: int = 0o750, leave: tuple[str, ...] = ()) -> list[str]:
+    """Give the project folder to its user through descriptors: links are never followed,
+    special files and multiply-linked files are left as they are (returned, for a warning)."""
+    try:
+        with safefs.opened_dir(root, under=safefs.trusted_parent(root)) as fd:
+            return safefs.own_tree(fd, account.uid, account.gid, root, mode=mode, leave=leave)
+    except safefs.UnsafeFile as exc:
+        raise AccountError(str(exc)) from None
 
 
 def delete_account(user: str, prefix: Path | None = None) -> None:
@@ -140,8 +166,93 @@ def delete_account(user: str, prefix: Path | None = None) -> None:
     _run(["userdel", *(["--prefix", str(prefix)] if prefix else []), user])
 
 
-def purge_tree(path: Path) -> None:
-    if path.is_symlink() or path.is_file():
-        path.unlink()
-    elif path.is_dir():
-        shutil.rmtree(path)
+def purge_tree(path: Path, under: Path | None = None) -> None:
+    """Remove a service's folder; ``under`` (default: its parent) is a folder only root changes."""
+    try:
+        safefs.remove_tree(path, under=under or safefs.trusted_parent(path))
+    except safefs.UnsafeFile as exc:
+        raise AccountError(str(exc)) from None
+
+
+# ---------------------------------------------------------------- who may run services
+
+
+@dataclass(frozen=True)
+class Holder:
+    """An account in the registry: the services it runs and how it came to be theirs."""
+
+    services: tuple[str, ...]
+    explicit: bool  # the operator named this user (not the svc_<id> default)
+    created: bool  # made by the runtime: only such accounts are ever deleted
+
+
+class AccountRegistry:
+    """Root-only list of the accounts services run as (``<state>/accounts.json``).
+
+    Only accounts the runtime created, or that the operator allow-lists, run services;
+    an account belongs to the service it was first given to, and is shared only when
+    the operator names the same user for every service that uses it.
+    """
+
+    def __init__(self, path: Path, *, allowed: frozenset[str] = frozenset(), prefix: Path | None = None):
+        self.path, self.allowed, self.prefix = path, allowed, prefix
+
+    def load(self) -> dict[str, Holder]:
+        try:
+            data = json.loads(self.path.read_text())
+            return {user: Holder(tuple(h["services"]), bool(h["explicit"]), bool(h["created"]))
+                    for user, h in data.items()}
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
+            # Rebuilt from passwd: accounts we created carry our comment and are adopted again.
+            log.warning("%s is unreadable (%s); rebuilding it", self.path, exc)
+            return {}
+
+    def _save(self, holders: dict[str, Holder]) -> None:
+        atomic_write(self.path, json.dumps({u: asdict(h) for u, h in sorted(holders.items())}, indent=1),
+                     mode=0o600)
+
+    def admit(self, user: str, service: str, *, explicit: bool) -> None:
+        """Allow ``service`` to run as ``user`` (and remember it), or raise AccountError."""
+        holders = self.load()
+        holder = holders.get(user)
+        if holder is None:
+            holder = self._first_holder(user, service, explicit)
+        elif holder.services == (service,):  # its only service: the operator may name it now
+            holder = Holder(holder.services, explicit, holder.created)
+        elif service not in holder.services:
+            if not (explicit and holder.explicit):
+                raise AccountError(
+                    f"user {user} already belongs to {', '.join(holder.services)}; two services share "
+                    "a user only when the operator names it for both")
+            holder = Holder((*holder.services, service), True, holder.created)
+        if holders.get(user) != holder:
+            holders[user] = holder
+            self._save(holders)
+
+    def _first_holder(self, user: str, service: str, explicit: bool) -> Holder:
+        entry = _entry(user, self.prefix)
+        if entry is None or entry[2] == COMMENT:  # new, or made by an earlier version of the runtime
+            return Holder((service,), explicit, True)
+        if user not in self.allowed:
+            raise AccountError(
+                f"user {user} exists and was not created by maestro-runtime (a system or another "
+                "program's account); name it in MAESTRO_ALLOWED_USERS to run services as it")
+        if entry[0] <= STATIC_SYSTEM_MAX:
+            raise AccountError(f"user {user} is a system account (uid {entry[0]}); services never run as one")
+        return Holder((service,), explicit, False)
+
+    def created(self, user: str) -> bool:
+        holder = self.load().get(user)
+        return holder is not None and holder.created
+
+    def forget(self, user: str) -> None:
+        holders = self.load()
+        if holders.pop(user, None) is not None:
+            self._save(holders)
+
+
+def allowed_users(raw: str) -> frozenset[str]:
+    """MAESTRO_ALLOWED_USERS: names separated by commas or spaces."""
+    return frozenset(raw.replace(",", " ").split())

@@ -28,11 +28,13 @@ import logging
 import os
 import shlex
 import subprocess
+import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import safefs
 from .launch import ROOT_ENVIRONMENT, SYSTEM_PATH, drop_privileges_argv, service_env_argv
 
 log = logging.getLogger("maestro.builds")
@@ -46,6 +48,8 @@ _PASS_KEYS = ("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_prox
               "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "NODE_EXTRA_CA_CERTS")
 _NEVER_PASS = frozenset({"PIP_INSTALL_OPTIONS", "NPM_INSTALL_OPTIONS"})
 TAIL_LINES = 25
+META_LIMIT = 64 * 1024  # stamps, pyvenv.cfg
+INPUT_LIMIT = 64 * 1024 * 1024  # manifests and lock files (a yarn.lock can be tens of MB)
 
 
 class BuildError(Exception):
@@ -172,12 +176,15 @@ def tail(text: str, lines: int = TAIL_LINES) -> str:
 # ---------------------------------------------------------------- running (shell)
 
 
-def _venv_is_fresh_needed(venv_dir: Path, python_version: str) -> bool:
+def _venv_is_fresh_needed(venv_dir: Path, python_version: str, trusted: Path) -> bool:
     """A missing or broken venv, or one made by another interpreter, is rebuilt from scratch."""
-    cfg = venv_dir / "pyvenv.cfg"
-    if not (venv_dir / "bin" / "python").exists() or not cfg.is_file():
+    try:
+        cfg = safefs.read_file(venv_dir / "pyvenv.cfg", under=trusted, limit=META_LIMIT)
+    except (safefs.UnsafeFile, OSError):
         return True
-    for line in cfg.read_text(errors="replace").splitlines():
+    if cfg is None or not (venv_dir / "bin" / "python").exists():
+        return True
+    for line in cfg.decode(errors="replace").splitlines():
         key, _, value = line.partition("=")
         if key.strip() in ("version", "version_info"):
             return not python_version.endswith(value.strip())
@@ -227,26 +234,52 @@ def command_prefix(account, directory: Path, policy) -> list[str]:
     return []
 
 
-def _read_stamp(path: Path) -> str | None:
+def _read_stamp(path: Path, trusted: Path) -> str | None:
     try:
-        return json.loads(path.read_text()).get("stamp")
-    except (OSError, ValueError, AttributeError):
+        return json.loads(safefs.read_file(path, under=trusted, limit=META_LIMIT) or b"").get("stamp")
+    except (OSError, ValueError, AttributeError, safefs.UnsafeFile):
         return None
 
 
-def _write_stamp(path: Path, stamp: str, plan: Plan, account) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps({"stamp": stamp, "inputs": list(plan.inputs), "built": time.time()}) + "\n")
-    os.replace(tmp, path)
-    if os.geteuid() == 0:
-        os.lchown(path, account.uid, account.gid)
+def _write_stamp(path: Path, stamp: str, plan: Plan, account, trusted: Path) -> None:
+    """The stamp folder (made when missing) and file, by descriptor: a link planted in place
+    of either, or of the temp file, is refused, never written through."""
+    text = json.dumps({"stamp": stamp, "inputs": list(plan.inputs), "built": time.time()}) + "\n"
+    ids = {"uid": account.uid, "gid": account.gid} if os.geteuid() == 0 else {}
+    folder = path.parent
+    try:
+        with safefs.opened_dir(folder.parent, under=trusted) as parent:
+            fd = safefs.ensure_dir(parent, folder.name, folder, **ids)
+        try:
+            safefs.write_at(fd, path.name, text.encode(), **ids)
+        finally:
+            os.close(fd)
+    except (safefs.UnsafeFile, OSError) as exc:
+        raise BuildError(f"cannot write the build stamp {path}: {exc}") from None
+
+
+def _trusted(path: Path, account, directory: Path) -> Path:
+    """The folder only root changes above ``path``: the home root or the projects' root."""
+    home = Path(account.home)
+    return home.parent if path.is_relative_to(home) else directory.parent
+
+
+def _read_inputs(directory: Path, names) -> dict[str, bytes]:
+    """Manifest and lock files: regular files only, size-capped, never blocking."""
+    contents = {}
+    try:
+        with safefs.opened_dir(directory, under=directory.parent) as fd:
+            for name in names:
+                contents[name] = safefs.read_at(fd, name, directory / name, limit=INPUT_LIMIT) or b""
+    except (safefs.UnsafeFile, OSError) as exc:
+        raise BuildError(str(exc)) from None
+    return contents
 
 
 def _log_path(opts: BuildOptions, service_id: str, account) -> Path:
+    # Never in the service's home, where a planted link would redirect root's writes.
     if opts.log_dir is None:
-        base = Path(account.home) / ".maestro"
-        base.mkdir(parents=True, exist_ok=True)
-        return base / f"{service_id}.build.log"
+        return Path(tempfile.mkdtemp(prefix="maestro-build-")) / f"{service_id}.build.log"
     # Root's log folder: 0700 and 0600 files, as pip and npm print index URLs (and their credentials).
     opts.log_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     opts.log_dir.chmod(0o700)
@@ -321,8 +354,8 @@ def build(directory: Path, account, *, settings, policy, service_id: str,
     package: Mapping = {}
     if "package.json" in files:
         try:
-            package = json.loads((directory / "package.json").read_text())
-        except (OSError, ValueError) as exc:
+            package = json.loads(_read_inputs(directory, ("package.json",))["package.json"])
+        except ValueError as exc:
             raise BuildError(f"package.json is not valid JSON: {exc}") from exc
     built = []
     for ecosystem in ("python", "node"):
@@ -330,7 +363,7 @@ def build(directory: Path, account, *, settings, policy, service_id: str,
             if not files & {"requirements.txt", "pyproject.toml", "setup.py"}:
                 continue
             version = _tool_version((opts.python, "--version"))
-            fresh = _venv_is_fresh_needed(Path(account.venv_dir), version.split()[-1])
+            fresh = _venv_is_fresh_needed(Path(account.venv_dir), version.split()[-1], Path(account.home).parent)
             plan = python_plan(files, Path(account.venv_dir), opts, fresh_venv=fresh)
         else:
             plan = node_plan(files, package if isinstance(package, Mapping) else {}, opts,
@@ -338,9 +371,10 @@ def build(directory: Path, account, *, settings, policy, service_id: str,
             version = _tool_version(plan.tool) if plan else ""
         if plan is None:
             continue
-        contents = {name: (directory / name).read_bytes() for name in plan.inputs}
+        contents = _read_inputs(directory, plan.inputs)
         stamp = compute_stamp(plan, contents, version, directory)
-        if _read_stamp(plan.stamp_path) == stamp:
+        trusted = _trusted(plan.stamp_path, account, directory)
+        if _read_stamp(plan.stamp_path, trusted) == stamp:
             log.info("service %s: %s dependencies up to date, build skipped", service_id, ecosystem)
             continue
         logfile = _log_path(opts, service_id, account)
@@ -353,11 +387,8 @@ def build(directory: Path, account, *, settings, policy, service_id: str,
         log.info("service %s: building %s dependencies (log %s)", service_id, ecosystem, logfile)
         started = time.monotonic()
         _run_plan(plan, directory, account, policy, opts, logfile)
-        if not plan.stamp_path.parent.is_dir():  # e.g. npm with no dependencies makes no node_modules
-            plan.stamp_path.parent.mkdir(parents=True)
-            if os.geteuid() == 0:
-                os.chown(plan.stamp_path.parent, account.uid, account.gid)
-        _write_stamp(plan.stamp_path, stamp, plan, account)
+        # The stamp folder is made when missing (npm with no dependencies makes no node_modules).
+        _write_stamp(plan.stamp_path, stamp, plan, account, trusted)
         log.info("service %s: %s build done in %.1fs", service_id, ecosystem, time.monotonic() - started)
         built.append(ecosystem)
     return built

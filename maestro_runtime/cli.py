@@ -110,11 +110,22 @@ def remove_service(name: str, purge: bool, delete_user: bool, yes: bool) -> None
                + ("" if supervisor else " (supervisord not running)"))
     if record.kind == "preseeded" and not purge and record.directory:
         # A pre-seeded folder would come back at the next boot: mark it, additively.
-        (Path(record.directory) / ".maestro-disable").touch()
+        _mark_disabled(Path(record.directory))
         click.echo(f"wrote {record.directory}/.maestro-disable so it stays removed (delete it to bring it back)")
     elif record.kind not in ("deploy", "preseeded"):
         click.echo(f"note: {record.id} comes from {record.origin}; remove it there too or it returns at next boot",
                    err=True)
+
+
+def _mark_disabled(folder: Path) -> None:
+    """Create .maestro-disable by descriptor: a link the service planted there is never followed."""
+    from . import safefs
+
+    try:
+        with safefs.opened_dir(folder, under=folder.parent) as fd:
+            safefs.create_at(fd, ".maestro-disable")
+    except (safefs.UnsafeFile, OSError) as exc:
+        raise click.ClickException(f"cannot write {folder}/.maestro-disable: {exc}") from None
 
 
 # ---------------------------------------------------------------- deploy-from-env

@@ -18,6 +18,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import safefs
+
 # Folders that never hold the app's own modules.
 _SKIP_DIRS = frozenset({"node_modules", ".git", ".venv", "venv", "env", "__pycache__", "site-packages",
                         "tests", "test", "docs", "build", "dist", ".tox", "migrations"})
@@ -27,10 +29,23 @@ _FLASK_APP = re.compile(r"^app\s*(?::[^=]*)?=\s*(?:flask\.)?Flask\s*\(", re.M)
 _REQ_NAME = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)", re.M)
 
 
+READ_LIMIT = 4 * 1024 * 1024
+
+
 @dataclass(frozen=True)
 class Detection:
     command: str
     reason: str
+
+
+def read_text(directory: Path, path: Path) -> str | None:
+    """A project file as root reads it: no link followed on the way, regular files only,
+    capped, never blocking (a FIFO named package.json must not hang the boot); None otherwise."""
+    try:
+        data = safefs.read_file(path, under=directory.parent, limit=READ_LIMIT)
+    except (safefs.UnsafeFile, OSError, ValueError):
+        return None
+    return None if data is None else data.decode("utf-8", "replace")
 
 
 def static_command(directory: Path) -> str:
@@ -38,10 +53,10 @@ def static_command(directory: Path) -> str:
 
 
 def _procfile_web(directory: Path) -> str | None:
-    procfile = directory / "Procfile"
-    if not procfile.is_file():
+    text = read_text(directory, directory / "Procfile")
+    if text is None:
         return None
-    for line in procfile.read_text(errors="replace").splitlines():
+    for line in text.splitlines():
         key, sep, value = line.partition(":")
         if sep and key.strip() == "web" and value.strip():
             return value.strip()
@@ -49,11 +64,11 @@ def _procfile_web(directory: Path) -> str | None:
 
 
 def _node(directory: Path) -> Detection | None:
-    package = directory / "package.json"
-    if not package.is_file():
+    text = read_text(directory, directory / "package.json")
+    if text is None:
         return None
     try:
-        manifest = json.loads(package.read_text())
+        manifest = json.loads(text)
     except ValueError:
         manifest = {}
     if not isinstance(manifest, dict):
@@ -79,7 +94,7 @@ def declared_packages(directory: Path) -> set[str]:
     """Distribution names in requirements*.txt / pyproject.toml / setup.py (a rough, forgiving read)."""
     names: set[str] = set()
     for path in sorted(directory.glob("requirements*.txt")):
-        for line in path.read_text(errors="replace").splitlines():
+        for line in (read_text(directory, path) or "").splitlines():
             line = line.split("#", 1)[0]
             if line.strip().startswith("-"):
                 continue
@@ -87,9 +102,8 @@ def declared_packages(directory: Path) -> set[str]:
             if match:
                 names.add(_normalise(match.group(1)))
     for name in ("pyproject.toml", "setup.py", "setup.cfg"):
-        path = directory / name
-        if path.is_file():
-            text = path.read_text(errors="replace")
+        text = read_text(directory, directory / name)
+        if text is not None:
             for quoted in re.findall(r"""["']\s*([A-Za-z0-9][A-Za-z0-9._-]*)\s*(?:\[[^\]]*\])?\s*[<>=!~;"']""", text):
                 names.add(_normalise(quoted))
     return names
@@ -139,11 +153,8 @@ def _module_name(directory: Path, path: Path) -> str:
 
 def find_app_module(directory: Path, pattern: re.Pattern[str]) -> str | None:
     for path in _python_files(directory):
-        try:
-            text = path.read_text(errors="replace")
-        except OSError:
-            continue
-        if pattern.search(text):
+        text = read_text(directory, path)
+        if text is not None and pattern.search(text):
             return _module_name(directory, path)
     return None
 
@@ -151,7 +162,7 @@ def find_app_module(directory: Path, pattern: re.Pattern[str]) -> str | None:
 def find_wsgi_module(directory: Path) -> str | None:
     """Django's ``<project>/wsgi.py`` defining ``application``."""
     for path in sorted(directory.glob("*/wsgi.py")):
-        if re.search(r"^application\s*=", path.read_text(errors="replace"), re.M):
+        if re.search(r"^application\s*=", read_text(directory, path) or "", re.M):
             return _module_name(directory, path)
     return None
 

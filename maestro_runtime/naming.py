@@ -61,3 +61,10 @@ def default_user(program_id: str) -> str:
 
 def valid_user(user: str) -> bool:
     return bool(USER_RE.match(user)) and user not in {"root", "nobody"}
+
+
+RESERVED_PREFIX = "maestro-"  # internal programs (maestro-logs...) live in the same namespace
+
+
+def reserved(program_id: str) -> bool:
+    return program_id == "maestro" or program_id.startswith(RESERVED_PREFIX)

@@ -14,8 +14,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from . import accounts, builds, detect, sandbox, sources
-from .naming import default_user, unique_id
+from . import accounts, builds, detect, safefs, sandbox, sources
+from .naming import default_user, reserved, unique_id
 from .ports import PortError, PortLedger
 from .records import FAILED, READY, RecordStore, ServiceRecord, atomic_write
 from .redact import redact
@@ -35,6 +35,9 @@ PROVISION_ERRORS = (
     SpecError, PortError, RenderError, OSError,
     accounts.AccountError, sources.SourceError, builds.BuildError, sandbox.SandboxError,
 )
+
+
+IDENTITY_FILES = (".maestro-name", ".maestro-user")
 
 
 @dataclass(frozen=True)
@@ -75,6 +78,11 @@ def assign_ids(specs: Iterable[ServiceSpec], reserved: Iterable[str] = ()) -> li
     return out
 
 
+def holder_key(a: Assignment) -> str:
+    """Whom an account belongs to: a pre-seeded folder (its id may move), else the service id."""
+    return a.spec.origin if a.spec.kind == "preseeded" else f"service {a.id}"
+
+
 def program_revision(script: str, record: ServiceRecord) -> str:
     """Changes whenever the launch script or the fetched code does, so supervisord restarts it."""
     return hashlib.sha256(f"{script}\0{record.revision}".encode()).hexdigest()[:16]
@@ -88,6 +96,9 @@ class Provisioner:
         self.launch_dir = settings.runtime_dir / "launch"
         self.policy = sandbox.SandboxPolicy.from_settings(settings)
         self.missing_caps = accounts.missing_identity_caps()
+        self.accounts = accounts.AccountRegistry(
+            settings.state_dir / "accounts.json", prefix=settings.accounts_prefix,
+            allowed=accounts.allowed_users(settings.environ.get("MAESTRO_ALLOWED_USERS", "")))
 
     def boot_warnings(self) -> list[str]:
         warnings = sandbox.boot_report(self.policy.config)
@@ -127,6 +138,10 @@ class Provisioner:
     def _provision(self, a: Assignment, previous: ServiceRecord | None, refetch: bool) -> ServiceRecord:
         spec = a.spec
         settings = self.settings
+        if reserved(a.id):
+            raise SpecError(spec.origin, "name", f"{a.id!r} is reserved for maestro-runtime's own programs "
+                                                 "(names starting with maestro-); choose another name")
+        self.accounts.admit(a.user, holder_key(a), explicit=spec.user is not None)
         if self.identity_degraded:
             account = accounts.shared_account(a.user, settings.home_root)
         else:
@@ -135,7 +150,10 @@ class Provisioner:
         directory = code.directory
         try:
             if not self.identity_degraded:
-                accounts.own_tree(directory, account)
+                # Root-owned identity files stay root's: only then are they honoured (spec.py).
+                leave = IDENTITY_FILES if spec.kind == "preseeded" else ()
+                for skipped in accounts.own_tree(directory, account, leave=leave):
+                    log.warning("service %s: %s left as it is (not given to %s)", a.id, skipped, account.user)
             builds.build(directory, account, settings=settings, policy=self.policy, service_id=a.id)
         except BaseException:
             if code.fetched:  # the previous version (or nothing) comes back: never a half-built service
@@ -196,10 +214,11 @@ class Provisioner:
 
     def _remember_port(self, directory: Path, port: int, account: accounts.Account) -> None:
         """Write .maestro-port into a pre-seeded folder, but never over the user's own file."""
-        marker = directory / ".maestro-port"
-        if not marker.exists():
-            atomic_write(marker, f"{port}\n")
-            accounts.chown_path(marker, account)
+        try:
+            with safefs.opened_dir(directory, under=safefs.trusted_parent(directory)) as fd:
+                safefs.create_at(fd, ".maestro-port", f"{port}\n".encode(), uid=account.uid, gid=account.gid)
+        except safefs.UnsafeFile as exc:
+            raise accounts.AccountError(str(exc)) from None
 
     def _fail(self, a: Assignment, previous: ServiceRecord | None, exc: BaseException) -> Outcome:
         error = redact(str(exc) if isinstance(exc, SpecError) else f"{a.spec.origin}: {exc}")
@@ -268,15 +287,27 @@ class Provisioner:
         account only when asked."""
         self.policy.forget(record)
         if purge and record.directory:
-            accounts.purge_tree(Path(record.directory))
-        if delete_user and not any(r.user == record.user for r in self.store.all()):
+            _purge(Path(record.directory))
+        deletable = delete_user and self.accounts.created(record.user)
+        if delete_user and not deletable:
+            log.warning("user %s was not created by maestro-runtime: kept", record.user)
+        if deletable and not any(r.user == record.user for r in self.store.all()):
             accounts.delete_account(record.user, self.settings.accounts_prefix)
+            self.accounts.forget(record.user)
             if purge and record.home:
-                accounts.purge_tree(Path(record.home))
+                _purge(Path(record.home))
         elif purge and record.home:
             # The account stays (maybe shared): remove only this service's per-project dirs.
             for sub in (".maestro", ".cache"):
-                accounts.purge_tree(Path(record.home) / sub)
+                _purge(Path(record.home) / sub, under=Path(record.home).parent)
+
+
+def _purge(path: Path, under: Path | None = None) -> None:
+    """--purge after the service is gone: what cannot be removed is named, never a traceback."""
+    try:
+        accounts.purge_tree(path, under)
+    except (accounts.AccountError, OSError) as exc:
+        log.warning("could not delete %s: %s", path, exc)
 
 
 def sandbox_script(record: ServiceRecord, plan: sandbox.LaunchPlan) -> str:

@@ -31,6 +31,7 @@ import logging
 import os
 import re
 import shutil
+import stat
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -38,7 +39,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import quote, unquote, urlsplit
 
-from . import gitsource
+from . import gitsource, safefs
 from .extract import Caps, ExtractError, archive_suffix, extract_archive
 from .redact import redact  # the one redaction; sources.redact is its historical name
 
@@ -307,17 +308,39 @@ def _copy_local(src: Path, staging: Path) -> None:
 
 
 def _carry_over(previous: Path, staging: Path, keep: Sequence[str]) -> None:
+    """Move each kept folder from the previous version into the new one, by descriptor: both
+    trees may hold links (the service wrote one, a repository shipped the other), and a link
+    on the way must never move, or delete, anything outside them."""
     for rel in keep:
-        old = previous / rel
-        if old.exists() and not old.is_symlink():
-            new = staging / rel
-            if new.exists() or new.is_symlink():
-                if new.is_dir() and not new.is_symlink():
-                    shutil.rmtree(new)
-                else:
-                    new.unlink()
-            new.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(old, new)
+        *parents, name = Path(rel).parts
+        try:
+            with safefs.opened_dir(previous.joinpath(*parents), under=previous.parent) as src:
+                st = safefs.owner_at(src, name)
+                if st is None or stat.S_ISLNK(st.st_mode):
+                    continue
+                dst = _folders(staging, parents)
+                try:
+                    safefs.remove_at(dst, name)
+                    os.rename(name, name, src_dir_fd=src, dst_dir_fd=dst)
+                finally:
+                    os.close(dst)
+        except FileNotFoundError:
+            continue
+        except safefs.UnsafeFile as exc:
+            raise SourceError(f"keep {rel}: {exc}") from None
+
+
+def _folders(top: Path, parts: Sequence[str]) -> int:
+    """A descriptor of top/parts, made when missing, never through a link."""
+    with safefs.opened_dir(top, under=top.parent) as root:
+        fd = os.dup(root)
+    for index, part in enumerate(parts):
+        try:
+            child = safefs.ensure_dir(fd, part, top.joinpath(*parts[: index + 1]))
+        finally:
+            os.close(fd)
+        fd = child
+    return fd
 
 
 def _materialise(source: Source, repo: str, ref: str, staging: Path, download_to: Path, opts: FetchOptions,

@@ -8,13 +8,16 @@ so one bad service never stops the others.
 
 from __future__ import annotations
 
+import os
 import re
+import stat
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from .naming import env_key, name_from_repo, sanitize_name, valid_user
+from . import safefs
+from .naming import env_key, name_from_repo, reserved, sanitize_name, valid_user
 
 DEFAULT_REF = "main"
 MAX_FIELD = 64 * 1024
@@ -139,6 +142,9 @@ def parse_name(origin: str, raw: str | None) -> str | None:
     _text(origin, "name", name)
     if not sanitize_name(name):
         raise SpecError(origin, "name", f"{name[:40]!r} has no letters or digits to name a service by")
+    if reserved(sanitize_name(name)):
+        raise SpecError(origin, "name", f"{name[:40]!r} is reserved for maestro-runtime's own programs "
+                                        "(names starting with maestro-); choose another name")
     return name
 
 
@@ -387,34 +393,67 @@ def parse_services_yaml(text: str, source: str) -> ParseResult:
 # ---------------------------------------------------------------- pre-seeded folders
 
 
-def _read_meta(folder: Path, name: str) -> str | None:
-    path = folder / name
-    if not path.is_file():
-        return None
-    with path.open("rb") as handle:
-        data = handle.read(MAX_FIELD + 1)
-    return data.decode("utf-8", "replace").strip()
+IDENTITY_META = (".maestro-name", ".maestro-user")
 
 
-def _has_content(folder: Path) -> bool:
-    return any(not child.name.startswith(".maestro-") for child in folder.iterdir())
-
-
-def parse_preseeded_folder(folder: Path, env: Mapping[str, str], mode: str) -> ServiceSpec | None:
-    """One pre-seeded folder -> a spec, None when skipped (disabled, empty in auto mode)."""
+def _read_meta(fd: int, folder: Path, name: str, warnings: list[str]) -> str | None:
+    """A metadata file, read through the folder's descriptor: a link, FIFO or oversized file
+    is an error for this folder. Identity files count only when the operator wrote them."""
     origin = f"pre-seeded {folder}"
-    if (folder / ".maestro-disable").exists() or mode == "never":
+    identity = name in IDENTITY_META
+    ignored = f"{origin}: {name} ignored: not a root-owned regular file (a service may have written it; " \
+              "only the operator sets a service's name and user)"
+    if identity and not _operator_owned(safefs.owner_at(fd, name)):
+        warnings.append(ignored)  # never even opened
         return None
-    raw_name = _read_meta(folder, ".maestro-name") or folder.name
+    try:
+        found = safefs.read_stat_at(fd, name, folder / name, limit=MAX_FIELD)
+    except safefs.UnsafeFile as exc:
+        raise SpecError(origin, name, exc.reason) from None
+    if found is None:
+        return None
+    if identity and not _operator_owned(found[1]):  # swapped since it was looked at
+        warnings.append(ignored)
+        return None
+    return found[0].decode("utf-8", "replace").strip()
+
+
+def _operator_owned(st: os.stat_result | None) -> bool:
+    """Missing, or a singly-linked regular file owned by root (the runtime's own user)."""
+    return st is None or (stat.S_ISREG(st.st_mode) and st.st_nlink == 1 and st.st_uid == os.geteuid())
+
+
+def _has_content(fd: int) -> bool:
+    return any(not name.startswith(".maestro-") for name in os.listdir(fd))
+
+
+def parse_preseeded_folder(folder: Path, env: Mapping[str, str], mode: str,
+                           warnings: list[str] | None = None) -> ServiceSpec | None:
+    """One pre-seeded folder -> a spec, None when skipped (disabled, empty in auto mode)."""
+    if mode == "never":
+        return None
+    try:
+        with safefs.opened_dir(folder, under=folder.parent) as fd:
+            return _parse_folder(fd, folder, env, mode, [] if warnings is None else warnings)
+    except safefs.UnsafeFile as exc:
+        raise SpecError(f"pre-seeded {folder}", "folder", exc.reason) from None
+
+
+def _parse_folder(fd: int, folder: Path, env: Mapping[str, str], mode: str, warnings: list[str],
+                  ) -> ServiceSpec | None:
+    origin = f"pre-seeded {folder}"
+    if safefs.exists(fd, ".maestro-disable"):  # any entry counts; a link is never followed
+        return None
+    raw_name = _read_meta(fd, folder, ".maestro-name", warnings) or folder.name
     name = parse_name(origin, raw_name) or folder.name
     key = env_key(sanitize_name(name))
 
     def pick(var: str, meta: str) -> str | None:
         value = env.get(f"MAESTRO_{var}_{key}")
-        return value if value is not None and value.strip() else _read_meta(folder, meta)
+        return value if value is not None and value.strip() else _read_meta(fd, folder, meta, warnings)
 
     cmd = pick("CMD", ".maestro-cmd")
-    if mode == "auto" and not cmd and not _has_content(folder):
+    if mode == "auto" and not cmd and not _has_content(fd):
         return None
     return ServiceSpec(
         origin=origin,
@@ -436,7 +475,7 @@ def parse_preseeded(roots: Iterable[Path], env: Mapping[str, str], mode: str) ->
             if not folder.is_dir() or folder.is_symlink() or folder.name.startswith("."):
                 continue
             try:
-                spec = parse_preseeded_folder(folder, env, mode)
+                spec = parse_preseeded_folder(folder, env, mode, result.warnings)
             except SpecError as err:
                 err.hint = sanitize_name(folder.name)
                 result.errors.append(err)
