@@ -214,9 +214,15 @@ def wrap(bwrap: Sequence[str], prlimit: Sequence[str] = ()) -> tuple[str, ...]:
 
 
 def service_shape(record, private_proc: bool) -> Shape:
-    """Services keep the container's network (their ports must stay reachable)."""
-    extra = [p for p in (record.venv_dir, record.cache_dir, record.tmp_dir) if p]
-    return Shape(writable=tuple(dict.fromkeys(p for p in (record.home, record.directory) if p)),
+    """Services keep the container's network (their ports must stay reachable).
+
+    Only folders whose parent is root's are bound: bwrap resolves a bind's source as root, so
+    a folder inside the home (``~/.cache``) could be a link the service planted to anywhere.
+    Folders inside a bound one come along with it and need no bind of their own."""
+    roots = tuple(dict.fromkeys(p for p in (record.home, record.directory) if p))
+    extra = [p for p in (record.venv_dir, record.cache_dir, record.tmp_dir)
+             if p and not any(p == r or p.startswith(r.rstrip("/") + "/") for r in roots)]
+    return Shape(writable=roots,
                  writable_try=tuple(dict.fromkeys(extra)), chdir=record.directory or None,
                  unshare_net=False, new_session=False, private_proc=private_proc, mask_tty=True)
 

@@ -72,6 +72,15 @@ def test_service_argv():
     assert {"/home", "/srv", "/srv/p", "/opt"} <= set(dirs) and "/usr" not in dirs
 
 
+def test_no_bind_inside_a_folder_the_service_owns():
+    """bwrap resolves a bind's source as root: ~/.cache planted as a link to /etc/maestro would
+    be mounted into the sandbox. Folders inside the home come with it, unbound."""
+    record = _record(venv_dir="/home/web/.maestro/venv")
+    argv = sandbox.bwrap_argv("/usr/bin/bwrap", VIEW, sandbox.service_shape(record, private_proc=True))
+    bound = [src for flag in ("--bind", "--bind-try") for src, _ in _pairs(argv, flag)]
+    assert bound == ["/home/web", "/srv/p/web"]
+
+
 def test_build_argv_unshares_net_and_session():
     shape = sandbox.Shape(writable=("/w",), chdir="/w", unshare_net=True, new_session=True, private_proc=False)
     argv = sandbox.bwrap_argv("/usr/bin/bwrap", VIEW, shape)
