@@ -19,8 +19,8 @@ import time
 from pathlib import Path
 from types import SimpleNamespace
 
-from maestro_runtime import builds
-from maestro_runtime.accounts import Account
+from maestro_runtime.ops.accounts import Account
+from maestro_runtime.sources import builds
 
 
 def main() -> None:

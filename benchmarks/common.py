@@ -277,7 +277,7 @@ class Host:
         if self.proc is None:
             return False
         try:
-            return "maestro_runtime.init" in " ".join(psutil.Process(self.proc.pid).cmdline())
+            return "maestro_runtime.engine.parent" in " ".join(psutil.Process(self.proc.pid).cmdline())
         except psutil.Error:
             return False
 

@@ -97,11 +97,11 @@ def memory_of(pid: int) -> dict[str, float]:
             mem = proc.memory_full_info()
         except psutil.Error:
             continue
-        if "maestro_runtime.init" in cmd:
+        if "maestro_runtime.engine.parent" in cmd:
             role = "parent"
         elif "supervisord" in cmd:
             role = "supervisord"
-        elif "maestro-logs" in cmd or "maestro_runtime.logs" in cmd:
+        elif "maestro-logs" in cmd or "maestro_runtime.engine.log_listener" in cmd:
             role = "log_listener"
         else:
             role = "services"

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import click
 
-from .logsetup import setup_logging
-from .records import RecordStore, ServiceRecord
-from .settings import Settings
-from .supervisor import Supervisor, SupervisorUnavailable
+from maestro_runtime.engine.supervisord import Supervisor, SupervisorUnavailable
+from maestro_runtime.log_format import setup_logging
+from maestro_runtime.settings import Settings
+from maestro_runtime.state.records import RecordStore, ServiceRecord
 
 log = logging.getLogger("maestro")
 
@@ -60,7 +60,7 @@ def _find(store: RecordStore, name: str) -> ServiceRecord:
 @click.option("--json", "as_json", is_flag=True, help="A JSON array for tools (stable keys, see README).")
 def list_services(as_json: bool) -> None:
     """List every registered service with its status, pid, uptime, user, port and command."""
-    from .inventory import build_views, format_table
+    from maestro_runtime.ops.inventory import build_views, format_table
 
     settings = _settings()
     records = RecordStore(settings.records_dir).all()
@@ -90,7 +90,7 @@ def list_services(as_json: bool) -> None:
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
 def remove_service(name: str, purge: bool, delete_user: bool, yes: bool) -> None:
     """Stop and unregister service NAME and free its port (files are kept unless --purge)."""
-    from .provision import Provisioner
+    from maestro_runtime.ops.provision import Provisioner
 
     settings = _settings()
     provisioner = Provisioner(settings)
@@ -119,7 +119,7 @@ def remove_service(name: str, purge: bool, delete_user: bool, yes: bool) -> None
 
 def _mark_disabled(folder: Path) -> None:
     """Create .maestro-disable by descriptor: a link the service planted there is never followed."""
-    from . import safefs
+    from maestro_runtime import safefs
 
     try:
         with safefs.opened_dir(folder, under=folder.parent) as fd:
@@ -136,9 +136,9 @@ def _mark_disabled(folder: Path) -> None:
 @click.option("--refetch", is_flag=True, help="Fetch every source again, even when unchanged.")
 def deploy_from_env(prepare_only: bool, refetch: bool) -> None:
     """Apply pre-seeded folders, the YAML file, SERVICES and SVC_* to the running system."""
-    from .gather import gather_specs
-    from .provision import Provisioner
-    from .reconcile import reconcile
+    from maestro_runtime.ops.provision import Provisioner
+    from maestro_runtime.ops.reconcile import reconcile
+    from maestro_runtime.spec.gather import gather_specs
 
     settings = _settings()
     provisioner = Provisioner(settings)
@@ -173,9 +173,9 @@ def deploy(yes: bool, wait: float, env_pairs: tuple[str, ...], allow_system_path
     """Deploy one service into the running system (asks for what the flags do not say)."""
     from dataclasses import replace
 
-    from .naming import default_user, unique_id
-    from .provision import Assignment, Provisioner
-    from .spec import SpecError, make_spec, parse_env
+    from maestro_runtime.ops.provision import Assignment, Provisioner
+    from maestro_runtime.spec import SpecError, make_spec, parse_env
+    from maestro_runtime.spec.naming import default_user, unique_id
 
     settings = _settings()
     fields = dict(given)
@@ -220,7 +220,7 @@ def _pair(text: str) -> tuple[str, str]:
 
 def _ask(fields: dict[str, str | None]) -> dict[str, str | None]:
     """Prompt for each field the flags left out, with the default shown."""
-    from .naming import default_user, name_from_repo
+    from maestro_runtime.spec.naming import default_user, name_from_repo
 
     out = dict(fields)
     if not out.get("repo"):
@@ -265,9 +265,9 @@ def _wait_running(settings: Settings, program_id: str, timeout: float) -> str:
 @click.option("--save", is_flag=True, help="Keep the host across reboots (default: until the next boot).")
 def allow_host(service: str, host: str, save: bool) -> None:
     """Let SERVICE reach HOST (a name or *.domain) through its egress allowlist."""
-    from .netpolicy import NetPolicyError
-    from .netpolicy import allow_host as add_host
-    from .provision import Provisioner
+    from maestro_runtime.ops.provision import Provisioner
+    from maestro_runtime.sandbox.netpolicy import NetPolicyError
+    from maestro_runtime.sandbox.netpolicy import allow_host as add_host
 
     settings = _settings()
     provisioner = Provisioner(settings)
@@ -294,8 +294,8 @@ def allow_host(service: str, host: str, save: bool) -> None:
 @click.option("--image", help="Image to run (default: ghcr.io/maestro-runtime/maestro-runtime:latest).")
 def export(target: str, split: bool, output: Path | None, name: str, image: str | None) -> None:
     """Render Kubernetes or compose manifests from the specs the container reads (YAML file, SERVICES, SVC_*)."""
-    from . import export as exporter
-    from .gather import gather_specs
+    from maestro_runtime.ops import export as exporter
+    from maestro_runtime.spec.gather import gather_specs
 
     options = exporter.Options(target, name, image or exporter.DEFAULT_IMAGE, split)
     try:
@@ -322,7 +322,7 @@ class _Maestro(click.Group):
 
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
         if name == "sandbox":
-            from .sandbox_cli import main as sandbox_main
+            from maestro_runtime.sandbox.cli import main as sandbox_main
 
             return sandbox_main
         return super().get_command(ctx, name)

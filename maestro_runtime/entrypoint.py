@@ -1,7 +1,7 @@
 """``maestro-entrypoint``: boot. Gather specs, provision each, hand over to supervisord.
 
 One service's failure is logged and recorded; the others still start.
-The process then becomes :mod:`maestro_runtime.init`, a small parent for
+The process then becomes :mod:`maestro_runtime.engine.parent`, a small parent for
 supervisord that forwards signals and stops every service in parallel.
 """
 
@@ -17,13 +17,13 @@ import time
 
 import click
 
-from .gather import gather_specs
-from .logsetup import setup_logging
-from .provision import Provisioner
-from .reconcile import reconcile, remove_orphan_programs, write_report
-from .records import RecordStore, atomic_write
-from .settings import Settings
-from .supervisor import Supervisor, render_main_config
+from maestro_runtime.engine.supervisord import Supervisor, render_main_config
+from maestro_runtime.log_format import setup_logging
+from maestro_runtime.ops.provision import Provisioner
+from maestro_runtime.ops.reconcile import reconcile, remove_orphan_programs, write_report
+from maestro_runtime.settings import Settings
+from maestro_runtime.spec.gather import gather_specs
+from maestro_runtime.state.records import RecordStore, atomic_write
 
 log = logging.getLogger("maestro")
 
@@ -137,7 +137,7 @@ def main(prepare_only: bool) -> None:
     # supervisord stays our child across exec: a fresh, small interpreter waits for it and
     # forwards signals, holding less memory for the container's life than this one.
     os.execv(sys.executable, [
-        sys.executable, "-m", "maestro_runtime.init", str(settings.supervisor_socket), str(daemon.pid),
+        sys.executable, "-m", "maestro_runtime.engine.parent", str(settings.supervisor_socket), str(daemon.pid),
     ])
 
 

@@ -18,11 +18,11 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from maestro_runtime import export as ex
 from maestro_runtime.cli import maestro
-from maestro_runtime.gather import gather_specs
+from maestro_runtime.ops import export as ex
 from maestro_runtime.settings import Settings
 from maestro_runtime.spec import ParseResult, ServiceSpec, parse_services_string, parse_services_yaml
+from maestro_runtime.spec.gather import gather_specs
 
 from .hclread import REPO
 
@@ -350,7 +350,7 @@ def test_every_spec_field_is_exported():
     import dataclasses
     import inspect
 
-    from maestro_runtime import export
+    from maestro_runtime.ops import export
     from maestro_runtime.spec import ServiceSpec
 
     source = inspect.getsource(export.service_entry)

@@ -187,7 +187,7 @@ def maestro():
 
 def _forget_cgroups(env: dict[str, str]) -> None:
     """Cgroups live outside the test folder: remove the ones this test's services made."""
-    from maestro_runtime.provision import Provisioner
+    from maestro_runtime.ops.provision import Provisioner
     from maestro_runtime.settings import Settings
 
     provisioner = Provisioner(Settings.from_env(env))

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from maestro_runtime import accounts
+from maestro_runtime.ops import accounts
 
 pytestmark = pytest.mark.integration
 

@@ -21,9 +21,9 @@ from pathlib import Path
 import psutil
 import pytest
 
-from maestro_runtime import accounts
-from maestro_runtime.records import RecordStore
+from maestro_runtime.ops import accounts
 from maestro_runtime.settings import Settings
+from maestro_runtime.state.records import RecordStore
 
 from .conftest import http_get
 

@@ -23,10 +23,10 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from fixtures.projects import free_port, wait_http, write
 
-from maestro_runtime import builds
-from maestro_runtime.accounts import delete_account, ensure_account
-from maestro_runtime.builds import BuildError
-from maestro_runtime.launch import SYSTEM_PATH, drop_privileges_argv
+from maestro_runtime.engine.launch import SYSTEM_PATH, drop_privileges_argv
+from maestro_runtime.ops.accounts import delete_account, ensure_account
+from maestro_runtime.sources import builds
+from maestro_runtime.sources.builds import BuildError
 
 pytestmark = [
     pytest.mark.integration,
@@ -164,7 +164,7 @@ def test_failed_build_names_the_problem(world):
 
 def test_build_through_the_sandbox_policy_wrapper(world):
     """With the real sandbox policy (whatever mode this host allows), the build still runs as the user."""
-    from maestro_runtime import sandbox
+    from maestro_runtime.sandbox import policy as sandbox
     from maestro_runtime.settings import Settings
 
     world.settings.environ.update(

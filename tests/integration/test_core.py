@@ -10,8 +10,8 @@ from pathlib import Path
 import psutil
 import pytest
 
+from maestro_runtime.engine.supervisord import Supervisor
 from maestro_runtime.settings import Settings
-from maestro_runtime.supervisor import Supervisor
 
 from .conftest import http_get, wait_for
 
@@ -201,11 +201,11 @@ def test_failed_build_keeps_the_previous_version_running(maestro):
 
 def test_an_unexpected_error_in_one_service_does_not_stop_the_others(maestro, monkeypatch):
     """A bug (here an AttributeError, like a stdlib API missing on an older Python) fails one service only."""
-    from maestro_runtime import detect
-    from maestro_runtime.gather import gather_specs
-    from maestro_runtime.provision import Provisioner
-    from maestro_runtime.reconcile import reconcile
+    from maestro_runtime.ops.provision import Provisioner
+    from maestro_runtime.ops.reconcile import reconcile
     from maestro_runtime.settings import Settings
+    from maestro_runtime.sources import detect
+    from maestro_runtime.spec.gather import gather_specs
 
     maestro.preseed("fine")
     maestro.preseed("buggy")

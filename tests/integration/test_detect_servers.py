@@ -26,8 +26,8 @@ from fixtures.projects import (
     write,
 )
 
-from maestro_runtime.detect import detect_command
-from maestro_runtime.launch import SYSTEM_PATH, command_argv
+from maestro_runtime.engine.launch import SYSTEM_PATH, command_argv
+from maestro_runtime.sources.detect import detect_command
 
 pytestmark = pytest.mark.integration
 PACKAGES = ["django", "fastapi", "flask", "gunicorn", "uvicorn"]

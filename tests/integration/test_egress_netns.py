@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from maestro_runtime import firewall
+from maestro_runtime.sandbox import firewall
 
 from .test_firewall_netns import CONNECT, SERVE, _py, netns  # noqa: F401 (netns is a fixture)
 

@@ -8,7 +8,7 @@ import uuid
 
 import pytest
 
-from maestro_runtime import firewall, netpolicy
+from maestro_runtime.sandbox import firewall, netpolicy
 
 pytestmark = [pytest.mark.integration,
               pytest.mark.skipif(os.geteuid() != 0, reason="needs root"),

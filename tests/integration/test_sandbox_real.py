@@ -12,10 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from maestro_runtime import cgroups, sandbox
-from maestro_runtime.launch import render_launch_script
-from maestro_runtime.records import ServiceRecord
+from maestro_runtime.engine.launch import render_launch_script
+from maestro_runtime.sandbox import cgroups
+from maestro_runtime.sandbox import policy as sandbox
 from maestro_runtime.settings import Settings
+from maestro_runtime.state.records import ServiceRecord
 
 pytestmark = [pytest.mark.integration,
               pytest.mark.skipif(os.geteuid() != 0, reason="needs root"),
@@ -50,7 +51,7 @@ def _env(tmp_path, **extra):
 
 
 def _cli(tmp_path, user, args, *, env=None, timeout=60, prefix=()):
-    argv = [*prefix, sys.executable, "-m", "maestro_runtime.sandbox_cli", "--user", user.pw_name,
+    argv = [*prefix, sys.executable, "-m", "maestro_runtime.sandbox.cli", "--user", user.pw_name,
             "--workdir", str(Path(user.pw_dir) / "project"), *args]
     return subprocess.run(argv, env=env or _env(tmp_path), capture_output=True, text=True, timeout=timeout,
                           cwd=str(Path(__file__).resolve().parents[2]))
@@ -71,7 +72,7 @@ def test_isolation(tmp_path, users):
 
 
 def test_root_is_refused(tmp_path, users):
-    proc = subprocess.run([sys.executable, "-m", "maestro_runtime.sandbox_cli", "--user", "root", "--", "id"],
+    proc = subprocess.run([sys.executable, "-m", "maestro_runtime.sandbox.cli", "--user", "root", "--", "id"],
                           env=_env(tmp_path), capture_output=True, text=True, timeout=60)
     assert proc.returncode == 125 and "as root" in proc.stderr
 

@@ -19,9 +19,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from supervisor.options import ServerOptions
 
-from maestro_runtime.launch import command_argv, render_launch_script, service_environment
-from maestro_runtime.provision import assign_ids
-from maestro_runtime.records import ServiceRecord
+from maestro_runtime.engine.launch import command_argv, render_launch_script, service_environment
+from maestro_runtime.engine.supervisord import ProgramOptions, render_main_config, render_program
+from maestro_runtime.ops.provision import assign_ids
 from maestro_runtime.spec import (
     SERVICE_FIELDS,
     SpecError,
@@ -30,7 +30,7 @@ from maestro_runtime.spec import (
     parse_services_yaml,
     parse_svc_vars,
 )
-from maestro_runtime.supervisor import ProgramOptions, render_main_config, render_program
+from maestro_runtime.state.records import ServiceRecord
 
 from .conftest import count
 

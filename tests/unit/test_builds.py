@@ -10,9 +10,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from maestro_runtime import builds
-from maestro_runtime.accounts import Account
-from maestro_runtime.builds import BuildError, BuildOptions, compute_stamp, node_plan, python_plan
+from maestro_runtime.ops.accounts import Account
+from maestro_runtime.sources import builds
+from maestro_runtime.sources.builds import BuildError, BuildOptions, compute_stamp, node_plan, python_plan
 
 OPTS = BuildOptions(python="/usr/bin/python3")
 

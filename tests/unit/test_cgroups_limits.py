@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from maestro_runtime import cgroups
-from maestro_runtime.cgroups import Layout, Limits
+from maestro_runtime.sandbox import cgroups
+from maestro_runtime.sandbox.cgroups import Layout, Limits
 
 
 @pytest.mark.parametrize(("text", "value"), [("512M", 512 << 20), ("1G", 1 << 30), ("256m", 256 << 20),

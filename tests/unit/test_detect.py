@@ -11,7 +11,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from fixtures.projects import FASTAPI_MAIN, FLASK_APP, STARLETTE_MAIN, write
 
-from maestro_runtime.detect import declared_packages, detect_command, installed_packages
+from maestro_runtime.sources.detect import declared_packages, detect_command, installed_packages
 
 
 def fake_venv(root: Path, *packages: str) -> Path:

@@ -12,8 +12,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from maestro_runtime import firewall
-from maestro_runtime.netpolicy import NetDecision
+from maestro_runtime.sandbox import firewall
+from maestro_runtime.sandbox.netpolicy import NetDecision
 
 
 class Lookups:

@@ -15,9 +15,12 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from fixtures.httpserver import FixtureServer
 
-from maestro_runtime import builds, gitsource, inventory, logsetup, reconcile
-from maestro_runtime.records import ServiceRecord
-from maestro_runtime.sources import FetchOptions, SourceError, fetch, github_archive, redact
+from maestro_runtime import log_format as logsetup
+from maestro_runtime.ops import inventory, reconcile
+from maestro_runtime.sources import builds
+from maestro_runtime.sources import git as gitsource
+from maestro_runtime.sources.fetch import FetchOptions, SourceError, fetch, github_archive, redact
+from maestro_runtime.state.records import ServiceRecord
 
 SECRET = "S3CR3Tvalue"
 SECRET_URLS = [

@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from maestro_runtime.accounts import AccountError, AccountRegistry, allowed_users
+from maestro_runtime.ops.accounts import AccountError, AccountRegistry, allowed_users
 from maestro_runtime.spec import SpecError, parse_preseeded, parse_services_string
 
 

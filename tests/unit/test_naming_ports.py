@@ -2,10 +2,10 @@
 
 import pytest
 
-from maestro_runtime.naming import default_user, env_key, name_from_repo, sanitize_name, unique_id, valid_user
-from maestro_runtime.ports import PortError, PortLedger, choose_port
-from maestro_runtime.provision import assign_ids
+from maestro_runtime.ops.provision import assign_ids
 from maestro_runtime.spec import parse_services_string
+from maestro_runtime.spec.naming import default_user, env_key, name_from_repo, sanitize_name, unique_id, valid_user
+from maestro_runtime.state.ports import PortError, PortLedger, choose_port
 
 
 @pytest.mark.parametrize(
@@ -73,7 +73,7 @@ def test_corrupt_ledger_is_a_clear_error(tmp_path):
 
 
 def test_missing_identity_caps_reads_the_effective_set():
-    from maestro_runtime.accounts import missing_identity_caps
+    from maestro_runtime.ops.accounts import missing_identity_caps
 
     assert missing_identity_caps("CapEff:\t000001ffffffffff\n") == []
     assert missing_identity_caps("CapEff:\t0000000000000000\n") == [

@@ -7,8 +7,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from maestro_runtime import egress_proxy, firewall, netpolicy
-from maestro_runtime.netpolicy import FileCheck, NetDecision, PolicyText
+from maestro_runtime.sandbox import firewall, netpolicy
+from maestro_runtime.sandbox import proxy as egress_proxy
+from maestro_runtime.sandbox.netpolicy import FileCheck, NetDecision, PolicyText
 
 
 @pytest.mark.parametrize("host", ["pypi.org", "*.example.com", "a-b.c", "localhost", "X.ORG."])

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 from supervisor.options import ServerOptions
 
-from maestro_runtime.launch import command_argv, render_launch_script, service_environment
-from maestro_runtime.records import ServiceRecord
-from maestro_runtime.supervisor import ProgramOptions, RenderError, render_main_config, render_program
+from maestro_runtime.engine.launch import command_argv, render_launch_script, service_environment
+from maestro_runtime.engine.supervisord import ProgramOptions, RenderError, render_main_config, render_program
+from maestro_runtime.state.records import ServiceRecord
 
 WAIT = "trap 'exit 143' TERM; trap 'exit 130' INT; trap 'exit 129' HUP\n"
 HOSTILE = [

@@ -15,7 +15,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from maestro_runtime import detect, safefs
+from maestro_runtime import safefs
+from maestro_runtime.sources import detect
 from maestro_runtime.spec import SpecError, parse_preseeded_folder
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="re-owning files needs root")
@@ -210,7 +211,7 @@ def test_own_tree_leaves_links_hardlinks_and_fifos(tmp_path):
 
 def test_kept_data_never_moves_through_a_link(tmp_path):
     """keep: a/b, with a/ replaced by a link to root's folder: nothing there moves or goes."""
-    from maestro_runtime import sources
+    from maestro_runtime.sources import fetch as sources
 
     outside = make_outside(tmp_path)
     projects = tmp_path / "projects"
@@ -227,7 +228,7 @@ def test_kept_data_never_moves_through_a_link(tmp_path):
 
 
 def test_kept_data_is_carried_over(tmp_path):
-    from maestro_runtime import sources
+    from maestro_runtime.sources import fetch as sources
 
     projects = tmp_path / "projects"
     dest, staging = projects / "app", projects / ".app.staging"

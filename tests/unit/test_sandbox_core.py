@@ -4,10 +4,11 @@ from pathlib import Path
 
 import pytest
 
-from maestro_runtime import cgroups, sandbox
-from maestro_runtime.launch import render_launch_script
-from maestro_runtime.records import ServiceRecord
+from maestro_runtime.engine.launch import render_launch_script
+from maestro_runtime.sandbox import cgroups
+from maestro_runtime.sandbox import policy as sandbox
 from maestro_runtime.settings import Settings
+from maestro_runtime.state.records import ServiceRecord
 
 
 def _config(**env):
@@ -135,7 +136,7 @@ def test_require_raises_with_hint(tmp_path):
 
 def test_system_view_shows_extrausers_accounts_but_never_shadow(tmp_path, monkeypatch):
     """In the image, service users live in libnss-extrausers' files; lookups in the sandbox need them."""
-    from maestro_runtime import sandbox
+    from maestro_runtime.sandbox import policy as sandbox
 
     for name in ("passwd", "group", "shadow"):
         (tmp_path / name).write_text("x\n")

@@ -6,8 +6,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from maestro_runtime import gitsource
-from maestro_runtime.sources import FetchOptions, SourceError, classify, github_archive, redact
+from maestro_runtime.sources import git as gitsource
+from maestro_runtime.sources.fetch import FetchOptions, SourceError, classify, github_archive, redact
 
 
 @pytest.mark.parametrize(

@@ -10,7 +10,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from fixtures.archives import make_tar, make_zip, project_entries
 
-from maestro_runtime.extract import Caps, ExtractError, Member, extract_archive, plan_members
+from maestro_runtime.sources.extract import Caps, ExtractError, Member, extract_archive, plan_members
 
 
 def paths(members):

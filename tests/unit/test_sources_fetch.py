@@ -19,8 +19,8 @@ from fixtures.archives import make_tar, make_zip, project_entries, tar_bytes
 from fixtures.gitrepos import make_repo
 from fixtures.httpserver import FixtureServer
 
-from maestro_runtime.extract import Caps
-from maestro_runtime.sources import FetchOptions, SourceError, fetch
+from maestro_runtime.sources.extract import Caps
+from maestro_runtime.sources.fetch import FetchOptions, SourceError, fetch
 
 FAST = FetchOptions(retries=1, backoff=0.01, connect_timeout=2, read_timeout=5)
 

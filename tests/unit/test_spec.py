@@ -4,14 +4,9 @@ from pathlib import Path
 
 import pytest
 
-from maestro_runtime.gather import gather_specs
 from maestro_runtime.settings import Settings
-from maestro_runtime.spec import (
-    parse_preseeded,
-    parse_services_string,
-    parse_services_yaml,
-    parse_svc_vars,
-)
+from maestro_runtime.spec import parse_preseeded, parse_services_string, parse_services_yaml, parse_svc_vars
+from maestro_runtime.spec.gather import gather_specs
 
 
 def test_services_string_fields_and_defaults():

@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from maestro_runtime.supervisor import Supervisor
+from maestro_runtime.engine.supervisord import Supervisor
 
 
 def _serve(path, answer: bytes | None) -> socket.socket:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from maestro_runtime.sources import system_path_problem
+from maestro_runtime.sources.fetch import system_path_problem
 from maestro_runtime.spec import SpecError, parse_yaml_entry
 
 

@@ -228,7 +228,7 @@ def add_extra_host(runtime_dir: Path, state_dir: Path, service_id: str, host: st
     current = set(path.read_text().split()) if path.exists() else set()
     if name in current:
         return False
-    from .records import atomic_write  # stdlib-only module; kept local to keep this one pure
+    from maestro_runtime.state.records import atomic_write
 
     atomic_write(path, "".join(f"{h}\n" for h in sorted(current | {name})), mode=0o644)
     return True
@@ -247,8 +247,8 @@ def allow_host(settings, service_id: str, host: str, *, save: bool = False) -> s
     firewall (``SandboxPolicy.sync_firewall``) so running services see the change.
     Raises NetPolicyError for a bad host or an unknown service.
     """
-    from .naming import PROGRAM_ID_RE
-    from .records import RecordStore
+    from maestro_runtime.spec.naming import PROGRAM_ID_RE
+    from maestro_runtime.state.records import RecordStore
 
     if not PROGRAM_ID_RE.match(service_id) or RecordStore(settings.records_dir).load(service_id) is None:
         raise NetPolicyError(f"no such service: {service_id[:60]!r}")

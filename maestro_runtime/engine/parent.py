@@ -24,7 +24,7 @@ FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGHUP, signa
 def stop_all_now(socket_path: str) -> None:
     """Signal every program in parallel; supervisord's own shutdown then finds them stopping."""
     try:
-        from .supervisor import Supervisor  # imported only now: this process idles until the stop
+        from maestro_runtime.engine.supervisord import Supervisor
 
         Supervisor(Path(socket_path)).call("supervisor.stopAllProcesses", False)
     except Exception as exc:  # the daemon may be starting or gone; its own shutdown still runs

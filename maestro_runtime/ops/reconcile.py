@@ -8,12 +8,12 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from .naming import unique_id
-from .provision import Assignment, Outcome, Provisioner, assign_ids
-from .records import atomic_write
-from .redact import redact
-from .spec import ParseResult
-from .supervisor import PROGRAM_MARKER
+from maestro_runtime.engine.supervisord import PROGRAM_MARKER
+from maestro_runtime.ops.provision import Assignment, Outcome, Provisioner, assign_ids
+from maestro_runtime.sources.redact import redact
+from maestro_runtime.spec import ParseResult
+from maestro_runtime.spec.naming import unique_id
+from maestro_runtime.state.records import atomic_write
 
 log = logging.getLogger("maestro")
 KEPT_KINDS = ("deploy",)  # services added at run time; they are not in the environment

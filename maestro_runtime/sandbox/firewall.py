@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import netpolicy
+from maestro_runtime.sandbox import netpolicy
 
 log = logging.getLogger("maestro.firewall")
 

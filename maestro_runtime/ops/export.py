@@ -24,11 +24,11 @@ from typing import Any
 
 import yaml
 
-from .cgroups import DEFAULT_PERIOD_US, format_size, parse_size
-from .cgroups import Limits as SandboxDefaults
-from .naming import unique_id
-from .sources import local_path
-from .spec import DEFAULT_REF, ParseResult, ServiceSpec
+from maestro_runtime.sandbox.cgroups import DEFAULT_PERIOD_US, format_size, parse_size
+from maestro_runtime.sandbox.cgroups import Limits as SandboxDefaults
+from maestro_runtime.sources.fetch import local_path
+from maestro_runtime.spec import DEFAULT_REF, ParseResult, ServiceSpec
+from maestro_runtime.spec.naming import unique_id
 
 TARGETS = ("kubernetes", "compose")
 DEFAULT_NAME = "maestro"

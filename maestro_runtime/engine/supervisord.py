@@ -17,10 +17,10 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from .naming import PROGRAM_ID_RE
-from .records import atomic_write
+from maestro_runtime.spec.naming import PROGRAM_ID_RE
+from maestro_runtime.state.records import atomic_write
 
-_HERE = Path(__file__).resolve().parent
+_HERE = Path(__file__).resolve().parent.parent  # the package root
 # Installed: config/ is packaged as maestro_runtime/config; in a checkout it sits beside the package.
 CONFIG_DIR = _HERE / "config" if (_HERE / "config").is_dir() else _HERE.parent / "config"
 SAFE_PATH_RE = re.compile(r"^/[A-Za-z0-9._/+-]*$")
@@ -86,7 +86,7 @@ def log_listener_command() -> str:
     script = shutil.which("maestro-logs", path=str(Path(sys.executable).parent)) or shutil.which("maestro-logs")
     if script:
         return _safe_path(script, "log listener")
-    return f"{_safe_path(sys.executable, 'python')} -m maestro_runtime.logs"
+    return f"{_safe_path(sys.executable, 'python')} -m maestro_runtime.engine.log_listener"
 
 
 def render_main_config(

@@ -34,8 +34,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import safefs
-from .launch import ROOT_ENVIRONMENT, SYSTEM_PATH, drop_privileges_argv, service_env_argv
+from maestro_runtime import safefs
+from maestro_runtime.engine.launch import ROOT_ENVIRONMENT, SYSTEM_PATH, drop_privileges_argv, service_env_argv
 
 log = logging.getLogger("maestro.builds")
 

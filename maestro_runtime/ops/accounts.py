@@ -10,8 +10,8 @@ import subprocess
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from . import safefs
-from .records import atomic_write
+from maestro_runtime import safefs
+from maestro_runtime.state.records import atomic_write
 
 log = logging.getLogger("maestro")
 

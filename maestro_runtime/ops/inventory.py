@@ -6,8 +6,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from .records import ServiceRecord
-from .redact import redact
+from maestro_runtime.sources.redact import redact
+from maestro_runtime.state.records import ServiceRecord
 
 # The stable JSON keys (documented in the README); new keys may be added, none removed.
 JSON_KEYS = (

@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import safefs
+from maestro_runtime import safefs
 
 # Folders that never hold the app's own modules.
 _SKIP_DIRS = frozenset({"node_modules", ".git", ".venv", "venv", "env", "__pycache__", "site-packages",

@@ -21,7 +21,7 @@ import re
 import shlex
 from collections.abc import Mapping, Sequence
 
-from .records import ServiceRecord
+from maestro_runtime.state.records import ServiceRecord
 
 SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 _SHELL_SYNTAX = re.compile(r"[;&|<>()`\n{}]")

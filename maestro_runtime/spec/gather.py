@@ -4,8 +4,8 @@ pre-seeded folders, the YAML file, ``SERVICES``, ``SERVICES_COUNT`` + ``SVC_<i>_
 
 from __future__ import annotations
 
-from .settings import PRESEEDED_MODES, Settings
-from .spec import (
+from maestro_runtime.settings import PRESEEDED_MODES, Settings
+from maestro_runtime.spec import (
     ParseResult,
     SpecError,
     legacy_variables,

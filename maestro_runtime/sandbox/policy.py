@@ -32,9 +32,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import cgroups, netpolicy
-from .accounts import missing_identity_caps
-from .launch import ROOT_ENVIRONMENT, drop_privileges_argv, service_env_argv
+from maestro_runtime.engine.launch import ROOT_ENVIRONMENT, drop_privileges_argv, service_env_argv
+from maestro_runtime.ops.accounts import missing_identity_caps
+from maestro_runtime.sandbox import cgroups, netpolicy
 
 log = logging.getLogger("maestro.sandbox")
 
@@ -254,7 +254,7 @@ def system_view(config: SandboxConfig, extra_ro: Sequence[str] = ()) -> View:
             entries.append(("symlink", os.readlink(path), path))
         elif os.path.isdir(path):
             entries.append(("ro", path, path))
-    package_root = str(Path(__file__).resolve().parent.parent)
+    package_root = str(Path(__file__).resolve().parent.parent.parent)
     for path in (sys.prefix, sys.base_prefix, package_root, *extra_ro):
         real = os.path.realpath(path)
         if os.path.isdir(real) and not any(real == d or real.startswith(d + "/") for d in SYSTEM_DIRS):
@@ -297,7 +297,7 @@ def probe(config: SandboxConfig, *, refresh: bool = False) -> Probe:
                              "/bin/true"])
             result = Probe(True, False, error) if fallback is None else Probe(False, error=error)
     with contextlib.suppress(OSError):
-        from .records import atomic_write
+        from maestro_runtime.state.records import atomic_write
 
         atomic_write(cache, result.to_json())
     return result
@@ -346,7 +346,7 @@ class SandboxPolicy:
             return self._layout
 
     def firewall(self):
-        from . import firewall
+        from maestro_runtime.sandbox import firewall
 
         with self._lock:
             if self._firewall is None:
@@ -412,7 +412,7 @@ class SandboxPolicy:
         wrapper drops to ``account`` itself). The build gets the build network policy."""
         # Ids and home from the account, never a name lookup: in degraded identity the account
         # was never created. -s: no user site-packages in this root process.
-        return (sys.executable, "-s", "-m", "maestro_runtime.sandbox_cli", "--workdir", str(directory),
+        return (sys.executable, "-s", "-m", "maestro_runtime.sandbox.cli", "--workdir", str(directory),
                 "--user", account.user, "--uid", str(account.uid), "--gid", str(account.gid),
                 "--home", str(account.home), "--")
 
@@ -602,7 +602,7 @@ def run(config: SandboxConfig, request: RunRequest, *, term: str | None = None) 
             info = _read_info(info_r)
             child_pid = int(info["child-pid"])
             if net.proxied:
-                from .egress_proxy import ProxyThread
+                from maestro_runtime.sandbox.proxy import ProxyThread
 
                 listener = _listen_in(child_pid)
                 proxy = ProxyThread(listener, lambda host, port: netpolicy.endpoint_allowed(host, port, net.hosts),

@@ -14,14 +14,24 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from . import accounts, builds, detect, safefs, sandbox, sources
-from .naming import default_user, reserved, unique_id
-from .ports import PortError, PortLedger
-from .records import FAILED, READY, RecordStore, ServiceRecord, atomic_write
-from .redact import redact
-from .settings import Settings
-from .spec import ServiceSpec, SpecError
-from .supervisor import ProgramOptions, RenderError, remove_program, render_program, write_program
+from maestro_runtime import safefs
+from maestro_runtime.engine.supervisord import (
+    ProgramOptions,
+    RenderError,
+    remove_program,
+    render_program,
+    write_program,
+)
+from maestro_runtime.ops import accounts
+from maestro_runtime.sandbox import policy as sandbox
+from maestro_runtime.settings import Settings
+from maestro_runtime.sources import builds, detect
+from maestro_runtime.sources import fetch as sources
+from maestro_runtime.sources.redact import redact
+from maestro_runtime.spec import ServiceSpec, SpecError
+from maestro_runtime.spec.naming import default_user, reserved, unique_id
+from maestro_runtime.state.ports import PortError, PortLedger
+from maestro_runtime.state.records import FAILED, READY, RecordStore, ServiceRecord, atomic_write
 
 log = logging.getLogger("maestro")
 
@@ -311,7 +321,7 @@ def _purge(path: Path, under: Path | None = None) -> None:
 
 
 def sandbox_script(record: ServiceRecord, plan: sandbox.LaunchPlan) -> str:
-    from .launch import render_launch_script
+    from maestro_runtime.engine.launch import render_launch_script
 
     return render_launch_script(record, wrapper=plan.wrapper, cgroup_procs=plan.cgroup_procs)
 

@@ -1,6 +1,6 @@
 """``maestro-sandbox [--workdir DIR] [--net deny|allow] [--allow-host HOST]... [--user U] -- CMD ARGS``.
 
-Thin shell over :func:`maestro_runtime.sandbox.run`: parse, run, exit with the
+Thin shell over :func:`maestro_runtime.sandbox.policy.run`: parse, run, exit with the
 command's status (125 when the sandbox itself could not be set up).
 """
 
@@ -12,8 +12,9 @@ from pathlib import Path
 
 import click
 
-from . import netpolicy, sandbox
-from .settings import Settings
+from maestro_runtime.sandbox import netpolicy
+from maestro_runtime.sandbox import policy as sandbox
+from maestro_runtime.settings import Settings
 
 SETUP_FAILED = 125  # like env/docker: the wrapper failed, not the command
 

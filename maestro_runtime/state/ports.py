@@ -9,7 +9,7 @@ import socket
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
-from .records import atomic_write
+from maestro_runtime.state.records import atomic_write
 
 
 class PortError(Exception):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import sys
 
-from .redact import redact
+from maestro_runtime.sources.redact import redact
 
 LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING, "error": logging.ERROR}
 NAMES = {logging.DEBUG: "debug", logging.INFO: "info", logging.WARNING: "warn", logging.ERROR: "error"}

@@ -39,9 +39,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import quote, unquote, urlsplit
 
-from . import gitsource, safefs
-from .extract import Caps, ExtractError, archive_suffix, extract_archive
-from .redact import redact  # the one redaction; sources.redact is its historical name
+from maestro_runtime import safefs
+from maestro_runtime.sources import git as gitsource
+from maestro_runtime.sources.extract import Caps, ExtractError, archive_suffix, extract_archive
+from maestro_runtime.sources.redact import redact
 
 if TYPE_CHECKING:
     import httpx

@@ -1,0 +1,5 @@
+"""The work behind the commands: ``provision`` (one service: spec -> account -> source -> build ->
+port -> command -> program), ``reconcile`` (boot and deploy-from-env over many), ``accounts``
+(users, homes, folders), ``inventory`` (what list-services shows), ``export`` (Kubernetes and
+compose manifests from the same specs).
+"""

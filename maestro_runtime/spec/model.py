@@ -1,0 +1,80 @@
+"""What the user asked for: the spec value objects and the one error type (pure)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from maestro_runtime.spec.naming import name_from_repo, sanitize_name
+
+DEFAULT_REF = "main"
+
+
+class SpecError(Exception):
+    """A bad value in one spec: names where it came from and which field."""
+
+    def __init__(self, origin: str, field_name: str, message: str, hint: str = ""):
+        super().__init__(f"{origin}: {field_name}: {message}")
+        self.origin = origin
+        self.field = field_name
+        self.message = message
+        self.hint = hint  # the name the service would have had, so list-services can show it failed
+
+
+@dataclass(frozen=True)
+class Health:
+    kind: str = "http"  # "http" or "tcp"
+    path: str = "/"
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Per-service overrides of the sandbox limits; None means the global default."""
+
+    memory: str | None = None
+    cpu_quota_us: int | None = None
+    cpu_period_us: int | None = None
+    pids_max: int | None = None
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    origin: str  # human-readable place it came from, used in every error
+    kind: str  # "preseeded" | "file" | "env" | "deploy"
+    repo: str | None = None  # source; None for a pre-seeded folder used in place
+    directory: Path | None = None  # pre-seeded folder
+    port: int | None = None  # None: pick one
+    ref: str = DEFAULT_REF
+    name: str | None = None
+    user: str | None = None
+    cmd: str | None = None
+    env: Mapping[str, str] = field(default_factory=dict)
+    health: Health = field(default_factory=Health)
+    autostart: bool = True
+    sha256: str | None = None
+    keep: tuple[str, ...] = ("data",)
+    allow_hosts: tuple[str, ...] = ()
+    limits: Limits = field(default_factory=Limits)
+    allow_system_path: bool = False  # the operator's say-so for a repo like /etc (deploy --allow-system-path)
+
+    @property
+    def base_name(self) -> str:
+        """The sanitised name the program id starts from."""
+        if self.name:
+            return sanitize_name(self.name)
+        if self.directory is not None:
+            return sanitize_name(self.directory.name) or "service"
+        return name_from_repo(self.repo or "") or "service"
+
+
+@dataclass
+class ParseResult:
+    specs: list[ServiceSpec] = field(default_factory=list)
+    errors: list[SpecError] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    def extend(self, other: ParseResult) -> None:
+        self.specs += other.specs
+        self.errors += other.errors
+        self.warnings += other.warnings
