@@ -17,12 +17,13 @@ import time
 
 import click
 
+from . import reaper
 from .gather import gather_specs
 from .logsetup import setup_logging
 from .provision import Provisioner
 from .reconcile import reconcile, remove_orphan_programs, write_report
 from .records import RecordStore, atomic_write
-from .settings import Settings
+from .settings import Settings, load_or_exit
 from .supervisor import Supervisor, render_main_config
 
 log = logging.getLogger("maestro")
@@ -71,15 +72,21 @@ def start_supervisord(settings: Settings) -> subprocess.Popen:
     is added by one update once provisioned (like supervisorctl update)."""
     remove_orphan_programs(settings.supervisor_conf_dir, wanted=set())
     supervisord = shutil.which(settings.supervisord_bin, path=os.path.dirname(sys.executable))
-    daemon = subprocess.Popen([supervisord or settings.supervisord_bin, "-n", "-c", str(settings.supervisord_conf)])
+    return subprocess.Popen([supervisord or settings.supervisord_bin, "-n", "-c", str(settings.supervisord_conf)])
 
-    def stop_early(signum: int, _frame: object) -> None:  # docker stop while still provisioning
-        stop_supervisord(daemon)
+
+def stop_on_signals() -> None:
+    """docker stop (or ^C) while still provisioning: unwind from wherever we are (a git clone,
+    a build); ``main`` then stops supervisord and ends every process below us."""
+
+    def stop_early(signum: int, _frame: object) -> None:
+        for other in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(other, signal.SIG_IGN)  # one unwinding at a time
+        log.warning("stopping: signal %d during boot", signum)
         raise SystemExit(128 + signum)
 
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, stop_early)
-    return daemon
 
 
 def stop_supervisord(daemon: subprocess.Popen, timeout: float = 30.0) -> None:
@@ -114,26 +121,46 @@ def hand_over(settings: Settings, daemon: subprocess.Popen, timeout: float = 60.
 def main(prepare_only: bool) -> None:
     """Boot maestro-runtime: gather pre-seeded folders and specs (YAML file, SERVICES, SVC_*),
     provision each service, and run them all under supervisord (the image's entrypoint)."""
-    settings = Settings.from_env()
+    settings = load_or_exit("maestro-entrypoint")  # every bad setting listed, exit 2
     setup_logging(settings.log_level)
     if os.geteuid() != 0:
         log.error("maestro-entrypoint must run as root (it creates users and drops to them)")
         raise SystemExit(1)
-    prepare_runtime(settings)
-    store = RecordStore(settings.records_dir)
-    if prepare_only:
-        with store.lock():
-            boot(settings)
-        return
-    daemon = start_supervisord(settings)
+    # Orphans of what we start (git's remote helper, a build's children) come back to us, so
+    # that nothing outlives us; kept across the exec below, where init.py reaps them.
+    reaper.become_subreaper()
+    stop_on_signals()
+    daemon: subprocess.Popen | None = None
+    handed_over = False
     try:
+        if settings.runtime_note:
+            log.warning("%s", settings.runtime_note)
+        prepare_runtime(settings)
+        store = RecordStore(settings.records_dir)
+        if prepare_only:
+            with store.lock():
+                boot(settings)
+            return
+        daemon = start_supervisord(settings)
         # Held until every program is added: a deploy run during boot waits instead of racing it.
         with store.lock():
             boot(settings)
             hand_over(settings, daemon)
-    except BaseException:
-        stop_supervisord(daemon)
+        handed_over = True
+    except OSError as exc:  # e.g. a full or read-only state disk: one line naming the file
+        log.error("boot failed: %s", exc)
+        raise SystemExit(1) from None
+    except (SystemExit, KeyboardInterrupt):
         raise
+    except Exception as exc:  # a bug: still one line; the traceback only when asked for
+        log.debug("boot failed", exc_info=True)
+        log.error("boot failed: internal error: %r (ENTRYPOINT_LOG_LEVEL=debug shows where)", exc)
+        raise SystemExit(1) from None
+    finally:
+        if not handed_over:  # failed, stopped, or --prepare-only: leave nothing running
+            if daemon is not None:
+                stop_supervisord(daemon)
+            reaper.end_descendants()
     # supervisord stays our child across exec: a fresh, small interpreter waits for it and
     # forwards signals, holding less memory for the container's life than this one.
     os.execv(sys.executable, [
