@@ -201,14 +201,33 @@ def summary(failing: list[str], healthy: int, starting: list[str], what: str = "
     return 0, f"healthy: {healthy} {what} answering{note}"
 
 
+def _read_only(path: str) -> bool:
+    while True:
+        try:
+            return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+        except FileNotFoundError:
+            if path in ("/", ""):
+                return False
+            path = os.path.dirname(path)
+        except OSError:
+            return False
+
+
+def runtime_location(configured: str, state_dir: str) -> str:
+    """settings.runtime_location, restated (this file imports nothing of maestro_runtime): a
+    runtime dir on a read-only mount is replaced by <state dir>/run."""
+    fallback = os.path.join(state_dir, "run")
+    return fallback if _read_only(configured) and not _read_only(fallback) else configured
+
+
 def check(env: dict[str, str]) -> tuple[int, str]:
     override = [int(p) for p in re.split(r"[\s,;]+", env.get("HEALTHCHECK_PORTS", "").strip()) if p]
     if override:
         results = probe_all([(f"port {p}", p, "http", "/") for p in override])
         return summary([f"{n} ({why})" for n, why in results.items() if why], len(override), [], "port(s)")
 
-    state_dir = env.get("MAESTRO_STATE_DIR", "/var/lib/maestro")
-    runtime_dir = env.get("MAESTRO_RUNTIME_DIR", "/run/maestro")
+    state_dir = env.get("MAESTRO_STATE_DIR", "").strip() or "/var/lib/maestro"
+    runtime_dir = runtime_location(env.get("MAESTRO_RUNTIME_DIR", "").strip() or "/run/maestro", state_dir)
     start_period = float(env.get("HEALTHCHECK_START_PERIOD", "20"))
     records = [r for r in load_records(state_dir) if r.get("autostart", True)]
     ready = [r for r in records if r.get("state") == "ready" and r.get("port")]

@@ -262,7 +262,11 @@ class Settings:
             return env.get(key, "").strip() or default
 
         state_dir = Path(get("MAESTRO_STATE_DIR", "/var/lib/maestro"))
-        runtime_dir, runtime_note = runtime_location(Path(get("MAESTRO_RUNTIME_DIR", "/run/maestro")), state_dir)
+        configured_runtime = Path(get("MAESTRO_RUNTIME_DIR", "/run/maestro"))
+        runtime_dir, runtime_note = runtime_location(configured_runtime, state_dir)
+        conf_dir = Path(get("SUPERVISOR_CONF_DIR", "/etc/supervisor/conf.d"))
+        if runtime_dir != configured_runtime and conf_dir.is_relative_to(configured_runtime):
+            conf_dir = runtime_dir / conf_dir.relative_to(configured_runtime)  # moves along (image default)
         level = get("ENTRYPOINT_LOG_LEVEL", "info").lower()
         mode = get("MAESTRO_PRESEEDED_MODE", "auto").lower()
         services_file = get("MAESTRO_SERVICES_FILE", "")
@@ -273,7 +277,7 @@ class Settings:
             preseeded_mode_raw=mode,
             services_file=Path(services_file or "/etc/maestro/services.yml"),
             services_file_explicit=bool(services_file),
-            supervisor_conf_dir=Path(get("SUPERVISOR_CONF_DIR", "/etc/supervisor/conf.d")),
+            supervisor_conf_dir=conf_dir,
             runtime_dir=runtime_dir,
             state_dir=state_dir,
             port_ledger=Path(get("MAESTRO_PORT_LEDGER", str(state_dir / "ports.json"))),

@@ -253,3 +253,36 @@ def test_sigterm_while_a_git_fetch_stalls_leaves_no_process(maestro):
             _no_traceback(maestro.log())
         finally:
             gate.set()
+
+
+# ---------------------------------------------------------------- read-only runtime dir
+
+
+def test_read_only_runtime_dir_falls_back_to_the_state_dir(maestro):
+    """Docker's --read-only mounts no tmpfs on /run: the runtime files go to the state dir, one
+    line says so, and every command (and the healthcheck) finds the socket there."""
+    ro = maestro.root / "ro"
+    ro.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(ro)], check=True)
+    try:
+        configured = ro / "maestro"
+        maestro.env.update(MAESTRO_RUNTIME_DIR=str(configured), SUPERVISOR_CONF_DIR=str(configured / "conf.d"))
+        maestro.preseed("site")
+        maestro.boot(wait=False)
+        wait_for(lambda: maestro.run("list-services", "--json", check=False).returncode == 0
+                 and not maestro.run("list-services", "--json").stderr, 60, what="supervisord to answer")
+        services = maestro.wait_running(["site"])
+        assert "<h1>site</h1>" in http_get(services["site"]["port"])
+        fallback = _state(maestro) / "run"
+        assert (fallback / "control" / "supervisor.sock").exists()
+        assert (fallback / "conf.d" / "site.conf").exists()
+        log = maestro.log()
+        _no_traceback(log)
+        (line,) = [ln for ln in log.splitlines() if "read-only file system" in ln]
+        assert str(configured) in line and str(fallback) in line
+        health = maestro.run("python3", "-I", "-S", str(Path(__file__).resolve().parents[2] / "healthcheck"
+                                                        / "healthcheck.py"), check=False)
+        assert health.returncode == 0, health.stdout + health.stderr
+    finally:
+        maestro.stop()
+        subprocess.run(["umount", "-l", str(ro)], check=False)
