@@ -13,7 +13,9 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 import click
 
@@ -23,7 +25,7 @@ from .logsetup import setup_logging
 from .provision import Provisioner
 from .reconcile import reconcile, remove_orphan_programs, write_report
 from .records import RecordStore, atomic_write
-from .settings import Settings, load_or_exit
+from .settings import Settings, load_or_exit, read_only
 from .supervisor import Supervisor, render_main_config
 
 log = logging.getLogger("maestro")
@@ -51,6 +53,19 @@ def prepare_runtime(settings: Settings) -> None:
         loglevel=settings.log_level,
     )
     atomic_write(settings.supervisord_conf, text)
+
+
+def ensure_tmpdir(settings: Settings) -> None:
+    """supervisord and git need a temporary folder; a read-only root with no tmpfs at all has
+    none (podman --read-only-tmpfs=false, or Docker's --read-only without --tmpfs /tmp)."""
+    current = Path(os.environ.get("TMPDIR") or "/tmp")
+    if not read_only(current):
+        return
+    folder = settings.runtime_dir / "tmp"
+    folder.mkdir(mode=0o700, exist_ok=True)
+    os.environ["TMPDIR"] = str(folder)  # for us and every child (supervisord, git)
+    tempfile.tempdir = None  # forget the folder tempfile may have chosen already
+    log.warning("%s is on a read-only file system: temporary files go to %s", current, folder)
 
 
 def boot(settings: Settings) -> int:
@@ -136,6 +151,7 @@ def main(prepare_only: bool) -> None:
         if settings.runtime_note:
             log.warning("%s", settings.runtime_note)
         prepare_runtime(settings)
+        ensure_tmpdir(settings)
         store = RecordStore(settings.records_dir)
         if prepare_only:
             with store.lock():

@@ -179,7 +179,7 @@ def check_environ(env: Mapping[str, str]) -> list[str]:
     return problems
 
 
-def _read_only(path: Path) -> bool:
+def read_only(path: Path) -> bool:
     """True when ``path`` (or, when missing, its nearest existing parent) is on a read-only mount.
     Asked of the mount, not of our rights, so that every command (root or not) decides alike."""
     for candidate in (path, *path.parents):
@@ -196,10 +196,10 @@ def runtime_location(configured: Path, state_dir: Path) -> tuple[Path, str | Non
     """The runtime dir, and why it is not the configured one. A read-only root with no tmpfs on
     /run (Docker's --read-only) cannot hold /run/maestro: the state dir, which must be writable
     anyway, holds it instead. Every command resolves it the same way, so they all find the socket."""
-    if not _read_only(configured):
+    if not read_only(configured):
         return configured, None
     fallback = state_dir / "run"
-    if _read_only(fallback):
+    if read_only(fallback):
         return configured, None  # nowhere better: the entrypoint says so when it cannot write
     return fallback, f"{configured} is on a read-only file system: runtime files are in {fallback} instead"
 
