@@ -48,6 +48,31 @@ def _one_line_errors(command: Callable[..., None]) -> Callable[..., None]:
     return run
 
 
+def _ends_its_children(command: Callable[..., None]) -> Callable[..., None]:
+    """Fetches and builds start processes that start others (git's remote helper): when the
+    command is stopped (SIGTERM, ^C) or ends, nothing it started may live on. As a child
+    subreaper it inherits those orphans and ends them all on the way out."""
+
+    @functools.wraps(command)
+    def run(*args: Any, **kwargs: Any) -> None:
+        import signal
+
+        from . import reaper
+
+        def stop(signum: int, _frame: object) -> None:
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+            raise SystemExit(128 + signum)
+
+        reaper.become_subreaper()
+        signal.signal(signal.SIGTERM, stop)
+        try:
+            command(*args, **kwargs)
+        finally:
+            reaper.end_descendants()
+
+    return run
+
+
 def _running_supervisor(provisioner) -> Supervisor | None:
     """Rebuild the firewall for the current services; then the running supervisord, if any."""
     for problem in provisioner.policy.sync_firewall(provisioner.store.all()):
@@ -168,6 +193,7 @@ def _remove_unreadable(provisioner, problem: RecordError, asked_for_more: bool) 
 @click.command("deploy-from-env")
 @click.option("--prepare-only", is_flag=True, help="Prepare users, files and programs; do not touch supervisord.")
 @click.option("--refetch", is_flag=True, help="Fetch every source again, even when unchanged.")
+@_ends_its_children
 @_one_line_errors
 def deploy_from_env(prepare_only: bool, refetch: bool) -> None:
     """Apply pre-seeded folders, the YAML file, SERVICES and SVC_* to the running system."""
@@ -202,6 +228,7 @@ _FIELDS = ("repo", "port", "ref", "name", "user", "cmd")
 @click.option("--env", "env_pairs", multiple=True, metavar="KEY=VALUE", help="Environment for the service.")
 @click.option("--yes", "-y", is_flag=True, help="No questions: take the flags and defaults as they are.")
 @click.option("--wait", default=20.0, show_default=True, help="Seconds to wait for the service to run.")
+@_ends_its_children
 @_one_line_errors
 def deploy(yes: bool, wait: float, env_pairs: tuple[str, ...], **given: str | None) -> None:
     """Deploy one service into the running system (asks for what the flags do not say)."""

@@ -286,3 +286,24 @@ def test_read_only_runtime_dir_falls_back_to_the_state_dir(maestro):
     finally:
         maestro.stop()
         subprocess.run(["umount", "-l", str(ro)], check=False)
+
+
+def test_sigterm_to_deploy_while_a_git_fetch_stalls_leaves_no_process(maestro):
+    gate = threading.Event()
+    with FixtureServer() as server:
+        server.routes["/stall.git/info/refs?service=git-upload-pack"] = Route(body=b"", gate=gate)
+        url = server.url("/stall.git")
+        try:
+            proc = subprocess.Popen(["deploy", "--repo", url, "--name", "stall", "--yes"], env=maestro.env,
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            wait_for(lambda: any("remote-http" in p for p in _processes_naming(url)), 30,
+                     what="git's remote helper to ask for the refs")
+            time.sleep(0.3)
+            proc.send_signal(signal.SIGTERM)
+            _, err = proc.communicate(timeout=20)
+            assert proc.returncode != 0
+            time.sleep(0.2)
+            assert not _processes_naming(url), _processes_naming(url)
+            _no_traceback(err)
+        finally:
+            gate.set()
