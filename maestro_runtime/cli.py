@@ -39,11 +39,17 @@ def _one_line_errors(command: Callable[..., None]) -> Callable[..., None]:
 
         try:
             command(*args, **kwargs)
+        except (click.ClickException, click.exceptions.Abort, click.exceptions.Exit):
+            raise
         except OSError as exc:
             where = f" ({exc.filename})" if exc.filename and str(exc.filename) not in str(exc.strerror) else ""
             raise click.ClickException(f"{exc.strerror or exc}{where}") from None
         except (PortError, RecordError, SupervisorUnavailable) as exc:
             raise click.ClickException(str(exc)) from None
+        except Exception as exc:  # a bug or an error type not foreseen: still one line
+            log.debug("unexpected error", exc_info=True)
+            raise click.ClickException(
+                f"internal error: {exc!r} (ENTRYPOINT_LOG_LEVEL=debug shows where)".replace("\n", " ")) from None
 
     return run
 
