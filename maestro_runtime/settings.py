@@ -96,6 +96,11 @@ def _absolute(*, ini_safe: bool = False):
     return check
 
 
+def _absolute_list(text: str) -> None:
+    if not all(part.startswith("/") for part in text.replace(",", " ").split()):
+        raise ValueError(text)
+
+
 def _shell_words(text: str) -> None:
     shlex.split(text)
 
@@ -151,6 +156,8 @@ RULES: tuple[tuple[str, str, object], ...] = (
     ("HEALTHCHECK_BUDGET", _SECONDS, _number(positive=True)),
     ("HEALTHCHECK_START_PERIOD", "a number of seconds >= 0", _number(positive=False)),
     ("HEALTHCHECK_PORTS", "port numbers 1-65535 separated by spaces, commas or semicolons", _ports),
+    ("MAESTRO_ALLOW_SYSTEM_PATHS", _BOOL, _choice(tuple(BOOLEANS))),
+    ("MAESTRO_LOCAL_SOURCE_ROOTS", "absolute paths separated by spaces or commas", _absolute_list),
     ("MAESTRO_STATE_DIR", _PATH, _absolute()),
     ("MAESTRO_RUNTIME_DIR", _INI_PATH, _absolute(ini_safe=True)),
     ("SUPERVISOR_CONF_DIR", _INI_PATH, _absolute(ini_safe=True)),

@@ -46,6 +46,8 @@ BAD = [
     ("MAESTRO_STATE_DIR", "state", "absolute path"),
     ("HEALTHCHECK_BUDGET", "soon", "seconds > 0"),
     ("HEALTHCHECK_PORTS", "80,http", "port numbers"),
+    ("MAESTRO_ALLOW_SYSTEM_PATHS", "maybe", "1, 0, true, false, yes or no"),
+    ("MAESTRO_LOCAL_SOURCE_ROOTS", "/srv/a, src", "absolute paths"),
 ]
 
 
