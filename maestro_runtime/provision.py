@@ -119,7 +119,7 @@ class Provisioner:
         the service fails, visibly, until it is deployed again or removed."""
         service_id = problem.service_id
         if not PROGRAM_ID_RE.match(service_id):  # not a name we ever gave: nothing to fail
-            aside = self.set_aside(problem, "it names no service")
+            self.set_aside(problem, "it names no service")
             return Outcome(service_id, False, error=str(problem))
         aside = self.set_aside(problem, f"service {service_id} is not started")
         error = f"{problem}{f', moved to {aside.name}' if aside else ''}: deploy it again or remove-service it"

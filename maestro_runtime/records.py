@@ -143,9 +143,12 @@ def atomic_write(path: Path, text: str, mode: int = 0o644) -> None:
             os.fchmod(handle.fileno(), mode)
             os.fsync(handle.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
+        if isinstance(exc, OSError) and exc.filename is None and exc.errno is not None:
+            # A failed write names no file (ENOSPC): name the one that was being written.
+            raise OSError(exc.errno, exc.strerror, str(path)) from exc
         raise
 
 

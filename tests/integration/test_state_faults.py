@@ -189,7 +189,7 @@ def test_full_state_disk_gives_one_line_errors_and_no_half_removal(maestro):
         _no_traceback(proc.stdout, proc.stderr)
         assert proc.returncode == 1
         assert proc.stderr.strip().splitlines()[-1].startswith("Error: ")
-        assert "No space left on device" in proc.stderr
+        assert "No space left on device" in proc.stderr and str(state / "ports.json") in proc.stderr
         assert (records / "one.json").is_file() and (state / "ports.json").read_text() == ledger_before
         assert (Path(maestro.env["SUPERVISOR_CONF_DIR"]) / "one.conf").is_file()
         assert maestro.services()["one"]["status"] == "RUNNING"
@@ -197,7 +197,8 @@ def test_full_state_disk_gives_one_line_errors_and_no_half_removal(maestro):
         proc = maestro.run("deploy", "--repo", str(maestro.source("three")), "--name", "three", "--yes",
                            check=False)
         _no_traceback(proc.stdout, proc.stderr)
-        assert proc.returncode == 1 and "No space left on device" in proc.stderr.strip().splitlines()[-1]
+        last = proc.stderr.strip().splitlines()[-1]
+        assert proc.returncode == 1 and "No space left on device" in last and str(state) in last, last
 
         # A boot on the full disk: one line per failure, no traceback, the rest still comes up.
         assert maestro.stop() == 0
