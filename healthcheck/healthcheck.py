@@ -28,7 +28,10 @@ import socket
 import sys
 import time
 
-BUDGET = float(os.environ.get("HEALTHCHECK_BUDGET", "4.0"))
+try:
+    BUDGET, BUDGET_ERROR = float(os.environ.get("HEALTHCHECK_BUDGET", "").strip() or "4.0"), ""
+except ValueError as _exc:
+    BUDGET, BUDGET_ERROR = 4.0, str(_exc)  # main() reports it in its one line
 DEADLINE = time.monotonic() + BUDGET
 RPC_BODY = (b"<?xml version='1.0'?><methodCall><methodName>supervisor.getAllProcessInfo</methodName>"
             b"<params></params></methodCall>")
@@ -264,7 +267,13 @@ def check(env: dict[str, str]) -> tuple[int, str]:
 
 
 def main() -> None:
-    code, line = check(dict(os.environ))
+    # A bad HEALTHCHECK_* value (the entrypoint refuses them at start, exec may still pass one).
+    try:
+        if BUDGET_ERROR:
+            raise ValueError(BUDGET_ERROR)
+        code, line = check(dict(os.environ))
+    except ValueError as exc:
+        code, line = 1, f"unhealthy: bad HEALTHCHECK_* setting: {exc}"
     print(line, flush=True)
     sys.exit(code)
 
