@@ -78,11 +78,14 @@ COPY healthcheck/ /opt/maestro/healthcheck/
 # The sandbox's network policy: builds may reach the package registries, nothing else
 # (root-owned, not group/world-writable, as the runtime requires). See README "Sandbox".
 COPY config/sandbox-net-allow /etc/maestro/sandbox-net-allow
-RUN chmod 0644 /etc/maestro/sandbox-net-allow \
+# `supervisorctl status` with no flags: supervisorctl finds this file and the runtime's socket.
+COPY config/supervisorctl.conf /etc/supervisor/supervisord.conf
+RUN chmod 0644 /etc/maestro/sandbox-net-allow /etc/supervisor/supervisord.conf \
     && ln -s /opt/maestro/healthcheck/healthcheck.py /usr/local/bin/maestro-healthcheck
 
-# Writable state lives only here (see docs/image.md): /run (tmpfs: supervisord socket,
-# program files, launch scripts), /tmp (tmpfs), and the volumes below.
+# Writable state lives only here (see docs/image.md): /run/maestro (supervisord socket,
+# program files, launch scripts), /tmp (tmpfs), and the volumes below. /run/maestro is a
+# VOLUME so that a read-only root works with no /run tmpfs (Docker mounts none by itself).
 ENV SUPERVISOR_CONF_DIR=/run/maestro/conf.d \
     MAESTRO_RUNTIME_DIR=/run/maestro \
     MAESTRO_STATE_DIR=/var/lib/maestro \
@@ -92,8 +95,8 @@ ENV SUPERVISOR_CONF_DIR=/run/maestro/conf.d \
     MAESTRO_SANDBOX_NET_POLICY=allow \
     LANG=C.UTF-8 \
     PYTHONDONTWRITEBYTECODE=1
-RUN mkdir -p /opt/projects /var/lib/maestro/nss/etc
-VOLUME ["/var/lib/maestro", "/opt/projects", "/home"]
+RUN mkdir -p /opt/projects /var/lib/maestro/nss/etc /run/maestro
+VOLUME ["/var/lib/maestro", "/opt/projects", "/home", "/run/maestro"]
 
 HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
     CMD ["/usr/bin/python3", "-I", "-S", "/opt/maestro/healthcheck/healthcheck.py"]

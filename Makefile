@@ -30,11 +30,11 @@ PYTEST_ARGS ?=
 DEMO_NAME ?= maestro-demo
 export IMAGE BASE_IMAGE BUILD_ARGS DEMO_NAME
 
-# Volumes: state (records, ports, accounts), projects, homes. /run and /tmp are tmpfs.
+# Volumes: state (records, ports, accounts), projects, homes. /run/maestro is a volume of the
+# image; /tmp a tmpfs. HARDENED is the README's hardened command (tests/image checks they match).
 VOLUMES = -v $(NAME)-state:/var/lib/maestro -v $(NAME)-projects:/opt/projects -v $(NAME)-home:/home
 HARDENED = --read-only --cap-drop ALL --security-opt no-new-privileges \
-	--pids-limit 512 --memory 1g --cpus 1.0 \
-	--tmpfs /tmp:rw,noexec,nosuid,size=64m --tmpfs /run:rw,nosuid,size=16m
+	--pids-limit 512 --memory 1g --cpus 1.0 --tmpfs /tmp:rw,noexec,nosuid,size=64m
 
 .PHONY: help engine build buildx run run-hardened stop smoke demo demo-stop test test-deps test-image lint bench bench-quick clean
 

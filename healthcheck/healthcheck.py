@@ -28,7 +28,10 @@ import socket
 import sys
 import time
 
-BUDGET = float(os.environ.get("HEALTHCHECK_BUDGET", "4.0"))
+try:
+    BUDGET, BUDGET_ERROR = float(os.environ.get("HEALTHCHECK_BUDGET", "").strip() or "4.0"), ""
+except ValueError as _exc:
+    BUDGET, BUDGET_ERROR = 4.0, str(_exc)  # main() reports it in its one line
 DEADLINE = time.monotonic() + BUDGET
 RPC_BODY = (b"<?xml version='1.0'?><methodCall><methodName>supervisor.getAllProcessInfo</methodName>"
             b"<params></params></methodCall>")
@@ -201,14 +204,33 @@ def summary(failing: list[str], healthy: int, starting: list[str], what: str = "
     return 0, f"healthy: {healthy} {what} answering{note}"
 
 
+def _read_only(path: str) -> bool:
+    while True:
+        try:
+            return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+        except FileNotFoundError:
+            if path in ("/", ""):
+                return False
+            path = os.path.dirname(path)
+        except OSError:
+            return False
+
+
+def runtime_location(configured: str, state_dir: str) -> str:
+    """settings.runtime_location, restated (this file imports nothing of maestro_runtime): a
+    runtime dir on a read-only mount is replaced by <state dir>/run."""
+    fallback = os.path.join(state_dir, "run")
+    return fallback if _read_only(configured) and not _read_only(fallback) else configured
+
+
 def check(env: dict[str, str]) -> tuple[int, str]:
     override = [int(p) for p in re.split(r"[\s,;]+", env.get("HEALTHCHECK_PORTS", "").strip()) if p]
     if override:
         results = probe_all([(f"port {p}", p, "http", "/") for p in override])
         return summary([f"{n} ({why})" for n, why in results.items() if why], len(override), [], "port(s)")
 
-    state_dir = env.get("MAESTRO_STATE_DIR", "/var/lib/maestro")
-    runtime_dir = env.get("MAESTRO_RUNTIME_DIR", "/run/maestro")
+    state_dir = env.get("MAESTRO_STATE_DIR", "").strip() or "/var/lib/maestro"
+    runtime_dir = runtime_location(env.get("MAESTRO_RUNTIME_DIR", "").strip() or "/run/maestro", state_dir)
     start_period = float(env.get("HEALTHCHECK_START_PERIOD", "20"))
     records = [r for r in load_records(state_dir) if r.get("autostart", True)]
     ready = [r for r in records if r.get("state") == "ready" and r.get("port")]
@@ -245,7 +267,13 @@ def check(env: dict[str, str]) -> tuple[int, str]:
 
 
 def main() -> None:
-    code, line = check(dict(os.environ))
+    # A bad HEALTHCHECK_* value (the entrypoint refuses them at start, exec may still pass one).
+    try:
+        if BUDGET_ERROR:
+            raise ValueError(BUDGET_ERROR)
+        code, line = check(dict(os.environ))
+    except ValueError as exc:
+        code, line = 1, f"unhealthy: bad HEALTHCHECK_* setting: {exc}"
     print(line, flush=True)
     sys.exit(code)
 

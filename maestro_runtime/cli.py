@@ -2,29 +2,81 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import click
 
 from maestro_runtime.engine.supervisord import Supervisor, SupervisorUnavailable
 from maestro_runtime.log_format import setup_logging
-from maestro_runtime.settings import Settings
-from maestro_runtime.state.records import RecordStore, ServiceRecord
+from maestro_runtime.settings import Settings, load_or_exit
+from maestro_runtime.state.records import RecordError, RecordStore, ServiceRecord
 
 log = logging.getLogger("maestro")
 
 
 def _settings() -> Settings:
-    try:
-        settings = Settings.from_env()
-    except ValueError as exc:
-        raise click.ClickException(str(exc)) from exc
+    settings = load_or_exit(Path(sys.argv[0]).name or "maestro")  # bad settings: exit 2
     setup_logging(settings.log_level)
     return settings
+
+
+def _one_line_errors(command: Callable[..., None]) -> Callable[..., None]:
+    """What goes wrong on the way (a full or read-only state disk, an unusable ledger, a
+    supervisord that stops answering) is one line naming what and where, exit 1: never a
+    traceback."""
+
+    @functools.wraps(command)
+    def run(*args: Any, **kwargs: Any) -> None:
+        from maestro_runtime.engine.supervisord import SupervisorUnavailable
+        from maestro_runtime.state.ports import PortError
+
+        try:
+            command(*args, **kwargs)
+        except (click.ClickException, click.exceptions.Abort, click.exceptions.Exit):
+            raise
+        except OSError as exc:
+            where = f" ({exc.filename})" if exc.filename and str(exc.filename) not in str(exc.strerror) else ""
+            raise click.ClickException(f"{exc.strerror or exc}{where}") from None
+        except (PortError, RecordError, SupervisorUnavailable) as exc:
+            raise click.ClickException(str(exc)) from None
+        except Exception as exc:  # a bug or an error type not foreseen: still one line
+            log.debug("unexpected error", exc_info=True)
+            raise click.ClickException(
+                f"internal error: {exc!r} (ENTRYPOINT_LOG_LEVEL=debug shows where)".replace("\n", " ")) from None
+
+    return run
+
+
+def _ends_its_children(command: Callable[..., None]) -> Callable[..., None]:
+    """Fetches and builds start processes that start others (git's remote helper): when the
+    command is stopped (SIGTERM, ^C) or ends, nothing it started may live on. As a child
+    subreaper it inherits those orphans and ends them all on the way out."""
+
+    @functools.wraps(command)
+    def run(*args: Any, **kwargs: Any) -> None:
+        import signal
+
+        from maestro_runtime.engine import reaper
+
+        def stop(signum: int, _frame: object) -> None:
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+            raise SystemExit(128 + signum)
+
+        reaper.become_subreaper()
+        signal.signal(signal.SIGTERM, stop)
+        try:
+            command(*args, **kwargs)
+        finally:
+            reaper.end_descendants()
+
+    return run
 
 
 def _running_supervisor(provisioner) -> Supervisor | None:
@@ -44,7 +96,8 @@ def _apply(provisioner) -> bool:
 
 
 def _find(store: RecordStore, name: str) -> ServiceRecord:
-    record = store.load(name) if name and "/" not in name else None
+    """The service's record (RecordError when its file is there but unusable)."""
+    record = store.load(name) if name and "/" not in name and not name.startswith(".") else None
     if record is None:
         matches = [r for r in store.all() if r.name == name]
         record = matches[0] if len(matches) == 1 else None
@@ -58,12 +111,15 @@ def _find(store: RecordStore, name: str) -> ServiceRecord:
 
 @click.command("list-services")
 @click.option("--json", "as_json", is_flag=True, help="A JSON array for tools (stable keys, see README).")
+@_one_line_errors
 def list_services(as_json: bool) -> None:
     """List every registered service with its status, pid, uptime, user, port and command."""
     from maestro_runtime.ops.inventory import build_views, format_table
 
     settings = _settings()
-    records = RecordStore(settings.records_dir).all()
+    records, corrupt = RecordStore(settings.records_dir).scan()
+    for problem in corrupt:
+        click.echo(f"warning: {problem}: `remove-service {problem.service_id}` clears it", err=True)
     processes = None
     try:
         supervisor = Supervisor(settings.supervisor_socket, timeout=5)
@@ -88,6 +144,7 @@ def list_services(as_json: bool) -> None:
 @click.option("--purge", is_flag=True, help="Also delete the project's files and per-project dirs.")
 @click.option("--delete-user", is_flag=True, help="Also delete the service's UNIX account.")
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+@_one_line_errors
 def remove_service(name: str, purge: bool, delete_user: bool, yes: bool) -> None:
     """Stop and unregister service NAME and free its port (files are kept unless --purge)."""
     from maestro_runtime.ops.provision import Provisioner
@@ -95,7 +152,11 @@ def remove_service(name: str, purge: bool, delete_user: bool, yes: bool) -> None
     settings = _settings()
     provisioner = Provisioner(settings)
     with provisioner.store.lock():
-        record = _find(provisioner.store, name)
+        try:
+            record = _find(provisioner.store, name)
+        except RecordError as problem:
+            _remove_unreadable(provisioner, problem, purge or delete_user)
+            return
         if (purge or delete_user) and not yes:
             doomed = ["its files"] * purge + [f"user {record.user}"] * delete_user
             what = " and ".join(doomed)
@@ -128,12 +189,29 @@ def _mark_disabled(folder: Path) -> None:
         raise click.ClickException(f"cannot write {folder}/.maestro-disable: {exc}") from None
 
 
+def _remove_unreadable(provisioner, problem: RecordError, asked_for_more: bool) -> None:
+    """A service whose record is unusable is still removable: its port, program and launch
+    script go and the file is set aside. What it owned (folder, user) is unknown: kept."""
+    provisioner.ledger.release(problem.service_id)  # first: the one step that needs space
+    aside = provisioner.store.set_aside(problem.path)
+    provisioner.deactivate(problem.service_id)
+    supervisor = _running_supervisor(provisioner)
+    if supervisor:
+        supervisor.remove(problem.service_id)
+    click.echo(f"removed {problem.service_id}: {problem}; the file is kept as {aside.name}")
+    if asked_for_more:
+        click.echo("note: its files and user are unknown (the record is unreadable): nothing else was deleted",
+                   err=True)
+
+
 # ---------------------------------------------------------------- deploy-from-env
 
 
 @click.command("deploy-from-env")
 @click.option("--prepare-only", is_flag=True, help="Prepare users, files and programs; do not touch supervisord.")
 @click.option("--refetch", is_flag=True, help="Fetch every source again, even when unchanged.")
+@_ends_its_children
+@_one_line_errors
 def deploy_from_env(prepare_only: bool, refetch: bool) -> None:
     """Apply pre-seeded folders, the YAML file, SERVICES and SVC_* to the running system."""
     from maestro_runtime.ops.provision import Provisioner
@@ -169,6 +247,8 @@ _FIELDS = ("repo", "port", "ref", "name", "user", "cmd")
 @click.option("--wait", default=20.0, show_default=True, help="Seconds to wait for the service to run.")
 @click.option("--allow-system-path", is_flag=True,
               help="Allow a local --repo under /etc, /root, /proc, /run, the runtime's state... (refused by default).")
+@_ends_its_children
+@_one_line_errors
 def deploy(yes: bool, wait: float, env_pairs: tuple[str, ...], allow_system_path: bool, **given: str | None) -> None:
     """Deploy one service into the running system (asks for what the flags do not say)."""
     from dataclasses import replace
@@ -263,6 +343,7 @@ def _wait_running(settings: Settings, program_id: str, timeout: float) -> str:
 @click.argument("service")
 @click.argument("host")
 @click.option("--save", is_flag=True, help="Keep the host across reboots (default: until the next boot).")
+@_one_line_errors
 def allow_host(service: str, host: str, save: bool) -> None:
     """Let SERVICE reach HOST (a name or *.domain) through its egress allowlist."""
     from maestro_runtime.ops.provision import Provisioner

@@ -13,15 +13,18 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 import click
 
+from maestro_runtime.engine import reaper
 from maestro_runtime.engine.supervisord import Supervisor, render_main_config
 from maestro_runtime.log_format import setup_logging
 from maestro_runtime.ops.provision import Provisioner
 from maestro_runtime.ops.reconcile import reconcile, remove_orphan_programs, write_report
-from maestro_runtime.settings import Settings
+from maestro_runtime.settings import Settings, load_or_exit, read_only
 from maestro_runtime.spec.gather import gather_specs
 from maestro_runtime.state.records import RecordStore, atomic_write
 
@@ -52,6 +55,19 @@ def prepare_runtime(settings: Settings) -> None:
     atomic_write(settings.supervisord_conf, text)
 
 
+def ensure_tmpdir(settings: Settings) -> None:
+    """supervisord and git need a temporary folder; a read-only root with no tmpfs at all has
+    none (podman --read-only-tmpfs=false, or Docker's --read-only without --tmpfs /tmp)."""
+    current = Path(os.environ.get("TMPDIR") or "/tmp")
+    if not read_only(current):
+        return
+    folder = settings.runtime_dir / "tmp"
+    folder.mkdir(mode=0o700, exist_ok=True)
+    os.environ["TMPDIR"] = str(folder)  # for us and every child (supervisord, git)
+    tempfile.tempdir = None  # forget the folder tempfile may have chosen already
+    log.warning("%s is on a read-only file system: temporary files go to %s", current, folder)
+
+
 def boot(settings: Settings) -> int:
     """Provision everything; return the number of failures."""
     provisioner = Provisioner(settings)
@@ -71,15 +87,21 @@ def start_supervisord(settings: Settings) -> subprocess.Popen:
     is added by one update once provisioned (like supervisorctl update)."""
     remove_orphan_programs(settings.supervisor_conf_dir, wanted=set())
     supervisord = shutil.which(settings.supervisord_bin, path=os.path.dirname(sys.executable))
-    daemon = subprocess.Popen([supervisord or settings.supervisord_bin, "-n", "-c", str(settings.supervisord_conf)])
+    return subprocess.Popen([supervisord or settings.supervisord_bin, "-n", "-c", str(settings.supervisord_conf)])
 
-    def stop_early(signum: int, _frame: object) -> None:  # docker stop while still provisioning
-        stop_supervisord(daemon)
+
+def stop_on_signals() -> None:
+    """docker stop (or ^C) while still provisioning: unwind from wherever we are (a git clone,
+    a build); ``main`` then stops supervisord and ends every process below us."""
+
+    def stop_early(signum: int, _frame: object) -> None:
+        for other in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(other, signal.SIG_IGN)  # one unwinding at a time
+        log.warning("stopping: signal %d during boot", signum)
         raise SystemExit(128 + signum)
 
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, stop_early)
-    return daemon
 
 
 def stop_supervisord(daemon: subprocess.Popen, timeout: float = 30.0) -> None:
@@ -114,26 +136,47 @@ def hand_over(settings: Settings, daemon: subprocess.Popen, timeout: float = 60.
 def main(prepare_only: bool) -> None:
     """Boot maestro-runtime: gather pre-seeded folders and specs (YAML file, SERVICES, SVC_*),
     provision each service, and run them all under supervisord (the image's entrypoint)."""
-    settings = Settings.from_env()
+    settings = load_or_exit("maestro-entrypoint")  # every bad setting listed, exit 2
     setup_logging(settings.log_level)
     if os.geteuid() != 0:
         log.error("maestro-entrypoint must run as root (it creates users and drops to them)")
         raise SystemExit(1)
-    prepare_runtime(settings)
-    store = RecordStore(settings.records_dir)
-    if prepare_only:
-        with store.lock():
-            boot(settings)
-        return
-    daemon = start_supervisord(settings)
+    # Orphans of what we start (git's remote helper, a build's children) come back to us, so
+    # that nothing outlives us; kept across the exec below, where init.py reaps them.
+    reaper.become_subreaper()
+    stop_on_signals()
+    daemon: subprocess.Popen | None = None
+    handed_over = False
     try:
+        if settings.runtime_note:
+            log.warning("%s", settings.runtime_note)
+        prepare_runtime(settings)
+        ensure_tmpdir(settings)
+        store = RecordStore(settings.records_dir)
+        if prepare_only:
+            with store.lock():
+                boot(settings)
+            return
+        daemon = start_supervisord(settings)
         # Held until every program is added: a deploy run during boot waits instead of racing it.
         with store.lock():
             boot(settings)
             hand_over(settings, daemon)
-    except BaseException:
-        stop_supervisord(daemon)
+        handed_over = True
+    except OSError as exc:  # e.g. a full or read-only state disk: one line naming the file
+        log.error("boot failed: %s", exc)
+        raise SystemExit(1) from None
+    except (SystemExit, KeyboardInterrupt):
         raise
+    except Exception as exc:  # a bug: still one line; the traceback only when asked for
+        log.debug("boot failed", exc_info=True)
+        log.error("boot failed: internal error: %r (ENTRYPOINT_LOG_LEVEL=debug shows where)", exc)
+        raise SystemExit(1) from None
+    finally:
+        if not handed_over:  # failed, stopped, or --prepare-only: leave nothing running
+            if daemon is not None:
+                stop_supervisord(daemon)
+            reaper.end_descendants()
     # supervisord stays our child across exec: a fresh, small interpreter waits for it and
     # forwards signals, holding less memory for the container's life than this one.
     os.execv(sys.executable, [

@@ -7,12 +7,29 @@ environment mapping it carries), so tests can relocate every path.
 from __future__ import annotations
 
 import os
+import re
+import shlex
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 LOG_LEVELS = ("debug", "info", "warn", "error")
 PRESEEDED_MODES = ("auto", "always", "never")
+SANDBOX_MODES = ("auto", "require", "off")  # sandbox.MODES (not imported: it is a heavy module)
+NET_POLICIES = ("deny", "allow")  # netpolicy.DENY, netpolicy.ALLOW
+BOOLEANS = {"1": True, "true": True, "yes": True, "0": False, "false": False, "no": False}
+# What supervisord's INI can hold safely (supervisor.SAFE_PATH_RE): these paths are written into it.
+_INI_SAFE_PATH = re.compile(r"^/[A-Za-z0-9._/+-]*$")
+_SIZE = re.compile(r"^\s*(\d+)\s*([kmgt]?)(i?b)?\s*$", re.IGNORECASE)  # cgroups._SIZE
+
+
+class SettingsError(ValueError):
+    """Every bad setting at once, one line each: ``KEY='value': expected <accepted form>``."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = tuple(problems)
+        super().__init__("; ".join(problems))
 
 
 def _split_roots(raw: str) -> tuple[Path, ...]:
@@ -22,13 +39,176 @@ def _split_roots(raw: str) -> tuple[Path, ...]:
 
 
 def _port_range(raw: str) -> tuple[int, int]:
-    try:
-        low, high = (int(x) for x in raw.split("-", 1))
-    except ValueError as exc:
-        raise ValueError(f"MAESTRO_PORT_RANGE must look like 8000-8999, got {raw!r}") from exc
+    low_text, sep, high_text = raw.partition("-")
+    if not (sep and low_text.strip().isdigit() and high_text.strip().isdigit()):
+        raise ValueError("not two numbers")
+    low, high = int(low_text), int(high_text)
     if not (1 <= low <= high <= 65535):
-        raise ValueError(f"MAESTRO_PORT_RANGE out of bounds: {raw!r}")
+        raise ValueError("out of order or out of bounds")
     return low, high
+
+
+# ---------------------------------------------------------------- validation (pure)
+# Each check takes the stripped, non-empty text and raises ValueError when it is bad; the
+# message then names the variable, the value and the accepted form (the second element).
+# An empty value means "the default" everywhere, as it always has.
+
+
+def _whole(minimum: int, *, allow_max: bool = False):
+    def check(text: str) -> int | None:
+        if allow_max and text.lower() == "max":
+            return None
+        if not (text.isascii() and text.isdigit()) or int(text) < minimum:
+            raise ValueError(text)
+        return int(text)
+    return check
+
+
+def _number(*, positive: bool):
+    def check(text: str) -> float:
+        value = float(text)  # ValueError for words
+        if value != value or value in (float("inf"), float("-inf")) or value < 0 or (positive and value == 0):
+            raise ValueError(text)
+        return value
+    return check
+
+
+def _choice(choices: tuple[str, ...]):
+    def check(text: str) -> str:
+        if text.lower() not in choices:
+            raise ValueError(text)
+        return text.lower()
+    return check
+
+
+def _size(text: str) -> None:
+    if text.lower() in ("max", "none", "unlimited"):
+        return
+    match = _SIZE.match(text)
+    if not match or int(match.group(1)) <= 0:
+        raise ValueError(text)
+
+
+def _absolute(*, ini_safe: bool = False):
+    def check(text: str) -> None:
+        if not text.startswith("/") or (ini_safe and not _INI_SAFE_PATH.match(text)):
+            raise ValueError(text)
+    return check
+
+
+def _absolute_list(text: str) -> None:
+    if not all(part.startswith("/") for part in text.replace(",", " ").split()):
+        raise ValueError(text)
+
+
+def _shell_words(text: str) -> None:
+    shlex.split(text)
+
+
+def _url(text: str) -> None:
+    scheme, _, rest = text.partition("://")
+    if scheme.lower() not in ("http", "https") or not rest.strip("/"):
+        raise ValueError(text)
+
+
+def _ports(text: str) -> None:
+    for part in re.split(r"[\s,;]+", text):
+        if part and not (part.isdigit() and 1 <= int(part) <= 65535):
+            raise ValueError(text)
+
+
+_WHOLE_0, _WHOLE_1 = "a whole number >= 0", "a whole number >= 1"
+_SECONDS = "a number of seconds > 0 (e.g. 600 or 2.5)"
+_PATH = "an absolute path"
+_INI_PATH = "an absolute path of letters, digits and . _ / + - only (supervisord's config holds it)"
+_BOOL = "1, 0, true, false, yes or no"
+
+# Every setting the runtime reads whose value has a form (free text such as tokens and
+# SERVICES has its own parser, which names the entry and the field).
+RULES: tuple[tuple[str, str, object], ...] = (
+    ("ENTRYPOINT_LOG_LEVEL", "debug, info, warn (or warning) or error", _choice((*LOG_LEVELS, "warning"))),
+    ("MAESTRO_PRESEEDED_MODE", "auto, always or never", _choice(PRESEEDED_MODES)),
+    ("MAESTRO_PORT_RANGE", "LOW-HIGH with 1 <= LOW <= HIGH <= 65535 (e.g. 8000-8999)", _port_range),
+    ("MAESTRO_STARTSECS", _WHOLE_0 + " (seconds, e.g. 1)", _whole(0)),
+    ("MAESTRO_STARTRETRIES", _WHOLE_0 + " (e.g. 3)", _whole(0)),
+    ("MAESTRO_STOPWAITSECS", _WHOLE_0 + " (seconds, e.g. 5)", _whole(0)),
+    ("MAESTRO_BUILD_TIMEOUT", _SECONDS, _number(positive=True)),
+    ("MAESTRO_NPM_INCLUDE_DEV", _BOOL, _choice(tuple(BOOLEANS))),
+    ("PIP_INSTALL_OPTIONS", "shell words with balanced quotes", _shell_words),
+    ("NPM_INSTALL_OPTIONS", "shell words with balanced quotes", _shell_words),
+    ("MAESTRO_FETCH_MAX_BYTES", _WHOLE_1 + " (bytes)", _whole(1)),
+    ("MAESTRO_FETCH_CONNECT_TIMEOUT", _SECONDS, _number(positive=True)),
+    ("MAESTRO_FETCH_READ_TIMEOUT", _SECONDS, _number(positive=True)),
+    ("MAESTRO_FETCH_RETRIES", _WHOLE_0 + " (extra attempts)", _whole(0)),
+    ("MAESTRO_FETCH_BACKOFF", "a number of seconds >= 0", _number(positive=False)),
+    ("MAESTRO_GIT_TIMEOUT", _SECONDS, _number(positive=True)),
+    ("MAESTRO_EXTRACT_MAX_FILES", _WHOLE_1, _whole(1)),
+    ("MAESTRO_EXTRACT_MAX_BYTES", _WHOLE_1 + " (bytes)", _whole(1)),
+    ("MAESTRO_GITHUB_API_URL", "an http:// or https:// URL", _url),
+    ("MAESTRO_GITHUB_CODELOAD_URL", "an http:// or https:// URL", _url),
+    ("MAESTRO_SANDBOX_MODE", "auto, require or off", _choice(SANDBOX_MODES)),
+    ("MAESTRO_SANDBOX_MEMORY", "a size like 512M, 1G or 1048576, or max", _size),
+    ("MAESTRO_SANDBOX_CPU_QUOTA_US", _WHOLE_1 + " (microseconds) or max", _whole(1, allow_max=True)),
+    ("MAESTRO_SANDBOX_CPU_PERIOD_US", _WHOLE_1 + " (microseconds, e.g. 100000)", _whole(1)),
+    ("MAESTRO_SANDBOX_PIDS_MAX", _WHOLE_1 + " or max", _whole(1, allow_max=True)),
+    ("MAESTRO_SANDBOX_NET_POLICY", "deny or allow", _choice(NET_POLICIES)),
+    ("MAESTRO_FIREWALL_DISABLE", _BOOL, _choice(tuple(BOOLEANS))),
+    ("HEALTHCHECK_BUDGET", _SECONDS, _number(positive=True)),
+    ("HEALTHCHECK_START_PERIOD", "a number of seconds >= 0", _number(positive=False)),
+    ("HEALTHCHECK_PORTS", "port numbers 1-65535 separated by spaces, commas or semicolons", _ports),
+    ("MAESTRO_ALLOW_SYSTEM_PATHS", _BOOL, _choice(tuple(BOOLEANS))),
+    ("MAESTRO_LOCAL_SOURCE_ROOTS", "absolute paths separated by spaces or commas", _absolute_list),
+    ("MAESTRO_STATE_DIR", _PATH, _absolute()),
+    ("MAESTRO_RUNTIME_DIR", _INI_PATH, _absolute(ini_safe=True)),
+    ("SUPERVISOR_CONF_DIR", _INI_PATH, _absolute(ini_safe=True)),
+    ("MAESTRO_PORT_LEDGER", _PATH, _absolute()),
+    ("MAESTRO_PROJECTS_DIR", _PATH, _absolute()),
+    ("MAESTRO_HOME_ROOT", _PATH, _absolute()),
+    ("MAESTRO_USERADD_PREFIX", _PATH, _absolute()),
+    ("MAESTRO_SERVICES_FILE", _PATH, _absolute()),
+    ("MAESTRO_CGROUP_ROOT", _PATH, _absolute()),
+    ("MAESTRO_SANDBOX_NET_ALLOW_FILE", _PATH, _absolute()),
+)
+
+
+def check_environ(env: Mapping[str, str]) -> list[str]:
+    """One line per bad value, in a fixed order: the variable, what it holds, what it accepts."""
+    problems = []
+    for key, accepted, check in RULES:
+        text = env.get(key, "").strip()
+        if not text:
+            continue
+        try:
+            check(text)  # type: ignore[operator]
+        except ValueError:
+            shown = text if len(text) <= 40 else text[:39] + "…"
+            problems.append(f"{key}={shown!r} is not valid: expected {accepted}")
+    return problems
+
+
+def read_only(path: Path) -> bool:
+    """True when ``path`` (or, when missing, its nearest existing parent) is on a read-only mount.
+    Asked of the mount, not of our rights, so that every command (root or not) decides alike."""
+    for candidate in (path, *path.parents):
+        try:
+            return bool(os.statvfs(candidate).f_flag & os.ST_RDONLY)
+        except FileNotFoundError:
+            continue
+        except OSError:
+            return False
+    return False
+
+
+def runtime_location(configured: Path, state_dir: Path) -> tuple[Path, str | None]:
+    """The runtime dir, and why it is not the configured one. A read-only root with no tmpfs on
+    /run (Docker's --read-only) cannot hold /run/maestro: the state dir, which must be writable
+    anyway, holds it instead. Every command resolves it the same way, so they all find the socket."""
+    if not read_only(configured):
+        return configured, None
+    fallback = state_dir / "run"
+    if read_only(fallback):
+        return configured, None  # nowhere better: the entrypoint says so when it cannot write
+    return fallback, f"{configured} is on a read-only file system: runtime files are in {fallback} instead"
 
 
 @dataclass(frozen=True)
@@ -53,6 +233,8 @@ class Settings:
     startsecs: int
     startretries: int
     stopwaitsecs: int
+    # Set when the configured runtime dir is read-only and the state dir holds it (said at boot).
+    runtime_note: str | None = None
 
     @property
     def records_dir(self) -> Path:
@@ -77,32 +259,56 @@ class Settings:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Parse and check every setting at once; :class:`SettingsError` lists all bad ones."""
         env = dict(os.environ if environ is None else environ)
-        state_dir = Path(env.get("MAESTRO_STATE_DIR", "/var/lib/maestro"))
-        runtime_dir = Path(env.get("MAESTRO_RUNTIME_DIR", "/run/maestro"))
-        level = env.get("ENTRYPOINT_LOG_LEVEL", "info").strip().lower()
-        if level == "warning":
-            level = "warn"
-        mode_raw = env.get("MAESTRO_PRESEEDED_MODE", "auto").strip().lower()
-        services_file = env.get("MAESTRO_SERVICES_FILE", "")
+        problems = check_environ(env)
+        if problems:
+            raise SettingsError(problems)
+
+        def get(key: str, default: str) -> str:
+            return env.get(key, "").strip() or default
+
+        state_dir = Path(get("MAESTRO_STATE_DIR", "/var/lib/maestro"))
+        configured_runtime = Path(get("MAESTRO_RUNTIME_DIR", "/run/maestro"))
+        runtime_dir, runtime_note = runtime_location(configured_runtime, state_dir)
+        conf_dir = Path(get("SUPERVISOR_CONF_DIR", "/etc/supervisor/conf.d"))
+        if runtime_dir != configured_runtime and conf_dir.is_relative_to(configured_runtime):
+            conf_dir = runtime_dir / conf_dir.relative_to(configured_runtime)  # moves along (image default)
+        level = get("ENTRYPOINT_LOG_LEVEL", "info").lower()
+        mode = get("MAESTRO_PRESEEDED_MODE", "auto").lower()
+        services_file = get("MAESTRO_SERVICES_FILE", "")
         return cls(
             environ=env,
             preseeded_roots=_split_roots(env.get("MAESTRO_PRESEEDED_ROOTS", "/opt/projects")),
-            preseeded_mode=mode_raw if mode_raw in PRESEEDED_MODES else "auto",
-            preseeded_mode_raw=mode_raw,
+            preseeded_mode=mode,
+            preseeded_mode_raw=mode,
             services_file=Path(services_file or "/etc/maestro/services.yml"),
             services_file_explicit=bool(services_file),
-            supervisor_conf_dir=Path(env.get("SUPERVISOR_CONF_DIR", "/etc/supervisor/conf.d")),
+            supervisor_conf_dir=conf_dir,
             runtime_dir=runtime_dir,
             state_dir=state_dir,
-            port_ledger=Path(env.get("MAESTRO_PORT_LEDGER", str(state_dir / "ports.json"))),
-            projects_dir=Path(env.get("MAESTRO_PROJECTS_DIR", str(state_dir / "projects"))),
-            home_root=Path(env.get("MAESTRO_HOME_ROOT", "/home")),
-            accounts_prefix=Path(env["MAESTRO_USERADD_PREFIX"]) if env.get("MAESTRO_USERADD_PREFIX") else None,
-            port_range=_port_range(env.get("MAESTRO_PORT_RANGE", "8000-8999")),
-            log_level=level if level in LOG_LEVELS else "info",
-            supervisord_bin=env.get("MAESTRO_SUPERVISORD", "supervisord"),
-            startsecs=int(env.get("MAESTRO_STARTSECS", "1")),
-            startretries=int(env.get("MAESTRO_STARTRETRIES", "3")),
-            stopwaitsecs=int(env.get("MAESTRO_STOPWAITSECS", "5")),
+            port_ledger=Path(get("MAESTRO_PORT_LEDGER", str(state_dir / "ports.json"))),
+            projects_dir=Path(get("MAESTRO_PROJECTS_DIR", str(state_dir / "projects"))),
+            home_root=Path(get("MAESTRO_HOME_ROOT", "/home")),
+            accounts_prefix=Path(env["MAESTRO_USERADD_PREFIX"].strip()) if get("MAESTRO_USERADD_PREFIX", "") else None,
+            port_range=_port_range(get("MAESTRO_PORT_RANGE", "8000-8999")),
+            log_level="warn" if level == "warning" else level,
+            supervisord_bin=get("MAESTRO_SUPERVISORD", "supervisord"),
+            startsecs=int(get("MAESTRO_STARTSECS", "1")),
+            startretries=int(get("MAESTRO_STARTRETRIES", "3")),
+            stopwaitsecs=int(get("MAESTRO_STOPWAITSECS", "5")),
+            runtime_note=runtime_note,
         )
+
+
+def load_or_exit(program: str) -> Settings:
+    """For every command's start: the settings, or each bad value on its own line and exit 2
+    (usage error) before anything has started. Never a traceback."""
+    try:
+        return Settings.from_env()
+    except SettingsError as exc:
+        for problem in exc.problems:
+            print(f"{program}: error: {problem}", file=sys.stderr)
+        print(f"{program}: error: {len(exc.problems)} bad setting(s), nothing was started "
+              "(see README, Configuration)", file=sys.stderr, flush=True)
+        raise SystemExit(2) from None

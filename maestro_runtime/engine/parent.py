@@ -50,6 +50,11 @@ def main() -> None:
         except InterruptedError:
             continue
         if child == pid:
+            # Orphans that came to us (we are a child subreaper) must not outlive the container's
+            # main process either: in a container PID 1 would get them, outside it init(1).
+            from maestro_runtime.engine.reaper import end_descendants
+
+            end_descendants(grace=2.0)
             sys.exit(os.waitstatus_to_exitcode(status) if os.WIFEXITED(status) else 128 + os.WTERMSIG(status))
 
 

@@ -29,9 +29,9 @@ from maestro_runtime.sources import builds, detect
 from maestro_runtime.sources import fetch as sources
 from maestro_runtime.sources.redact import redact
 from maestro_runtime.spec import ServiceSpec, SpecError
-from maestro_runtime.spec.naming import default_user, reserved, unique_id
+from maestro_runtime.spec.naming import PROGRAM_ID_RE, default_user, reserved, unique_id
 from maestro_runtime.state.ports import PortError, PortLedger
-from maestro_runtime.state.records import FAILED, READY, RecordStore, ServiceRecord, atomic_write
+from maestro_runtime.state.records import FAILED, READY, RecordError, RecordStore, ServiceRecord, atomic_write
 
 log = logging.getLogger("maestro")
 
@@ -102,13 +102,63 @@ class Provisioner:
     def __init__(self, settings: Settings):
         self.settings = settings
         self.store = RecordStore(settings.records_dir)
-        self.ledger = PortLedger(settings.port_ledger)
+        self.ledger = PortLedger(settings.port_ledger, rebuild=self._ports_from_records)
         self.launch_dir = settings.runtime_dir / "launch"
         self.policy = sandbox.SandboxPolicy.from_settings(settings)
         self.missing_caps = accounts.missing_identity_caps()
         self.accounts = accounts.AccountRegistry(
             settings.state_dir / "accounts.json", prefix=settings.accounts_prefix,
             allowed=accounts.allowed_users(settings.environ.get("MAESTRO_ALLOWED_USERS", "")))
+
+    def _ports_from_records(self) -> dict[str, int]:
+        """What a lost port ledger is rebuilt from: the ports the ready services were given."""
+        ledger: dict[str, int] = {}
+        for record in self.store.all():
+            if record.ready and record.port and record.port not in ledger.values():
+                ledger[record.id] = record.port
+        return ledger
+
+    def load_previous(self, service_id: str) -> ServiceRecord | None:
+        """The service's record; an unusable one is set aside (one line naming it) and the service
+        is then provisioned afresh from its spec, as if new."""
+        try:
+            return self.store.load(service_id)
+        except RecordError as problem:
+            self.set_aside(problem, f"service {service_id} is provisioned afresh from its spec")
+            return None
+
+    def set_aside(self, problem: RecordError, then: str) -> Path | None:
+        try:
+            aside = self.store.set_aside(problem.path)
+        except OSError as exc:
+            log.error("%s; moving it aside failed: %s", problem, exc.strerror)
+            return None
+        log.warning("%s; moved to %s; %s", problem, aside.name, then)
+        return aside
+
+    def record_corrupt(self, problem: RecordError) -> Outcome:
+        """An unusable record with no spec to rebuild it from (a service deployed at run time):
+        the service fails, visibly, until it is deployed again or removed."""
+        service_id = problem.service_id
+        if not PROGRAM_ID_RE.match(service_id):  # not a name we ever gave: nothing to fail
+            self.set_aside(problem, "it names no service")
+            return Outcome(service_id, False, error=str(problem))
+        aside = self.set_aside(problem, f"service {service_id} is not started")
+        error = f"{problem}{f', moved to {aside.name}' if aside else ''}: deploy it again or remove-service it"
+        self.deactivate(service_id)
+        self._save_failure(ServiceRecord(
+            id=service_id, name=service_id, kind="deploy", origin=f"record {problem.path.name}", source="",
+            directory="", user="", port=0, state=FAILED, error=error, updated=time.time(),
+        ))
+        return Outcome(service_id, False, error=error)
+
+    def _save_failure(self, record: ServiceRecord) -> None:
+        """Record a failure; when even that fails (a full state disk), say so and go on."""
+        try:
+            self.store.save(record)
+        except OSError as exc:
+            log.error("service %s: its failure could not be recorded in %s: %s",
+                      record.id, self.store.path(record.id), exc.strerror or exc)
 
     def boot_warnings(self) -> list[str]:
         warnings = sandbox.boot_report(self.policy.config)
@@ -123,7 +173,7 @@ class Provisioner:
     # ------------------------------------------------------------ one service
 
     def provision(self, assignment: Assignment, *, refetch: bool = False) -> Outcome:
-        previous = self.store.load(assignment.id)
+        previous = self.load_previous(assignment.id)
         try:
             record = self._provision(assignment, previous, refetch)
             changed = self.activate(record)
@@ -140,7 +190,7 @@ class Provisioner:
             return Outcome(record.id, True, changed=self.activate(record), record=record)
         except PROVISION_ERRORS as exc:
             failed = replace(record, state=FAILED, error=f"{record.origin}: {exc}", updated=time.time())
-            self.store.save(failed)
+            self._save_failure(failed)
             self.deactivate(record.id)
             log.error("service %s: %s", record.id, failed.error)
             return Outcome(record.id, False, error=failed.error, record=failed)
@@ -243,21 +293,21 @@ class Provisioner:
             source=sources.redact(a.spec.repo) if a.spec.repo else str(a.spec.directory),
             directory="", user=a.user, port=0, state=FAILED, error=error, updated=time.time(),
         )
-        self.store.save(failed)
+        self._save_failure(failed)
         self.deactivate(a.id)
         log.error("service %s: %s", a.id, error)
         return Outcome(a.id, False, error=error, record=failed)
 
     def record_invalid(self, service_id: str, error: SpecError) -> None:
         """A spec that failed validation: a failed record, never a program."""
-        previous = self.store.load(service_id)
+        previous = self.load_previous(service_id)
         if previous is not None and previous.ready and previous.origin == error.origin:
             self._fail(Assignment(ServiceSpec(origin=error.origin, kind=previous.kind), service_id,
                                   previous.user), previous, error)
             return
         self.deactivate(service_id)
         kind = "preseeded" if error.origin.startswith("pre-seeded") else "env"
-        self.store.save(ServiceRecord(
+        self._save_failure(ServiceRecord(
             id=service_id, name=service_id, kind=kind, origin=error.origin, source="", directory="",
             user="", port=0, state=FAILED, error=str(error), updated=time.time(),
         ))
@@ -287,10 +337,16 @@ class Provisioner:
         (self.launch_dir / f"{service_id}.sh").unlink(missing_ok=True)
 
     def unregister(self, record: ServiceRecord) -> None:
-        """Forget the service: program, launch script, port and record. Files stay."""
-        self.deactivate(record.id)
-        self.ledger.release(record.id)
-        self.store.delete(record.id)
+        """Forget the service: port, record, program and launch script. Files stay.
+
+        All or nothing: the ledger write is the one step that needs free space, so it goes
+        first; if it fails, nothing has changed. The rest only unlinks."""
+        self.forget(record.id)
+
+    def forget(self, service_id: str) -> None:
+        self.ledger.release(service_id)
+        self.store.delete(service_id)
+        self.deactivate(service_id)
 
     def cleanup(self, record: ServiceRecord, *, purge: bool, delete_user: bool) -> None:
         """After the service has stopped: its cgroups and allow-host additions go; its files and

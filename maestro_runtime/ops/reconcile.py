@@ -48,13 +48,17 @@ def reconcile(provisioner: Provisioner, parsed: ParseResult, *, refetch: bool = 
     for error in parsed.errors:
         report.failed[error.origin] = f"{error.field}: {error.message}"
         log.error("%s", error)
-    existing = provisioner.store.all()
+    existing, corrupt = provisioner.store.scan()
     kept = [r for r in existing if r.kind in KEPT_KINDS]
     assignments = assign_ids(parsed.specs, reserved=[r.id for r in kept])
-    outcomes = [provision_logged(provisioner, a, refetch=refetch) for a in assignments]
+    # An unusable record of a service in the specs is rebuilt by provisioning it; any other
+    # fails its service alone, visibly (see Provisioner.record_corrupt).
+    assigned = {a.id for a in assignments}
+    outcomes = [provisioner.record_corrupt(p) for p in corrupt if p.service_id not in assigned]
+    outcomes += [provision_logged(provisioner, a, refetch=refetch) for a in assignments]
     # Entries that failed validation are recorded too (after the good ones, so no id shifts),
     # which makes them visible in list-services with their reason.
-    taken = {a.id for a in assignments} | {r.id for r in kept}
+    taken = {a.id for a in assignments} | {r.id for r in kept} | {o.id for o in outcomes if not o.ok}
     for error in parsed.errors:
         if error.hint:
             failed_id = unique_id(error.hint, taken)

@@ -14,7 +14,7 @@ import click
 
 from maestro_runtime.sandbox import netpolicy
 from maestro_runtime.sandbox import policy as sandbox
-from maestro_runtime.settings import Settings
+from maestro_runtime.settings import load_or_exit
 
 SETUP_FAILED = 125  # like env/docker: the wrapper failed, not the command
 
@@ -45,10 +45,7 @@ def main(workdir: Path, net: str | None, allow_hosts: tuple[str, ...], user: str
          command: tuple[str, ...]) -> None:
     """Run COMMAND in a bubblewrap sandbox as a project's user, with limits and a network policy."""
     logging.basicConfig(level=logging.INFO, format="maestro-sandbox: %(message)s", stream=sys.stderr)
-    try:
-        settings = Settings.from_env()
-    except ValueError as exc:
-        raise click.ClickException(str(exc)) from exc
+    settings = load_or_exit("maestro-sandbox")  # bad settings: exit 2
     config = sandbox.SandboxConfig.from_settings(settings)
     for problem in config.problems:
         logging.getLogger("maestro.sandbox").warning("%s", problem)

@@ -5,11 +5,18 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
+import logging
+import os
 import socket
+import stat
+import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 from maestro_runtime.state.records import atomic_write
+
+log = logging.getLogger("maestro")
+_MAX_LEDGER_BYTES = 4 << 20
 
 
 class PortError(Exception):
@@ -55,20 +62,60 @@ def port_is_free(port: int) -> bool:
     return True
 
 
-class PortLedger:
-    """``{service_id: port}`` in a JSON file; every change happens under an exclusive lock."""
+class LedgerCorrupt(PortError):
+    pass
 
-    def __init__(self, path: Path):
+
+class PortLedger:
+    """``{service_id: port}`` in a JSON file; every change happens under an exclusive lock.
+
+    A ledger that cannot be used (torn, a directory, not a mapping of ports) is moved aside
+    and rebuilt from ``rebuild()`` (the ports in the service records), with one warning line.
+    """
+
+    def __init__(self, path: Path, rebuild: Callable[[], dict[str, int]] | None = None):
         self.path = path
+        self.rebuild = rebuild
 
     def read(self) -> dict[str, int]:
+        """The ledger; {} when absent; LedgerCorrupt (one line naming the file) when unusable."""
         try:
-            data = json.loads(self.path.read_text())
+            fd = os.open(self.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
         except FileNotFoundError:
             return {}
+        except OSError as exc:
+            raise LedgerCorrupt(f"port ledger {self.path}: {exc.strerror}") from None
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise LedgerCorrupt(f"port ledger {self.path}: not a regular file")
+            with os.fdopen(fd, "rb", closefd=False) as handle:
+                raw = handle.read(_MAX_LEDGER_BYTES + 1)
+        except OSError as exc:
+            raise LedgerCorrupt(f"port ledger {self.path}: {exc.strerror}") from None
+        finally:
+            os.close(fd)
+        try:
+            data = json.loads(raw.decode("utf-8"))
         except ValueError as exc:
-            raise PortError(f"port ledger {self.path} is not valid JSON: {exc}") from exc
-        return {str(k): int(v) for k, v in data.items()}
+            raise LedgerCorrupt(f"port ledger {self.path} is not valid JSON: {str(exc)[:80]}") from None
+        if not isinstance(data, dict) or not all(
+                isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 65535 for v in data.values()):
+            raise LedgerCorrupt(f"port ledger {self.path} is not a map of service names to ports")
+        return {str(k): v for k, v in data.items()}
+
+    def _recover(self, problem: LedgerCorrupt) -> dict[str, int]:
+        """Set the unusable ledger aside and start again from the records (or refuse, if we cannot)."""
+        if self.rebuild is None:
+            raise problem
+        aside = self.path.with_name(f"{self.path.name}.corrupt-{time.time():.0f}")
+        try:
+            os.rename(self.path, aside)
+        except OSError as exc:
+            raise PortError(f"{problem}; moving it aside failed: {exc.strerror}") from None
+        ledger = self.rebuild()
+        log.warning("%s; moved to %s and rebuilt from the service records (%d port(s))",
+                    problem, aside.name, len(ledger))
+        return ledger
 
     @contextlib.contextmanager
     def locked(self) -> Iterator[dict[str, int]]:
@@ -77,8 +124,12 @@ class PortLedger:
         lock_path = self.path.with_name(self.path.name + ".lock")
         with lock_path.open("a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
-            ledger = self.read()
-            before = dict(ledger)
+            try:
+                ledger = self.read()
+                before = dict(ledger)
+            except LedgerCorrupt as problem:
+                ledger = self._recover(problem)
+                before = None  # the rebuilt ledger is written even if nothing else changes
             yield ledger
             if ledger != before:
                 atomic_write(self.path, json.dumps(ledger, indent=1, sort_keys=True))

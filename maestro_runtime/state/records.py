@@ -16,9 +16,11 @@ import fcntl
 import json
 import logging
 import os
+import stat
 import tempfile
+import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 
 READY = "ready"
@@ -65,9 +67,69 @@ class ServiceRecord:
         return json.dumps(asdict(self), indent=1, sort_keys=True)
 
     @classmethod
-    def from_dict(cls, data: dict) -> ServiceRecord:
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
+    def from_dict(cls, data: object) -> ServiceRecord:
+        """ValueError naming the first field of the wrong type: a record is only used whole."""
+        if not isinstance(data, dict):
+            raise ValueError(f"a JSON {type(data).__name__} where an object belongs")
+        known = {f.name: f for f in fields(cls)}
+        values = {k: v for k, v in data.items() if k in known}
+        for name, expected in _FIELD_TYPES.items():
+            if (name in values and not isinstance(values[name], expected)) or (
+                    name in values and isinstance(values[name], bool) and bool not in expected):
+                raise ValueError(f"field {name!r} has the wrong type ({type(values[name]).__name__})")
+        missing = [f.name for f in known.values() if f.name not in values and f.default is MISSING
+                   and f.default_factory is MISSING]
+        if missing:
+            raise ValueError(f"field {missing[0]!r} is missing")
+        return cls(**values)
+
+
+_FIELD_TYPES: dict[str, tuple[type, ...]] = {
+    "id": (str,), "name": (str,), "kind": (str,), "origin": (str,), "source": (str,), "directory": (str,),
+    "user": (str,), "port": (int,), "ref": (str, type(None)), "uid": (int,), "gid": (int,), "home": (str,),
+    "tmp_dir": (str,), "cache_dir": (str,), "venv_dir": (str,), "command": (str,), "command_reason": (str,),
+    "env": (dict,), "health": (dict,), "autostart": (bool,), "keep": (list,), "allow_hosts": (list,),
+    "limits": (dict,), "sandbox": (dict,), "degraded": (list,), "state": (str,), "error": (str, type(None)),
+    "updated": (int, float), "revision": (str,),
+}
+MAX_RECORD_BYTES = 4 << 20  # far above any real record; a bigger file is not one of ours
+
+
+class RecordError(ValueError):
+    """A record file that cannot be used: one line naming the file and what is wrong."""
+
+    def __init__(self, path: Path, reason: str):
+        self.path = path
+        self.service_id = path.name[: -len(".json")] if path.name.endswith(".json") else path.name
+        super().__init__(f"{path}: unreadable service record ({reason})")
+
+
+def read_record(path: Path) -> ServiceRecord:
+    """FileNotFoundError when absent, RecordError when present but unusable (torn by a crash,
+    a directory, not an object, a field of the wrong type...). Never blocks, never follows links."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise
+    except OSError as exc:
+        raise RecordError(path, exc.strerror or str(exc)) from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise RecordError(path, "not a regular file")
+        if info.st_size > MAX_RECORD_BYTES:
+            raise RecordError(path, f"{info.st_size} bytes, more than a record can hold")
+        with os.fdopen(fd, "rb", closefd=False) as handle:
+            raw = handle.read(MAX_RECORD_BYTES + 1)
+    except OSError as exc:
+        raise RecordError(path, exc.strerror or str(exc)) from None
+    finally:
+        os.close(fd)
+    try:
+        return ServiceRecord.from_dict(json.loads(raw.decode("utf-8")))
+    except (ValueError, TypeError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise RecordError(path, reason[:120]) from None
 
 
 def atomic_write(path: Path, text: str, mode: int = 0o644) -> None:
@@ -81,9 +143,12 @@ def atomic_write(path: Path, text: str, mode: int = 0o644) -> None:
             os.fchmod(handle.fileno(), mode)
             os.fsync(handle.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
+        if isinstance(exc, OSError) and exc.filename is None and exc.errno is not None:
+            # A failed write names no file (ENOSPC): name the one that was being written.
+            raise OSError(exc.errno, exc.strerror, str(path)) from exc
         raise
 
 
@@ -95,21 +160,35 @@ class RecordStore:
         return self.folder / f"{service_id}.json"
 
     def load(self, service_id: str) -> ServiceRecord | None:
+        """None when there is no record; RecordError when there is one that cannot be used."""
         try:
-            return ServiceRecord.from_dict(json.loads(self.path(service_id).read_text()))
+            return read_record(self.path(service_id))
         except FileNotFoundError:
             return None
 
-    def all(self) -> list[ServiceRecord]:
+    def scan(self) -> tuple[list[ServiceRecord], list[RecordError]]:
+        """The usable records, and one RecordError per file in their place that is not."""
         if not self.folder.is_dir():
-            return []
-        records = []
+            return [], []
+        records, problems = [], []
         for path in sorted(self.folder.glob("*.json")):
             try:
-                records.append(ServiceRecord.from_dict(json.loads(path.read_text())))
-            except (OSError, ValueError, TypeError):
-                continue  # a torn or foreign file is not a service
-        return records
+                records.append(read_record(path))
+            except FileNotFoundError:
+                continue  # removed meanwhile
+            except RecordError as exc:
+                problems.append(exc)
+        return records, problems
+
+    def all(self) -> list[ServiceRecord]:
+        return self.scan()[0]
+
+    def set_aside(self, path: Path) -> Path:
+        """Move an unusable record out of the way (kept for the operator to look at), so the
+        service can be recorded afresh: ``NAME.json`` -> ``NAME.json.corrupt-<time>``."""
+        target = path.with_name(f"{path.name}.corrupt-{time.time():.0f}")
+        os.rename(path, target)
+        return target
 
     def save(self, record: ServiceRecord) -> None:
         # 0600: records carry the service's environment, which may hold secrets.

@@ -34,8 +34,7 @@ HEALTHCHECK = ["/usr/bin/python3", "-I", "-S", "/opt/maestro/healthcheck/healthc
 HARDENED = [
     "--read-only", "--cap-drop", "ALL", "--security-opt", "no-new-privileges", "--pids-limit", "512",
     "--memory", "1g", "--cpus", "1.0", "--tmpfs", "/tmp:rw,noexec,nosuid,size=64m",
-    "--tmpfs", "/run:rw,nosuid,size=16m",
-]
+]  # = README's hardened command = the Makefile's HARDENED (test_hardened_state checks it)
 USER_CAPS = ["CHOWN", "SETUID", "SETGID", "DAC_OVERRIDE", "FOWNER", "KILL"]
 
 # The fixture service: serves its folder, writes /markers/<service> on SIGTERM,

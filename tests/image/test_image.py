@@ -34,7 +34,8 @@ def test_image_metadata_and_commands(engine, image):
     labels = config["Labels"]
     assert labels["org.opencontainers.image.title"] == "maestro-runtime"
     assert labels["org.opencontainers.image.licenses"] == "MIT"
-    assert set(config["Volumes"]) == {"/var/lib/maestro", "/opt/projects", "/home"}
+    # /run/maestro: writable on a read-only root even where no tmpfs is mounted on /run (Docker).
+    assert set(config["Volumes"]) == {"/var/lib/maestro", "/opt/projects", "/home", "/run/maestro"}
     script = (
         "set -e; for c in maestro maestro-entrypoint deploy deploy-from-env list-services remove-service "
         "remove-project maestro-logs maestro-sandbox maestro-healthcheck; do command -v $c; done; "

@@ -1,5 +1,6 @@
 """SERVICES, SVC_*, YAML and pre-seeded parsing: validation, defaults, precedence."""
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -153,13 +154,13 @@ def test_gather_order_legacy_and_unknown_mode(tmp_path):
     (tmp_path / "services.yml").write_text("- repo: /src/yaml\n")
     env = {
         "MAESTRO_PRESEEDED_ROOTS": f"{tmp_path / 'projects'}, {tmp_path / 'nope'}",
-        "MAESTRO_PRESEEDED_MODE": "sometimes",
         "MAESTRO_SERVICES_FILE": str(tmp_path / "services.yml"),
         "SERVICES": "/src/services",
         "SERVICES_COUNT": "1", "SVC_1_REPO": "/src/svc",
         "SERVICE_A_REPO": "/old",
     }
-    result = gather_specs(Settings.from_env(env))
+    # Settings.from_env refuses an unknown mode (exit 2 at startup); gather still falls back.
+    result = gather_specs(replace(Settings.from_env(env), preseeded_mode_raw="sometimes"))
     assert [s.kind for s in result.specs] == ["preseeded", "file", "env", "env"]
     assert [s.repo for s in result.specs][1:] == ["/src/yaml", "/src/services", "/src/svc"]
     assert "using auto" in result.warnings[0]
