@@ -297,16 +297,23 @@ def wrap(prefix: list[str], step: Sequence[str], env: Mapping[str, str], opts: B
     """argv and process environment of one step.
 
     The build's environment (HOME, PATH into the project's venv, caches) is applied only by
-    the last exec, ``env -i``, after the drop: the root processes before it (the sandbox
-    wrapper, setpriv) get a fixed environment, so nothing the project can write (a ``.pth``
-    in ``~/.local``, a venv on PATH, loader variables) is seen by root. The sandbox wrapper
+    the last exec, after the drop: the root processes before it (the sandbox wrapper,
+    setpriv) get a fixed environment, so nothing the project can write (a ``.pth`` in
+    ``~/.local``, a venv on PATH, loader variables) is seen by root. The sandbox wrapper
     also gets the MAESTRO_* settings so it resolves the same folders as this process.
+
+    Behind the sandbox wrapper that last exec is a plain ``env K=V`` (no ``-i``): the wrapper
+    already starts its command, after its own drop, with ``env -i`` and the sandbox's
+    environment, whose proxy variables are the only way out of the sandbox's network
+    namespace; the build's variables are added to it, never a replacement for it.
     """
-    argv = [*prefix, *service_env_argv(env), *step]
+    wrapped = bool(prefix) and prefix[0] != "/usr/bin/setpriv"
+    last = ["/usr/bin/env", *(f"{k}={v}" for k, v in env.items())] if wrapped else service_env_argv(env)
+    argv = [*prefix, *last, *step]
     if not prefix:
         return argv, dict(env)
     root_env = dict(ROOT_ENVIRONMENT)
-    if prefix[0] != "/usr/bin/setpriv":
+    if wrapped:
         root_env.update(opts.wrapper_env)
         # The operator's own PYTHONPATH (a development checkout), never one of the build's.
         if pythonpath := os.environ.get("PYTHONPATH"):

@@ -252,3 +252,57 @@ def test_sigterm_reaches_service_handler(tmp_path, users):
         policy.forget(record)
     assert marker.read_text() == "stopped"
     assert code == 0
+
+
+BUILD_STEP = ("import os, sys, urllib.request\n"
+              "print(os.environ.get('https_proxy'), os.environ.get('HTTPS_PROXY'), os.environ['HOME'],\n"
+              "      os.environ['BUILD_ONLY'], os.environ['PATH'].split(':')[0])\n"
+              "try:\n"
+              "    print(urllib.request.urlopen(sys.argv[1], timeout=10).read().decode())\n"
+              "except Exception as e:\n"
+              "    print('error', e)\n")
+
+
+def test_build_step_in_the_sandbox_keeps_the_proxy(tmp_path, users):
+    """A build step behind the real sandbox wrapper gets the build's variables *and* the
+    sandbox's proxy variables: its network namespace has only loopback, so a package manager
+    that does not see https_proxy resolves the registry itself and fails (corepack: getaddrinfo
+    EAI_AGAIN registry.npmjs.org). The build's environment used to be applied by a last
+    ``env -i`` after the wrapper's own, which dropped the proxy settings."""
+    from types import SimpleNamespace
+
+    from maestro_runtime.sources import builds
+
+    name = socket.gethostname()
+    try:
+        address = socket.getaddrinfo(name, None, socket.AF_INET)[0][4][0]
+    except OSError:
+        pytest.skip(f"this host's name {name!r} does not resolve")
+    srv = _server("0.0.0.0")
+    port = srv.getsockname()[1]
+    me = users[0]
+    # Only the proxy (root, the host's network) can reach the server: the allowlist names it.
+    policy = _policy(tmp_path, f"ALLOW_HOST_NETWORK=1\n{name}:{port}\n")
+    settings = _env(tmp_path, MAESTRO_SANDBOX_NET_POLICY="allow", MAESTRO_SANDBOX_NET_ALLOW_FILE=str(policy))
+    config = sandbox.SandboxConfig.from_settings(Settings.from_env(settings))
+    if not sandbox.SandboxPolicy(config).sandboxed()[0]:
+        srv.close()
+        pytest.skip("bubblewrap cannot sandbox here")
+    account = SimpleNamespace(user=me.pw_name, uid=me.pw_uid, gid=me.pw_gid, home=Path(me.pw_dir))
+    workdir = Path(me.pw_dir) / "project"
+    prefix = list(sandbox.SandboxPolicy(config).build_wrapper(account, workdir))
+    opts = builds.BuildOptions(wrapper_env=tuple(sorted((k, v) for k, v in settings.items()
+                                                        if k.startswith("MAESTRO_"))))
+    build_env = {"HOME": me.pw_dir, "PATH": f"{workdir}/node_modules/.bin:/usr/bin:/bin", "BUILD_ONLY": "yes"}
+    argv, env = builds.wrap(prefix, ["python3", "-c", BUILD_STEP, f"http://{name}:{port}/"], build_env, opts)
+    assert "BUILD_ONLY" not in env and env["PATH"] == sandbox.SYSTEM_PATH  # root's stays fixed
+    try:
+        proc = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=60,
+                              cwd=str(Path(__file__).resolve().parents[2]))
+    finally:
+        srv.close()
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    proxy = f"http://127.0.0.1:{sandbox.PROXY_PORT}"
+    assert lines[0] == f"{proxy} {proxy} {me.pw_dir} yes {workdir}/node_modules/.bin", (lines, address)
+    assert lines[1] == "ok", (lines, proc.stderr)
