@@ -21,8 +21,9 @@ log = logging.getLogger("maestro")
 def _settings() -> Settings:
     try:
         settings = Settings.from_env()
-    except ValueError as exc:
-        raise click.ClickException(str(exc)) from exc
+    except ValueError as exc:  # SettingsError: every bad variable, named with the form it accepts
+        click.echo(f"Error: {exc}", err=True)
+        sys.exit(2)
     setup_logging(settings.log_level)
     return settings
 

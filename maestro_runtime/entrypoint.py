@@ -21,7 +21,7 @@ from maestro_runtime.engine.supervisord import Supervisor, render_main_config
 from maestro_runtime.log_format import setup_logging
 from maestro_runtime.ops.provision import Provisioner
 from maestro_runtime.ops.reconcile import reconcile, remove_orphan_programs, write_report
-from maestro_runtime.settings import Settings
+from maestro_runtime.settings import Settings, SettingsError
 from maestro_runtime.spec.gather import gather_specs
 from maestro_runtime.state.records import RecordStore, atomic_write
 
@@ -114,7 +114,12 @@ def hand_over(settings: Settings, daemon: subprocess.Popen, timeout: float = 60.
 def main(prepare_only: bool) -> None:
     """Boot maestro-runtime: gather pre-seeded folders and specs (YAML file, SERVICES, SVC_*),
     provision each service, and run them all under supervisord (the image's entrypoint)."""
-    settings = Settings.from_env()
+    try:
+        settings = Settings.from_env()
+    except SettingsError as exc:
+        for problem in exc.problems:
+            print(f"maestro-entrypoint: {problem}", file=sys.stderr)
+        raise SystemExit(2) from exc
     setup_logging(settings.log_level)
     if os.geteuid() != 0:
         log.error("maestro-entrypoint must run as root (it creates users and drops to them)")

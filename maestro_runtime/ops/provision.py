@@ -108,7 +108,7 @@ class Provisioner:
         self.missing_caps = accounts.missing_identity_caps()
         self.accounts = accounts.AccountRegistry(
             settings.state_dir / "accounts.json", prefix=settings.accounts_prefix,
-            allowed=accounts.allowed_users(settings.environ.get("MAESTRO_ALLOWED_USERS", "")))
+            allowed=accounts.allowed_users(settings.allowed_users))
 
     def boot_warnings(self) -> list[str]:
         warnings = sandbox.boot_report(self.policy.config)
@@ -211,13 +211,11 @@ class Provisioner:
 
     def _check_system_path(self, spec: ServiceSpec) -> None:
         """A local repo under /etc, /root, the runtime's own state... only on the operator's say-so."""
-        env = self.settings.environ
-        if spec.allow_system_path or env.get("MAESTRO_ALLOW_SYSTEM_PATHS", "").strip().lower() in ("1", "true", "yes"):
-            return
         s = self.settings
+        if spec.allow_system_path or s.allow_system_paths:
+            return
         protected = [s.state_dir, s.runtime_dir, s.home_root, *([s.accounts_prefix] if s.accounts_prefix else [])]
-        roots = [Path(r) for r in env.get("MAESTRO_LOCAL_SOURCE_ROOTS", "").replace(",", " ").split()]
-        problem = sources.system_path_problem(spec.repo or "", protected, roots)
+        problem = sources.system_path_problem(spec.repo or "", protected, list(s.local_source_roots))
         if problem:
             raise SpecError(spec.origin, "repo", f"{problem}: refused (deploy --allow-system-path, YAML "
                                                  "allow_system_path: true or MAESTRO_ALLOW_SYSTEM_PATHS=1 to allow)")

@@ -66,7 +66,7 @@ def main(workdir: Path, net: str | None, allow_hosts: tuple[str, ...], user: str
         env=dict(_env_pair(p) for p in env_pairs), uid=uid, gid=gid, home=home,
     )
     try:
-        code = sandbox.run(config, request, term=settings.environ.get("TERM"))
+        code = sandbox.run(config, request, term=settings.term)
     except sandbox.SandboxError as exc:
         click.echo(f"maestro-sandbox: {exc}", err=True)
         sys.exit(SETUP_FAILED)

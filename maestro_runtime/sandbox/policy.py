@@ -82,53 +82,16 @@ class SandboxConfig:
 
     @classmethod
     def from_settings(cls, settings) -> SandboxConfig:
-        env: Mapping[str, str] = settings.environ
-        problems: list[str] = []
-        mode = env.get("MAESTRO_SANDBOX_MODE", "auto").strip().lower() or "auto"
-        if mode not in MODES:
-            problems.append(f"MAESTRO_SANDBOX_MODE={mode[:20]!r} is not one of {', '.join(MODES)}; "
-                            "using 'require' (fail closed)")
-            mode = "require"
-        defaults = cgroups.Limits()
-
-        def number(key: str, fallback: int | None, parse=int) -> int | None:
-            raw = env.get(key, "").strip()
-            if not raw:
-                return fallback
-            try:
-                if parse is int and raw.lower() == "max":
-                    return None
-                value = parse(raw)
-                if value is not None and value <= 0:
-                    raise ValueError("must be positive")
-                return value
-            except ValueError as exc:
-                problems.append(f"{key}={raw[:20]!r} ignored ({exc}); using the default")
-                return fallback
-
-        period = number("MAESTRO_SANDBOX_CPU_PERIOD_US", defaults.cpu_period_us)
-        limits = cgroups.Limits(
-            memory=number("MAESTRO_SANDBOX_MEMORY", defaults.memory, cgroups.parse_size),
-            cpu_quota_us=number("MAESTRO_SANDBOX_CPU_QUOTA_US", None),
-            cpu_period_us=period or defaults.cpu_period_us,
-            pids_max=number("MAESTRO_SANDBOX_PIDS_MAX", defaults.pids_max),
-        )
-        net = env.get("MAESTRO_SANDBOX_NET_POLICY", netpolicy.DENY).strip().lower() or netpolicy.DENY
-        if net not in (netpolicy.DENY, netpolicy.ALLOW):
-            problems.append(f"MAESTRO_SANDBOX_NET_POLICY={net[:20]!r} is not deny or allow; using deny")
-            net = netpolicy.DENY
-        root = env.get("MAESTRO_CGROUP_ROOT", "").strip()
+        sb = settings.sandbox
         services_file = str(getattr(settings, "services_file", ""))
         masked = ["/etc/maestro"]
         if services_file and not services_file.startswith("/etc/maestro/"):
             masked.append(services_file)
         return cls(
-            mode=mode, limits=limits, cgroup_root=Path(root) if root else None, net_policy=net,
-            net_allow_file=Path(env.get("MAESTRO_SANDBOX_NET_ALLOW_FILE", "") or
-                                "/etc/maestro/sandbox-net-allow"),
-            firewall_disabled=env.get("MAESTRO_FIREWALL_DISABLE", "").strip().lower() in ("1", "true", "yes"),
+            mode=sb.mode, limits=sb.limits, cgroup_root=sb.cgroup_root, net_policy=sb.net_policy,
+            net_allow_file=sb.net_allow_file, firewall_disabled=sb.firewall_disabled,
             runtime_dir=settings.runtime_dir, state_dir=settings.state_dir, masked=tuple(masked),
-            problems=tuple(problems),
+            problems=sb.problems,
         )
 
 

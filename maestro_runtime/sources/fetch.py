@@ -60,26 +60,9 @@ class SourceError(Exception):
 # ---------------------------------------------------------------- options
 
 
-def _number(env: Mapping[str, str], key: str, default, parse=int):
-    raw = env.get(key, "").strip()
-    try:
-        return parse(raw) if raw else default
-    except ValueError as exc:
-        kind = "an integer" if parse is int else "a number"
-        raise SourceError(f"{key} must be {kind}, got {raw[:30]!r}") from exc
-
-
-def _int(env: Mapping[str, str], key: str, default: int) -> int:
-    return _number(env, key, default, int)
-
-
-def _float(env: Mapping[str, str], key: str, default: float) -> float:
-    return _number(env, key, default, float)
-
-
 @dataclass(frozen=True)
 class FetchOptions:
-    """Fetch knobs, read from ``settings.environ`` until the lead folds them into settings.py."""
+    """Fetch knobs: ``settings.fetch`` (see :class:`maestro_runtime.settings.FetchSettings`) plus test hooks."""
 
     token: str | None = None  # MAESTRO_GIT_TOKEN: GitHub and any https git server
     github_token: str | None = None  # MAESTRO_GIT_TOKEN or GITHUB_TOKEN: github.com only
@@ -94,26 +77,19 @@ class FetchOptions:
     github_codeload: str = "https://codeload.github.com"  # MAESTRO_GITHUB_CODELOAD_URL
     progress_bytes: int = 8 * 1024**2  # a progress line every this many bytes
 
+    git_base_env: tuple[tuple[str, str], ...] | None = None  # None: this process's, minus GIT_*
+
     @classmethod
     def from_settings(cls, settings) -> FetchOptions:
-        env: Mapping[str, str] = getattr(settings, "environ", None) or {}
-        token = env.get("MAESTRO_GIT_TOKEN", "").strip() or None
-        default = cls()
+        if settings is None:
+            return cls()
+        f = settings.fetch
         return cls(
-            token=token,
-            github_token=token or env.get("GITHUB_TOKEN", "").strip() or None,
-            max_bytes=_int(env, "MAESTRO_FETCH_MAX_BYTES", default.max_bytes),
-            connect_timeout=_float(env, "MAESTRO_FETCH_CONNECT_TIMEOUT", default.connect_timeout),
-            read_timeout=_float(env, "MAESTRO_FETCH_READ_TIMEOUT", default.read_timeout),
-            retries=max(0, _int(env, "MAESTRO_FETCH_RETRIES", default.retries)),
-            backoff=_float(env, "MAESTRO_FETCH_BACKOFF", default.backoff),
-            git_timeout=_float(env, "MAESTRO_GIT_TIMEOUT", default.git_timeout),
-            caps=Caps(
-                max_files=_int(env, "MAESTRO_EXTRACT_MAX_FILES", default.caps.max_files),
-                max_bytes=_int(env, "MAESTRO_EXTRACT_MAX_BYTES", default.caps.max_bytes),
-            ),
-            github_api=env.get("MAESTRO_GITHUB_API_URL", default.github_api).rstrip("/"),
-            github_codeload=env.get("MAESTRO_GITHUB_CODELOAD_URL", default.github_codeload).rstrip("/"),
+            token=f.token, github_token=f.github_token, max_bytes=f.max_bytes,
+            connect_timeout=f.connect_timeout, read_timeout=f.read_timeout, retries=f.retries,
+            backoff=f.backoff, git_timeout=f.git_timeout,
+            caps=Caps(max_files=f.extract_max_files, max_bytes=f.extract_max_bytes),
+            github_api=f.github_api, github_codeload=f.github_codeload, git_base_env=f.git_base_env,
         )
 
     @property
@@ -359,7 +335,7 @@ def _materialise(source: Source, repo: str, ref: str, staging: Path, download_to
         try:
             how = gitsource.clone(
                 source.location, ref, staging, token=token, timeout=opts.git_timeout,
-                log=log.info, display=shown,
+                log=log.info, display=shown, base_env=opts.git_base_env,
             )
         except gitsource.GitError as exc:
             raise SourceError(_scrub(str(exc), opts)) from exc
