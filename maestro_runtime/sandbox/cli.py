@@ -1,6 +1,6 @@
 """``maestro-sandbox [--workdir DIR] [--net deny|allow] [--allow-host HOST]... [--user U] -- CMD ARGS``.
 
-Thin shell over :func:`maestro_runtime.sandbox.policy.run`: parse, run, exit with the
+Thin shell over :func:`maestro_runtime.sandbox.runner.run`: parse, run, exit with the
 command's status (125 when the sandbox itself could not be set up).
 """
 
@@ -12,8 +12,8 @@ from pathlib import Path
 
 import click
 
-from maestro_runtime.sandbox import netpolicy
-from maestro_runtime.sandbox import policy as sandbox
+from maestro_runtime.sandbox import netpolicy, runner
+from maestro_runtime.sandbox.bwrap import SandboxConfig, SandboxError
 from maestro_runtime.settings import Settings
 
 SETUP_FAILED = 125  # like env/docker: the wrapper failed, not the command
@@ -49,7 +49,7 @@ def main(workdir: Path, net: str | None, allow_hosts: tuple[str, ...], user: str
         settings = Settings.from_env()
     except ValueError as exc:
         raise click.ClickException(str(exc)) from exc
-    config = sandbox.SandboxConfig.from_settings(settings)
+    config = SandboxConfig.from_settings(settings)
     for problem in config.problems:
         logging.getLogger("maestro.sandbox").warning("%s", problem)
     try:
@@ -61,13 +61,13 @@ def main(workdir: Path, net: str | None, allow_hosts: tuple[str, ...], user: str
         import pwd
 
         user = pwd.getpwuid(os.geteuid()).pw_name
-    request = sandbox.RunRequest(
+    request = runner.RunRequest(
         argv=command, user=user, workdir=workdir, net=net or config.net_policy, allow_hosts=hosts,
         env=dict(_env_pair(p) for p in env_pairs), uid=uid, gid=gid, home=home,
     )
     try:
-        code = sandbox.run(config, request, term=settings.term)
-    except sandbox.SandboxError as exc:
+        code = runner.run(config, request, term=settings.term)
+    except SandboxError as exc:
         click.echo(f"maestro-sandbox: {exc}", err=True)
         sys.exit(SETUP_FAILED)
     sys.exit(code)

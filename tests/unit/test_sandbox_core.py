@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from maestro_runtime.engine.launch import render_launch_script
-from maestro_runtime.sandbox import cgroups
+from maestro_runtime.sandbox import cgroups, runner
 from maestro_runtime.sandbox import policy as sandbox
 from maestro_runtime.settings import Settings
 from maestro_runtime.state.records import ServiceRecord
@@ -112,10 +112,10 @@ def test_limits_report_never_pretends():
 
 
 def test_clean_env_for_commands():
-    env = sandbox.sandbox_env("/home/u", "u", True, {"X": "1"}, "xterm")
+    env = runner.sandbox_env("/home/u", "u", True, {"X": "1"}, "xterm")
     assert env["HTTPS_PROXY"] == f"http://127.0.0.1:{sandbox.PROXY_PORT}" and env["X"] == "1"
     assert set(env) >= {"PATH", "HOME", "USER", "TERM"}
-    assert "HTTP_PROXY" not in sandbox.sandbox_env("/h", "u", False, {}, None)
+    assert "HTTP_PROXY" not in runner.sandbox_env("/h", "u", False, {}, None)
 
 
 def test_off_mode_never_probes(tmp_path):
@@ -136,7 +136,7 @@ def test_require_raises_with_hint(tmp_path):
 
 def test_system_view_shows_extrausers_accounts_but_never_shadow(tmp_path, monkeypatch):
     """In the image, service users live in libnss-extrausers' files; lookups in the sandbox need them."""
-    from maestro_runtime.sandbox import policy as sandbox
+    from maestro_runtime.sandbox import bwrap as sandbox
 
     for name in ("passwd", "group", "shadow"):
         (tmp_path / name).write_text("x\n")
