@@ -13,6 +13,7 @@ import click
 from maestro_runtime.engine.supervisord import Supervisor, SupervisorUnavailable
 from maestro_runtime.log_format import setup_logging
 from maestro_runtime.settings import Settings
+from maestro_runtime.spec.naming import env_pair
 from maestro_runtime.state.records import RecordStore, ServiceRecord
 
 log = logging.getLogger("maestro")
@@ -155,7 +156,6 @@ def deploy_from_env(prepare_only: bool, refetch: bool) -> None:
 
 # ---------------------------------------------------------------- deploy
 
-_FIELDS = ("repo", "port", "ref", "name", "user", "cmd")
 
 
 @click.command("deploy")
@@ -213,10 +213,10 @@ def deploy(yes: bool, wait: float, env_pairs: tuple[str, ...], allow_system_path
 
 
 def _pair(text: str) -> tuple[str, str]:
-    key, sep, value = text.partition("=")
-    if not sep:
-        raise click.BadParameter(f"{text!r} must look like KEY=VALUE", param_hint="--env")
-    return key, value
+    try:
+        return env_pair(text)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--env") from exc
 
 
 def _ask(fields: dict[str, str | None]) -> dict[str, str | None]:

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from maestro_runtime.sandbox.cgroups import Limits, parse_size
+from maestro_runtime.sources.extract import Caps
 
 LOG_LEVELS = ("debug", "info", "warn", "error")
 PRESEEDED_MODES = ("auto", "always", "never")
@@ -63,6 +64,8 @@ def _number(env: Mapping[str, str], key: str, default, problems: list[str], pars
 
 @dataclass(frozen=True)
 class FetchSettings:
+    """Fetch knobs (``sources.fetch`` uses this class itself, as ``FetchOptions``)."""
+
     token: str | None = None  # MAESTRO_GIT_TOKEN: GitHub and any https git server
     github_token: str | None = None  # MAESTRO_GIT_TOKEN or GITHUB_TOKEN: github.com only
     max_bytes: int = 1024**3  # MAESTRO_FETCH_MAX_BYTES: download size cap
@@ -71,12 +74,21 @@ class FetchSettings:
     retries: int = 3  # MAESTRO_FETCH_RETRIES: extra attempts on transient errors
     backoff: float = 1.0  # MAESTRO_FETCH_BACKOFF: first wait, doubled each retry
     git_timeout: float = 600.0  # MAESTRO_GIT_TIMEOUT
-    extract_max_files: int = 100_000  # MAESTRO_EXTRACT_MAX_FILES
-    extract_max_bytes: int = 2 * 1024**3  # MAESTRO_EXTRACT_MAX_BYTES
+    caps: Caps = field(default_factory=Caps)  # MAESTRO_EXTRACT_MAX_FILES / MAESTRO_EXTRACT_MAX_BYTES
     github_api: str = "https://api.github.com"  # MAESTRO_GITHUB_API_URL (GitHub Enterprise, tests)
     github_codeload: str = "https://codeload.github.com"  # MAESTRO_GITHUB_CODELOAD_URL
+    progress_bytes: int = 8 * 1024**2  # a progress line every this many bytes
     # The environment git runs in: HOME (ssh keys, known_hosts) and proxies, never GIT_* steering.
-    git_base_env: tuple[tuple[str, str], ...] = ()
+    # None: this process's own.
+    git_base_env: tuple[tuple[str, str], ...] | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings | None) -> FetchSettings:
+        return cls() if settings is None else settings.fetch
+
+    @property
+    def secrets(self) -> list[str]:
+        return [s for s in (self.token, self.github_token) if s]
 
 
 def fetch_settings(env: Mapping[str, str], problems: list[str]) -> FetchSettings:
@@ -91,8 +103,8 @@ def fetch_settings(env: Mapping[str, str], problems: list[str]) -> FetchSettings
         retries=max(0, _number(env, "MAESTRO_FETCH_RETRIES", d.retries, problems)),
         backoff=_number(env, "MAESTRO_FETCH_BACKOFF", d.backoff, problems, float),
         git_timeout=_number(env, "MAESTRO_GIT_TIMEOUT", d.git_timeout, problems, float),
-        extract_max_files=_number(env, "MAESTRO_EXTRACT_MAX_FILES", d.extract_max_files, problems),
-        extract_max_bytes=_number(env, "MAESTRO_EXTRACT_MAX_BYTES", d.extract_max_bytes, problems),
+        caps=Caps(max_files=_number(env, "MAESTRO_EXTRACT_MAX_FILES", d.caps.max_files, problems),
+                  max_bytes=_number(env, "MAESTRO_EXTRACT_MAX_BYTES", d.caps.max_bytes, problems)),
         github_api=env.get("MAESTRO_GITHUB_API_URL", d.github_api).rstrip("/"),
         github_codeload=env.get("MAESTRO_GITHUB_CODELOAD_URL", d.github_codeload).rstrip("/"),
         git_base_env=tuple(sorted((k, v) for k, v in env.items() if not k.startswith("GIT_"))),

@@ -31,12 +31,10 @@ log = logging.getLogger("maestro.sandbox")
 
 MODES = ("auto", "require", "off")
 BWRAP = "/usr/bin/bwrap"
-SETPRIV = "/usr/bin/setpriv"
 FORWARDED = "TERM,INT,HUP"
 IGNORE_SIGNALS = ("/usr/bin/env", f"--ignore-signal={FORWARDED}")
 DEFAULT_SIGNALS = ("/usr/bin/env", f"--default-signal={FORWARDED}")
 PROXY_PORT = 3128  # inside the sandbox's own network namespace, so a fixed port cannot clash
-SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 NSS_EXTRA_FILES = ("/var/lib/extrausers/passwd", "/var/lib/extrausers/group")
 SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc")
 CAPABILITY_HINT = (

@@ -28,10 +28,6 @@ _UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
 DEFAULT_PERIOD_US = 100_000
 
 
-class CgroupError(Exception):
-    pass
-
-
 def parse_size(text: str) -> int | None:
     """``512M`` -> bytes; ``max`` -> None (no limit). Binary units, as cgroups and docker use."""
     raw = str(text).strip()

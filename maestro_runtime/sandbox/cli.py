@@ -15,15 +15,16 @@ import click
 from maestro_runtime.sandbox import netpolicy, runner
 from maestro_runtime.sandbox.bwrap import SandboxConfig, SandboxError
 from maestro_runtime.settings import Settings
+from maestro_runtime.spec.naming import env_pair
 
 SETUP_FAILED = 125  # like env/docker: the wrapper failed, not the command
 
 
 def _env_pair(value: str) -> tuple[str, str]:
-    key, sep, val = value.partition("=")
-    if not sep or not key or "\0" in value:
-        raise click.BadParameter(f"{value[:40]!r} must look like KEY=VALUE")
-    return key, val
+    try:
+        return env_pair(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--env") from exc
 
 
 @click.command(context_settings={"ignore_unknown_options": False, "allow_interspersed_args": False})

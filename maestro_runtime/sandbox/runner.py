@@ -16,12 +16,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from maestro_runtime.engine.launch import ROOT_ENVIRONMENT, drop_privileges_argv, service_env_argv
+from maestro_runtime.engine.launch import ROOT_ENVIRONMENT, SYSTEM_PATH, drop_privileges_argv, service_env_argv
 from maestro_runtime.ops.accounts import missing_identity_caps
 from maestro_runtime.sandbox import cgroups, netpolicy
 from maestro_runtime.sandbox.bwrap import (
     PROXY_PORT,
-    SYSTEM_PATH,
     SandboxConfig,
     SandboxError,
     Shape,

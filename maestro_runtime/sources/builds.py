@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from maestro_runtime import safefs
-from maestro_runtime.engine.launch import ROOT_ENVIRONMENT, SYSTEM_PATH, drop_privileges_argv, service_env_argv
+from maestro_runtime.engine.launch import ROOT_ENVIRONMENT, SETPRIV, SYSTEM_PATH, drop_privileges_argv, service_env_argv
 
 log = logging.getLogger("maestro.builds")
 
@@ -287,7 +287,7 @@ def wrap(prefix: list[str], step: Sequence[str], env: Mapping[str, str], opts: B
     if not prefix:
         return argv, dict(env)
     root_env = dict(ROOT_ENVIRONMENT)
-    if prefix[0] != "/usr/bin/setpriv":
+    if prefix[0] != SETPRIV:
         root_env.update(opts.wrapper_env)
         # The operator's own PYTHONPATH (a development checkout), never one of the build's.
         if opts.operator_pythonpath:

@@ -8,12 +8,13 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote, unquote, urlsplit
 
+from maestro_runtime.settings import FetchSettings
 from maestro_runtime.sources import git as gitsource
-from maestro_runtime.sources.extract import Caps, archive_suffix
+from maestro_runtime.sources.extract import archive_suffix
 from maestro_runtime.sources.redact import redact
 
 _GITHUB_RE = re.compile(r"^https?://(?:www\.)?github\.com/([\w.-]+)/([\w.-]+?)(?:\.git)?/?$")
@@ -26,41 +27,7 @@ class SourceError(Exception):
 # ---------------------------------------------------------------- options
 
 
-@dataclass(frozen=True)
-class FetchOptions:
-    """Fetch knobs: ``settings.fetch`` (see :class:`maestro_runtime.settings.FetchSettings`) plus test hooks."""
-
-    token: str | None = None  # MAESTRO_GIT_TOKEN: GitHub and any https git server
-    github_token: str | None = None  # MAESTRO_GIT_TOKEN or GITHUB_TOKEN: github.com only
-    max_bytes: int = 1024**3  # MAESTRO_FETCH_MAX_BYTES: download size cap
-    connect_timeout: float = 10.0  # MAESTRO_FETCH_CONNECT_TIMEOUT
-    read_timeout: float = 60.0  # MAESTRO_FETCH_READ_TIMEOUT
-    retries: int = 3  # MAESTRO_FETCH_RETRIES: extra attempts on transient errors
-    backoff: float = 1.0  # MAESTRO_FETCH_BACKOFF: first wait, doubled each retry
-    git_timeout: float = 600.0  # MAESTRO_GIT_TIMEOUT
-    caps: Caps = field(default_factory=Caps)  # MAESTRO_EXTRACT_MAX_FILES / MAESTRO_EXTRACT_MAX_BYTES
-    github_api: str = "https://api.github.com"  # MAESTRO_GITHUB_API_URL (GitHub Enterprise, tests)
-    github_codeload: str = "https://codeload.github.com"  # MAESTRO_GITHUB_CODELOAD_URL
-    progress_bytes: int = 8 * 1024**2  # a progress line every this many bytes
-
-    git_base_env: tuple[tuple[str, str], ...] | None = None  # None: this process's, minus GIT_*
-
-    @classmethod
-    def from_settings(cls, settings) -> FetchOptions:
-        if settings is None:
-            return cls()
-        f = settings.fetch
-        return cls(
-            token=f.token, github_token=f.github_token, max_bytes=f.max_bytes,
-            connect_timeout=f.connect_timeout, read_timeout=f.read_timeout, retries=f.retries,
-            backoff=f.backoff, git_timeout=f.git_timeout,
-            caps=Caps(max_files=f.extract_max_files, max_bytes=f.extract_max_bytes),
-            github_api=f.github_api, github_codeload=f.github_codeload, git_base_env=f.git_base_env,
-        )
-
-    @property
-    def secrets(self) -> list[str]:
-        return [s for s in (self.token, self.github_token) if s]
+FetchOptions = FetchSettings  # the fetch knobs, read once by settings.py
 
 
 # ---------------------------------------------------------------- classification (pure)
