@@ -5,21 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from maestro_runtime.ops.manifests import (
-    HEADER,
-    HEALTHCHECK,
-    IDENTITY_CAPS,
-    SERVICES_FILE,
-    TMPFS,
-    VOLUMES,
-    Options,
-    Resources,
-    Unit,
-    dump,
-    runtime_resources,
-    service_resources,
-    services_yaml,
-)
+from maestro_runtime.ops import manifests as mf
 from maestro_runtime.sandbox.cgroups import format_size
 from maestro_runtime.spec import ServiceSpec
 
@@ -32,20 +18,20 @@ def depends_on(spec: ServiceSpec) -> tuple[str, ...]:
     return tuple(getattr(spec, "depends_on", ()) or ())
 
 
-def compose_runtime(options: Options, units: Sequence[Unit], res: Resources, config: str,
+def compose_runtime(options: mf.Options, units: Sequence[mf.Unit], res: mf.Resources, config: str,
                     volume_prefix: str) -> dict[str, Any]:
     service: dict[str, Any] = {
         "image": options.image,
         "restart": "unless-stopped",
         "read_only": True,
         "cap_drop": ["ALL"],
-        "cap_add": list(IDENTITY_CAPS),
+        "cap_add": list(mf.IDENTITY_CAPS),
         "security_opt": ["no-new-privileges:true"],
-        "tmpfs": [f"{path}:{opts}" for _, path, _, opts in TMPFS],
-        "volumes": [f"{volume_prefix}{n}:{p}" for n, p, _ in VOLUMES],
-        "configs": [{"source": config, "target": SERVICES_FILE}],
+        "tmpfs": [f"{path}:{opts}" for _, path, _, opts in mf.TMPFS],
+        "volumes": [f"{volume_prefix}{n}:{p}" for n, p, _ in mf.VOLUMES],
+        "configs": [{"source": config, "target": mf.SERVICES_FILE}],
         "ports": [f"{u.spec.port}:{u.spec.port}" for u in units if u.spec.port is not None],
-        "healthcheck": {"test": ["CMD", *HEALTHCHECK], "interval": "30s", "timeout": "5s",
+        "healthcheck": {"test": ["CMD", *mf.HEALTHCHECK], "interval": "30s", "timeout": "5s",
                         "start_period": "20s", "retries": 3},
         "stop_grace_period": "30s",
     }
@@ -58,25 +44,25 @@ def compose_runtime(options: Options, units: Sequence[Unit], res: Resources, con
     return service
 
 
-def compose(units: Sequence[Unit], options: Options) -> dict[str, str]:
+def compose(units: Sequence[mf.Unit], options: mf.Options) -> dict[str, str]:
     services: dict[str, Any] = {}
     configs: dict[str, Any] = {}
     volumes: dict[str, Any] = {}
     if not options.split:
-        text = services_yaml(units)
+        text = mf.services_yaml(units)
         configs["services"] = {"content": text}
-        services[options.name] = compose_runtime(options, units, runtime_resources(), "services", "")
-        volumes.update({n: {} for n, _, _ in VOLUMES})
+        services[options.name] = compose_runtime(options, units, mf.runtime_resources(), "services", "")
+        volumes.update({n: {} for n, _, _ in mf.VOLUMES})
     else:
         ids = {u.id for u in units}
         for unit in units:
-            configs[f"{unit.id}-services"] = {"content": services_yaml([unit])}
-            service = compose_runtime(options, [unit], service_resources(unit.spec), f"{unit.id}-services",
+            configs[f"{unit.id}-services"] = {"content": mf.services_yaml([unit])}
+            service = compose_runtime(options, [unit], mf.service_resources(unit.spec), f"{unit.id}-services",
                                       f"{unit.id}-")
             needs = [d for d in depends_on(unit.spec) if d in ids]
             if needs:
                 service["depends_on"] = {d: {"condition": "service_healthy"} for d in needs}
             services[unit.id] = service
-            volumes.update({f"{unit.id}-{n}": {} for n, _, _ in VOLUMES})
+            volumes.update({f"{unit.id}-{n}": {} for n, _, _ in mf.VOLUMES})
     document = {"name": options.name, "services": services, "volumes": volumes, "configs": configs}
-    return {"compose.yaml": HEADER.format(args=options.args) + dump(document)}
+    return {"compose.yaml": mf.HEADER.format(args=options.args) + mf.dump(document)}
