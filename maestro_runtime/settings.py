@@ -19,8 +19,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from maestro_runtime.sandbox.cgroups import Limits, parse_size
+from maestro_runtime.sandbox.cgroups import Limits
 from maestro_runtime.sources.extract import Caps
+from maestro_runtime.spec.sizes import parse_size
 
 LOG_LEVELS = ("debug", "info", "warn", "error")
 PRESEEDED_MODES = ("auto", "always", "never")

@@ -6,8 +6,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from maestro_runtime.ops import manifests as mf
-from maestro_runtime.sandbox.cgroups import format_size
 from maestro_runtime.spec import ServiceSpec
+from maestro_runtime.spec.sizes import format_size
 
 # ---------------------------------------------------------------- compose
 

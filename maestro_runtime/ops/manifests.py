@@ -14,11 +14,12 @@ from typing import Any
 
 import yaml
 
-from maestro_runtime.sandbox.cgroups import DEFAULT_PERIOD_US, format_size, parse_size
+from maestro_runtime.sandbox.cgroups import DEFAULT_PERIOD_US
 from maestro_runtime.sandbox.cgroups import Limits as SandboxDefaults
 from maestro_runtime.sources.fetch import local_path
 from maestro_runtime.spec import DEFAULT_REF, ParseResult, ServiceSpec
 from maestro_runtime.spec.naming import unique_id
+from maestro_runtime.spec.sizes import format_size, parse_size
 
 TARGETS = ("kubernetes", "compose")
 DEFAULT_NAME = "maestro"

@@ -187,7 +187,7 @@ class Provisioner:
             port=port, command=command, command_reason=reason, env=dict(spec.env),
             health={"kind": spec.health.kind, "path": spec.health.path}, autostart=spec.autostart,
             keep=list(spec.keep), allow_hosts=list(spec.allow_hosts),
-            limits={k: v for k, v in spec.limits.__dict__.items() if v is not None},
+            limits=spec.limits.overrides(),
             state=READY, error=None, updated=time.time(), revision=code.revision,
             degraded=["identity: runs as root without capabilities (no CAP_SETUID/CAP_CHOWN)"]
             if self.identity_degraded else [],
