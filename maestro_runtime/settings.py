@@ -121,8 +121,6 @@ class BuildSettings:
     timeout: float = 1800.0  # MAESTRO_BUILD_TIMEOUT (seconds, per command)
     # Registry mirrors and proxies passed from the container to builds, never secrets of ours.
     passthrough: tuple[tuple[str, str], ...] = ()
-    # MAESTRO_* settings (minus secrets) for the sandbox wrapper, so it resolves the same folders.
-    wrapper_env: tuple[tuple[str, str], ...] = ()
     operator_pythonpath: str = ""  # the operator's PYTHONPATH (a development checkout), for the wrapper
 
 
@@ -144,7 +142,6 @@ def build_settings(env: Mapping[str, str], problems: list[str]) -> BuildSettings
             (k, v) for k, v in env.items()
             if (k.startswith(BUILD_PASS_PREFIXES) or k in BUILD_PASS_KEYS) and k not in BUILD_NEVER_PASS
         )),
-        wrapper_env=tuple(sorted((k, v) for k, v in env.items() if k.startswith("MAESTRO_") and "TOKEN" not in k)),
         operator_pythonpath=env.get("PYTHONPATH", ""),
     )
 

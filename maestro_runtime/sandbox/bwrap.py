@@ -22,7 +22,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from maestro_runtime.sandbox import cgroups, netpolicy
@@ -68,6 +68,22 @@ class SandboxConfig:
     @property
     def cache_dir(self) -> Path:
         return self.runtime_dir / "sandbox"
+
+    def to_json(self) -> str:
+        """The whole config, for a subprocess (the build wrapper) that must not re-read the environment."""
+        data = {f.name: getattr(self, f.name) for f in fields(self)}
+        data["limits"] = asdict(self.limits)
+        return json.dumps(data, default=str, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> SandboxConfig:
+        data = json.loads(text)
+        root = data.pop("cgroup_root")
+        return cls(**{
+            **data, "limits": cgroups.Limits(**data["limits"]), "cgroup_root": Path(root) if root else None,
+            "net_allow_file": Path(data["net_allow_file"]), "runtime_dir": Path(data["runtime_dir"]),
+            "state_dir": Path(data["state_dir"]), "masked": tuple(data["masked"]), "problems": tuple(data["problems"]),
+        })
 
     @classmethod
     def from_settings(cls, settings) -> SandboxConfig:

@@ -28,6 +28,8 @@ def _env_pair(value: str) -> tuple[str, str]:
 
 
 @click.command(context_settings={"ignore_unknown_options": False, "allow_interspersed_args": False})
+@click.option("--config", "config_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="The sandbox config as the runtime wrote it (builds); default: read the environment.")
 @click.option("--workdir", type=click.Path(file_okay=False, path_type=Path), default=".",
               help="Folder the command runs in; bound read-write (default: the current folder).")
 @click.option("--net", type=click.Choice([netpolicy.DENY, netpolicy.ALLOW]), default=None,
@@ -41,18 +43,25 @@ def _env_pair(value: str) -> tuple[str, str]:
 @click.option("--home", default=None, help="HOME of the command (with --uid).")
 @click.option("--env", "env_pairs", multiple=True, metavar="KEY=VALUE", help="Pass one variable; repeatable.")
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
-def main(workdir: Path, net: str | None, allow_hosts: tuple[str, ...], user: str | None,
+def main(config_file: Path | None, workdir: Path, net: str | None, allow_hosts: tuple[str, ...], user: str | None,
          uid: int | None, gid: int | None, home: str | None, env_pairs: tuple[str, ...],
          command: tuple[str, ...]) -> None:
     """Run COMMAND in a bubblewrap sandbox as a project's user, with limits and a network policy."""
     logging.basicConfig(level=logging.INFO, format="maestro-sandbox: %(message)s", stream=sys.stderr)
-    try:
-        settings = Settings.from_env()
-    except ValueError as exc:
-        raise click.ClickException(str(exc)) from exc
-    config = SandboxConfig.from_settings(settings)
-    for problem in config.problems:
-        logging.getLogger("maestro.sandbox").warning("%s", problem)
+    term = None
+    if config_file is not None:
+        try:
+            config = SandboxConfig.from_json(config_file.read_text())
+        except (OSError, ValueError, TypeError, KeyError) as exc:
+            raise click.ClickException(f"cannot read the sandbox config {config_file}: {exc}") from exc
+    else:
+        try:
+            settings = Settings.from_env()
+        except ValueError as exc:
+            raise click.ClickException(str(exc)) from exc
+        config, term = SandboxConfig.from_settings(settings), settings.term
+        for problem in config.problems:
+            logging.getLogger("maestro.sandbox").warning("%s", problem)
     try:
         hosts = tuple(netpolicy.validate_host(h) for h in allow_hosts)
     except netpolicy.NetPolicyError as exc:
@@ -67,7 +76,7 @@ def main(workdir: Path, net: str | None, allow_hosts: tuple[str, ...], user: str
         env=dict(_env_pair(p) for p in env_pairs), uid=uid, gid=gid, home=home,
     )
     try:
-        code = runner.run(config, request, term=settings.term)
+        code = runner.run(config, request, term=term)
     except SandboxError as exc:
         click.echo(f"maestro-sandbox: {exc}", err=True)
         sys.exit(SETUP_FAILED)

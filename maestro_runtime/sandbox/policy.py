@@ -34,6 +34,7 @@ from maestro_runtime.sandbox.bwrap import (
     system_view,
     wrap,
 )
+from maestro_runtime.state.records import atomic_write
 
 __all__ = [  # the sandbox's surface: what provisioning and the CLI use, and the pure parts tests check
     "CAPABILITY_HINT", "DEFAULT_SIGNALS", "IGNORE_SIGNALS", "PROXY_PORT", "LaunchPlan", "Probe", "SandboxConfig",
@@ -62,6 +63,7 @@ class SandboxPolicy:
         self._probe: Probe | None = None
         self._layout: cgroups.Layout | None = None
         self._firewall = None
+        self._config_file: Path | None = None
 
     @property
     def mode(self) -> str:
@@ -147,12 +149,24 @@ class SandboxPolicy:
         return self.firewall().sync(ready, {r.id: self.service_net(r) for r in ready})
 
     # -- builds
+    def config_file(self) -> Path:
+        """The config, written once (root-only) for the build wrapper: options as a file,
+        not environment variables the wrapper would parse again."""
+        with self._lock:
+            if self._config_file is None:
+                path = self.config.cache_dir / "config.json"
+                path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+                atomic_write(path, self.config.to_json(), mode=0o600)
+                self._config_file = path
+            return self._config_file
+
     def build_wrapper(self, account, directory: Path | str) -> tuple[str, ...]:
         """argv prefix for one build step, ending in ``--``: append only the command (the
         wrapper drops to ``account`` itself). The build gets the build network policy."""
         # Ids and home from the account, never a name lookup: in degraded identity the account
         # was never created. -s: no user site-packages in this root process.
-        return (sys.executable, "-s", "-m", "maestro_runtime.sandbox.cli", "--workdir", str(directory),
+        return (sys.executable, "-s", "-m", "maestro_runtime.sandbox.cli", "--config", str(self.config_file()),
+                "--workdir", str(directory),
                 "--user", account.user, "--uid", str(account.uid), "--gid", str(account.gid),
                 "--home", str(account.home), "--")
 

@@ -62,8 +62,6 @@ class BuildOptions:
     timeout: float = 1800.0  # MAESTRO_BUILD_TIMEOUT (seconds, per command)
     log_dir: Path | None = None  # <state_dir>/builds: one log per service
     passthrough: tuple[tuple[str, str], ...] = ()
-    # MAESTRO_* settings (minus secrets) for a sandbox wrapper, which reads its own settings from env.
-    wrapper_env: tuple[tuple[str, str], ...] = ()
 
     operator_pythonpath: str = ""  # the operator's PYTHONPATH, for the sandbox wrapper only
 
@@ -74,7 +72,7 @@ class BuildOptions:
             pip_options=b.pip_options, npm_options=b.npm_options, include_dev=b.include_dev,
             python=b.python or default_python(), timeout=b.timeout,
             log_dir=Path(settings.state_dir) / "builds", passthrough=b.passthrough,
-            wrapper_env=b.wrapper_env, operator_pythonpath=b.operator_pythonpath,
+            operator_pythonpath=b.operator_pythonpath,
         )
 
 
@@ -281,17 +279,15 @@ def wrap(prefix: list[str], step: Sequence[str], env: Mapping[str, str], opts: B
     the last exec, ``env -i``, after the drop: the root processes before it (the sandbox
     wrapper, setpriv) get a fixed environment, so nothing the project can write (a ``.pth``
     in ``~/.local``, a venv on PATH, loader variables) is seen by root. The sandbox wrapper
-    also gets the MAESTRO_* settings so it resolves the same folders as this process.
+    gets its config as a file (``--config``), never as variables to parse again.
     """
     argv = [*prefix, *service_env_argv(env), *step]
     if not prefix:
         return argv, dict(env)
     root_env = dict(ROOT_ENVIRONMENT)
-    if prefix[0] != SETPRIV:
-        root_env.update(opts.wrapper_env)
-        # The operator's own PYTHONPATH (a development checkout), never one of the build's.
-        if opts.operator_pythonpath:
-            root_env["PYTHONPATH"] = opts.operator_pythonpath
+    # The sandbox wrapper gets the operator's own PYTHONPATH (a development checkout), never the build's.
+    if prefix[0] != SETPRIV and opts.operator_pythonpath:
+        root_env["PYTHONPATH"] = opts.operator_pythonpath
     return argv, root_env
 
 

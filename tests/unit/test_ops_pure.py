@@ -128,6 +128,8 @@ def test_event_headers_and_payload():
 
 
 def test_runtime_log_lines_are_one_line_and_redacted(capsys):
+    root = logging.getLogger("maestro")
+    saved = (list(root.handlers), root.level, root.propagate)
     logger = log_format.setup_logging("debug")
     try:
         logger.warning("fetch of https://u:tok3n@h/x failed:\nsecond line")
@@ -136,4 +138,4 @@ def test_runtime_log_lines_are_one_line_and_redacted(capsys):
         assert "tok3n" not in err and "\\nsecond line" in err
         assert log_format.setup_logging("nonsense").level == logging.INFO
     finally:
-        log_format.setup_logging("info")
+        root.handlers[:], root.level, root.propagate = saved
