@@ -23,10 +23,9 @@ from maestro_runtime.engine.supervisord import (
     write_program,
 )
 from maestro_runtime.ops import accounts
-from maestro_runtime.sandbox import policy as sandbox
+from maestro_runtime.sandbox.policy import LaunchPlan, SandboxError, SandboxPolicy, boot_report
 from maestro_runtime.settings import Settings
-from maestro_runtime.sources import builds, detect
-from maestro_runtime.sources import fetch as sources
+from maestro_runtime.sources import builds, detect, fetch
 from maestro_runtime.sources.redact import redact
 from maestro_runtime.spec import ServiceSpec, SpecError
 from maestro_runtime.spec.naming import default_user, reserved, unique_id
@@ -43,7 +42,7 @@ IDENTITY_WARNING = (
 # Everything a single service's failure can raise; anything else is a bug and propagates.
 PROVISION_ERRORS = (
     SpecError, PortError, RenderError, OSError,
-    accounts.AccountError, sources.SourceError, builds.BuildError, sandbox.SandboxError,
+    accounts.AccountError, fetch.SourceError, builds.BuildError, SandboxError,
 )
 
 
@@ -104,14 +103,14 @@ class Provisioner:
         self.store = RecordStore(settings.records_dir)
         self.ledger = PortLedger(settings.port_ledger)
         self.launch_dir = settings.runtime_dir / "launch"
-        self.policy = sandbox.SandboxPolicy.from_settings(settings)
+        self.policy = SandboxPolicy.from_settings(settings)
         self.missing_caps = accounts.missing_identity_caps()
         self.accounts = accounts.AccountRegistry(
             settings.state_dir / "accounts.json", prefix=settings.accounts_prefix,
             allowed=accounts.allowed_users(settings.allowed_users))
 
     def boot_warnings(self) -> list[str]:
-        warnings = sandbox.boot_report(self.policy.config)
+        warnings = boot_report(self.policy.config)
         if self.identity_degraded:
             warnings.append(IDENTITY_WARNING.format(caps=", ".join(self.missing_caps)))
         return warnings
@@ -167,9 +166,9 @@ class Provisioner:
             builds.build(directory, account, settings=settings, policy=self.policy, service_id=a.id)
         except BaseException:
             if code.fetched:  # the previous version (or nothing) comes back: never a half-built service
-                sources.roll_back(directory, code.previous_dir, spec.keep)
+                fetch.roll_back(directory, code.previous_dir, spec.keep)
             raise
-        sources.finish(code.previous_dir)
+        fetch.finish(code.previous_dir)
         port = self.ledger.assign(a.id, spec.port, settings.port_range)
         if spec.kind == "preseeded" and spec.port is None:
             self._remember_port(directory, port, account)
@@ -201,12 +200,12 @@ class Provisioner:
             return Code(spec.directory, str(spec.directory), "")
         assert spec.repo is not None
         self._check_system_path(spec)
-        directory, source = self.settings.projects_dir / a.id, sources.redact(spec.repo)
+        directory, source = self.settings.projects_dir / a.id, fetch.redact(spec.repo)
         stale = previous is None or previous.source != source or previous.ref != spec.ref
         if not (refetch or stale or not directory.is_dir()):
             return Code(directory, source, previous.revision if previous else "")
-        staging = sources.stage(spec.repo, spec.ref, directory, settings=self.settings, sha256=spec.sha256)
-        previous_dir = sources.swap_in(staging, directory, spec.keep)
+        staging = fetch.stage(spec.repo, spec.ref, directory, settings=self.settings, sha256=spec.sha256)
+        previous_dir = fetch.swap_in(staging, directory, spec.keep)
         return Code(directory, source, f"{time.time():.6f}", fetched=True, previous_dir=previous_dir)
 
     def _check_system_path(self, spec: ServiceSpec) -> None:
@@ -215,7 +214,7 @@ class Provisioner:
         if spec.allow_system_path or s.allow_system_paths:
             return
         protected = [s.state_dir, s.runtime_dir, s.home_root, *([s.accounts_prefix] if s.accounts_prefix else [])]
-        problem = sources.system_path_problem(spec.repo or "", protected, list(s.local_source_roots))
+        problem = fetch.system_path_problem(spec.repo or "", protected, list(s.local_source_roots))
         if problem:
             raise SpecError(spec.origin, "repo", f"{problem}: refused (deploy --allow-system-path, YAML "
                                                  "allow_system_path: true or MAESTRO_ALLOW_SYSTEM_PATHS=1 to allow)")
@@ -238,7 +237,7 @@ class Provisioner:
                 return Outcome(a.id, False, error=error, record=kept.record)
         failed = ServiceRecord(
             id=a.id, name=a.spec.name or a.id, kind=a.spec.kind, origin=a.spec.origin,
-            source=sources.redact(a.spec.repo) if a.spec.repo else str(a.spec.directory),
+            source=fetch.redact(a.spec.repo) if a.spec.repo else str(a.spec.directory),
             directory="", user=a.user, port=0, state=FAILED, error=error, updated=time.time(),
         )
         self.store.save(failed)
@@ -318,7 +317,7 @@ def _purge(path: Path, under: Path | None = None) -> None:
         log.warning("could not delete %s: %s", path, exc)
 
 
-def sandbox_script(record: ServiceRecord, plan: sandbox.LaunchPlan) -> str:
+def sandbox_script(record: ServiceRecord, plan: LaunchPlan) -> str:
     from maestro_runtime.engine.launch import render_launch_script
 
     return render_launch_script(record, wrapper=plan.wrapper, cgroup_procs=plan.cgroup_procs)

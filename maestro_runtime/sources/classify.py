@@ -13,7 +13,7 @@ from pathlib import Path
 from urllib.parse import quote, unquote, urlsplit
 
 from maestro_runtime.settings import FetchSettings
-from maestro_runtime.sources import git as gitsource
+from maestro_runtime.sources import git
 from maestro_runtime.sources.extract import archive_suffix
 from maestro_runtime.sources.redact import redact
 
@@ -98,7 +98,7 @@ def classify(repo: str, *, bare_git: Callable[[Path], bool] = is_bare_git) -> So
     parts = urlsplit(repo)
     if parts.scheme in ("http", "https") and archive_suffix(parts.path):
         return Source("archive", repo, "archive URL: downloaded and extracted")
-    if gitsource.is_git_url(repo):
+    if git.is_git_url(repo):
         return Source("git", repo, "git URL: shallow clone of the ref")
     raise SourceError(
         f"unsupported source {redact(repo)!r}: expected a folder, file://, a GitHub URL, "
@@ -109,7 +109,7 @@ def classify(repo: str, *, bare_git: Callable[[Path], bool] = is_bare_git) -> So
 def github_archive(owner_repo: str, ref: str, opts: FetchOptions) -> tuple[str, dict[str, str]]:
     """URL and headers of a GitHub tarball: the API (with the token) for private repositories."""
     ref_q = quote(ref, safe="")
-    if opts.github_token and gitsource.in_clear(opts.github_api):
+    if opts.github_token and git.in_clear(opts.github_api):
         raise SourceError(f"refusing to send the GitHub token to {redact(opts.github_api)} over plain http:// "
                           "(MAESTRO_GITHUB_API_URL): use https://")
     if opts.github_token:

@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from maestro_runtime import safefs
-from maestro_runtime.sources import git as gitsource
+from maestro_runtime.sources import git
 from maestro_runtime.sources.classify import (
     FetchOptions,
     Source,
@@ -85,7 +85,7 @@ def download(
     import httpx  # imported here: most boots fetch nothing, and it costs ~60 ms to import
 
     shown = shown or redact(url)
-    if urlsplit(url).username is not None and gitsource.in_clear(url):
+    if urlsplit(url).username is not None and git.in_clear(url):
         raise SourceError(f"refusing to send the credentials of {shown} over plain http://: use https://")
     timeout = httpx.Timeout(opts.read_timeout, connect=opts.connect_timeout)
     last = ""
@@ -107,7 +107,7 @@ def download(
 
 
 def _scrub(text: str, opts: FetchOptions) -> str:
-    return gitsource.scrub(redact(text), opts.secrets)
+    return git.scrub(redact(text), opts.secrets)
 
 
 def _download_once(
@@ -204,16 +204,16 @@ def _materialise(source: Source, repo: str, ref: str, staging: Path, download_to
         _copy_local(Path(source.location), staging)
         return
     if source.kind == "git":
-        host = urlsplit(gitsource.clone_url(repo)).hostname or ""
+        host = urlsplit(git.clone_url(repo)).hostname or ""
         token = opts.token or (opts.github_token if host.endswith("github.com") else None)
         if sha256:
             log.warning("%s: sha256 applies to archive downloads only; ignored for git", shown)
         try:
-            how = gitsource.clone(
+            how = git.clone(
                 source.location, ref, staging, token=token, timeout=opts.git_timeout,
                 log=log.info, display=shown, base_env=opts.git_base_env,
             )
-        except gitsource.GitError as exc:
+        except git.GitError as exc:
             raise SourceError(_scrub(str(exc), opts)) from exc
         log.info("checked out %s at %s (%s)", shown, ref, how)
         return
