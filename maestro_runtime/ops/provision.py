@@ -200,7 +200,7 @@ class Provisioner:
             return Code(spec.directory, str(spec.directory), "")
         assert spec.repo is not None
         self._check_system_path(spec)
-        directory, source = self.settings.projects_dir / a.id, fetch.redact(spec.repo)
+        directory, source = self.settings.projects_dir / a.id, redact(spec.repo)
         stale = previous is None or previous.source != source or previous.ref != spec.ref
         if not (refetch or stale or not directory.is_dir()):
             return Code(directory, source, previous.revision if previous else "")
@@ -237,7 +237,7 @@ class Provisioner:
                 return Outcome(a.id, False, error=error, record=kept.record)
         failed = ServiceRecord(
             id=a.id, name=a.spec.name or a.id, kind=a.spec.kind, origin=a.spec.origin,
-            source=fetch.redact(a.spec.repo) if a.spec.repo else str(a.spec.directory),
+            source=redact(a.spec.repo) if a.spec.repo else str(a.spec.directory),
             directory="", user=a.user, port=0, state=FAILED, error=error, updated=time.time(),
         )
         self.store.save(failed)
