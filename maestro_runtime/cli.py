@@ -195,7 +195,7 @@ def deploy(yes: bool, wait: float, env_pairs: tuple[str, ...], allow_system_path
         previous = existing.get(program_id)
         user = spec.user or (previous.user if previous else None)
         if not yes and not click.confirm(
-            f"Deploy {program_id} from {spec.repo} (ref {spec.ref}) as {user or 'svc_' + program_id}"
+            f"Deploy {program_id} from {spec.repo} (ref {spec.ref}) as {user or default_user(program_id)}"
             f" on port {spec.port or 'auto'}?", default=True,
         ):
             raise click.Abort()
@@ -221,7 +221,7 @@ def _pair(text: str) -> tuple[str, str]:
 
 def _ask(fields: dict[str, str | None]) -> dict[str, str | None]:
     """Prompt for each field the flags left out, with the default shown."""
-    from maestro_runtime.spec.naming import default_user, name_from_repo
+    from maestro_runtime.spec.naming import default_user, name_from_repo, sanitize_name
 
     out = dict(fields)
     if not out.get("repo"):
@@ -237,7 +237,7 @@ def _ask(fields: dict[str, str | None]) -> dict[str, str | None]:
     for key, text, default in prompts:
         if out.get(key) is None:
             if key == "user":
-                default = default_user(out.get("name") or "service")
+                default = default_user(sanitize_name(out.get("name") or "") or "service")
             out[key] = click.prompt(text, default=default, show_default=bool(default))
     return out
 

@@ -139,3 +139,24 @@ def test_runtime_log_lines_are_one_line_and_redacted(capsys):
         assert log_format.setup_logging("nonsense").level == logging.INFO
     finally:
         root.handlers[:], root.level, root.propagate = saved
+
+
+# ---------------------------------------------------------------- deploy's prompts
+
+
+def test_deploy_suggests_the_user_it_would_really_create(monkeypatch):
+    from maestro_runtime import cli
+    from maestro_runtime.spec.naming import default_user
+
+    asked = {}
+
+    def prompt(text, default=None, show_default=True):
+        asked[text] = default
+        return default
+
+    monkeypatch.setattr(cli.click, "prompt", prompt)
+    cli._ask({"repo": "/srv/x", "port": "0", "ref": "main", "name": "My App", "user": None, "cmd": ""})
+    assert asked["UNIX user"] == "svc_my-app"
+    long_name = "a" * 40
+    cli._ask({"repo": "/srv/x", "port": "0", "ref": "main", "name": long_name, "user": None, "cmd": ""})
+    assert asked["UNIX user"] == default_user(long_name) != f"svc_{long_name}"
