@@ -124,8 +124,7 @@ class Provisioner:
     def provision(self, assignment: Assignment, *, refetch: bool = False) -> Outcome:
         previous = self.store.load(assignment.id)
         try:
-            record = self._provision(assignment, previous, refetch)
-            changed = self.activate(record)
+            record, changed = self.activate(self._provision(assignment, previous, refetch))
         except PROVISION_ERRORS as exc:
             return self._fail(assignment, previous, exc)
         except Exception as exc:  # a bug here must not stop the other services: say so loudly
@@ -136,7 +135,8 @@ class Provisioner:
     def reactivate(self, record: ServiceRecord) -> Outcome:
         """Render a service that needs no provisioning (deployed at run time) for this boot."""
         try:
-            return Outcome(record.id, True, changed=self.activate(record), record=record)
+            active, changed = self.activate(record)
+            return Outcome(record.id, True, changed=changed, record=active)
         except PROVISION_ERRORS as exc:
             failed = replace(record, state=FAILED, error=f"{record.origin}: {exc}", updated=time.time())
             self.store.save(failed)
@@ -261,11 +261,11 @@ class Provisioner:
 
     # ------------------------------------------------------------ supervisord programs
 
-    def activate(self, record: ServiceRecord) -> bool:
-        """Plan the sandbox, save the record, write the launch script and program file.
-        True when supervisord must apply a change."""
+    def activate(self, record: ServiceRecord) -> tuple[ServiceRecord, bool]:
+        """Plan the sandbox, save the record (with the sandbox report), write the launch script and
+        program file. Returns the saved record, and True when supervisord must apply a change."""
         plan = self.policy.plan(record)
-        record.sandbox = plan.report
+        record = replace(record, sandbox=plan.report)
         self.store.save(record)
         script_text = sandbox_script(record, plan)
         script = self.launch_dir / f"{record.id}.sh"
@@ -277,7 +277,7 @@ class Provisioner:
             stopwaitsecs=self.settings.stopwaitsecs,
         )
         text = render_program(record.id, script, options, revision=program_revision(script_text, record))
-        return write_program(self.settings.supervisor_conf_dir, record.id, text)
+        return record, write_program(self.settings.supervisor_conf_dir, record.id, text)
 
     def deactivate(self, service_id: str) -> None:
         remove_program(self.settings.supervisor_conf_dir, service_id)
