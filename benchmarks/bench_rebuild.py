@@ -17,9 +17,9 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
-from types import SimpleNamespace
 
 from maestro_runtime.ops.accounts import Account
+from maestro_runtime.settings import Settings
 from maestro_runtime.sources import builds
 
 
@@ -39,7 +39,7 @@ def main() -> None:
         project.mkdir()
         (project / "requirements.txt").write_text("\n".join(args.requirements.split()) + "\n")
         (project / "app.py").write_text("from flask import Flask\napp = Flask(__name__)\n")
-        settings = SimpleNamespace(environ=dict(os.environ), state_dir=base / "state")
+        settings = Settings.from_env({**os.environ, "MAESTRO_STATE_DIR": str(base / "state")})
 
         def boot() -> tuple[float, list[str]]:
             started = time.perf_counter()

@@ -1,13 +1,12 @@
-"""Shared pieces of the benchmark harness: isolation, relocated hosts, port polling, process trees.
+"""Shared pieces of the benchmark harness: relocated hosts, port polling, statistics.
 
-Everything here is also used by ``tests/reliability`` so that a benchmark and a
-test drive maestro-runtime the same way.
+Host isolation and process trees live in ``tests/fixtures/host.py`` (the tests use them
+too) and are re-exported here for the harness.
 """
 
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import http.client
 import os
 import random
@@ -16,7 +15,6 @@ import signal
 import socket
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -24,84 +22,20 @@ from pathlib import Path
 
 import psutil
 
-# The interpreter's own bin folder: the pyenv shims on PATH add ~50 ms of bash per call.
-BIN = Path(sys.executable).parent
-REPO = Path(__file__).resolve().parent.parent
-HEALTHCHECK = REPO / "healthcheck" / "healthcheck.py"
+from tests.fixtures.host import (  # noqa: F401 (re-exported: the harness's shared pieces)
+    ACCOUNT_FILES,
+    BIN,
+    HEALTHCHECK,
+    REPO,
+    isolate_etc,
+    kill_tree,
+    leftovers,
+    restored_accounts,
+    silent_resolver,
+    tree,
+)
+
 SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-# The files useradd touches: restored after every boot so each boot creates its users anew.
-ACCOUNT_FILES = ("passwd", "group", "shadow", "gshadow", "subuid", "subgid")
-CLONE_NEWNS = 0x00020000
-
-
-def isolate_etc() -> None:
-    """Private mount namespace with a throwaway /etc (tests and benchmarks): useradd never reaches the host."""
-    if os.environ.get("MAESTRO_TEST_ISOLATED") or os.geteuid() != 0:
-        return
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.unshare(CLONE_NEWNS) != 0:
-        raise OSError(ctypes.get_errno(), "unshare(CLONE_NEWNS) failed")
-    subprocess.run(["mount", "--make-rprivate", "/"], check=True)
-    # The copy lives on a tmpfs only this namespace sees, so it goes away with it: nothing left in /tmp.
-    scratch = tempfile.mkdtemp(prefix="maestro-etc-")
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "mode=0755", "maestro-etc", scratch], check=True)
-    subprocess.run(["cp", "-a", "/etc/.", scratch], check=True)
-    subprocess.run(["mount", "--bind", scratch, "/etc"], check=True)
-    subprocess.run(["umount", "--lazy", scratch], check=True)
-    os.rmdir(scratch)
-    os.environ["MAESTRO_TEST_ISOLATED"] = "1"
-
-
-SILENT_RESOLVER = "127.77.0.53"
-
-
-@contextlib.contextmanager
-def silent_resolver(options: str = ""):
-    """Point /etc/resolv.conf (the throwaway copy of :func:`isolate_etc` only) at a UDP socket that
-    swallows every query, like an unreachable resolver; yields the list of queries it got."""
-    if not os.environ.get("MAESTRO_TEST_ISOLATED"):
-        raise RuntimeError("silent_resolver needs the private /etc of isolate_etc()")
-    import threading
-
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sock.bind((SILENT_RESOLVER, 53))
-    sock.settimeout(0.2)
-    queries: list[bytes] = []
-    stop = threading.Event()
-
-    def swallow() -> None:
-        while not stop.is_set():
-            with contextlib.suppress(TimeoutError):
-                queries.append(sock.recv(4096))
-
-    thread = threading.Thread(target=swallow, daemon=True)
-    thread.start()
-    conf = Path("/etc/resolv.conf")
-    saved = conf.read_bytes() if conf.exists() else None
-    conf.write_text(f"nameserver {SILENT_RESOLVER}\n" + (f"options {options}\n" if options else ""))
-    try:
-        yield queries
-    finally:
-        if saved is not None:
-            conf.write_bytes(saved)
-        stop.set()
-        thread.join(2)
-        sock.close()
-
-
-@contextlib.contextmanager
-def restored_accounts():
-    """Put the account files back as they were, so the next boot is a first boot again."""
-    saved = {}
-    for name in ACCOUNT_FILES:
-        path = Path("/etc") / name
-        if path.exists():
-            saved[name] = path.read_bytes()
-    try:
-        yield
-    finally:
-        for name, data in saved.items():
-            (Path("/etc") / name).write_bytes(data)
 
 
 class PortAllocator:
@@ -154,42 +88,6 @@ def wait_ports(ports: list[int], timeout: float, *, on_tick=None, interval: floa
             raise TimeoutError(f"{len(pending)} port(s) never answered: {sorted(pending)[:10]}")
         time.sleep(interval)
     return time.monotonic()
-
-
-def tree(pid: int) -> list[psutil.Process]:
-    try:
-        root = psutil.Process(pid)
-        return [root, *root.children(recursive=True)]
-    except psutil.NoSuchProcess:
-        return []
-
-
-def kill_tree(pid: int) -> None:
-    """kill -9 of ``pid`` and every process below it (supervisord puts each program in its own
-    process group). The tree is frozen first, SIGSTOP until no new process appears: a child
-    forked between a snapshot and the kill would otherwise outlive it, holding its port."""
-    frozen: dict[int, psutil.Process] = {}
-    while fresh := [p for p in tree(pid) if p.pid not in frozen]:
-        for proc in fresh:
-            with contextlib.suppress(psutil.NoSuchProcess):
-                proc.send_signal(signal.SIGSTOP)
-            frozen[proc.pid] = proc
-    for proc in frozen.values():
-        with contextlib.suppress(psutil.NoSuchProcess):
-            proc.kill()
-    psutil.wait_procs(list(frozen.values()), timeout=10)
-
-
-def leftovers(marker: str) -> list[psutil.Process]:
-    """Processes whose command line or working folder names ``marker`` (a test's own folder)."""
-    found = []
-    for proc in psutil.process_iter(["cmdline", "cwd", "status"]):
-        cmdline = " ".join(proc.info["cmdline"] or ())
-        if proc.info["status"] == psutil.STATUS_ZOMBIE or proc.pid == os.getpid():
-            continue  # ourselves, or already dead and waiting for its parent to reap it
-        if marker in cmdline or (proc.info["cwd"] or "").startswith(marker):
-            found.append(proc)
-    return found
 
 
 def stop_tree(proc: subprocess.Popen, timeout: float = 20.0) -> int | None:

@@ -16,6 +16,7 @@ import click
 from maestro_runtime.engine.supervisord import Supervisor, SupervisorUnavailable
 from maestro_runtime.log_format import setup_logging
 from maestro_runtime.settings import Settings, load_or_exit
+from maestro_runtime.spec.naming import env_pair
 from maestro_runtime.state.records import RecordError, RecordStore, ServiceRecord
 
 log = logging.getLogger("maestro")
@@ -232,7 +233,6 @@ def deploy_from_env(prepare_only: bool, refetch: bool) -> None:
 
 # ---------------------------------------------------------------- deploy
 
-_FIELDS = ("repo", "port", "ref", "name", "user", "cmd")
 
 
 @click.command("deploy")
@@ -274,7 +274,7 @@ def deploy(yes: bool, wait: float, env_pairs: tuple[str, ...], allow_system_path
         previous = existing.get(program_id)
         user = spec.user or (previous.user if previous else None)
         if not yes and not click.confirm(
-            f"Deploy {program_id} from {spec.repo} (ref {spec.ref}) as {user or 'svc_' + program_id}"
+            f"Deploy {program_id} from {spec.repo} (ref {spec.ref}) as {user or default_user(program_id)}"
             f" on port {spec.port or 'auto'}?", default=True,
         ):
             raise click.Abort()
@@ -292,15 +292,15 @@ def deploy(yes: bool, wait: float, env_pairs: tuple[str, ...], allow_system_path
 
 
 def _pair(text: str) -> tuple[str, str]:
-    key, sep, value = text.partition("=")
-    if not sep:
-        raise click.BadParameter(f"{text!r} must look like KEY=VALUE", param_hint="--env")
-    return key, value
+    try:
+        return env_pair(text)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--env") from exc
 
 
 def _ask(fields: dict[str, str | None]) -> dict[str, str | None]:
     """Prompt for each field the flags left out, with the default shown."""
-    from maestro_runtime.spec.naming import default_user, name_from_repo
+    from maestro_runtime.spec.naming import default_user, name_from_repo, sanitize_name
 
     out = dict(fields)
     if not out.get("repo"):
@@ -316,7 +316,7 @@ def _ask(fields: dict[str, str | None]) -> dict[str, str | None]:
     for key, text, default in prompts:
         if out.get(key) is None:
             if key == "user":
-                default = default_user(out.get("name") or "service")
+                default = default_user(sanitize_name(out.get("name") or "") or "service")
             out[key] = click.prompt(text, default=default, show_default=bool(default))
     return out
 

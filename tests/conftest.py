@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 
-from benchmarks.common import isolate_etc
+from fixtures.host import isolate_etc
 
 
 def pytest_configure(config):

@@ -24,6 +24,7 @@ from collections.abc import Mapping, Sequence
 from maestro_runtime.state.records import ServiceRecord
 
 SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+SETPRIV = "/usr/bin/setpriv"
 _SHELL_SYNTAX = re.compile(r"[;&|<>()`\n{}]")
 _NEEDS_SHELL = re.compile(r"[;&|<>()`\n{}$*?\[\]~#\\'\"=]")
 _SHELL_WORDS = frozenset((
@@ -105,8 +106,8 @@ def service_env_argv(env: Mapping[str, str]) -> list[str]:
 def drop_privileges_argv(uid: int, gid: int) -> list[str]:
     if uid == 0:
         # Degraded mode (no CAP_SETUID): nothing to drop to; still forbid gaining privileges.
-        return ["/usr/bin/setpriv", "--no-new-privs", "--"]
-    return ["/usr/bin/setpriv", f"--reuid={uid}", f"--regid={gid}", "--clear-groups", "--no-new-privs", "--"]
+        return [SETPRIV, "--no-new-privs", "--"]
+    return [SETPRIV, f"--reuid={uid}", f"--regid={gid}", "--clear-groups", "--no-new-privs", "--"]
 
 
 def render_launch_script(

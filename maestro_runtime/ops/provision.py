@@ -23,10 +23,9 @@ from maestro_runtime.engine.supervisord import (
     write_program,
 )
 from maestro_runtime.ops import accounts
-from maestro_runtime.sandbox import policy as sandbox
+from maestro_runtime.sandbox.policy import LaunchPlan, SandboxError, SandboxPolicy, boot_report
 from maestro_runtime.settings import Settings
-from maestro_runtime.sources import builds, detect
-from maestro_runtime.sources import fetch as sources
+from maestro_runtime.sources import builds, detect, fetch
 from maestro_runtime.sources.redact import redact
 from maestro_runtime.spec import ServiceSpec, SpecError
 from maestro_runtime.spec.naming import PROGRAM_ID_RE, default_user, reserved, unique_id
@@ -43,7 +42,7 @@ IDENTITY_WARNING = (
 # Everything a single service's failure can raise; anything else is a bug and propagates.
 PROVISION_ERRORS = (
     SpecError, PortError, RenderError, OSError,
-    accounts.AccountError, sources.SourceError, builds.BuildError, sandbox.SandboxError,
+    accounts.AccountError, fetch.SourceError, builds.BuildError, SandboxError,
 )
 
 
@@ -104,11 +103,11 @@ class Provisioner:
         self.store = RecordStore(settings.records_dir)
         self.ledger = PortLedger(settings.port_ledger, rebuild=self._ports_from_records)
         self.launch_dir = settings.runtime_dir / "launch"
-        self.policy = sandbox.SandboxPolicy.from_settings(settings)
+        self.policy = SandboxPolicy.from_settings(settings)
         self.missing_caps = accounts.missing_identity_caps()
         self.accounts = accounts.AccountRegistry(
             settings.state_dir / "accounts.json", prefix=settings.accounts_prefix,
-            allowed=accounts.allowed_users(settings.environ.get("MAESTRO_ALLOWED_USERS", "")))
+            allowed=accounts.allowed_users(settings.allowed_users))
 
     def _ports_from_records(self) -> dict[str, int]:
         """What a lost port ledger is rebuilt from: the ports the ready services were given."""
@@ -161,7 +160,7 @@ class Provisioner:
                       record.id, self.store.path(record.id), exc.strerror or exc)
 
     def boot_warnings(self) -> list[str]:
-        warnings = sandbox.boot_report(self.policy.config)
+        warnings = boot_report(self.policy.config)
         if self.identity_degraded:
             warnings.append(IDENTITY_WARNING.format(caps=", ".join(self.missing_caps)))
         return warnings
@@ -175,8 +174,7 @@ class Provisioner:
     def provision(self, assignment: Assignment, *, refetch: bool = False) -> Outcome:
         previous = self.load_previous(assignment.id)
         try:
-            record = self._provision(assignment, previous, refetch)
-            changed = self.activate(record)
+            record, changed = self.activate(self._provision(assignment, previous, refetch))
         except PROVISION_ERRORS as exc:
             return self._fail(assignment, previous, exc)
         except Exception as exc:  # a bug here must not stop the other services: say so loudly
@@ -187,7 +185,8 @@ class Provisioner:
     def reactivate(self, record: ServiceRecord) -> Outcome:
         """Render a service that needs no provisioning (deployed at run time) for this boot."""
         try:
-            return Outcome(record.id, True, changed=self.activate(record), record=record)
+            active, changed = self.activate(record)
+            return Outcome(record.id, True, changed=changed, record=active)
         except PROVISION_ERRORS as exc:
             failed = replace(record, state=FAILED, error=f"{record.origin}: {exc}", updated=time.time())
             self._save_failure(failed)
@@ -217,9 +216,9 @@ class Provisioner:
             builds.build(directory, account, settings=settings, policy=self.policy, service_id=a.id)
         except BaseException:
             if code.fetched:  # the previous version (or nothing) comes back: never a half-built service
-                sources.roll_back(directory, code.previous_dir, spec.keep)
+                fetch.roll_back(directory, code.previous_dir, spec.keep)
             raise
-        sources.finish(code.previous_dir)
+        fetch.finish(code.previous_dir)
         port = self.ledger.assign(a.id, spec.port, settings.port_range)
         if spec.kind == "preseeded" and spec.port is None:
             self._remember_port(directory, port, account)
@@ -237,7 +236,7 @@ class Provisioner:
             port=port, command=command, command_reason=reason, env=dict(spec.env),
             health={"kind": spec.health.kind, "path": spec.health.path}, autostart=spec.autostart,
             keep=list(spec.keep), allow_hosts=list(spec.allow_hosts),
-            limits={k: v for k, v in spec.limits.__dict__.items() if v is not None},
+            limits=spec.limits.overrides(),
             state=READY, error=None, updated=time.time(), revision=code.revision,
             degraded=["identity: runs as root without capabilities (no CAP_SETUID/CAP_CHOWN)"]
             if self.identity_degraded else [],
@@ -251,23 +250,21 @@ class Provisioner:
             return Code(spec.directory, str(spec.directory), "")
         assert spec.repo is not None
         self._check_system_path(spec)
-        directory, source = self.settings.projects_dir / a.id, sources.redact(spec.repo)
+        directory, source = self.settings.projects_dir / a.id, redact(spec.repo)
         stale = previous is None or previous.source != source or previous.ref != spec.ref
         if not (refetch or stale or not directory.is_dir()):
             return Code(directory, source, previous.revision if previous else "")
-        staging = sources.stage(spec.repo, spec.ref, directory, settings=self.settings, sha256=spec.sha256)
-        previous_dir = sources.swap_in(staging, directory, spec.keep)
+        staging = fetch.stage(spec.repo, spec.ref, directory, settings=self.settings, sha256=spec.sha256)
+        previous_dir = fetch.swap_in(staging, directory, spec.keep)
         return Code(directory, source, f"{time.time():.6f}", fetched=True, previous_dir=previous_dir)
 
     def _check_system_path(self, spec: ServiceSpec) -> None:
         """A local repo under /etc, /root, the runtime's own state... only on the operator's say-so."""
-        env = self.settings.environ
-        if spec.allow_system_path or env.get("MAESTRO_ALLOW_SYSTEM_PATHS", "").strip().lower() in ("1", "true", "yes"):
-            return
         s = self.settings
+        if spec.allow_system_path or s.allow_system_paths:
+            return
         protected = [s.state_dir, s.runtime_dir, s.home_root, *([s.accounts_prefix] if s.accounts_prefix else [])]
-        roots = [Path(r) for r in env.get("MAESTRO_LOCAL_SOURCE_ROOTS", "").replace(",", " ").split()]
-        problem = sources.system_path_problem(spec.repo or "", protected, roots)
+        problem = fetch.system_path_problem(spec.repo or "", protected, list(s.local_source_roots))
         if problem:
             raise SpecError(spec.origin, "repo", f"{problem}: refused (deploy --allow-system-path, YAML "
                                                  "allow_system_path: true or MAESTRO_ALLOW_SYSTEM_PATHS=1 to allow)")
@@ -290,7 +287,7 @@ class Provisioner:
                 return Outcome(a.id, False, error=error, record=kept.record)
         failed = ServiceRecord(
             id=a.id, name=a.spec.name or a.id, kind=a.spec.kind, origin=a.spec.origin,
-            source=sources.redact(a.spec.repo) if a.spec.repo else str(a.spec.directory),
+            source=redact(a.spec.repo) if a.spec.repo else str(a.spec.directory),
             directory="", user=a.user, port=0, state=FAILED, error=error, updated=time.time(),
         )
         self._save_failure(failed)
@@ -314,11 +311,11 @@ class Provisioner:
 
     # ------------------------------------------------------------ supervisord programs
 
-    def activate(self, record: ServiceRecord) -> bool:
-        """Plan the sandbox, save the record, write the launch script and program file.
-        True when supervisord must apply a change."""
+    def activate(self, record: ServiceRecord) -> tuple[ServiceRecord, bool]:
+        """Plan the sandbox, save the record (with the sandbox report), write the launch script and
+        program file. Returns the saved record, and True when supervisord must apply a change."""
         plan = self.policy.plan(record)
-        record.sandbox = plan.report
+        record = replace(record, sandbox=plan.report)
         self.store.save(record)
         script_text = sandbox_script(record, plan)
         script = self.launch_dir / f"{record.id}.sh"
@@ -330,7 +327,7 @@ class Provisioner:
             stopwaitsecs=self.settings.stopwaitsecs,
         )
         text = render_program(record.id, script, options, revision=program_revision(script_text, record))
-        return write_program(self.settings.supervisor_conf_dir, record.id, text)
+        return record, write_program(self.settings.supervisor_conf_dir, record.id, text)
 
     def deactivate(self, service_id: str) -> None:
         remove_program(self.settings.supervisor_conf_dir, service_id)
@@ -376,7 +373,7 @@ def _purge(path: Path, under: Path | None = None) -> None:
         log.warning("could not delete %s: %s", path, exc)
 
 
-def sandbox_script(record: ServiceRecord, plan: sandbox.LaunchPlan) -> str:
+def sandbox_script(record: ServiceRecord, plan: LaunchPlan) -> str:
     from maestro_runtime.engine.launch import render_launch_script
 
     return render_launch_script(record, wrapper=plan.wrapper, cgroup_procs=plan.cgroup_procs)

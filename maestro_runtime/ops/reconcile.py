@@ -5,15 +5,16 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from maestro_runtime.engine.supervisord import PROGRAM_MARKER
 from maestro_runtime.ops.provision import Assignment, Outcome, Provisioner, assign_ids
 from maestro_runtime.sources.redact import redact
-from maestro_runtime.spec import ParseResult
+from maestro_runtime.spec import ParseResult, SpecError
 from maestro_runtime.spec.naming import unique_id
-from maestro_runtime.state.records import atomic_write
+from maestro_runtime.state.records import ServiceRecord, atomic_write
 
 log = logging.getLogger("maestro")
 KEPT_KINDS = ("deploy",)  # services added at run time; they are not in the environment
@@ -39,6 +40,36 @@ class Report:
         return "; ".join(parts) + f" [{self.seconds:.2f}s]"
 
 
+@dataclass(frozen=True)
+class Roster:
+    """Who is in and who is out, decided before anything is touched (pure: :func:`roster`)."""
+
+    assignments: tuple[Assignment, ...]  # the specs, with their program ids and users
+    kept: tuple[ServiceRecord, ...]  # services deployed at run time: not in the environment, kept
+    invalid: tuple[tuple[str, SpecError], ...]  # entries that failed validation, recorded under an id
+    removed: tuple[str, ...]  # registered services no spec asks for any more
+    wanted: frozenset[str]
+    corrupt: tuple[str, ...] = ()  # unusable records of services no spec provisions: they fail, visibly
+
+
+def roster(parsed: ParseResult, existing: Sequence[ServiceRecord], corrupt: Sequence[str] = ()) -> Roster:
+    """The id rules: kept deploys reserve their ids, specs get unique ids in input order, invalid
+    entries are named after them (so no id shifts), and every other registered service goes."""
+    kept = tuple(r for r in existing if r.kind in KEPT_KINDS)
+    assignments = tuple(assign_ids(parsed.specs, reserved=[r.id for r in kept]))
+    assigned = {a.id for a in assignments}
+    unusable = tuple(i for i in corrupt if i not in assigned)
+    taken = assigned | {r.id for r in kept} | set(unusable)
+    invalid = []
+    for error in parsed.errors:
+        if error.hint:
+            failed_id = unique_id(error.hint, taken)
+            taken.add(failed_id)
+            invalid.append((failed_id, error))
+    removed = tuple(r.id for r in existing if r.id not in taken)
+    return Roster(assignments, kept, tuple(invalid), removed, frozenset(taken), unusable)
+
+
 def reconcile(provisioner: Provisioner, parsed: ParseResult, *, refetch: bool = False) -> Report:
     """Provision every spec, re-activate services deployed at run time, unregister the rest."""
     started = time.monotonic()
@@ -49,29 +80,21 @@ def reconcile(provisioner: Provisioner, parsed: ParseResult, *, refetch: bool = 
         report.failed[error.origin] = f"{error.field}: {error.message}"
         log.error("%s", error)
     existing, corrupt = provisioner.store.scan()
-    kept = [r for r in existing if r.kind in KEPT_KINDS]
-    assignments = assign_ids(parsed.specs, reserved=[r.id for r in kept])
+    plan = roster(parsed, existing, [p.service_id for p in corrupt])
     # An unusable record of a service in the specs is rebuilt by provisioning it; any other
     # fails its service alone, visibly (see Provisioner.record_corrupt).
-    assigned = {a.id for a in assignments}
-    outcomes = [provisioner.record_corrupt(p) for p in corrupt if p.service_id not in assigned]
-    outcomes += [provision_logged(provisioner, a, refetch=refetch) for a in assignments]
+    outcomes = [provisioner.record_corrupt(p) for p in corrupt if p.service_id in plan.corrupt]
+    outcomes += [provision_logged(provisioner, a, refetch=refetch) for a in plan.assignments]
     # Entries that failed validation are recorded too (after the good ones, so no id shifts),
     # which makes them visible in list-services with their reason.
-    taken = {a.id for a in assignments} | {r.id for r in kept} | {o.id for o in outcomes if not o.ok}
-    for error in parsed.errors:
-        if error.hint:
-            failed_id = unique_id(error.hint, taken)
-            taken.add(failed_id)
-            provisioner.record_invalid(failed_id, error)
-    outcomes += [provisioner.reactivate(record) for record in kept if record.ready]
-    wanted = taken
-    for record in existing:
-        if record.id not in wanted:
-            provisioner.deactivate(record.id)
-            provisioner.store.delete(record.id)
-            report.removed.append(record.id)
-    remove_orphan_programs(provisioner.settings.supervisor_conf_dir, wanted)
+    for failed_id, error in plan.invalid:
+        provisioner.record_invalid(failed_id, error)
+    outcomes += [provisioner.reactivate(record) for record in plan.kept if record.ready]
+    for service_id in plan.removed:
+        provisioner.deactivate(service_id)
+        provisioner.store.delete(service_id)
+        report.removed.append(service_id)
+    remove_orphan_programs(provisioner.settings.supervisor_conf_dir, set(plan.wanted))
     for outcome in outcomes:
         if outcome.ok:
             report.prepared.append(outcome.id)

@@ -13,46 +13,18 @@ import contextlib
 import errno
 import logging
 import os
-import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from maestro_runtime.spec.sizes import format_size, parse_size
+
 log = logging.getLogger("maestro.cgroups")
 
 KINDS = ("memory", "cpu", "pids")
 GROUP = "maestro"  # our subtree under each hierarchy
-_SIZE = re.compile(r"^\s*(\d+)\s*([kmgt]?)(i?b)?\s*$", re.IGNORECASE)
-_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
 DEFAULT_PERIOD_US = 100_000
-
-
-class CgroupError(Exception):
-    pass
-
-
-def parse_size(text: str) -> int | None:
-    """``512M`` -> bytes; ``max`` -> None (no limit). Binary units, as cgroups and docker use."""
-    raw = str(text).strip()
-    if raw.lower() in ("max", "none", "unlimited"):
-        return None
-    match = _SIZE.match(raw)
-    if not match:
-        raise ValueError(f"{raw[:20]!r} is not a size like 512M, 1G or max")
-    value = int(match.group(1)) * _UNITS[match.group(2).lower()]
-    if value <= 0:
-        raise ValueError(f"{raw[:20]!r} must be positive")
-    return value
-
-
-def format_size(value: int | None) -> str:
-    if value is None:
-        return "max"
-    for unit in ("T", "G", "M", "K"):
-        if value % _UNITS[unit.lower()] == 0:
-            return f"{value // _UNITS[unit.lower()]}{unit}"
-    return str(value)
 
 
 @dataclass(frozen=True)

@@ -42,11 +42,6 @@ log = logging.getLogger("maestro.builds")
 STAMP_NAME = ".maestro-build-stamp"
 PYTHON_INPUTS = ("requirements.txt", "pyproject.toml", "setup.py", "setup.cfg")
 NODE_LOCKS = ("package-lock.json", "npm-shrinkwrap.json", "pnpm-lock.yaml", "yarn.lock")
-# Passed from the container to builds: registry mirrors and proxies, never secrets of ours.
-_PASS_PREFIXES = ("PIP_", "npm_config_", "NPM_CONFIG_", "UV_", "COREPACK_")
-_PASS_KEYS = ("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy",
-              "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "NODE_EXTRA_CA_CERTS")
-_NEVER_PASS = frozenset({"PIP_INSTALL_OPTIONS", "NPM_INSTALL_OPTIONS"})
 TAIL_LINES = 25
 META_LIMIT = 64 * 1024  # stamps, pyvenv.cfg
 INPUT_LIMIT = 64 * 1024 * 1024  # manifests and lock files (a yarn.lock can be tens of MB)
@@ -58,7 +53,7 @@ class BuildError(Exception):
 
 @dataclass(frozen=True)
 class BuildOptions:
-    """Build knobs, read from ``settings.environ`` until the lead folds them into settings.py."""
+    """Build knobs: ``settings.build`` (see :class:`maestro_runtime.settings.BuildSettings`) and the log folder."""
 
     pip_options: tuple[str, ...] = ()  # PIP_INSTALL_OPTIONS
     npm_options: tuple[str, ...] = ()  # NPM_INSTALL_OPTIONS
@@ -67,33 +62,17 @@ class BuildOptions:
     timeout: float = 1800.0  # MAESTRO_BUILD_TIMEOUT (seconds, per command)
     log_dir: Path | None = None  # <state_dir>/builds: one log per service
     passthrough: tuple[tuple[str, str], ...] = ()
-    # MAESTRO_* settings (minus secrets) for a sandbox wrapper, which reads its own settings from env.
-    wrapper_env: tuple[tuple[str, str], ...] = ()
+
+    operator_pythonpath: str = ""  # the operator's PYTHONPATH, for the sandbox wrapper only
 
     @classmethod
     def from_settings(cls, settings) -> BuildOptions:
-        env: Mapping[str, str] = getattr(settings, "environ", None) or {}
-        state_dir = getattr(settings, "state_dir", None)
-        try:
-            pip = tuple(shlex.split(env.get("PIP_INSTALL_OPTIONS", "")))
-            npm = tuple(shlex.split(env.get("NPM_INSTALL_OPTIONS", "")))
-        except ValueError as exc:
-            raise BuildError(f"PIP_INSTALL_OPTIONS/NPM_INSTALL_OPTIONS: {exc}") from exc
-        raw_timeout = env.get("MAESTRO_BUILD_TIMEOUT", "").strip()
+        b = settings.build
         return cls(
-            pip_options=pip,
-            npm_options=npm,
-            include_dev=env.get("MAESTRO_NPM_INCLUDE_DEV", "").strip().lower() in ("1", "true", "yes"),
-            python=env.get("MAESTRO_BUILD_PYTHON", "").strip() or default_python(),
-            timeout=float(raw_timeout) if raw_timeout else 1800.0,
-            log_dir=Path(state_dir) / "builds" if state_dir else None,
-            wrapper_env=tuple(sorted(
-                (k, v) for k, v in env.items() if k.startswith("MAESTRO_") and "TOKEN" not in k
-            )),
-            passthrough=tuple(sorted(
-                (k, v) for k, v in env.items()
-                if (k.startswith(_PASS_PREFIXES) or k in _PASS_KEYS) and k not in _NEVER_PASS
-            )),
+            pip_options=b.pip_options, npm_options=b.npm_options, include_dev=b.include_dev,
+            python=b.python or default_python(), timeout=b.timeout,
+            log_dir=Path(settings.state_dir) / "builds", passthrough=b.passthrough,
+            operator_pythonpath=b.operator_pythonpath,
         )
 
 
@@ -300,7 +279,7 @@ def wrap(prefix: list[str], step: Sequence[str], env: Mapping[str, str], opts: B
     the last exec, after the drop: the root processes before it (the sandbox wrapper,
     setpriv) get a fixed environment, so nothing the project can write (a ``.pth`` in
     ``~/.local``, a venv on PATH, loader variables) is seen by root. The sandbox wrapper
-    also gets the MAESTRO_* settings so it resolves the same folders as this process.
+    gets its config as a file (``--config``), never as variables to parse again.
 
     Behind the sandbox wrapper that last exec is a plain ``env K=V`` (no ``-i``): the wrapper
     already starts its command, after its own drop, with ``env -i`` and the sandbox's
@@ -313,11 +292,9 @@ def wrap(prefix: list[str], step: Sequence[str], env: Mapping[str, str], opts: B
     if not prefix:
         return argv, dict(env)
     root_env = dict(ROOT_ENVIRONMENT)
-    if wrapped:
-        root_env.update(opts.wrapper_env)
-        # The operator's own PYTHONPATH (a development checkout), never one of the build's.
-        if pythonpath := os.environ.get("PYTHONPATH"):
-            root_env["PYTHONPATH"] = pythonpath
+    # The sandbox wrapper gets the operator's own PYTHONPATH (a development checkout), never the build's.
+    if wrapped and opts.operator_pythonpath:
+        root_env["PYTHONPATH"] = opts.operator_pythonpath
     return argv, root_env
 
 

@@ -24,6 +24,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from maestro_runtime.spec.naming import ARCHIVE_SUFFIXES
+
 _DATA_FILTER = getattr(tarfile, "data_filter", None)
 _FILTER_ERROR = getattr(tarfile, "FilterError", None)
 
@@ -34,7 +36,6 @@ def _archive_error(exc: BaseException) -> ExtractError:
         return ExtractError(f"cannot write the project: {exc.strerror} (disk full)")
     return ExtractError(f"cannot read archive: {exc}")
 
-ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz", ".tar", ".zip")
 
 
 class ExtractError(Exception):

@@ -29,188 +29,40 @@ import contextlib
 import hashlib
 import logging
 import os
-import re
 import shutil
 import stat
 import time
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
-from urllib.parse import quote, unquote, urlsplit
+from urllib.parse import urlsplit
 
 from maestro_runtime import safefs
-from maestro_runtime.sources import git as gitsource
-from maestro_runtime.sources.extract import Caps, ExtractError, archive_suffix, extract_archive
+from maestro_runtime.sources import git
+from maestro_runtime.sources.classify import (
+    FetchOptions,
+    Source,
+    SourceError,
+    classify,
+    github_archive,
+    is_bare_git,
+    local_path,
+    system_path_problem,
+)
+from maestro_runtime.sources.extract import ExtractError, extract_archive
 from maestro_runtime.sources.redact import redact
+
+__all__ = [  # fetch's surface: acting here, deciding in .classify
+    "FetchOptions", "Source", "SourceError", "classify", "fetch", "finish", "github_archive", "is_bare_git",
+    "local_path", "redact", "roll_back", "stage", "swap_in", "system_path_problem",
+]
 
 if TYPE_CHECKING:
     import httpx
 
 log = logging.getLogger("maestro.sources")
 
-_GITHUB_RE = re.compile(r"^https?://(?:www\.)?github\.com/([\w.-]+)/([\w.-]+?)(?:\.git)?/?$")
 TRANSIENT_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
-
-
-class SourceError(Exception):
-    pass
-
-
-# ---------------------------------------------------------------- options
-
-
-def _number(env: Mapping[str, str], key: str, default, parse=int):
-    raw = env.get(key, "").strip()
-    try:
-        return parse(raw) if raw else default
-    except ValueError as exc:
-        kind = "an integer" if parse is int else "a number"
-        raise SourceError(f"{key} must be {kind}, got {raw[:30]!r}") from exc
-
-
-def _int(env: Mapping[str, str], key: str, default: int) -> int:
-    return _number(env, key, default, int)
-
-
-def _float(env: Mapping[str, str], key: str, default: float) -> float:
-    return _number(env, key, default, float)
-
-
-@dataclass(frozen=True)
-class FetchOptions:
-    """Fetch knobs, read from ``settings.environ`` until the lead folds them into settings.py."""
-
-    token: str | None = None  # MAESTRO_GIT_TOKEN: GitHub and any https git server
-    github_token: str | None = None  # MAESTRO_GIT_TOKEN or GITHUB_TOKEN: github.com only
-    max_bytes: int = 1024**3  # MAESTRO_FETCH_MAX_BYTES: download size cap
-    connect_timeout: float = 10.0  # MAESTRO_FETCH_CONNECT_TIMEOUT
-    read_timeout: float = 60.0  # MAESTRO_FETCH_READ_TIMEOUT
-    retries: int = 3  # MAESTRO_FETCH_RETRIES: extra attempts on transient errors
-    backoff: float = 1.0  # MAESTRO_FETCH_BACKOFF: first wait, doubled each retry
-    git_timeout: float = 600.0  # MAESTRO_GIT_TIMEOUT
-    caps: Caps = field(default_factory=Caps)  # MAESTRO_EXTRACT_MAX_FILES / MAESTRO_EXTRACT_MAX_BYTES
-    github_api: str = "https://api.github.com"  # MAESTRO_GITHUB_API_URL (GitHub Enterprise, tests)
-    github_codeload: str = "https://codeload.github.com"  # MAESTRO_GITHUB_CODELOAD_URL
-    progress_bytes: int = 8 * 1024**2  # a progress line every this many bytes
-
-    @classmethod
-    def from_settings(cls, settings) -> FetchOptions:
-        env: Mapping[str, str] = getattr(settings, "environ", None) or {}
-        token = env.get("MAESTRO_GIT_TOKEN", "").strip() or None
-        default = cls()
-        return cls(
-            token=token,
-            github_token=token or env.get("GITHUB_TOKEN", "").strip() or None,
-            max_bytes=_int(env, "MAESTRO_FETCH_MAX_BYTES", default.max_bytes),
-            connect_timeout=_float(env, "MAESTRO_FETCH_CONNECT_TIMEOUT", default.connect_timeout),
-            read_timeout=_float(env, "MAESTRO_FETCH_READ_TIMEOUT", default.read_timeout),
-            retries=max(0, _int(env, "MAESTRO_FETCH_RETRIES", default.retries)),
-            backoff=_float(env, "MAESTRO_FETCH_BACKOFF", default.backoff),
-            git_timeout=_float(env, "MAESTRO_GIT_TIMEOUT", default.git_timeout),
-            caps=Caps(
-                max_files=_int(env, "MAESTRO_EXTRACT_MAX_FILES", default.caps.max_files),
-                max_bytes=_int(env, "MAESTRO_EXTRACT_MAX_BYTES", default.caps.max_bytes),
-            ),
-            github_api=env.get("MAESTRO_GITHUB_API_URL", default.github_api).rstrip("/"),
-            github_codeload=env.get("MAESTRO_GITHUB_CODELOAD_URL", default.github_codeload).rstrip("/"),
-        )
-
-    @property
-    def secrets(self) -> list[str]:
-        return [s for s in (self.token, self.github_token) if s]
-
-
-# ---------------------------------------------------------------- classification (pure)
-
-
-@dataclass(frozen=True)
-class Source:
-    kind: str  # "local" | "github" | "archive" | "git"
-    location: str  # folder path, URL, or "OWNER/REPO" for github
-    why: str
-
-
-def local_path(repo: str) -> Path | None:
-    """The folder a local spec points to (path or file:// URL), else None."""
-    if repo.startswith("file://"):
-        return Path(unquote(urlsplit(repo).path))
-    if repo.startswith(("/", "./", "../")):
-        return Path(repo)
-    return None
-
-
-# Never a project's source unless the operator says so: copying them would hand root-only files
-# (keys, shadow, other services' state) to the service's user.
-SYSTEM_PATHS = ("/etc", "/root", "/proc", "/sys", "/dev", "/run", "/boot", "/var/lib/maestro")
-
-
-def system_path_problem(repo: str, protected: Sequence[Path | str] = (),
-                        roots: Sequence[Path | str] = ()) -> str | None:
-    """Why a local ``repo`` must not be copied without the operator's say-so, or None.
-
-    ``protected``: folders besides :data:`SYSTEM_PATHS` (the runtime's state, homes...);
-    ``roots``: when given, the only folders local sources may come from. Links are resolved
-    first, so a link to /etc is /etc."""
-    path = local_path(repo)
-    if path is None:
-        return None
-    real = os.path.realpath(path)
-
-    def under(folder: Path | str) -> bool:
-        top = os.path.realpath(folder)
-        return real == top or real.startswith(top.rstrip("/") + "/")
-
-    if real == "/":
-        return f"{repo} is the root folder"
-    for folder in (*SYSTEM_PATHS, *protected):
-        if under(folder):
-            return f"{repo} is a system path (under {folder})"
-    if roots and not any(under(root) for root in roots):
-        return f"{repo} is not under MAESTRO_LOCAL_SOURCE_ROOTS ({' '.join(str(r) for r in roots)})"
-    return None
-
-
-def is_bare_git(path: Path) -> bool:
-    return (path / "HEAD").is_file() and (path / "objects").is_dir() and (path / "refs").is_dir()
-
-
-def classify(repo: str, *, bare_git: Callable[[Path], bool] = is_bare_git) -> Source:
-    """What kind of source ``repo`` is and how it will be fetched (``why`` goes to the log)."""
-    path = local_path(repo)
-    if path is not None:
-        if path.name.endswith(".git") or bare_git(path):
-            return Source("git", str(path), "local git repository: cloned at the ref")
-        return Source("local", str(path), "local folder: copied as it is")
-    match = _GITHUB_RE.match(repo)
-    if match:
-        owner, name = match.groups()
-        return Source("github", f"{owner}/{name}", "GitHub: archive of the ref (one request, no history)")
-    parts = urlsplit(repo)
-    if parts.scheme in ("http", "https") and archive_suffix(parts.path):
-        return Source("archive", repo, "archive URL: downloaded and extracted")
-    if gitsource.is_git_url(repo):
-        return Source("git", repo, "git URL: shallow clone of the ref")
-    raise SourceError(
-        f"unsupported source {redact(repo)!r}: expected a folder, file://, a GitHub URL, "
-        "an http(s) archive (.tar.gz, .tgz, .tar, .tar.bz2, .tar.xz, .zip) or a git URL"
-    )
-
-
-def github_archive(owner_repo: str, ref: str, opts: FetchOptions) -> tuple[str, dict[str, str]]:
-    """URL and headers of a GitHub tarball: the API (with the token) for private repositories."""
-    ref_q = quote(ref, safe="")
-    if opts.github_token and gitsource.in_clear(opts.github_api):
-        raise SourceError(f"refusing to send the GitHub token to {redact(opts.github_api)} over plain http:// "
-                          "(MAESTRO_GITHUB_API_URL): use https://")
-    if opts.github_token:
-        # The API answers with a redirect to a short-lived codeload URL; httpx drops
-        # the Authorization header on the cross-origin redirect.
-        return (
-            f"{opts.github_api}/repos/{owner_repo}/tarball/{ref_q}",
-            {"Authorization": f"Bearer {opts.github_token}", "Accept": "application/vnd.github+json"},
-        )
-    return f"{opts.github_codeload}/{owner_repo}/tar.gz/{ref_q}", {}
 
 
 # ---------------------------------------------------------------- download (shell)
@@ -233,7 +85,7 @@ def download(
     import httpx  # imported here: most boots fetch nothing, and it costs ~60 ms to import
 
     shown = shown or redact(url)
-    if urlsplit(url).username is not None and gitsource.in_clear(url):
+    if urlsplit(url).username is not None and git.in_clear(url):
         raise SourceError(f"refusing to send the credentials of {shown} over plain http://: use https://")
     timeout = httpx.Timeout(opts.read_timeout, connect=opts.connect_timeout)
     last = ""
@@ -255,7 +107,7 @@ def download(
 
 
 def _scrub(text: str, opts: FetchOptions) -> str:
-    return gitsource.scrub(redact(text), opts.secrets)
+    return git.scrub(redact(text), opts.secrets)
 
 
 def _download_once(
@@ -352,16 +204,16 @@ def _materialise(source: Source, repo: str, ref: str, staging: Path, download_to
         _copy_local(Path(source.location), staging)
         return
     if source.kind == "git":
-        host = urlsplit(gitsource.clone_url(repo)).hostname or ""
+        host = urlsplit(git.clone_url(repo)).hostname or ""
         token = opts.token or (opts.github_token if host.endswith("github.com") else None)
         if sha256:
             log.warning("%s: sha256 applies to archive downloads only; ignored for git", shown)
         try:
-            how = gitsource.clone(
+            how = git.clone(
                 source.location, ref, staging, token=token, timeout=opts.git_timeout,
-                log=log.info, display=shown,
+                log=log.info, display=shown, base_env=opts.git_base_env,
             )
-        except gitsource.GitError as exc:
+        except git.GitError as exc:
             raise SourceError(_scrub(str(exc), opts)) from exc
         log.info("checked out %s at %s (%s)", shown, ref, how)
         return

@@ -10,15 +10,16 @@ disk or argv. Every output we pass on is scrubbed of the token anyway.
 from __future__ import annotations
 
 import ipaddress
-import os
 import re
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlsplit, urlunsplit
+
+from maestro_runtime.settings import inherited_environ
 
 _SHA_RE = re.compile(r"^[0-9a-fA-F]{7,40}$")
 _SCP_RE = re.compile(r"^[\w.-]+@[\w.-]+:(?!//)")
@@ -120,6 +121,7 @@ def clone(
     timeout: float = 600,
     log: Callable[[str], None] = lambda _m: None,
     display: str | None = None,
+    base_env: Iterable[tuple[str, str]] | None = None,
 ) -> str:
     """Check ``repo`` out at ``ref`` into the new folder ``dest``; return how (branch/tag or commit).
 
@@ -145,7 +147,8 @@ def clone(
             askpass.write_text(_ASKPASS)
             askpass.chmod(0o700)
         # Keep HOME (ssh keys, known_hosts) and proxies; drop any GIT_* steering from outside.
-        base = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
+        base = (inherited_environ(drop_prefix="GIT_") if base_env is None
+                else {k: v for k, v in base_env if not k.startswith("GIT_")})
         env = git_env(base, creds, askpass)
 
         def run(argv: list[str], cwd: Path | None = None) -> subprocess.CompletedProcess[str]:

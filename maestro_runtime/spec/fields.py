@@ -9,11 +9,11 @@ from typing import Any
 
 from maestro_runtime.spec.model import DEFAULT_REF, Health, Limits, ServiceSpec, SpecError
 from maestro_runtime.spec.naming import name_from_repo, reserved, sanitize_name, valid_user
+from maestro_runtime.spec.sizes import SIZE_FORM, format_size, parse_size
 
 MAX_FIELD = 64 * 1024
 _REF_RE = re.compile(r"^[A-Za-z0-9._/@+-]{1,255}$")
 _ENV_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
-_SIZE_RE = re.compile(r"^(max|\d+[KMGkmg]?)$")
 
 
 def _text(origin: str, name: str, value: str, *, multiline: bool = False) -> str:
@@ -149,10 +149,13 @@ def parse_keep(origin: str, raw: Any) -> tuple[str, ...]:
 
 def parse_limits(origin: str, entry: Mapping[str, Any]) -> Limits:
     memory = entry.get("memory")
-    if memory is not None and not _SIZE_RE.match(str(memory)):
-        raise SpecError(origin, "memory", f"must look like 512M, 1G or max, got {str(memory)[:20]!r}")
+    if memory is not None:  # parsed once, here; recorded in its canonical form ("1GiB" -> "1G")
+        try:
+            memory = format_size(parse_size(str(memory)))
+        except ValueError:
+            raise SpecError(origin, "memory", f"must be {SIZE_FORM}, got {str(memory)[:20]!r}") from None
     return Limits(
-        memory=str(memory) if memory is not None else None,
+        memory=memory,
         cpu_quota_us=_int(origin, "cpu_quota_us", entry["cpu_quota_us"]) if "cpu_quota_us" in entry else None,
         cpu_period_us=_int(origin, "cpu_period_us", entry["cpu_period_us"]) if "cpu_period_us" in entry else None,
         pids_max=_int(origin, "pids_max", entry["pids_max"]) if "pids_max" in entry else None,

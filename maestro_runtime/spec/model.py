@@ -32,10 +32,14 @@ class Health:
 class Limits:
     """Per-service overrides of the sandbox limits; None means the global default."""
 
-    memory: str | None = None
+    memory: str | None = None  # canonical size (spec.sizes): "512M", "1G", "max"
     cpu_quota_us: int | None = None
     cpu_period_us: int | None = None
     pids_max: int | None = None
+
+    def overrides(self) -> dict[str, str | int]:
+        """What the record keeps (``record.limits``); ``cgroups.resolve_limits`` reads it back."""
+        return {k: v for k, v in self.__dict__.items() if v is not None}
 
 
 @dataclass(frozen=True)

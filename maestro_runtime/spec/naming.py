@@ -12,7 +12,15 @@ MAX_USER = 32
 # Debian's useradd NAME_REGEX, minus the trailing '$' (machine accounts).
 USER_RE = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
 PROGRAM_ID_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
-_ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz", ".tar", ".zip", ".git")
+ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz", ".tar", ".zip")
+
+
+def env_pair(text: str) -> tuple[str, str]:
+    """``KEY=VALUE`` (from ``--env``) -> (key, value); ValueError when it is not one."""
+    key, sep, value = text.partition("=")
+    if not sep or not key or "\0" in text:
+        raise ValueError(f"{text[:40]!r} must look like KEY=VALUE")
+    return key, value
 
 
 def sanitize_name(raw: str) -> str:
@@ -27,7 +35,7 @@ def name_from_repo(repo: str) -> str:
     """The last path segment of a URL, git address or folder, without archive/git suffixes."""
     tail = repo.rstrip("/").replace(":", "/").split("?", 1)[0].split("#", 1)[0]
     segment = tail.rsplit("/", 1)[-1]
-    for suffix in _ARCHIVE_SUFFIXES:
+    for suffix in (*ARCHIVE_SUFFIXES, ".git"):
         if segment.lower().endswith(suffix):
             segment = segment[: -len(suffix)]
             break

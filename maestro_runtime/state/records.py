@@ -27,8 +27,10 @@ READY = "ready"
 FAILED = "failed"
 
 
-@dataclass
+@dataclass(frozen=True)
 class ServiceRecord:
+    """What the runtime knows about one service; a change makes a new one (``dataclasses.replace``)."""
+
     id: str  # program id: [a-z0-9][a-z0-9_-]*
     name: str
     kind: str  # preseeded | file | env | deploy

@@ -21,8 +21,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-
-from benchmarks.common import leftovers
+from fixtures.host import leftovers
 
 pytestmark = pytest.mark.integration
 

@@ -49,6 +49,16 @@ require('http').createServer((q, r) => r.end('ms ' + ms(60000) + ' as ' + proces
 """
 
 
+class _Settings(SimpleNamespace):
+    """Settings read anew from ``environ`` (tests edit it between builds)."""
+
+    @property
+    def build(self):
+        from maestro_runtime.settings import Settings
+
+        return Settings.from_env(self.environ).build
+
+
 @pytest.fixture
 def world():
     # not under /tmp: the sandbox gives builds a private /tmp, which would hide the project
@@ -58,7 +68,7 @@ def world():
     account = ensure_account(user, base / "home")
     project = base / "projects" / "web"
     project.mkdir(parents=True)
-    settings = SimpleNamespace(environ=dict(os.environ), state_dir=base / "state")
+    settings = _Settings(environ=dict(os.environ), state_dir=base / "state")
     yield SimpleNamespace(base=base, account=account, project=project, settings=settings)
     delete_account(user)
     shutil.rmtree(base, ignore_errors=True)

@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -26,7 +27,7 @@ from fixtures.projects import (
     write,
 )
 
-from maestro_runtime.engine.launch import SYSTEM_PATH, command_argv
+from maestro_runtime.engine.launch import command_argv, service_path
 from maestro_runtime.sources.detect import detect_command
 
 pytestmark = pytest.mark.integration
@@ -41,7 +42,7 @@ def venv():
 def serve(directory: Path, command: str, venv: Path | None):
     """Start ``command`` the way the launch script does (same argv rule, env and cwd)."""
     port = free_port()
-    path = f"{venv}/bin:{directory}/node_modules/.bin:{SYSTEM_PATH}" if venv else SYSTEM_PATH
+    path = service_path(SimpleNamespace(venv_dir=str(venv) if venv else "", directory=str(directory)))
     env = {"PATH": path, "PORT": str(port), "HOST": "0.0.0.0", "HOME": str(directory), "LANG": "C.UTF-8"}
     proc = subprocess.Popen(command_argv(command), cwd=directory, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, start_new_session=True)

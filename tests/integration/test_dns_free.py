@@ -11,8 +11,7 @@ import os
 import time
 
 import pytest
-
-from benchmarks.common import silent_resolver
+from fixtures.host import silent_resolver
 
 pytestmark = [pytest.mark.integration,
               pytest.mark.skipif(os.geteuid() != 0, reason="needs root"),

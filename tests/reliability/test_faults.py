@@ -16,8 +16,8 @@ from pathlib import Path
 
 import psutil
 import pytest
+from fixtures.host import BIN, HEALTHCHECK, kill_tree, leftovers
 
-from benchmarks.common import BIN, HEALTHCHECK, kill_tree, leftovers
 from tests.fixtures.archives import make_tar
 from tests.fixtures.httpserver import FixtureServer
 from tests.integration.conftest import http_get, term_marker_server, wait_for

@@ -11,6 +11,7 @@ from types import SimpleNamespace
 import pytest
 
 from maestro_runtime.ops.accounts import Account
+from maestro_runtime.settings import Settings
 from maestro_runtime.sources import builds
 from maestro_runtime.sources.builds import BuildError, BuildOptions, compute_stamp, node_plan, python_plan
 
@@ -72,7 +73,7 @@ def test_options_from_settings(tmp_path):
     env = {"PIP_INSTALL_OPTIONS": "--no-index --find-links '/a b'", "NPM_INSTALL_OPTIONS": "--loglevel=warn",
            "PIP_INDEX_URL": "http://127.0.0.1/simple", "COREPACK_NPM_REGISTRY": "http://127.0.0.1/npm",
            "MAESTRO_GIT_TOKEN": "secret"}
-    opts = BuildOptions.from_settings(SimpleNamespace(environ=env, state_dir=tmp_path))
+    opts = BuildOptions.from_settings(Settings.from_env({**env, "MAESTRO_STATE_DIR": str(tmp_path)}))
     assert opts.pip_options == ("--no-index", "--find-links", "/a b")
     assert opts.npm_options == ("--loglevel=warn",)
     assert dict(opts.passthrough) == {"PIP_INDEX_URL": "http://127.0.0.1/simple",

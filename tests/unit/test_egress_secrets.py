@@ -17,6 +17,7 @@ from fixtures.httpserver import FixtureServer
 
 from maestro_runtime import log_format as logsetup
 from maestro_runtime.ops import inventory, reconcile
+from maestro_runtime.settings import Settings
 from maestro_runtime.sources import builds
 from maestro_runtime.sources import git as gitsource
 from maestro_runtime.sources.fetch import FetchOptions, SourceError, fetch, github_archive, redact
@@ -153,7 +154,7 @@ def test_git_token_is_withheld_from_a_plain_http_server(tmp_path):
             server.add("/team/app.git/info/refs?service=git-upload-pack", b"auth", status=401,
                        headers={"WWW-Authenticate": 'Basic realm="git"'})
             port = server.httpd.server_address[1]
-            settings = SimpleNamespace(environ={"MAESTRO_GIT_TOKEN": SECRET, "MAESTRO_FETCH_RETRIES": "0"})
+            settings = Settings.from_env({"MAESTRO_GIT_TOKEN": SECRET, "MAESTRO_FETCH_RETRIES": "0"})
             with pytest.raises(SourceError) as info:
                 fetch(f"http://git.maestro-clear.test:{port}/team/app.git", "main", tmp_path / "web",
                       settings=settings)

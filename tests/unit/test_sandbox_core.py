@@ -6,9 +6,9 @@ from pathlib import Path
 import pytest
 
 from maestro_runtime.engine.launch import render_launch_script
-from maestro_runtime.sandbox import cgroups
+from maestro_runtime.sandbox import cgroups, runner
 from maestro_runtime.sandbox import policy as sandbox
-from maestro_runtime.settings import Settings
+from maestro_runtime.settings import Settings, sandbox_settings
 from maestro_runtime.state.records import ServiceRecord
 
 
@@ -36,7 +36,7 @@ def test_settings_parsed_and_bad_values_reported():
     bad_env = {"MAESTRO_SANDBOX_MODE": "sometimes", "MAESTRO_SANDBOX_MEMORY": "lots", "MAESTRO_SANDBOX_PIDS_MAX": "-3",
                "MAESTRO_SANDBOX_NET_POLICY": "open"}
     bad = sandbox.SandboxConfig.from_settings(replace(Settings.from_env({"MAESTRO_RUNTIME_DIR": "/tmp/x"}),
-                                                      environ=bad_env))
+                                                      sandbox=sandbox_settings(bad_env)))
     assert bad.mode == "require"  # a typo fails closed
     assert bad.limits.memory == 512 << 20 and bad.limits.pids_max == 128 and bad.net_policy == "deny"
     assert len(bad.problems) == 4
@@ -117,10 +117,10 @@ def test_limits_report_never_pretends():
 
 
 def test_clean_env_for_commands():
-    env = sandbox.sandbox_env("/home/u", "u", True, {"X": "1"}, "xterm")
+    env = runner.sandbox_env("/home/u", "u", True, {"X": "1"}, "xterm")
     assert env["HTTPS_PROXY"] == f"http://127.0.0.1:{sandbox.PROXY_PORT}" and env["X"] == "1"
     assert set(env) >= {"PATH", "HOME", "USER", "TERM"}
-    assert "HTTP_PROXY" not in sandbox.sandbox_env("/h", "u", False, {}, None)
+    assert "HTTP_PROXY" not in runner.sandbox_env("/h", "u", False, {}, None)
 
 
 def test_off_mode_never_probes(tmp_path):
@@ -141,7 +141,7 @@ def test_require_raises_with_hint(tmp_path):
 
 def test_system_view_shows_extrausers_accounts_but_never_shadow(tmp_path, monkeypatch):
     """In the image, service users live in libnss-extrausers' files; lookups in the sandbox need them."""
-    from maestro_runtime.sandbox import policy as sandbox
+    from maestro_runtime.sandbox import bwrap as sandbox
 
     for name in ("passwd", "group", "shadow"):
         (tmp_path / name).write_text("x\n")

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import pytest
 
+from maestro_runtime.settings import Settings, SettingsError
 from maestro_runtime.sources import git as gitsource
 from maestro_runtime.sources.fetch import FetchOptions, SourceError, classify, github_archive, redact
 
@@ -66,13 +65,13 @@ def test_redact(raw, secret):
 
 def test_fetch_options_from_settings():
     env = {"MAESTRO_FETCH_MAX_BYTES": "1000", "GITHUB_TOKEN": "gh", "MAESTRO_EXTRACT_MAX_FILES": "7"}
-    opts = FetchOptions.from_settings(SimpleNamespace(environ=env))
+    opts = FetchOptions.from_settings(Settings.from_env(env))
     assert opts.max_bytes == 1000 and opts.caps.max_files == 7
     assert opts.token is None and opts.github_token == "gh"
-    both = FetchOptions.from_settings(SimpleNamespace(environ={"MAESTRO_GIT_TOKEN": "m", "GITHUB_TOKEN": "g"}))
+    both = FetchOptions.from_settings(Settings.from_env({"MAESTRO_GIT_TOKEN": "m", "GITHUB_TOKEN": "g"}))
     assert both.token == "m" and both.github_token == "m"
-    with pytest.raises(SourceError, match="MAESTRO_FETCH_MAX_BYTES"):
-        FetchOptions.from_settings(SimpleNamespace(environ={"MAESTRO_FETCH_MAX_BYTES": "lots"}))
+    with pytest.raises(SettingsError, match="MAESTRO_FETCH_MAX_BYTES"):
+        FetchOptions.from_settings(Settings.from_env({"MAESTRO_FETCH_MAX_BYTES": "lots"}))
     assert FetchOptions.from_settings(None) == FetchOptions()
 
 

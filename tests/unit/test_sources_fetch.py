@@ -10,7 +10,6 @@ import hashlib
 import logging
 import sys
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 
@@ -19,6 +18,7 @@ from fixtures.archives import make_tar, make_zip, project_entries, tar_bytes
 from fixtures.gitrepos import make_repo
 from fixtures.httpserver import FixtureServer
 
+from maestro_runtime.settings import Settings
 from maestro_runtime.sources.extract import Caps
 from maestro_runtime.sources.fetch import FetchOptions, SourceError, fetch
 
@@ -139,7 +139,7 @@ def test_github_archive_with_token_never_leaks(tmp_path, server, caplog):
     server.add("/repos/acme/app/tarball/feature", b"", status=302,
                headers={"Location": server.url("/codeload/acme/app/tar.gz/feature")})
     server.add("/codeload/acme/app/tar.gz/feature", good_tar())
-    settings = SimpleNamespace(environ={"GITHUB_TOKEN": token, "MAESTRO_GITHUB_API_URL": server.base})
+    settings = Settings.from_env({"GITHUB_TOKEN": token, "MAESTRO_GITHUB_API_URL": server.base})
     with caplog.at_level(logging.DEBUG):
         fetch("https://github.com/acme/app.git", "feature", tmp_path / "web", settings=settings)
     assert (tmp_path / "web" / "index.html").read_text() == "v2\n"
@@ -154,7 +154,7 @@ def test_github_archive_with_token_never_leaks(tmp_path, server, caplog):
 
 def test_github_public_uses_codeload(tmp_path, server):
     server.add("/acme/app/tar.gz/v1.0", good_tar())
-    settings = SimpleNamespace(environ={"MAESTRO_GITHUB_CODELOAD_URL": server.base})
+    settings = Settings.from_env({"MAESTRO_GITHUB_CODELOAD_URL": server.base})
     fetch("https://github.com/acme/app", "v1.0", tmp_path / "web", settings=settings)
     assert (tmp_path / "web" / "app.py").is_file()
     assert "Authorization" not in server.requests[0][1]
@@ -236,7 +236,7 @@ def test_git_https_token_goes_through_askpass_not_argv(tmp_path, server, caplog)
     token = "SECRET_git_token_987"
     server.add("/team/app.git/info/refs?service=git-upload-pack", b"auth", status=401,
                headers={"WWW-Authenticate": 'Basic realm="git"'})
-    settings = SimpleNamespace(environ={"MAESTRO_GIT_TOKEN": token, "MAESTRO_FETCH_RETRIES": "0"})
+    settings = Settings.from_env({"MAESTRO_GIT_TOKEN": token, "MAESTRO_FETCH_RETRIES": "0"})
     with caplog.at_level(logging.DEBUG), pytest.raises(SourceError) as info:
         fetch(server.url("/team/app.git"), "main", tmp_path / "web", settings=settings)
     sent = [h.get("Authorization", "") for _, h in server.requests]

@@ -1,0 +1,68 @@
+"""``maestro export --target compose``: one compose file (pure)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from maestro_runtime.ops import manifests as mf
+from maestro_runtime.spec import ServiceSpec
+from maestro_runtime.spec.sizes import format_size
+
+# ---------------------------------------------------------------- compose
+
+
+def depends_on(spec: ServiceSpec) -> tuple[str, ...]:
+    """The services this one needs first. ServiceSpec has no such field yet; when it gets one,
+    the split compose export waits on their healthchecks with no other change."""
+    return tuple(getattr(spec, "depends_on", ()) or ())
+
+
+def compose_runtime(options: mf.Options, units: Sequence[mf.Unit], res: mf.Resources, config: str,
+                    volume_prefix: str) -> dict[str, Any]:
+    service: dict[str, Any] = {
+        "image": options.image,
+        "restart": "unless-stopped",
+        "read_only": True,
+        "cap_drop": ["ALL"],
+        "cap_add": list(mf.IDENTITY_CAPS),
+        "security_opt": ["no-new-privileges:true"],
+        "tmpfs": [f"{path}:{opts}" for _, path, _, opts in mf.TMPFS],
+        "volumes": [f"{volume_prefix}{n}:{p}" for n, p, _ in mf.VOLUMES],
+        "configs": [{"source": config, "target": mf.SERVICES_FILE}],
+        "ports": [f"{u.spec.port}:{u.spec.port}" for u in units if u.spec.port is not None],
+        "healthcheck": {"test": ["CMD", *mf.HEALTHCHECK], "interval": "30s", "timeout": "5s",
+                        "start_period": "20s", "retries": 3},
+        "stop_grace_period": "30s",
+    }
+    if res.memory is not None:
+        service["mem_limit"] = format_size(res.memory).lower()
+    if res.millicpu is not None:
+        service["cpus"] = res.millicpu / 1000
+    if res.pids is not None:
+        service["pids_limit"] = res.pids
+    return service
+
+
+def compose(units: Sequence[mf.Unit], options: mf.Options) -> dict[str, str]:
+    services: dict[str, Any] = {}
+    configs: dict[str, Any] = {}
+    volumes: dict[str, Any] = {}
+    if not options.split:
+        text = mf.services_yaml(units)
+        configs["services"] = {"content": text}
+        services[options.name] = compose_runtime(options, units, mf.runtime_resources(), "services", "")
+        volumes.update({n: {} for n, _, _ in mf.VOLUMES})
+    else:
+        ids = {u.id for u in units}
+        for unit in units:
+            configs[f"{unit.id}-services"] = {"content": mf.services_yaml([unit])}
+            service = compose_runtime(options, [unit], mf.service_resources(unit.spec), f"{unit.id}-services",
+                                      f"{unit.id}-")
+            needs = [d for d in depends_on(unit.spec) if d in ids]
+            if needs:
+                service["depends_on"] = {d: {"condition": "service_healthy"} for d in needs}
+            services[unit.id] = service
+            volumes.update({f"{unit.id}-{n}": {} for n, _, _ in mf.VOLUMES})
+    document = {"name": options.name, "services": services, "volumes": volumes, "configs": configs}
+    return {"compose.yaml": mf.HEADER.format(args=options.args) + mf.dump(document)}
