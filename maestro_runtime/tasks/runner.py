@@ -143,11 +143,11 @@ class Runner:
             return self._finish(r, phase, FAILED, None, now, "interrupted: the runtime stopped during the run")
         if state == "EXITED":
             code = int(proc.get("exitstatus", -1))
-            ended = float(proc.get("stop") or now)
+            ended = now  # supervisord's stop time is whole seconds; the runner looks twice a second
             return self._finish(r, phase, SUCCEEDED if code == 0 else FAILED, code, ended, None)
         if state == "FATAL":
             return self._finish(r, phase, FAILED, None, now, proc.get("spawnerr") or "could not start")
-        return self._finish(r, phase, CANCELLED, None, float((proc or {}).get("stop") or now), "stopped")
+        return self._finish(r, phase, CANCELLED, None, now, "stopped")
 
     def _finish(self, r: ServiceRecord, phase: Phase, outcome: str, code: int | None, ended: float,
                 reason: str | None) -> Phase:

@@ -1,0 +1,111 @@
+"""Tasks, branch workspaces, dependencies and schedules (issue 14) against a real boot:
+real supervisord, real git, real users; loopback only."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from fixtures.gitrepos import git, make_repo
+
+from .conftest import wait_for
+
+pytestmark = pytest.mark.integration
+
+AGENT = """#!/bin/sh
+# Stands in for a coding agent: two commits on its branch.
+set -e
+G="git -c user.name=agent -c user.email=agent@example.invalid"
+echo one >> notes.txt; $G add notes.txt; $G commit -q -m "agent: one"
+echo two >> notes.txt; $G commit -q -am "agent: two"
+"""
+
+
+def _repo(root: Path):
+    """The fixture repository plus branches feat/x (with the agent script) and feat/y."""
+    repo = make_repo(root / "git")
+    work = root / "git" / "work"
+    for branch in ("feat/x", "feat/y"):
+        git("checkout", "--quiet", "-b", branch, "main", cwd=work)
+        (work / "agent.sh").write_text(AGENT)
+        (work / "peek.sh").write_text("ls ../agent/notes.txt && exit 0; cat ../agent/agent.sh && exit 0; exit 7\n")
+        git("add", ".", cwd=work)
+        git("commit", "--quiet", "-m", f"scripts on {branch}", cwd=work)
+        git("push", "--quiet", str(repo.bare), branch, cwd=work)
+    return repo
+
+
+def _entries(maestro, *args: str) -> dict[str, dict]:
+    return {s["name"]: s for s in json.loads(maestro.run("list-services", "--json", *args).stdout)}
+
+
+def _task(maestro, name: str) -> dict:
+    return _entries(maestro)[name]["task"]
+
+
+def _finished(maestro, name: str, runs: int = 1, timeout: float = 30) -> dict:
+    return wait_for(lambda: (t := _task(maestro, name))["runs"] >= runs and t["phase"] in
+                    ("succeeded", "failed", "cancelled") and t, timeout, what=f"{name} run {runs} to end")
+
+
+def test_tasks_on_branches_fail_persist_rerun_and_share_one_object_store(maestro):
+    repo = _repo(maestro.root)
+    services = maestro.root / "services.yaml"
+    services.write_text(f"""
+- {{name: fails, repo: {repo.bare}, ref: feat/x, kind: task, cmd: "sh -c 'echo failing; exit 3'"}}
+- {{name: agent, repo: {repo.bare}, ref: feat/x, kind: task, cmd: "sh agent.sh"}}
+- {{name: peek, repo: {repo.bare}, ref: feat/y, kind: task, cmd: "sh peek.sh"}}
+""")
+    maestro.boot(MAESTRO_SERVICES_FILE=str(services))
+
+    fails = _finished(maestro, "fails")
+    assert (fails["phase"], fails["exit_code"]) == ("failed", 3)
+    assert fails["duration"] is not None and fails["started"] <= fails["ended"]
+    agent = _finished(maestro, "agent")
+    assert agent["phase"] == "succeeded", agent
+    peek = _finished(maestro, "peek")
+    assert (peek["phase"], peek["exit_code"]) == ("failed", 7)  # it could not see agent's files
+
+    entries = _entries(maestro)
+    git_info = entries["agent"]["git"]
+    assert git_info["commits_made"] == 2 and git_info["ahead"] == 2 and git_info["behind"] == 0
+    assert git_info["branch"] == "feat/x" and git_info["last_commit"].endswith("agent: two")
+    assert entries["peek"]["git"]["branch"] == "feat/y" and entries["peek"]["git"]["ahead"] == 0
+    table = maestro.run("list-services").stdout
+    assert "Δ0 ↑2 ↓0 feat/x +2" in table and "failed (3)" in table
+
+    # The commits are in that branch's checkout; both checkouts borrow one object store.
+    agent_dir, peek_dir = Path(entries["agent"]["directory"]), Path(entries["peek"]["directory"])
+    log = git("-c", f"safe.directory={agent_dir}", "-c", "core.hooksPath=/dev/null", "log", "--format=%s", "-3",
+              cwd=agent_dir)
+    assert log.splitlines()[:2] == ["agent: two", "agent: one"]
+    stores = list((maestro.root / "state" / "git").iterdir())
+    assert len(stores) == 1 and (stores[0] / "objects").is_dir()
+    for folder in (agent_dir, peek_dir):
+        alternates = (folder / ".git" / "objects" / "info" / "alternates").read_text().strip()
+        assert alternates == str(stores[0] / "objects")
+    assert not (peek_dir / "notes.txt").exists()
+    assert agent_dir.stat().st_uid != peek_dir.stat().st_uid and agent_dir.stat().st_mode & 0o007 == 0
+
+    # Filters.
+    assert set(_entries(maestro, "--kind", "task")) == {"fails", "agent", "peek"}
+    assert set(_entries(maestro, "--state", "failed")) == {"fails", "peek"}
+
+    # Never restarted; still failed with 3 after a container restart; the agent's commits stay.
+    time.sleep(2)
+    assert _task(maestro, "fails")["runs"] == 1
+    maestro.stop()
+    maestro.proc = None
+    maestro.boot()
+    time.sleep(3)
+    entries = _entries(maestro)
+    assert (entries["fails"]["task"]["phase"], entries["fails"]["task"]["exit_code"]) == ("failed", 3)
+    assert entries["fails"]["task"]["runs"] == 1 and entries["agent"]["task"]["runs"] == 1
+    assert entries["agent"]["git"]["ahead"] == 2
+
+    out = maestro.run("maestro", "run", "fails", "--until-done", "--wait", "30", check=False)
+    assert out.returncode == 3 and "failed (exit 3)" in out.stdout, out
+    assert _task(maestro, "fails")["runs"] == 2
