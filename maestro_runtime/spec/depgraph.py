@@ -55,5 +55,11 @@ def start_waves(graph: Graph) -> list[list[str]]:
 
 
 def shutdown_waves(graph: Graph) -> list[list[str]]:
-    """Reverse dependency order: dependents stop before what they depend on."""
-    return list(reversed(start_waves(graph)))
+    """Reverse dependency order: dependents stop before what they depend on; entries nothing
+    depends on (standalone ones too) all stop in the first wave."""
+    dependents: dict[str, dict[str, str]] = {n: {} for n in graph}
+    for name, deps in graph.items():
+        for dep in deps:
+            if dep in dependents:
+                dependents[dep][name] = "started"
+    return start_waves(dependents)

@@ -8,7 +8,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from fixtures.gitrepos import git, make_repo
 
 from .conftest import wait_for
@@ -109,3 +108,48 @@ def test_tasks_on_branches_fail_persist_rerun_and_share_one_object_store(maestro
     out = maestro.run("maestro", "run", "fails", "--until-done", "--wait", "30", check=False)
     assert out.returncode == 3 and "failed (exit 3)" in out.stdout, out
     assert _task(maestro, "fails")["runs"] == 2
+
+
+SERVER = """import os, signal, sys, time, http.server
+open('started', 'w').write(repr(time.time()))
+def bye(*_):
+    open('stopped', 'w').write(repr(time.time()))
+    time.sleep(0.3)  # a dependent that takes a moment to stop: its dependency must wait for it
+    sys.exit(0)
+signal.signal(signal.SIGTERM, bye)
+http.server.HTTPServer(('0.0.0.0', int(os.environ['PORT'])), http.server.SimpleHTTPRequestHandler).serve_forever()
+"""
+
+
+def test_dependencies_order_start_fail_dependents_and_reject_cycles(maestro):
+    for name in ("a", "b", "c"):
+        (maestro.source(name) / "server.py").write_text(SERVER)
+    src = maestro.root / "sources"
+    services = maestro.root / "services.yaml"
+    services.write_text(f"""
+- {{name: b, repo: {src}/b, cmd: python3 server.py, depends_on: {{a: healthy}}}}
+- {{name: a, repo: {src}/a, cmd: python3 server.py}}
+- {{name: migrate, repo: {src}/c, kind: task, cmd: "sh -c 'exit 1'"}}
+- {{name: c, repo: {src}/c, cmd: python3 server.py, depends_on: {{migrate: completed}}}}
+- {{name: d, repo: {src}/c, cmd: python3 server.py, depends_on: [e]}}
+- {{name: e, repo: {src}/c, cmd: python3 server.py, depends_on: [d]}}
+""")
+    maestro.boot(MAESTRO_SERVICES_FILE=str(services))
+    maestro.wait_running(["a", "b"])
+    entries = _entries(maestro)
+    a_dir, b_dir = Path(entries["a"]["directory"]), Path(entries["b"]["directory"])
+    a_started = float((a_dir / "started").read_text())
+    b_started = float((b_dir / "started").read_text())
+    assert b_started >= a_started + 0.9, (a_started, b_started)  # after A was RUNNING (startsecs=1)
+
+    c = wait_for(lambda: (e := _entries(maestro)["c"])["status"].startswith("failed") and e, 20, what="c failed")
+    assert c["status"] == "failed: dependency migrate failed (exit 1)"
+    assert Path(c["directory"]).is_dir() and not (Path(c["directory"]) / "started").exists()
+    # The cycle was rejected when the spec was read: neither entry has a program.
+    for name in ("d", "e"):
+        assert entries[name]["status"] == "FAILED"
+        assert "dependency cycle: d -> e -> d" in entries[name]["error"]
+
+    # Shutdown in reverse dependency order: b had stopped before a was asked to.
+    maestro.stop()
+    assert float((b_dir / "stopped").read_text()) + 0.3 <= float((a_dir / "stopped").read_text()) + 0.05
