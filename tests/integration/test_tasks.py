@@ -153,3 +153,25 @@ def test_dependencies_order_start_fail_dependents_and_reject_cycles(maestro):
     # Shutdown in reverse dependency order: b had stopped before a was asked to.
     maestro.stop()
     assert float((b_dir / "stopped").read_text()) + 0.3 <= float((a_dir / "stopped").read_text()) + 0.05
+
+
+def test_deploy_a_scheduled_task_runs_at_the_minute_boundary_once_then_remove(maestro):
+    src = maestro.source("tick")
+    maestro.boot()
+    # Far enough from a boundary that the deploy cannot straddle it.
+    if time.time() % 60 > 50:
+        time.sleep(61 - time.time() % 60)
+    out = maestro.run("deploy", "--yes", "--repo", str(src), "--name", "tick", "--task", "--schedule", "* * * * *",
+                      "--cmd", "sleep 1")
+    assert "deployed task tick: runs on schedule '* * * * *'" in out.stdout
+    boundary = (time.time() // 60 + 1) * 60
+    assert _task(maestro, "tick")["runs"] == 0  # a schedule never runs for the slot before it was seen
+    task = _finished(maestro, "tick", runs=1, timeout=boundary - time.time() + 15)
+    assert task["phase"] == "succeeded" and boundary <= task["started"] < boundary + 2, (boundary, task)
+    assert _task(maestro, "tick")["runs"] == 1
+    assert set(_entries(maestro, "--kind", "service")) == set()
+
+    out = maestro.run("remove-service", "tick", "--yes")
+    assert "removed tick" in out.stdout
+    assert not (maestro.root / "state" / "tasks" / "tick.json").exists() or wait_for(
+        lambda: not (maestro.root / "state" / "tasks" / "tick.json").exists(), 5, what="phase file gone")
