@@ -169,6 +169,11 @@ def service_entry(unit: Unit) -> dict[str, Any]:
         ("cpu_period_us", limits.cpu_period_us, None),
         ("pids_max", limits.pids_max, None),
         ("allow_system_path", spec.allow_system_path, False),
+        ("kind", spec.role, "service"),
+        ("schedule", spec.schedule, None),
+        ("catch_up", spec.catch_up, False),
+        ("depends_on", dict(spec.depends_on), {}),
+        ("workspace", spec.workspace, None),
     )
     entry.update({key: value for key, value, default in optional if value != default})
     return entry
@@ -410,9 +415,18 @@ def kubernetes(units: Sequence[Unit], options: Options) -> dict[str, str]:
 
 
 def depends_on(spec: ServiceSpec) -> tuple[str, ...]:
-    """The services this one needs first. ServiceSpec has no such field yet; when it gets one,
-    the split compose export waits on their healthchecks with no other change."""
+    """The services this one needs first (``depends_on``; a mapping name -> condition)."""
     return tuple(getattr(spec, "depends_on", ()) or ())
+
+
+COMPOSE_CONDITIONS = {"started": "service_started", "healthy": "service_healthy",
+                      "completed": "service_completed_successfully"}
+
+
+def compose_condition(spec: ServiceSpec, name: str) -> str:
+    conditions = getattr(spec, "depends_on", None)
+    condition = conditions.get(name, "healthy") if isinstance(conditions, Mapping) else "healthy"
+    return COMPOSE_CONDITIONS.get(condition, "service_healthy")
 
 
 def compose_runtime(options: Options, units: Sequence[Unit], res: Resources, config: str,
@@ -458,7 +472,7 @@ def compose(units: Sequence[Unit], options: Options) -> dict[str, str]:
                                       f"{unit.id}-")
             needs = [d for d in depends_on(unit.spec) if d in ids]
             if needs:
-                service["depends_on"] = {d: {"condition": "service_healthy"} for d in needs}
+                service["depends_on"] = {d: {"condition": compose_condition(unit.spec, d)} for d in needs}
             services[unit.id] = service
             volumes.update({f"{unit.id}-{n}": {} for n, _, _ in VOLUMES})
     document = {"name": options.name, "services": services, "volumes": volumes, "configs": configs}
