@@ -14,13 +14,9 @@ from .conftest import wait_for
 
 pytestmark = pytest.mark.integration
 
-AGENT = """#!/bin/sh
-# Stands in for a coding agent: two commits on its branch.
-set -e
-G="git -c user.name=agent -c user.email=agent@example.invalid"
-echo one >> notes.txt; $G add notes.txt; $G commit -q -m "agent: one"
-echo two >> notes.txt; $G commit -q -am "agent: two"
-"""
+# The example's stand-in agent (examples/agent-task/agent.sh): two commits on its branch.
+AGENT = (Path(__file__).resolve().parents[2] / "examples" / "agent-task" / "agent.sh").read_text()
+TOKEN = "tok-9f8e7d6c5b4a"
 
 
 def _repo(root: Path):
@@ -30,7 +26,7 @@ def _repo(root: Path):
     for branch in ("feat/x", "feat/y"):
         git("checkout", "--quiet", "-b", branch, "main", cwd=work)
         (work / "agent.sh").write_text(AGENT)
-        (work / "peek.sh").write_text("ls ../agent/notes.txt && exit 0; cat ../agent/agent.sh && exit 0; exit 7\n")
+        (work / "peek.sh").write_text("ls ../agent/NOTES.md && exit 0; cat ../agent/agent.sh && exit 0; exit 7\n")
         git("add", ".", cwd=work)
         git("commit", "--quiet", "-m", f"scripts on {branch}", cwd=work)
         git("push", "--quiet", str(repo.bare), branch, cwd=work)
@@ -55,7 +51,8 @@ def test_tasks_on_branches_fail_persist_rerun_and_share_one_object_store(maestro
     services = maestro.root / "services.yaml"
     services.write_text(f"""
 - {{name: fails, repo: {repo.bare}, ref: feat/x, kind: task, cmd: "sh -c 'echo failing; exit 3'"}}
-- {{name: agent, repo: {repo.bare}, ref: feat/x, kind: task, cmd: "sh agent.sh"}}
+- {{name: agent, repo: {repo.bare}, ref: feat/x, kind: task, cmd: "sh agent.sh 'write notes'",
+   env: {{AGENT_TOKEN: {TOKEN}, AGENT_STEP_SECONDS: "0"}}, allow_hosts: [api.example.com]}}
 - {{name: peek, repo: {repo.bare}, ref: feat/y, kind: task, cmd: "sh peek.sh"}}
 """)
     maestro.boot(MAESTRO_SERVICES_FILE=str(services))
@@ -71,7 +68,7 @@ def test_tasks_on_branches_fail_persist_rerun_and_share_one_object_store(maestro
     entries = _entries(maestro)
     git_info = entries["agent"]["git"]
     assert git_info["commits_made"] == 2 and git_info["ahead"] == 2 and git_info["behind"] == 0
-    assert git_info["branch"] == "feat/x" and git_info["last_commit"].endswith("agent: two")
+    assert git_info["branch"] == "feat/x" and git_info["last_commit"].endswith("agent: finish notes")
     assert entries["peek"]["git"]["branch"] == "feat/y" and entries["peek"]["git"]["ahead"] == 0
     table = maestro.run("list-services").stdout
     assert "Δ0 ↑2 ↓0 feat/x +2" in table and "failed (3)" in table
@@ -80,13 +77,15 @@ def test_tasks_on_branches_fail_persist_rerun_and_share_one_object_store(maestro
     agent_dir, peek_dir = Path(entries["agent"]["directory"]), Path(entries["peek"]["directory"])
     log = git("-c", f"safe.directory={agent_dir}", "-c", "core.hooksPath=/dev/null", "log", "--format=%s", "-3",
               cwd=agent_dir)
-    assert log.splitlines()[:2] == ["agent: two", "agent: one"]
+    assert log.splitlines()[:2] == ["agent: finish notes", "agent: start notes"]
     stores = list((maestro.root / "state" / "git").iterdir())
     assert len(stores) == 1 and (stores[0] / "objects").is_dir()
     for folder in (agent_dir, peek_dir):
         alternates = (folder / ".git" / "objects" / "info" / "alternates").read_text().strip()
         assert alternates == str(stores[0] / "objects")
-    assert not (peek_dir / "notes.txt").exists()
+    assert not (peek_dir / "NOTES.md").exists()
+    assert "agent: step 2 committed, 2 commit(s) ahead of upstream" in maestro.log()
+    assert TOKEN not in maestro.log() and TOKEN not in maestro.run("list-services", "--json").stdout
     assert agent_dir.stat().st_uid != peek_dir.stat().st_uid and agent_dir.stat().st_mode & 0o007 == 0
 
     # Filters.
