@@ -205,6 +205,9 @@ def deploy(yes: bool, wait: float, env_pairs: tuple[str, ...], allow_system_path
     provisioner = Provisioner(settings)
     with provisioner.store.lock():
         existing = {r.id: r for r in provisioner.store.all()}
+        unknown = sorted(set(spec.depends_on) - set(existing) - {r.name for r in existing.values()})
+        if unknown:
+            raise click.ClickException(f"deploy: depends_on: unknown service {unknown[0]!r} (see list-services)")
         base = spec.base_name
         program_id = base if base in existing and existing[base].kind == "deploy" else unique_id(base, existing)
         previous = existing.get(program_id)

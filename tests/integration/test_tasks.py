@@ -170,6 +170,16 @@ def test_deploy_a_scheduled_task_runs_at_the_minute_boundary_once_then_remove(ma
     assert _task(maestro, "tick")["runs"] == 1
     assert set(_entries(maestro, "--kind", "service")) == set()
 
+    # A long task, cancelled gracefully; a dependency on a name that does not exist is refused.
+    slow = maestro.run("deploy", "--yes", "--repo", str(src), "--name", "slow", "--task", "--cmd", "sleep 60")
+    assert "deployed task slow: runs now" in slow.stdout
+    wait_for(lambda: _task(maestro, "slow")["phase"] == "running", 15, what="slow running")
+    out = maestro.run("maestro", "cancel", "slow")
+    assert "slow: cancelled" in out.stdout and _task(maestro, "slow")["runs"] == 1
+    refused = maestro.run("deploy", "--yes", "--repo", str(src), "--name", "late", "--depends-on", "ghost:healthy",
+                          check=False)
+    assert refused.returncode == 1 and "depends_on: unknown service 'ghost'" in refused.stderr
+
     out = maestro.run("remove-service", "tick", "--yes")
     assert "removed tick" in out.stdout
     assert not (maestro.root / "state" / "tasks" / "tick.json").exists() or wait_for(
