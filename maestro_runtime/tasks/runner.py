@@ -177,8 +177,8 @@ class Runner:
 
     def _gate(self, r: ServiceRecord, phase: Phase, states: Mapping[str, EntryState], proc: dict | None,
               now: float) -> Phase:
-        if phase.phase not in (PENDING, WAITING) or not phase.want or not r.ready:
-            return phase
+        if phase.phase not in (PENDING, WAITING) or not phase.want or not r.ready or proc is None:
+            return phase  # proc None: its program is not added yet (boot adds them all at once)
         decision = gate(r.depends_on, states)
         if decision.impossible:
             self.on_event("task.failed" if r.role == "task" else "service.blocked", r.id,
