@@ -100,4 +100,7 @@ def bind_store(wrapper: tuple[str, ...], bwrap: str, record: ServiceRecord) -> t
         return wrapper
     start = wrapper.index(bwrap)
     end = wrapper.index("--", start)
-    return (*wrapper[:end], "--ro-bind", store, store, *wrapper[end:])
+    # Its parents (under the state dir) do not exist in the sandbox: made 0755 so the user can reach it.
+    parents = [str(p) for p in reversed(Path(store).parents) if str(p) not in ("/", "/var", "/tmp", "/run")]
+    made = [arg for parent in parents for arg in ("--perms", "0755", "--dir", parent)]
+    return (*wrapper[:end], *made, "--ro-bind", store, store, *wrapper[end:])

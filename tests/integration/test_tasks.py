@@ -184,3 +184,19 @@ def test_deploy_a_scheduled_task_runs_at_the_minute_boundary_once_then_remove(ma
     assert "removed tick" in out.stdout
     assert not (maestro.root / "state" / "tasks" / "tick.json").exists() or wait_for(
         lambda: not (maestro.root / "state" / "tasks" / "tick.json").exists(), 5, what="phase file gone")
+
+
+def test_an_agent_task_commits_inside_bubblewrap(maestro):
+    """In the sandbox only the home and the checkout are bound: the shared store is bound read-only."""
+    repo = _repo(maestro.root)
+    services = maestro.root / "services.yaml"
+    services.write_text(f"""
+- {{name: agent, repo: {repo.bare}, ref: feat/x, kind: task, cmd: "sh agent.sh 'sandboxed'",
+   env: {{AGENT_TOKEN: {TOKEN}, AGENT_STEP_SECONDS: "0"}}}}
+""")
+    maestro.boot(MAESTRO_SERVICES_FILE=str(services), MAESTRO_SANDBOX_MODE="require")
+    agent = _finished(maestro, "agent")
+    entry = _entries(maestro)["agent"]
+    assert entry["sandbox"]["sandbox"] == "bubblewrap"
+    assert agent["phase"] == "succeeded", maestro.log()[-2000:]
+    assert entry["git"]["commits_made"] == 2
