@@ -61,6 +61,7 @@ def parse_svc_vars(env: Mapping[str, str]) -> ParseResult:
             spec = make_spec(f"SVC_{i}", "env", fields)
             result.specs.append(replace(spec, **task_fields(spec.origin, extra)))
         except SpecError as err:
+            err.hint = err.hint or name_hint(fields)
             result.errors.append(err)
     return result
 

@@ -86,6 +86,10 @@ def task_source(provisioner: Provisioner, a: Assignment, previous: ServiceRecord
         staging = directory.with_name(f".{directory.name}.workspace")
         shutil.rmtree(staging, ignore_errors=True)
         ws.create(store, spec.ref, staging, public_url(spec.repo))
+    except ws.NotABranch as exc:
+        if spec.workspace is None:  # a task at a tag or commit: an ordinary checkout, as a service gets
+            return None
+        raise sources.SourceError(f"workspace: {exc}") from None
     except ws.WorkspaceError as exc:
         raise sources.SourceError(str(exc)) from None
     previous_dir = sources.swap_in(staging, directory, spec.keep)

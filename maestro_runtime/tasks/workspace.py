@@ -25,6 +25,7 @@ import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from maestro_runtime.sources import git as gitsource
 from maestro_runtime.sources.redact import redact
@@ -35,6 +36,10 @@ GIT_TIMEOUT = 30.0
 
 class WorkspaceError(Exception):
     pass
+
+
+class NotABranch(WorkspaceError):
+    """The ref is a tag or a commit: no branch to commit on."""
 
 
 def store_path(state_dir: Path, url: str) -> Path:
@@ -56,7 +61,9 @@ def _root_git(argv: list[str], *, cwd: Path | None = None, env: dict[str, str] |
 def fetch_branch(repo: str, branch: str, store: Path, *, token: str | None = None, timeout: float = 600) -> str:
     """Fetch ``branch`` of ``repo`` into the shared store; return its commit."""
     url, creds = gitsource.split_credentials(gitsource.clone_url(repo))
-    if creds is None and token and urlsplit_scheme(url) == "https" :
+    if creds is not None and gitsource.in_clear(url):
+        raise WorkspaceError(f"refusing to send the credentials of {redact(url)} over plain http://: use https://")
+    if creds is None and token and urlsplit(url).scheme == "https":  # as sources/git.py: never in clear
         creds = gitsource.Credentials("x-access-token", token)
     secrets = [s for s in (token, creds.password if creds else None) if s]
     store.parent.mkdir(parents=True, exist_ok=True, mode=0o711)
@@ -76,12 +83,10 @@ def fetch_branch(repo: str, branch: str, store: Path, *, token: str | None = Non
                           f"+refs/heads/{branch}:refs/heads/{branch}"], env=env, timeout=timeout)
     if proc.returncode != 0:
         detail = gitsource.scrub(proc.stderr.strip(), secrets).splitlines()[-1:] or [f"exit {proc.returncode}"]
+        if "couldn't find remote ref" in proc.stderr:
+            raise NotABranch(f"{branch!r} is not a branch of {redact(url)}")
         raise WorkspaceError(f"git fetch of branch {branch!r} from {redact(url)} failed: {detail[0]}")
     return branch_tip(store, branch) or ""
-
-
-def urlsplit_scheme(url: str) -> str:
-    return url.split("://", 1)[0] if "://" in url else ""
 
 
 def branch_tip(store: Path, branch: str) -> str | None:
