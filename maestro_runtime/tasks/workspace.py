@@ -31,7 +31,7 @@ from maestro_runtime.sources import git as gitsource
 from maestro_runtime.sources.redact import redact
 
 SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-GIT_TIMEOUT = 30.0
+GIT_TIMEOUT = 10.0  # reading a checkout's status: a hostile repository must not stall list-services or the runner
 
 
 class WorkspaceError(Exception):
@@ -104,7 +104,7 @@ def create(store: Path, branch: str, dest: Path, public_url: str) -> None:
         ["-C", str(dest), "remote", "set-url", "origin", public_url],
     ]
     for argv in steps:
-        proc = _root_git(argv, timeout=GIT_TIMEOUT * 4)
+        proc = _root_git(argv, timeout=300)
         if proc.returncode != 0:
             raise WorkspaceError(f"git {argv[0]} for workspace {dest.name} failed: {proc.stderr.strip()[-300:]}")
 
