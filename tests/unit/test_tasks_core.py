@@ -122,3 +122,14 @@ def test_missed_slots_are_skipped_unless_catch_up():
     assert isinstance(skipped, Skip) and "missed" in skipped.reason
     [caught] = tick(back, [Scheduled("job", "*/30 * * * *", catch_up=True)], phases)
     assert isinstance(caught, Run) and caught.slot == _t("2026-01-01T09:30:00")  # once, not 13 times
+
+
+def test_the_agent_example_is_a_valid_services_file():
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "examples" / "agent-task" / "services.yml"
+    result = _yaml(path.read_text())
+    assert not result.errors, [str(e) for e in result.errors]
+    agent, site = result.specs
+    assert (agent.role, agent.ref, agent.allow_hosts) == ("task", "agent/notes", ("api.anthropic.com",))
+    assert dict(site.depends_on) == {"notes-agent": "completed"}
