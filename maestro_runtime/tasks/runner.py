@@ -164,7 +164,7 @@ class Runner:
     def _request(self, r: ServiceRecord, phase: Phase, what: str, processes: Mapping[str, dict],
                  now: float) -> Phase:
         if what == "run":
-            if phase.phase in (RUNNING,) or (r.role != "task" and phase.phase == RUNNING):
+            if phase.phase == RUNNING:
                 log.warning("%s: already running; run request ignored", r.id)
                 return phase
             return phase.to(PENDING, want=True, reason="requested: maestro run", exit_code=None)
