@@ -232,7 +232,8 @@ def check(env: dict[str, str]) -> tuple[int, str]:
     state_dir = env.get("MAESTRO_STATE_DIR", "").strip() or "/var/lib/maestro"
     runtime_dir = runtime_location(env.get("MAESTRO_RUNTIME_DIR", "").strip() or "/run/maestro", state_dir)
     start_period = float(env.get("HEALTHCHECK_START_PERIOD", "20"))
-    records = [r for r in load_records(state_dir) if r.get("autostart", True)]
+    # One-shot tasks are not expected to be running (their phase is in list-services).
+    records = [r for r in load_records(state_dir) if r.get("autostart", True) and r.get("role") != "task"]
     ready = [r for r in records if r.get("state") == "ready" and r.get("port")]
     targets = [(r["id"], int(r["port"]), (r.get("health") or {}).get("kind", "http"),
                 (r.get("health") or {}).get("path", "/")) for r in ready]
@@ -251,10 +252,12 @@ def check(env: dict[str, str]) -> tuple[int, str]:
         info = processes.get(name)
         state = info["statename"] if info else "NOT_LOADED"
         young = info is not None and now - info.get("start", 0) < start_period
+        # A service held back by its dependencies (depends_on) is still starting until it first starts.
+        held = state == "STOPPED" and bool(record.get("depends_on")) and not (info or {}).get("start")
         why = answers.get(name, "no port")
         if state == "RUNNING" and why is None:
             healthy += 1
-        elif state == "STARTING" or (state in ("RUNNING", "BACKOFF") and young):
+        elif state == "STARTING" or (state in ("RUNNING", "BACKOFF") and young) or held:
             starting.append(name)
         elif state == "RUNNING":
             failing.append(f"{name} ({why})")

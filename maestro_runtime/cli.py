@@ -112,8 +112,10 @@ def _find(store: RecordStore, name: str) -> ServiceRecord:
 
 @click.command("list-services")
 @click.option("--json", "as_json", is_flag=True, help="A JSON array for tools (stable keys, see README).")
+@click.option("--kind", type=click.Choice(["task", "service"]), help="Only tasks, or only services.")
+@click.option("--state", help="Only entries in this state or task phase (RUNNING, failed, waiting...).")
 @_one_line_errors
-def list_services(as_json: bool) -> None:
+def list_services(as_json: bool, kind: str | None, state: str | None) -> None:
     """List every registered service with its status, pid, uptime, user, port and command."""
     from maestro_runtime.ops.inventory import build_views, format_table
 
@@ -129,6 +131,11 @@ def list_services(as_json: bool) -> None:
     except SupervisorUnavailable:
         processes = None
     views = build_views(records, processes)
+    from maestro_runtime.tasks.state import PhaseStore
+    from maestro_runtime.tasks.view import enrich, matches
+
+    views = [v for v in enrich(views, records, PhaseStore(settings.state_dir / "tasks").all())
+             if matches(v, kind, state)]
     if as_json:
         click.echo(json.dumps([v.as_json() for v in views], indent=2))
     else:
@@ -247,9 +254,14 @@ def deploy_from_env(prepare_only: bool, refetch: bool) -> None:
 @click.option("--wait", default=20.0, show_default=True, help="Seconds to wait for the service to run.")
 @click.option("--allow-system-path", is_flag=True,
               help="Allow a local --repo under /etc, /root, /proc, /run, the runtime's state... (refused by default).")
+@click.option("--task", "as_task", is_flag=True, help="A one-shot task (kind: task): runs once, never restarted.")
+@click.option("--schedule", help="Cron expression for a task, e.g. '*/5 * * * *'.")
+@click.option("--depends-on", "depends_on", multiple=True, metavar="NAME[:started|healthy|completed]",
+              help="Start only once NAME meets the condition (default started).")
 @_ends_its_children
 @_one_line_errors
-def deploy(yes: bool, wait: float, env_pairs: tuple[str, ...], allow_system_path: bool, **given: str | None) -> None:
+def deploy(yes: bool, wait: float, env_pairs: tuple[str, ...], allow_system_path: bool, as_task: bool,
+           schedule: str | None, depends_on: tuple[str, ...], **given: str | None) -> None:
     """Deploy one service into the running system (asks for what the flags do not say)."""
     from dataclasses import replace
 
@@ -264,11 +276,18 @@ def deploy(yes: bool, wait: float, env_pairs: tuple[str, ...], allow_system_path
     try:
         env = parse_env("deploy", dict(_pair(p) for p in env_pairs))
         spec = replace(make_spec("deploy", "deploy", fields), env=env, allow_system_path=allow_system_path)
+        from maestro_runtime.spec.tasks import task_fields
+
+        spec = replace(spec, **task_fields("deploy", {"kind": "task" if as_task else None, "schedule": schedule,
+                                                      "depends_on": ",".join(depends_on)}))
     except SpecError as exc:
         raise click.ClickException(str(exc)) from exc
     provisioner = Provisioner(settings)
     with provisioner.store.lock():
         existing = {r.id: r for r in provisioner.store.all()}
+        unknown = sorted(set(spec.depends_on) - set(existing) - {r.name for r in existing.values()})
+        if unknown:
+            raise click.ClickException(f"deploy: depends_on: unknown service {unknown[0]!r} (see list-services)")
         base = spec.base_name
         program_id = base if base in existing and existing[base].kind == "deploy" else unique_id(base, existing)
         previous = existing.get(program_id)
@@ -285,6 +304,11 @@ def deploy(yes: bool, wait: float, env_pairs: tuple[str, ...], allow_system_path
         raise click.ClickException(outcome.error or "deploy failed")
     record = outcome.record
     assert record is not None
+    if record.role == "task":
+        when = f"on schedule {record.schedule!r}" if record.schedule else "now (see list-services --kind task)"
+        click.echo(f"deployed task {record.id}: runs {when}, user {record.user}, command {record.command!r}"
+                   + ("" if applied else " (supervisord not running)"))
+        return
     status = _wait_running(settings, record.id, wait) if applied else "not started (supervisord not running)"
     click.echo(f"deployed {record.id}: {status}, user {record.user}, port {record.port}, "
                f"command {record.command!r} ({record.command_reason})")
@@ -418,3 +442,8 @@ def maestro() -> None:
 for _command in (list_services, remove_service, deploy_from_env, deploy, allow_host, export):
     maestro.add_command(_command)
 maestro.add_command(remove_service, "remove-project")
+# Issue 14: one-shot tasks (maestro run / maestro cancel).
+from maestro_runtime.tasks.cli import cancel_task, run_task  # noqa: E402
+
+maestro.add_command(run_task)
+maestro.add_command(cancel_task)

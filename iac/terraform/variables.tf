@@ -36,6 +36,11 @@ variable "services" {
     cpu_quota_us  = optional(number)
     cpu_period_us = optional(number)
     pids_max      = optional(number)
+    kind          = optional(string)      # "service" (default) or "task": runs once, never restarted
+    schedule      = optional(string)      # tasks: a cron expression such as "*/5 * * * *"
+    catch_up      = optional(bool)        # tasks: run once for a slot missed while the container was down
+    depends_on    = optional(map(string)) # name = "started" | "healthy" | "completed"
+    workspace     = optional(bool)        # a git source at a branch as a checkout it can commit to
   }))
   default = []
 
@@ -46,6 +51,14 @@ variable "services" {
   validation {
     condition     = length(compact([for s in var.services : s.port == null ? "" : tostring(s.port)])) == length(distinct(compact([for s in var.services : s.port == null ? "" : tostring(s.port)])))
     error_message = "services: two services cannot have the same port."
+  }
+  validation {
+    condition     = alltrue([for s in var.services : s.kind == null || contains(["service", "task"], coalesce(s.kind, "service"))])
+    error_message = "services: kind must be service or task."
+  }
+  validation {
+    condition     = alltrue([for s in var.services : alltrue([for c in values(coalesce(s.depends_on, {})) : contains(["started", "healthy", "completed"], c)])])
+    error_message = "services: every depends_on condition must be started, healthy or completed."
   }
   validation {
     condition     = alltrue([for s in var.services : s.health == null || can(regex("^(tcp|/[^[:space:]]*)$", coalesce(s.health, "tcp")))])

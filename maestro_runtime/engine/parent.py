@@ -26,9 +26,21 @@ def stop_all_now(socket_path: str) -> None:
     try:
         from maestro_runtime.engine.supervisord import Supervisor
 
+        _dependents_first(socket_path)
         Supervisor(Path(socket_path)).call("supervisor.stopAllProcesses", False)
     except Exception as exc:  # the daemon may be starting or gone; its own shutdown still runs
         print(f"[maestro][warn] parallel stop skipped: {exc}", file=sys.stderr, flush=True)
+
+
+def _dependents_first(socket_path: str) -> None:
+    """Entries with dependencies (depends_on) stop in reverse dependency order, before the rest."""
+    try:
+        from maestro_runtime.settings import Settings
+        from maestro_runtime.tasks.shutdown import stop_dependents_first
+
+        stop_dependents_first(socket_path, Settings.from_env().records_dir)
+    except Exception as exc:  # never stand in the way of the stop itself
+        print(f"[maestro][warn] ordered stop skipped: {exc}", file=sys.stderr, flush=True)
 
 
 def main() -> None:

@@ -63,6 +63,7 @@ class ProgramOptions:
     startsecs: int = 1
     startretries: int = 3
     stopwaitsecs: int = 5
+    autorestart: bool = True  # False for one-shot tasks (tasks/), which must never run twice by accident
 
 
 def render_program(program_id: str, launch_script: Path, options: ProgramOptions, revision: str = "0") -> str:
@@ -75,6 +76,7 @@ def render_program(program_id: str, launch_script: Path, options: ProgramOptions
         revision=revision,
         launch_script=_safe_path(launch_script, "launch script"),
         autostart="true" if options.autostart else "false",
+        autorestart="true" if options.autorestart else "false",
         startsecs=int(options.startsecs),
         startretries=int(options.startretries),
         stopwaitsecs=int(options.stopwaitsecs),
@@ -89,6 +91,11 @@ def log_listener_command() -> str:
     return f"{_safe_path(sys.executable, 'python')} -m maestro_runtime.engine.log_listener"
 
 
+def task_runner_command() -> str:
+    """The task runner (tasks/runner.py), run by the same interpreter as the runtime."""
+    return f"{_safe_path(sys.executable, 'python')} -m maestro_runtime.tasks.runner"
+
+
 def render_main_config(
     *, conf_path: Path, socket: Path, include_dir: Path, pidfile: Path, childlogdir: Path, loglevel: str
 ) -> str:
@@ -100,6 +107,7 @@ def render_main_config(
         childlogdir=_safe_path(childlogdir, "child log folder"),
         loglevel=LOGLEVELS.get(loglevel, "info"),
         log_listener=log_listener_command(),
+        task_runner=task_runner_command(),
     )
 
 

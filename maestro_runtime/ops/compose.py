@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from maestro_runtime.ops import manifests as mf
@@ -13,9 +13,18 @@ from maestro_runtime.spec.sizes import format_size
 
 
 def depends_on(spec: ServiceSpec) -> tuple[str, ...]:
-    """The services this one needs first. ServiceSpec has no such field yet; when it gets one,
-    the split compose export waits on their healthchecks with no other change."""
+    """The services this one needs first (``depends_on``; a mapping name -> condition)."""
     return tuple(getattr(spec, "depends_on", ()) or ())
+
+
+COMPOSE_CONDITIONS = {"started": "service_started", "healthy": "service_healthy",
+                      "completed": "service_completed_successfully"}
+
+
+def compose_condition(spec: ServiceSpec, name: str) -> str:
+    conditions = getattr(spec, "depends_on", None)
+    condition = conditions.get(name, "healthy") if isinstance(conditions, Mapping) else "healthy"
+    return COMPOSE_CONDITIONS.get(condition, "service_healthy")
 
 
 def compose_runtime(options: mf.Options, units: Sequence[mf.Unit], res: mf.Resources, config: str,
@@ -61,7 +70,7 @@ def compose(units: Sequence[mf.Unit], options: mf.Options) -> dict[str, str]:
                                       f"{unit.id}-")
             needs = [d for d in depends_on(unit.spec) if d in ids]
             if needs:
-                service["depends_on"] = {d: {"condition": "service_healthy"} for d in needs}
+                service["depends_on"] = {d: {"condition": compose_condition(unit.spec, d)} for d in needs}
             services[unit.id] = service
             volumes.update({f"{unit.id}-{n}": {} for n, _, _ in mf.VOLUMES})
     document = {"name": options.name, "services": services, "volumes": volumes, "configs": configs}

@@ -13,6 +13,7 @@ from maestro_runtime.state.records import ServiceRecord
 JSON_KEYS = (
     "name", "status", "pid", "uptime", "user", "port", "directory", "command",
     "command_reason", "source", "ref", "kind", "error", "sandbox", "degraded",
+    "role", "depends_on", "task", "git",  # issue 14 (tasks/view.py)
 )
 
 
@@ -33,6 +34,10 @@ class ServiceView:
     error: str | None
     sandbox: dict[str, Any]
     degraded: list[str]
+    role: str = "service"  # service | task
+    depends_on: dict[str, str] | None = None
+    task: dict[str, Any] | None = None  # phase, exit_code, started, ended, duration, reason, commits...
+    git: dict[str, Any] | None = None  # branch, changed, ahead, behind, last_commit (branch workspaces)
 
     def as_json(self) -> dict[str, Any]:
         return {key: getattr(self, key) for key in JSON_KEYS}
@@ -94,6 +99,11 @@ def format_table(views: list[ServiceView], width: int = 48) -> str:
          clip(v.command or "-"), v.command_reason or "-", clip(v.source))
         for v in views
     ]
+    if any(v.git for v in views):  # branch workspaces: Δ changed files, ↑ ahead, ↓ behind upstream
+        from maestro_runtime.tasks.view import git_cell
+
+        header = (*header, "GIT")
+        rows = [header] + [(*row, git_cell(v.git)) for row, v in zip(rows[1:], views, strict=True)]
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows]
     for v in views:

@@ -160,6 +160,11 @@ def service_entry(unit: Unit) -> dict[str, Any]:
         ("cpu_period_us", limits.cpu_period_us, None),
         ("pids_max", limits.pids_max, None),
         ("allow_system_path", spec.allow_system_path, False),
+        ("kind", spec.role, "service"),
+        ("schedule", spec.schedule, None),
+        ("catch_up", spec.catch_up, False),
+        ("depends_on", dict(spec.depends_on), {}),
+        ("workspace", spec.workspace, None),
     )
     entry.update({key: value for key, value, default in optional if value != default})
     return entry

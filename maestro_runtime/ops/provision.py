@@ -31,6 +31,7 @@ from maestro_runtime.spec import ServiceSpec, SpecError
 from maestro_runtime.spec.naming import PROGRAM_ID_RE, default_user, reserved, unique_id
 from maestro_runtime.state.ports import PortError, PortLedger
 from maestro_runtime.state.records import FAILED, READY, RecordError, RecordStore, ServiceRecord, atomic_write
+from maestro_runtime.tasks.hooks import bind_store, record_fields, task_program_options, task_source
 
 log = logging.getLogger("maestro")
 
@@ -74,6 +75,7 @@ class Code:
     revision: str
     fetched: bool = False
     previous_dir: Path | None = None  # kept until the build succeeds
+    workspace: dict[str, str] | None = None  # a git workspace (tasks/workspace.py)
 
 
 def assign_ids(specs: Iterable[ServiceSpec], reserved: Iterable[str] = ()) -> list[Assignment]:
@@ -240,6 +242,7 @@ class Provisioner:
             state=READY, error=None, updated=time.time(), revision=code.revision,
             degraded=["identity: runs as root without capabilities (no CAP_SETUID/CAP_CHOWN)"]
             if self.identity_degraded else [],
+            **record_fields(spec, code.workspace),
         )
 
     def _source(self, a: Assignment, previous: ServiceRecord | None, refetch: bool) -> Code:
@@ -250,6 +253,9 @@ class Provisioner:
             return Code(spec.directory, str(spec.directory), "")
         assert spec.repo is not None
         self._check_system_path(spec)
+        workspace = task_source(self, a, previous, refetch)
+        if workspace is not None:  # a writable git checkout on its branch (tasks/workspace.py)
+            return workspace
         directory, source = self.settings.projects_dir / a.id, redact(spec.repo)
         stale = previous is None or previous.source != source or previous.ref != spec.ref
         if not (refetch or stale or not directory.is_dir()):
@@ -315,9 +321,10 @@ class Provisioner:
         """Plan the sandbox, save the record (with the sandbox report), write the launch script and
         program file. Returns the saved record, and True when supervisord must apply a change."""
         plan = self.policy.plan(record)
-        record = replace(record, sandbox=plan.report)
-        self.store.save(record)
+        plan = replace(plan, wrapper=bind_store(plan.wrapper, self.policy.config.bwrap, record))
         script_text = sandbox_script(record, plan)
+        record = replace(record, sandbox=plan.report, program_revision=program_revision(script_text, record))
+        self.store.save(record)
         script = self.launch_dir / f"{record.id}.sh"
         atomic_write(script, script_text, mode=0o700)
         options = ProgramOptions(
@@ -326,7 +333,8 @@ class Provisioner:
             startretries=self.settings.startretries,
             stopwaitsecs=self.settings.stopwaitsecs,
         )
-        text = render_program(record.id, script, options, revision=program_revision(script_text, record))
+        options = task_program_options(record, options)
+        text = render_program(record.id, script, options, revision=record.program_revision)
         return record, write_program(self.settings.supervisor_conf_dir, record.id, text)
 
     def deactivate(self, service_id: str) -> None:

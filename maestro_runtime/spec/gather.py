@@ -45,4 +45,8 @@ def gather_specs(settings: Settings, *, preseeded: bool = True) -> ParseResult:
         result.errors.append(SpecError(str(path), "MAESTRO_SERVICES_FILE", "file does not exist"))
     result.extend(parse_services_string(env.get("SERVICES", "")))
     result.extend(parse_svc_vars(env))
+    from maestro_runtime.spec.tasks import check_dependencies
+    from maestro_runtime.state.records import RecordStore
+
+    check_dependencies(result, [r.id for r in RecordStore(settings.records_dir).all() if r.kind == "deploy"])
     return result

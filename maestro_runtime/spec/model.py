@@ -61,6 +61,12 @@ class ServiceSpec:
     allow_hosts: tuple[str, ...] = ()
     limits: Limits = field(default_factory=Limits)
     allow_system_path: bool = False  # the operator's say-so for a repo like /etc (deploy --allow-system-path)
+    # Issue 14: one-shot tasks, schedules, dependencies, branch workspaces (see spec/tasks.py).
+    role: str = "service"  # "service" | "task" (YAML ``kind:``, SVC_<i>_KIND, deploy --task)
+    schedule: str | None = None  # cron expression (tasks only)
+    catch_up: bool = False  # run once for a schedule slot missed while the container was down
+    depends_on: Mapping[str, str] = field(default_factory=dict)  # name -> started|healthy|completed
+    workspace: bool | None = None  # a writable git checkout; None: yes for a task on a git source
 
     @property
     def base_name(self) -> str:

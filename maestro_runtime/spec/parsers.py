@@ -18,11 +18,12 @@ from maestro_runtime.spec.fields import (
     str_list,
 )
 from maestro_runtime.spec.model import ParseResult, ServiceSpec, SpecError
+from maestro_runtime.spec.tasks import TASK_FIELDS, task_fields
 
 SERVICE_FIELDS = ("repo", "port", "ref", "name", "user", "cmd")
 YAML_FIELDS = frozenset(
     {*SERVICE_FIELDS, "command", "env", "health", "autostart", "sha256", "keep",
-     "allow_hosts", "memory", "cpu_quota_us", "cpu_period_us", "pids_max", "allow_system_path"}
+     "allow_hosts", "memory", "cpu_quota_us", "cpu_period_us", "pids_max", "allow_system_path", *TASK_FIELDS}
 )
 
 
@@ -55,9 +56,12 @@ def parse_svc_vars(env: Mapping[str, str]) -> ParseResult:
         if not fields["repo"].strip():
             result.warnings.append(f"SVC_{i}_REPO is not set; service {i} of SERVICES_COUNT={raw_count} skipped")
             continue
+        extra = {f: env.get(f"SVC_{i}_{f.upper()}") for f in TASK_FIELDS}
         try:
-            result.specs.append(make_spec(f"SVC_{i}", "env", fields))
+            spec = make_spec(f"SVC_{i}", "env", fields)
+            result.specs.append(replace(spec, **task_fields(spec.origin, extra)))
         except SpecError as err:
+            err.hint = err.hint or name_hint(fields)
             result.errors.append(err)
     return result
 
@@ -103,6 +107,7 @@ def parse_yaml_entry(origin: str, entry: Any) -> ServiceSpec:
         if "allow_hosts" in entry else (),
         limits=parse_limits(origin, entry),
         allow_system_path=allow_system_path,
+        **task_fields(origin, entry),
     )
 
 

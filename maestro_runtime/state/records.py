@@ -60,6 +60,13 @@ class ServiceRecord:
     error: str | None = None
     updated: float = 0.0
     revision: str = ""  # changes each time the code is fetched anew
+    # Issue 14 (tasks/): a one-shot task or a service; its schedule and dependencies; its git workspace.
+    role: str = "service"  # service | task
+    schedule: str | None = None
+    catch_up: bool = False
+    depends_on: dict[str, str] = field(default_factory=dict)
+    workspace: dict[str, str] = field(default_factory=dict)  # store, branch, base (see tasks/workspace.py)
+    program_revision: str = ""  # of the program last rendered: a task whose revision changed runs again
 
     @property
     def ready(self) -> bool:

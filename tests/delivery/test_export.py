@@ -10,7 +10,7 @@ import re
 import shutil
 import subprocess
 import sys
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
 import kubernetes_validate
@@ -232,14 +232,9 @@ def test_notes_say_what_cannot_move():
 
 
 def test_compose_depends_on_waits_for_health():
-    """ServiceSpec has no depends_on yet: a spec that has one gets condition: service_healthy."""
-
-    @dataclass(frozen=True)
-    class WithDeps(ServiceSpec):
-        depends_on: tuple[str, ...] = ()
-
+    """depends_on {db: healthy} becomes condition: service_healthy; names outside the export are dropped."""
     db, api = parse_services_string("/srv/db|5432||db;/srv/api|8000||api").specs
-    api = WithDeps(**{**api.__dict__, "depends_on": ("db", "missing")})
+    api = replace(api, depends_on={"db": "healthy", "missing": "started"})
     export = ex.render(ParseResult(specs=[db, api]), ex.Options("compose", split=True))
     services = yaml.safe_load(export.files["compose.yaml"])["services"]
     assert services["api"]["depends_on"] == {"db": {"condition": "service_healthy"}}
@@ -355,6 +350,28 @@ def test_every_spec_field_is_exported():
 
     source = inspect.getsource(export.service_entry)
     not_exported = {"origin", "kind", "directory", "name", "repo", "health", "limits"}  # set apart above
+    not_exported.add("role")  # written as the YAML key kind: (checked in the round trip below)
     missing = [f.name for f in dataclasses.fields(ServiceSpec)
                if f.name not in not_exported and f'"{f.name}"' not in source]
     assert missing == []
+
+
+def test_tasks_and_dependencies_round_trip_and_map_to_compose_conditions():
+    text = """
+- {repo: /srv/db, name: db}
+- {repo: /srv/m, name: migrate, kind: task, depends_on: {db: healthy}}
+- {repo: /srv/api, name: api, depends_on: {migrate: completed, db: started}}
+- {repo: /srv/n, name: nightly, kind: task, schedule: "0 3 * * *", catch_up: true}
+"""
+    parsed = parse_services_yaml(text, "s.yaml")
+    export = ex.render(parsed, ex.Options("compose", split=True))
+    services = yaml.safe_load(export.files["compose.yaml"])["services"]
+    assert services["api"]["depends_on"] == {"migrate": {"condition": "service_completed_successfully"},
+                                             "db": {"condition": "service_started"}}
+    assert services["migrate"]["depends_on"] == {"db": {"condition": "service_healthy"}}
+    entries = {e["name"]: e for e in yaml.safe_load(ex.services_yaml(ex.units_of(parsed)))["services"]}
+    assert entries["nightly"] == {"name": "nightly", "repo": "/srv/n", "kind": "task", "schedule": "0 3 * * *",
+                                  "catch_up": True}
+    again = parse_services_yaml(ex.services_yaml(ex.units_of(parsed)), "again.yaml")
+    assert [(s.role, dict(s.depends_on), s.schedule) for s in again.specs] == [
+        (s.role, dict(s.depends_on), s.schedule) for s in parsed.specs]

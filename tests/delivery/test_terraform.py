@@ -130,3 +130,21 @@ def test_rendered_services_quote_hostile_values(tmp_path):
     assert not result.errors
     assert result.specs[0].cmd == hostile
     assert dict(result.specs[0].env) == {"K": "v: [1]"}
+
+
+@pytest.mark.skipif(TERRAFORM is None, reason="terraform CLI not installed: fmt and console checks skipped")
+def test_rendered_tasks_and_dependencies_are_read_by_the_runtime(tmp_path):
+    tfvars = tmp_path / "t.tfvars"
+    tfvars.write_text(
+        'services = [\n'
+        '  { repo = "/srv/db", name = "db" },\n'
+        '  { repo = "/srv/m.git", name = "migrate", kind = "task", schedule = "0 3 * * *", catch_up = true,\n'
+        '    depends_on = { db = "healthy" }, workspace = true },\n'
+        '  { repo = "/srv/api", name = "api", depends_on = { migrate = "completed", db = "started" } },\n'
+        ']\n')
+    result = parse_services_yaml(_rendered_services(tmp_path, tfvars), "services.yml")
+    assert not result.errors, [str(e) for e in result.errors]
+    _, migrate, api = result.specs
+    assert (migrate.role, migrate.schedule, migrate.catch_up, migrate.workspace) == ("task", "0 3 * * *", True, True)
+    assert dict(migrate.depends_on) == {"db": "healthy"}
+    assert dict(api.depends_on) == {"migrate": "completed", "db": "started"}

@@ -1,0 +1,234 @@
+"""The task runner: each second, observe supervisord, then decide (pure) and act.
+
+It runs as supervisord's program ``maestro-tasks`` (root, started with supervisord) until
+issue 13's controller takes its place: :meth:`Runner.step` is what that controller's loop
+calls, with the health it knows in the snapshot (see README, "Tasks and dependencies").
+
+One step:
+1. observe: running tasks that ended become succeeded/failed/cancelled (exit code, times, commits);
+2. requests from ``maestro run`` / ``maestro cancel``;
+3. new or changed tasks (revision) are wanted again; schedules (``schedule.tick``);
+4. gating (``gate.gate``): wanted tasks and services with dependencies start, wait or fail.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import replace
+from typing import Any
+
+from maestro_runtime.engine.supervisord import Supervisor, SupervisorUnavailable
+from maestro_runtime.settings import Settings
+from maestro_runtime.state.records import RecordStore, ServiceRecord
+from maestro_runtime.tasks import schedule as sched
+from maestro_runtime.tasks.gate import EntryState, gate
+from maestro_runtime.tasks.state import (
+    CANCELLED,
+    FAILED,
+    PENDING,
+    RUNNING,
+    SUCCEEDED,
+    WAITING,
+    Phase,
+    PhaseStore,
+)
+
+log = logging.getLogger("maestro.tasks")
+Event = Callable[[str, str, Mapping[str, Any]], None]  # (event, entry id, fields): the alert hook
+
+
+def log_event(event: str, entry: str, fields: Mapping[str, Any]) -> None:
+    log.info("%s %s %s", entry, event, " ".join(f"{k}={v}" for k, v in fields.items()))
+
+
+def snapshot(records: list[ServiceRecord], phases: Mapping[str, Phase], processes: Mapping[str, dict],
+             health: Mapping[str, str | None] | None = None) -> dict[str, EntryState]:
+    """The states gating decides on, keyed by entry id (and by name, when it differs)."""
+    out: dict[str, EntryState] = {}
+    for r in records:
+        proc = processes.get(r.id)
+        phase = phases.get(r.id)
+        state = EntryState(
+            supervisor=proc["statename"] if proc else None, health=(health or {}).get(r.id),
+            phase=phase.phase if phase and r.role == "task" else None,
+            exit_code=(phase.exit_code if r.role == "task" and phase else (proc or {}).get("exitstatus")),
+            role=r.role, provisioned=r.ready, error=r.error)
+        out[r.id] = state
+        out.setdefault(r.name, state)
+    return out
+
+
+class Runner:
+    def __init__(self, settings: Settings, supervisor: Supervisor | None = None, on_event: Event = log_event):
+        self.settings = settings
+        self.records = RecordStore(settings.records_dir)
+        self.phases = PhaseStore(settings.state_dir / "tasks")
+        self.supervisor = supervisor or Supervisor(settings.supervisor_socket)
+        self.on_event = on_event
+        self.launched: set[str] = set()  # entries this runner started (a supervisord's life)
+        self.first = True
+        self._cache: list[ServiceRecord] = []
+        self._stamp = -1
+        self._read_at = 0.0
+
+    # ------------------------------------------------------------ the loop body
+
+    def step(self, now: float | None = None, health: Mapping[str, str | None] | None = None) -> None:
+        now = time.time() if now is None else now
+        records = self._records()
+        phases = self.phases.all()
+        by_id = {r.id: r for r in records}
+        for stale in set(phases) - set(by_id):
+            self.phases.delete(stale)
+        if not any(r.role == "task" or r.depends_on for r in records):
+            self.first = False
+            return  # nothing to do: no supervisord call each second for a container of services
+        processes = self.supervisor.processes()
+        for r in records:
+            if r.role == "task" or r.depends_on:
+                phases[r.id] = self._observe(r, phases.get(r.id), processes.get(r.id), now)
+        for entry_id, what in self.phases.take_requests():
+            if entry_id in by_id and entry_id in phases:
+                phases[entry_id] = self._request(by_id[entry_id], phases[entry_id], what, processes, now)
+        scheduled = [sched.Scheduled(r.id, r.schedule, r.catch_up) for r in records
+                     if r.role == "task" and r.schedule and r.ready]
+        for action in sched.tick(now, scheduled, phases):
+            phase = replace(phases[action.name], last_slot=action.slot)
+            if isinstance(action, sched.Run):
+                phase = phase.to(PENDING, want=True, reason=f"due: {action.reason}")
+            elif isinstance(action, sched.Skip):
+                log.warning("task %s: slot %s skipped: %s", action.name, time.strftime("%H:%M", time.localtime(
+                    action.slot)), action.reason)
+            phases[action.name] = phase
+        states = snapshot(records, phases, processes, health)
+        for r in records:
+            if r.id in phases:
+                phases[r.id] = self._gate(r, phases[r.id], states, processes.get(r.id), now)
+        for entry_id, phase in phases.items():
+            if entry_id in by_id and phase != self.phases.load(entry_id):
+                self.phases.save(entry_id, phase)
+        self.first = False
+
+    def _records(self) -> list[ServiceRecord]:
+        """Every record, read again only when the folder changed (records are replaced by rename)."""
+        try:
+            stamp = self.records.folder.stat().st_mtime_ns
+        except FileNotFoundError:
+            return []
+        # ...and every 5 s anyway: two renames within one clock tick leave the same mtime.
+        if stamp != self._stamp or time.monotonic() - self._read_at > 5:
+            self._cache, self._stamp, self._read_at = self.records.all(), stamp, time.monotonic()
+        return self._cache
+
+    # ------------------------------------------------------------ steps
+
+    def _observe(self, r: ServiceRecord, phase: Phase | None, proc: dict | None, now: float) -> Phase:
+        changed = phase is None or (phase.revision != r.program_revision and phase.phase != RUNNING)
+        if changed or (r.role != "task" and (self.first or phase.revision != r.program_revision)):
+            # New, or its spec/code changed (or, for a service, a new runtime): run (again),
+            # unless it only runs on its schedule. A finished task is not run again at boot.
+            fresh = Phase(revision=r.program_revision, last_slot=phase.last_slot if phase else None,
+                          runs=phase.runs if phase else 0)
+            return fresh.to(PENDING, want=r.autostart and not r.schedule and r.ready)
+        if r.role != "task":
+            return phase
+        if phase.phase != RUNNING:
+            return phase
+        state = proc["statename"] if proc else None
+        if state in ("STARTING", "RUNNING", "BACKOFF", "STOPPING"):
+            return phase
+        if r.id not in self.launched and self.first and state not in ("EXITED", "FATAL"):
+            return self._finish(r, phase, FAILED, None, now, "interrupted: the runtime stopped during the run")
+        if state == "EXITED":
+            code = int(proc.get("exitstatus", -1))
+            ended = now  # supervisord's stop time is whole seconds; the runner looks twice a second
+            return self._finish(r, phase, SUCCEEDED if code == 0 else FAILED, code, ended, None)
+        if state == "FATAL":
+            return self._finish(r, phase, FAILED, None, now, proc.get("spawnerr") or "could not start")
+        return self._finish(r, phase, CANCELLED, None, now, "stopped")
+
+    def _finish(self, r: ServiceRecord, phase: Phase, outcome: str, code: int | None, ended: float,
+                reason: str | None) -> Phase:
+        commits = phase.commits
+        if r.workspace and phase.start_commit:
+            from maestro_runtime.tasks.workspace import commits_since
+
+            commits = commits_since(r.uid, r.gid, r.home, r.directory, phase.start_commit)
+        done = phase.to(outcome, want=False, exit_code=code, ended=ended, reason=reason, commits=commits)
+        self.launched.discard(r.id)
+        self.on_event(f"task.{outcome}", r.id, {"exit_code": code, "duration": done.duration, "reason": reason})
+        return done
+
+    def _request(self, r: ServiceRecord, phase: Phase, what: str, processes: Mapping[str, dict],
+                 now: float) -> Phase:
+        if what == "run":
+            if phase.phase == RUNNING:
+                log.warning("%s: already running; run request ignored", r.id)
+                return phase
+            return phase.to(PENDING, want=True, reason="requested: maestro run", exit_code=None)
+        if phase.phase == RUNNING:
+            self._call("supervisor.stopProcess", r.id, False)
+            return phase  # observed as cancelled once supervisord has stopped it
+        if phase.phase in (PENDING, WAITING):
+            return phase.to(CANCELLED, want=False, reason="cancelled before it started", ended=now)
+        return phase
+
+    def _gate(self, r: ServiceRecord, phase: Phase, states: Mapping[str, EntryState], proc: dict | None,
+              now: float) -> Phase:
+        if phase.phase not in (PENDING, WAITING) or not phase.want or not r.ready or proc is None:
+            return phase  # proc None: its program is not added yet (boot adds them all at once)
+        decision = gate(r.depends_on, states)
+        if decision.impossible:
+            self.on_event("task.failed" if r.role == "task" else "service.blocked", r.id,
+                          {"reason": decision.impossible})
+            return phase.to(FAILED, want=False, reason=decision.impossible, ended=now, exit_code=None)
+        if not decision.ready:
+            return phase.to(WAITING, reason=decision.reason)
+        if r.role != "task" and proc and proc["statename"] in ("RUNNING", "STARTING"):
+            return phase.to(RUNNING, want=False, reason=None)
+        start_commit = None
+        if r.workspace:
+            from maestro_runtime.tasks.workspace import git_as
+
+            start_commit = (git_as(r.uid, r.gid, r.home, r.directory, ["rev-parse", "HEAD"]) or "").strip() or None
+        if not self._call("supervisor.startProcess", r.id, False):
+            return phase
+        self.launched.add(r.id)
+        log.info("%s started%s", r.id, f" after {', '.join(f'{k} {v}' for k, v in r.depends_on.items())}"
+                 if r.depends_on else "")
+        return phase.to(RUNNING, want=False, reason=None, started=now, ended=None, exit_code=None,
+                        start_commit=start_commit, commits=0 if start_commit else None, runs=phase.runs + 1)
+
+    def _call(self, method: str, *args: Any) -> bool:
+        import xmlrpc.client
+
+        try:
+            self.supervisor.call(method, *args)
+        except xmlrpc.client.Fault as fault:
+            if "ALREADY_STARTED" not in fault.faultString and "NOT_RUNNING" not in fault.faultString:
+                log.error("%s %s: %s", method, args[0], fault.faultString)
+                return False
+        return True
+
+
+def main() -> None:
+    from maestro_runtime.log_format import setup_logging
+
+    settings = Settings.from_env()
+    setup_logging(settings.log_level)
+    runner = Runner(settings)
+    interval = 0.5
+    while True:
+        try:
+            runner.step()
+        except SupervisorUnavailable as exc:  # supervisord starting or stopping
+            log.debug("%s", exc)
+        except Exception:  # one bad step must not end the runner: say so and go on
+            log.exception("task runner step failed")
+        time.sleep(interval)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,164 @@
+"""Branch workspaces: a git source at a branch as a real checkout its entry can commit to.
+
+Every entry on a repository shares one object store: a bare repository under
+``<state>/git/<hash>.git``, owned by root, that root alone fetches into. Each
+entry gets its own clone of its branch made with ``git clone --shared``: its
+``.git/objects/info/alternates`` names the store, so the history is on disk
+once and each entry's own objects folder only holds the commits it makes.
+
+Why not ``git worktree add`` into the store: every worktree writes its commits
+and branch refs into the store's folders, so those would have to be writable
+by every project user on the repository (a shared group); one user could then
+rewrite another's branch or objects. A shared clone gives the same disk
+savings (see benchmarks/bench_workspaces.py) while each user owns all it writes
+and none sees, or can change, another's working tree.
+
+Root never runs git inside a workspace (its ``.git/config`` is the service's):
+status is read by running git as the entry's user (:func:`git_as`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from maestro_runtime.sources import git as gitsource
+from maestro_runtime.sources.redact import redact
+
+SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+GIT_TIMEOUT = 10.0  # reading a checkout's status: a hostile repository must not stall list-services or the runner
+
+
+class WorkspaceError(Exception):
+    pass
+
+
+class NotABranch(WorkspaceError):
+    """The ref is a tag or a commit: no branch to commit on."""
+
+
+def store_path(state_dir: Path, url: str) -> Path:
+    clean, _ = gitsource.split_credentials(gitsource.clone_url(url))
+    return state_dir / "git" / f"{hashlib.sha256(clean.encode()).hexdigest()[:16]}.git"
+
+
+def _root_git(argv: list[str], *, cwd: Path | None = None, env: dict[str, str] | None = None,
+              timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    """git as root, in root's own folders only, reading no configuration but the repository's."""
+    base = env or gitsource.git_env({"PATH": SYSTEM_PATH, "HOME": "/nonexistent"}, None, None)
+    try:
+        return subprocess.run(["git", "-c", "core.hooksPath=/dev/null", *argv], cwd=cwd, env=base,
+                              capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired as exc:
+        raise WorkspaceError(f"git {argv[0]} timed out after {timeout:.0f}s") from exc
+
+
+def fetch_branch(repo: str, branch: str, store: Path, *, token: str | None = None, timeout: float = 600) -> str:
+    """Fetch ``branch`` of ``repo`` into the shared store; return its commit."""
+    url, creds = gitsource.split_credentials(gitsource.clone_url(repo))
+    if creds is not None and gitsource.in_clear(url):
+        raise WorkspaceError(f"refusing to send the credentials of {redact(url)} over plain http://: use https://")
+    if creds is None and token and urlsplit(url).scheme == "https":  # as sources/git.py: never in clear
+        creds = gitsource.Credentials("x-access-token", token)
+    secrets = [s for s in (token, creds.password if creds else None) if s]
+    store.parent.mkdir(parents=True, exist_ok=True, mode=0o711)
+    if not (store / "objects").is_dir():
+        proc = _root_git(["init", "--quiet", "--bare", str(store)])
+        if proc.returncode != 0:
+            raise WorkspaceError(f"cannot create the object store {store}: {proc.stderr.strip()}")
+    store.chmod(0o755)  # entries read it through their alternates; only root writes it
+    with tempfile.TemporaryDirectory(prefix="maestro-git-") as tmp:
+        askpass = None
+        if creds is not None:
+            askpass = Path(tmp) / "askpass"
+            askpass.write_text(gitsource._ASKPASS)
+            askpass.chmod(0o700)
+        env = gitsource.git_env({"PATH": SYSTEM_PATH, "HOME": os.environ.get("HOME", "/root")}, creds, askpass)
+        proc = _root_git(["--git-dir", str(store), "fetch", "--quiet", "--no-tags", "--", url,
+                          f"+refs/heads/{branch}:refs/heads/{branch}"], env=env, timeout=timeout)
+    if proc.returncode != 0:
+        detail = gitsource.scrub(proc.stderr.strip(), secrets).splitlines()[-1:] or [f"exit {proc.returncode}"]
+        if "couldn't find remote ref" in proc.stderr:
+            raise NotABranch(f"{branch!r} is not a branch of {redact(url)}")
+        raise WorkspaceError(f"git fetch of branch {branch!r} from {redact(url)} failed: {detail[0]}")
+    return branch_tip(store, branch) or ""
+
+
+def branch_tip(store: Path, branch: str) -> str | None:
+    proc = _root_git(["--git-dir", str(store), "rev-parse", "--verify", "--quiet", f"refs/heads/{branch}^{{commit}}"],
+                     timeout=GIT_TIMEOUT)
+    return proc.stdout.strip() or None if proc.returncode == 0 else None
+
+
+def create(store: Path, branch: str, dest: Path, public_url: str) -> None:
+    """A new checkout of ``branch`` at ``dest`` (which must not exist), borrowing the store's objects."""
+    steps = [
+        ["clone", "--quiet", "--shared", "--no-tags", "--single-branch", "--branch", branch, "--", str(store),
+         str(dest)],
+        # The entry's pushes and fetches go to the real repository (with its own credentials, if any).
+        ["-C", str(dest), "remote", "set-url", "origin", public_url],
+    ]
+    for argv in steps:
+        proc = _root_git(argv, timeout=300)
+        if proc.returncode != 0:
+            raise WorkspaceError(f"git {argv[0]} for workspace {dest.name} failed: {proc.stderr.strip()[-300:]}")
+
+
+# ---------------------------------------------------------------- status, read as the entry's user
+
+
+@dataclass(frozen=True)
+class GitStatus:
+    branch: str
+    changed: int  # files changed in the working tree (git status --porcelain)
+    ahead: int
+    behind: int
+    last_commit: str  # "abc1234 subject"
+    head: str
+
+
+def git_as(uid: int, gid: int, home: str, directory: str, argv: list[str]) -> str | None:
+    """Run git as the entry's user in its workspace: its own config then only affects itself."""
+    env = {"PATH": SYSTEM_PATH, "HOME": home or "/nonexistent", "LC_ALL": "C", "GIT_CONFIG_NOSYSTEM": "1",
+           "GIT_TERMINAL_PROMPT": "0", "GIT_OPTIONAL_LOCKS": "0"}
+    prefix: list[str] = []
+    hardening = ["-c", "core.fsmonitor=false", "-c", "core.hooksPath=/dev/null"]
+    if os.geteuid() == 0 and uid > 0:
+        prefix = ["/usr/bin/setpriv", f"--reuid={uid}", f"--regid={gid}", "--clear-groups", "--no-new-privs", "--"]
+    else:  # degraded mode (the entry runs as root too) or tests as a normal user
+        hardening += ["-c", f"safe.directory={directory}"]
+        env["GIT_CONFIG_GLOBAL"] = "/dev/null"
+    try:
+        proc = subprocess.run([*prefix, "git", *hardening, "-C", directory, *argv], env=env, capture_output=True,
+                              text=True, timeout=GIT_TIMEOUT)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return proc.stdout if proc.returncode == 0 else None
+
+
+def status(uid: int, gid: int, home: str, directory: str, upstream: str | None) -> GitStatus | None:
+    def git(*argv: str) -> str | None:
+        return git_as(uid, gid, home, directory, list(argv))
+
+    head = (git("rev-parse", "HEAD") or "").strip()
+    if not head:
+        return None
+    branch = (git("rev-parse", "--abbrev-ref", "HEAD") or "").strip()
+    porcelain = git("status", "--porcelain", "--untracked-files=normal") or ""
+    ahead = behind = 0
+    if upstream:
+        counts = (git("rev-list", "--left-right", "--count", f"HEAD...{upstream}") or "0 0").split()
+        ahead, behind = (int(counts[0]), int(counts[1])) if len(counts) == 2 else (0, 0)
+    last = (git("log", "-1", "--format=%h %s") or "").strip()
+    return GitStatus(branch, len([line for line in porcelain.splitlines() if line.strip()]), ahead, behind,
+                     last[:120], head)
+
+
+def commits_since(uid: int, gid: int, home: str, directory: str, start: str) -> int | None:
+    out = git_as(uid, gid, home, directory, ["rev-list", "--count", f"{start}..HEAD"])
+    return int(out.strip()) if out and out.strip().isdigit() else None
