@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from maestro_runtime.engine import launch
 from maestro_runtime.engine.launch import render_launch_script
 from maestro_runtime.sandbox import cgroups
 from maestro_runtime.sandbox import policy as sandbox
@@ -294,7 +295,7 @@ def test_build_step_in_the_sandbox_keeps_the_proxy(tmp_path, users):
     opts = builds.BuildOptions()  # the wrapper reads its config from the file build_wrapper wrote
     build_env = {"HOME": me.pw_dir, "PATH": f"{workdir}/node_modules/.bin:/usr/bin:/bin", "BUILD_ONLY": "yes"}
     argv, env = builds.wrap(prefix, ["python3", "-c", BUILD_STEP, f"http://{name}:{port}/"], build_env, opts)
-    assert "BUILD_ONLY" not in env and env["PATH"] == sandbox.SYSTEM_PATH  # root's stays fixed
+    assert "BUILD_ONLY" not in env and env["PATH"] == launch.SYSTEM_PATH  # root's stays fixed
     try:
         proc = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=60,
                               cwd=str(Path(__file__).resolve().parents[2]))
