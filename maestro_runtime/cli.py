@@ -160,7 +160,7 @@ _FIELDS = ("repo", "port", "ref", "name", "user", "cmd")
 @click.command("deploy")
 @click.option("--repo", help="Source: folder, file:// URL, git URL or archive URL.")
 @click.option("--port", help="Port (0 or empty: pick a free one).")
-@click.option("--ref", help="Branch, tag or commit (default main).")
+@click.option("--ref", help="Branch, tag or commit (default: the repository's default branch).")
 @click.option("--name", help="Service name (default: from the source).")
 @click.option("--user", help="UNIX user (default svc_<name>).")
 @click.option("--cmd", help="Start command (default: detected).")
@@ -194,7 +194,8 @@ def deploy(yes: bool, wait: float, env_pairs: tuple[str, ...], allow_system_path
         previous = existing.get(program_id)
         user = spec.user or (previous.user if previous else None)
         if not yes and not click.confirm(
-            f"Deploy {program_id} from {spec.repo} (ref {spec.ref}) as {user or 'svc_' + program_id}"
+            f"Deploy {program_id} from {spec.repo} (ref {spec.ref or 'default branch'})"
+            f" as {user or 'svc_' + program_id}"
             f" on port {spec.port or 'auto'}?", default=True,
         ):
             raise click.Abort()

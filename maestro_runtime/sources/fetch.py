@@ -197,9 +197,15 @@ def classify(repo: str, *, bare_git: Callable[[Path], bool] = is_bare_git) -> So
     )
 
 
+def describe_ref(ref: str) -> str:
+    """How a ref reads in messages: a blank one is the repository's default branch."""
+    return f"ref {ref!r}" if ref else "the default branch"
+
+
 def github_archive(owner_repo: str, ref: str, opts: FetchOptions) -> tuple[str, dict[str, str]]:
-    """URL and headers of a GitHub tarball: the API (with the token) for private repositories."""
-    ref_q = quote(ref, safe="")
+    """URL and headers of a GitHub tarball: the API (with the token) for private repositories.
+    A blank ref asks for HEAD, which GitHub answers with the default branch."""
+    ref_q = quote(ref or "HEAD", safe="")
     if opts.github_token and gitsource.in_clear(opts.github_api):
         raise SourceError(f"refusing to send the GitHub token to {redact(opts.github_api)} over plain http:// "
                           "(MAESTRO_GITHUB_API_URL): use https://")
@@ -363,11 +369,12 @@ def _materialise(source: Source, repo: str, ref: str, staging: Path, download_to
             )
         except gitsource.GitError as exc:
             raise SourceError(_scrub(str(exc), opts)) from exc
-        log.info("checked out %s at %s (%s)", shown, ref, how)
+        log.info("checked out %s at %s (%s)", shown, describe_ref(ref), how)
         return
     if source.kind == "github":
         url, headers = github_archive(source.location, ref, opts)
         name = "archive.tar.gz"
+        shown = f"{shown} at {describe_ref(ref)}"  # a 404 is most often a wrong ref: name it
     else:
         url, headers, name = repo, {}, urlsplit(repo).path
     download(url, download_to, opts, headers=headers, sha256=sha256, shown=shown)

@@ -8,7 +8,8 @@ from pathlib import Path
 
 from maestro_runtime.spec.naming import name_from_repo, sanitize_name
 
-DEFAULT_REF = "main"
+# Blank: the repository's own default branch (GitHub: the archive of HEAD; git: the remote HEAD).
+DEFAULT_REF = ""
 
 
 class SpecError(Exception):
