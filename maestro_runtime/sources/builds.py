@@ -6,11 +6,11 @@ the same path needs no reinstall). Everything goes into the project user's own
 venv, ``~/.maestro/venv`` (:attr:`Account.venv_dir`), which the launch script
 puts first on PATH. ``PIP_INSTALL_OPTIONS`` is appended to the pip command.
 
-Node: ``package-lock.json``/``npm-shrinkwrap.json`` -> ``npm ci``;
-``pnpm-lock.yaml`` -> pnpm, ``yarn.lock`` -> yarn (both through corepack, so
-the version pinned in ``packageManager`` is used); else ``npm install``.
-Production dependencies only unless ``MAESTRO_NPM_INCLUDE_DEV=1``;
-``NPM_INSTALL_OPTIONS`` is appended.
+Node (:mod:`maestro_runtime.sources.node`): the manager from ``packageManager`` or the
+one lock file by precedence, a frozen install (pnpm and yarn through corepack), then
+``scripts.build`` when present (with dev dependencies). Production dependencies only
+otherwise, unless ``MAESTRO_NPM_INCLUDE_DEV=1``; ``NPM_INSTALL_OPTIONS`` is appended.
+A file the project ships that the install rewrote fails the build.
 
 Caches live in the user's ``~/.cache`` (pip, npm, corepack), so they persist
 across container restarts when the home root is on a volume.
@@ -36,6 +36,7 @@ from pathlib import Path
 
 from maestro_runtime import safefs
 from maestro_runtime.engine.launch import ROOT_ENVIRONMENT, SYSTEM_PATH, drop_privileges_argv, service_env_argv
+from maestro_runtime.sources import node
 
 log = logging.getLogger("maestro.builds")
 
@@ -138,31 +139,23 @@ def python_plan(files: set[str], venv_dir: Path, opts: BuildOptions, *, fresh_ve
 def node_plan(files: set[str], package: Mapping, opts: BuildOptions, node_modules: Path) -> Plan | None:
     if "package.json" not in files:
         return None
-    prod = not opts.include_dev
-    manager = str(package.get("packageManager", "")) if isinstance(package, Mapping) else ""
-    if "package-lock.json" in files or "npm-shrinkwrap.json" in files:
-        argv: tuple[str, ...] = ("npm", "ci", *(("--omit=dev",) if prod else ()))
-    elif "pnpm-lock.yaml" in files:
-        argv = ("corepack", "pnpm", "install", "--frozen-lockfile", *(("--prod",) if prod else ()))
-    elif "yarn.lock" in files:
-        berry = ".yarnrc.yml" in files or (manager.startswith("yarn@") and not manager.startswith("yarn@1"))
-        if berry:  # yarn 2+ has no --production for install; it installs everything
-            argv = ("corepack", "yarn", "install", "--immutable")
-        else:
-            argv = ("corepack", "yarn", "install", "--frozen-lockfile", *(("--production",) if prod else ()))
-    else:
-        # --no-package-lock: writing a lock would change the stamp's inputs and force a rebuild.
-        argv = ("npm", "install", "--no-package-lock", *(("--omit=dev",) if prod else ()))
-    if argv[0] == "npm":
-        argv = (*argv, "--no-audit", "--no-fund")
+    choice = node.choose_manager(files, package)
+    building = node.has_build(package)
+    # A build needs its bundler, which lives in devDependencies.
+    prod = not (opts.include_dev or building)
+    steps = [(*node.install_argv(choice, files, package, prod=prod), *opts.npm_options)]
+    if building:
+        steps.append(node.build_argv(choice))
     inputs = ("package.json", *(f for f in (*NODE_LOCKS, ".yarnrc.yml", ".npmrc") if f in files))
-    return Plan("node", inputs, ((*argv, *opts.npm_options),), node_modules / STAMP_NAME, ("node", "--version"))
+    return Plan("node", inputs, tuple(steps), node_modules / STAMP_NAME, ("node", "--version"))
 
 
 def compute_stamp(plan: Plan, contents: Mapping[str, bytes], tool_version: str, directory: Path) -> str:
     """Same inputs, interpreter and commands -> same stamp; anything else -> a rebuild."""
     digest = hashlib.sha256()
-    for part in (plan.ecosystem, str(directory), tool_version, json.dumps(plan.steps[-1])):
+    # Python: the install step only (making the venv again changes nothing); Node: install and build.
+    steps = plan.steps if plan.ecosystem == "node" else plan.steps[-1]
+    for part in (plan.ecosystem, str(directory), tool_version, json.dumps(steps)):
         digest.update(part.encode() + b"\0")
     for name in plan.inputs:
         digest.update(name.encode() + b"\0" + hashlib.sha256(contents.get(name, b"")).digest())
@@ -342,6 +335,16 @@ def _run_plan(plan: Plan, directory: Path, account, policy, opts: BuildOptions, 
                 )
 
 
+def _check_untouched(directory: Path, before: Mapping[str, bytes]) -> None:
+    """A build must never rewrite a file the project ships (a lock most of all): fail instead,
+    and the fetch is rolled back, so the project's files come back as they were."""
+    after = _read_inputs(directory, tuple(before))
+    changed = [name for name, data in before.items() if after.get(name) != data]
+    if changed:
+        raise BuildError(f"the install rewrote {', '.join(changed)}, which the project ships: keep one lock file "
+                         "(or name the tool in package.json packageManager) and commit it up to date")
+
+
 def build(directory: Path, account, *, settings, policy, service_id: str,
           options: BuildOptions | None = None) -> list[str]:
     """Install the project's dependencies; return the ecosystems actually built (empty when up to date).
@@ -369,6 +372,9 @@ def build(directory: Path, account, *, settings, policy, service_id: str,
             plan = node_plan(files, package if isinstance(package, Mapping) else {}, opts,
                              directory / "node_modules")
             version = _tool_version(plan.tool) if plan else ""
+            warning = node.engines_warning(package, version) if plan else None
+            if warning:
+                log.warning("service %s: %s", service_id, warning)
         if plan is None:
             continue
         contents = _read_inputs(directory, plan.inputs)
@@ -387,6 +393,7 @@ def build(directory: Path, account, *, settings, policy, service_id: str,
         log.info("service %s: building %s dependencies (log %s)", service_id, ecosystem, logfile)
         started = time.monotonic()
         _run_plan(plan, directory, account, policy, opts, logfile)
+        _check_untouched(directory, contents)
         # The stamp folder is made when missing (npm with no dependencies makes no node_modules).
         _write_stamp(plan.stamp_path, stamp, plan, account, trusted)
         log.info("service %s: %s build done in %.1fs", service_id, ecosystem, time.monotonic() - started)
