@@ -43,7 +43,7 @@ IDENTITY_WARNING = (
 # Everything a single service's failure can raise; anything else is a bug and propagates.
 PROVISION_ERRORS = (
     SpecError, PortError, RenderError, OSError,
-    accounts.AccountError, sources.SourceError, builds.BuildError, sandbox.SandboxError,
+    accounts.AccountError, sources.SourceError, builds.BuildError, sandbox.SandboxError, detect.NoStartCommand,
 )
 
 
