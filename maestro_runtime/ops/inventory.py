@@ -12,7 +12,7 @@ from maestro_runtime.state.records import ServiceRecord
 # The stable JSON keys (documented in the README); new keys may be added, none removed.
 JSON_KEYS = (
     "name", "status", "pid", "uptime", "user", "port", "directory", "command",
-    "command_reason", "source", "ref", "kind", "error", "sandbox", "degraded",
+    "command_reason", "source", "ref", "kind", "error", "sandbox", "degraded", "env_keys",
 )
 
 
@@ -33,6 +33,7 @@ class ServiceView:
     error: str | None
     sandbox: dict[str, Any]
     degraded: list[str]
+    env_keys: list[str]  # names only: values (secrets) are never shown
 
     def as_json(self) -> dict[str, Any]:
         return {key: getattr(self, key) for key in JSON_KEYS}
@@ -60,7 +61,7 @@ def view(record: ServiceRecord, process: dict[str, Any] | None, now: float, supe
         # Redacted again here: a record written by an older version may hold a raw URL.
         command_reason=record.command_reason, source=redact(record.source), ref=record.ref, kind=record.kind,
         error=redact(error) if error else None, sandbox=record.sandbox,
-        degraded=record.degraded,
+        degraded=record.degraded, env_keys=sorted(record.env),
     )
 
 
@@ -100,4 +101,6 @@ def format_table(views: list[ServiceView], width: int = 48) -> str:
         if v.error:
             lines.append(f"! {v.name}: {v.error}")
         lines.extend(f"~ {v.name}: not enforced: {reason}" for reason in v.degraded)
+        if v.env_keys:
+            lines.append(f"= {v.name}: env {' '.join(v.env_keys)}")
     return "\n".join(lines)

@@ -28,7 +28,7 @@ from maestro_runtime.settings import Settings
 from maestro_runtime.sources import builds, detect
 from maestro_runtime.sources import fetch as sources
 from maestro_runtime.sources.redact import redact
-from maestro_runtime.spec import ServiceSpec, SpecError
+from maestro_runtime.spec import ServiceSpec, SpecError, envvars
 from maestro_runtime.spec.naming import default_user, reserved, unique_id
 from maestro_runtime.state.ports import PortError, PortLedger
 from maestro_runtime.state.records import FAILED, READY, RecordStore, ServiceRecord, atomic_write
@@ -40,6 +40,17 @@ IDENTITY_WARNING = (
     "capabilities. Grant --cap-add CHOWN --cap-add SETUID --cap-add SETGID --cap-add DAC_OVERRIDE "
     "--cap-add FOWNER --cap-add KILL to give each project its own user"
 )
+def service_env(directory: Path, spec_env: dict, service_id: str) -> dict[str, str]:
+    """The project's own ``.env`` (the honcho/foreman convention) under the spec's env; PORT, HOME,
+    USER are the runtime's (set last at launch): a value for them is dropped, with a warning."""
+    text = detect.read_text(directory, directory / ".env")
+    env = {**(envvars.parse_dotenv(text) if text else {}), **spec_env}
+    fixed = envvars.fixed_keys(env)
+    if fixed:
+        log.warning("service %s: %s set by the runtime; the value given is ignored", service_id, ", ".join(fixed))
+    return {k: v for k, v in env.items() if k not in envvars.FIXED_KEYS}
+
+
 # Everything a single service's failure can raise; anything else is a bug and propagates.
 PROVISION_ERRORS = (
     SpecError, PortError, RenderError, OSError,
@@ -184,7 +195,7 @@ class Provisioner:
             uid=account.uid, gid=account.gid, home=str(account.home), tmp_dir=str(account.tmp_dir),
             cache_dir=str(account.cache_dir),
             venv_dir=str(account.venv_dir) if account.venv_dir.is_dir() else "",
-            port=port, command=command, command_reason=reason, env=dict(spec.env),
+            port=port, command=command, command_reason=reason, env=service_env(directory, spec.env, a.id),
             health={"kind": spec.health.kind, "path": spec.health.path}, autostart=spec.autostart,
             keep=list(spec.keep), allow_hosts=list(spec.allow_hosts),
             limits={k: v for k, v in spec.limits.__dict__.items() if v is not None},

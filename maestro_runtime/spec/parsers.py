@@ -5,8 +5,10 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
+from maestro_runtime.spec.envvars import interpolate_all, parse_dotenv, prefixed
 from maestro_runtime.spec.fields import (
     make_spec,
     name_hint,
@@ -21,7 +23,7 @@ from maestro_runtime.spec.model import ParseResult, ServiceSpec, SpecError
 
 SERVICE_FIELDS = ("repo", "port", "ref", "name", "user", "cmd")
 YAML_FIELDS = frozenset(
-    {*SERVICE_FIELDS, "command", "env", "health", "autostart", "sha256", "keep",
+    {*SERVICE_FIELDS, "command", "env", "env_file", "health", "autostart", "sha256", "keep",
      "allow_hosts", "memory", "cpu_quota_us", "cpu_period_us", "pids_max", "allow_system_path"}
 )
 
@@ -42,7 +44,8 @@ def parse_services_string(raw: str) -> ParseResult:
 
 
 def parse_svc_vars(env: Mapping[str, str]) -> ParseResult:
-    """``SERVICES_COUNT=N`` with ``SVC_<i>_REPO/PORT/REF/NAME/USER/CMD`` for i = 1..N."""
+    """``SERVICES_COUNT=N`` with ``SVC_<i>_REPO/PORT/REF/NAME/USER/CMD`` for i = 1..N,
+    and ``SVC_<i>_ENV_<KEY>`` for the service's environment."""
     result = ParseResult()
     raw_count = env.get("SERVICES_COUNT", "").strip()
     if not raw_count:
@@ -56,7 +59,8 @@ def parse_svc_vars(env: Mapping[str, str]) -> ParseResult:
             result.warnings.append(f"SVC_{i}_REPO is not set; service {i} of SERVICES_COUNT={raw_count} skipped")
             continue
         try:
-            result.specs.append(make_spec(f"SVC_{i}", "env", fields))
+            spec = make_spec(f"SVC_{i}", "env", fields)
+            result.specs.append(replace(spec, env=parse_env(f"SVC_{i}", prefixed(env, f"SVC_{i}_ENV_"))))
         except SpecError as err:
             result.errors.append(err)
     return result
@@ -69,7 +73,20 @@ def legacy_variables(env: Mapping[str, str]) -> list[str]:
 # ---------------------------------------------------------------- YAML file
 
 
-def parse_yaml_entry(origin: str, entry: Any) -> ServiceSpec:
+def _env_files(origin: str, raw: Any, base: Path | None) -> dict[str, str]:
+    """``env_file:`` (one path or a list), relative to the services file's folder; later files win."""
+    env: dict[str, str] = {}
+    for name in [raw] if isinstance(raw, str) else str_list(origin, "env_file", raw):
+        path = Path(name) if Path(name).is_absolute() or base is None else base / name
+        try:
+            env.update(parse_dotenv(path.read_text(encoding="utf-8")))
+        except (OSError, UnicodeDecodeError) as exc:
+            raise SpecError(origin, "env_file", f"{path} cannot be read ({type(exc).__name__})") from None
+    return env
+
+
+def parse_yaml_entry(origin: str, entry: Any, environ: Mapping[str, str] | None = None,
+                     folder: Path | None = None) -> ServiceSpec:
     if not isinstance(entry, Mapping):
         raise SpecError(origin, "entry", f"must be a mapping, got {type(entry).__name__}")
     unknown = sorted(str(k) for k in entry if k not in YAML_FIELDS)
@@ -94,7 +111,11 @@ def parse_yaml_entry(origin: str, entry: Any) -> ServiceSpec:
         raise SpecError(origin, "sha256", "must be 64 hexadecimal characters")
     return replace(
         base,
-        env=parse_env(origin, entry.get("env")),
+        # env_file first, env: over it (compose); ${VAR} from the container's environment
+        env=parse_env(origin, {**_env_files(origin, entry["env_file"], folder),
+                               **interpolate_all(origin, parse_env(origin, entry.get("env")), environ or {})}
+                      if "env_file" in entry else
+                      interpolate_all(origin, parse_env(origin, entry.get("env")), environ or {})),
         health=parse_health(origin, entry.get("health")),
         autostart=autostart,
         sha256=sha256.lower() if sha256 else None,
@@ -106,7 +127,7 @@ def parse_yaml_entry(origin: str, entry: Any) -> ServiceSpec:
     )
 
 
-def parse_services_yaml(text: str, source: str) -> ParseResult:
+def parse_services_yaml(text: str, source: str, environ: Mapping[str, str] | None = None) -> ParseResult:
     """The YAML services file: a list of entries, or a mapping with a ``services:`` list."""
     import yaml  # imported here: only boot and deploy read YAML
 
@@ -128,7 +149,7 @@ def parse_services_yaml(text: str, source: str) -> ParseResult:
         return result
     for index, entry in enumerate(doc, start=1):
         try:
-            result.specs.append(parse_yaml_entry(f"{source}#{index}", entry))
+            result.specs.append(parse_yaml_entry(f"{source}#{index}", entry, environ, Path(source).parent))
         except SpecError as err:
             err.hint = err.hint or (name_hint(entry) if isinstance(entry, Mapping) else "")
             result.errors.append(err)
