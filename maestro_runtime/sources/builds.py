@@ -36,25 +36,29 @@ from pathlib import Path
 
 from maestro_runtime import safefs
 from maestro_runtime.engine.launch import ROOT_ENVIRONMENT, SYSTEM_PATH, drop_privileges_argv, service_env_argv
-from maestro_runtime.sources import node
+from maestro_runtime.sources import node, pybuild
+from maestro_runtime.sources.buildplan import (  # noqa: F401 (re-exported: callers use builds.*)
+    META_LIMIT,
+    PYTHON_INPUTS,
+    STAMP_NAME,
+    TAIL_LINES,
+    BuildError,
+    Plan,
+    tail,
+    tool_version,
+    venv_is_fresh_needed,
+)
+from maestro_runtime.sources.pybuild import python_plan  # noqa: F401 (re-exported)
 
 log = logging.getLogger("maestro.builds")
 
-STAMP_NAME = ".maestro-build-stamp"
-PYTHON_INPUTS = ("requirements.txt", "pyproject.toml", "setup.py", "setup.cfg")
 NODE_LOCKS = ("package-lock.json", "npm-shrinkwrap.json", "pnpm-lock.yaml", "yarn.lock")
 # Passed from the container to builds: registry mirrors and proxies, never secrets of ours.
 _PASS_PREFIXES = ("PIP_", "npm_config_", "NPM_CONFIG_", "UV_", "COREPACK_")
 _PASS_KEYS = ("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy",
               "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "NODE_EXTRA_CA_CERTS")
 _NEVER_PASS = frozenset({"PIP_INSTALL_OPTIONS", "NPM_INSTALL_OPTIONS"})
-TAIL_LINES = 25
-META_LIMIT = 64 * 1024  # stamps, pyvenv.cfg
 INPUT_LIMIT = 64 * 1024 * 1024  # manifests and lock files (a yarn.lock can be tens of MB)
-
-
-class BuildError(Exception):
-    pass
 
 
 @dataclass(frozen=True)
@@ -65,6 +69,10 @@ class BuildOptions:
     npm_options: tuple[str, ...] = ()  # NPM_INSTALL_OPTIONS
     include_dev: bool = False  # MAESTRO_NPM_INCLUDE_DEV
     python: str = "/usr/bin/python3"  # MAESTRO_BUILD_PYTHON: must be readable by every project user
+    python_explicit: bool = True  # False: choose among the interpreters here by what the project asks
+    extra_pythons: tuple[str, ...] = ()  # MAESTRO_PYTHONS
+    installer: str = "pip"  # MAESTRO_PYTHON_INSTALLER: auto | uv | pip
+    uv: str = ""  # MAESTRO_UV (auto: the uv package's binary, when every project user can run it)
     timeout: float = 1800.0  # MAESTRO_BUILD_TIMEOUT (seconds, per command)
     log_dir: Path | None = None  # <state_dir>/builds: one log per service
     passthrough: tuple[tuple[str, str], ...] = ()
@@ -86,6 +94,10 @@ class BuildOptions:
             npm_options=npm,
             include_dev=env.get("MAESTRO_NPM_INCLUDE_DEV", "").strip().lower() in ("1", "true", "yes"),
             python=env.get("MAESTRO_BUILD_PYTHON", "").strip() or default_python(),
+            python_explicit=bool(env.get("MAESTRO_BUILD_PYTHON", "").strip()),
+            extra_pythons=tuple(env.get("MAESTRO_PYTHONS", "").replace(":", " ").split()),
+            installer=env.get("MAESTRO_PYTHON_INSTALLER", "").strip().lower() or "auto",
+            uv=env.get("MAESTRO_UV", "").strip(),
             timeout=float(raw_timeout) if raw_timeout else 1800.0,
             log_dir=Path(state_dir) / "builds" if state_dir else None,
             wrapper_env=tuple(sorted(
@@ -107,33 +119,6 @@ def default_python() -> str:
 
 
 # ---------------------------------------------------------------- planning (pure)
-
-
-@dataclass(frozen=True)
-class Plan:
-    ecosystem: str  # "python" | "node"
-    inputs: tuple[str, ...]  # files (relative to the project) the stamp covers
-    steps: tuple[tuple[str, ...], ...]
-    stamp_path: Path
-    tool: tuple[str, ...]  # argv printing the interpreter version, part of the stamp
-
-
-def python_plan(files: set[str], venv_dir: Path, opts: BuildOptions, *, fresh_venv: bool) -> Plan | None:
-    """``files``: names present at the project root."""
-    inputs = tuple(f for f in PYTHON_INPUTS if f in files)
-    if "requirements.txt" in files:
-        target: tuple[str, ...] = ("-r", "requirements.txt")
-    elif "pyproject.toml" in files or "setup.py" in files:
-        target = ("-e", ".")
-    else:
-        return None
-    pip = (str(venv_dir / "bin" / "python"), "-m", "pip", "install", "--no-input",
-           "--disable-pip-version-check", "--progress-bar", "off")
-    steps = []
-    if fresh_venv:
-        steps.append((opts.python, "-m", "venv", "--clear", str(venv_dir)))
-    steps.append((*pip, *opts.pip_options, *target))
-    return Plan("python", inputs, tuple(steps), venv_dir / STAMP_NAME, (opts.python, "--version"))
 
 
 def node_plan(files: set[str], package: Mapping, opts: BuildOptions, node_modules: Path) -> Plan | None:
@@ -162,36 +147,7 @@ def compute_stamp(plan: Plan, contents: Mapping[str, bytes], tool_version: str, 
     return digest.hexdigest()
 
 
-def tail(text: str, lines: int = TAIL_LINES) -> str:
-    return "\n".join(text.rstrip().splitlines()[-lines:])
-
-
 # ---------------------------------------------------------------- running (shell)
-
-
-def _venv_is_fresh_needed(venv_dir: Path, python_version: str, trusted: Path) -> bool:
-    """A missing or broken venv, or one made by another interpreter, is rebuilt from scratch."""
-    try:
-        cfg = safefs.read_file(venv_dir / "pyvenv.cfg", under=trusted, limit=META_LIMIT)
-    except (safefs.UnsafeFile, OSError):
-        return True
-    if cfg is None or not (venv_dir / "bin" / "python").exists():
-        return True
-    for line in cfg.decode(errors="replace").splitlines():
-        key, _, value = line.partition("=")
-        if key.strip() in ("version", "version_info"):
-            return not python_version.endswith(value.strip())
-    return True
-
-
-def _tool_version(argv: Sequence[str]) -> str:
-    try:
-        proc = subprocess.run(list(argv), capture_output=True, text=True, timeout=60)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise BuildError(f"{argv[0]} is not available: {exc}") from exc
-    if proc.returncode != 0:
-        raise BuildError(f"{argv[0]} --version failed: {tail(proc.stderr or proc.stdout, 3)}")
-    return (proc.stdout or proc.stderr).strip()
 
 
 def build_environment(directory: Path, account, opts: BuildOptions) -> dict[str, str]:
@@ -213,6 +169,7 @@ def build_environment(directory: Path, account, opts: BuildOptions) -> dict[str,
         PIP_DISABLE_PIP_VERSION_CHECK="1",
         PYTHONDONTWRITEBYTECODE="1",
     )
+    env.update(pybuild.uv_environment(account, env))
     return env
 
 
@@ -365,16 +322,15 @@ def build(directory: Path, account, *, settings, policy, service_id: str,
         if ecosystem == "python":
             if not files & {"requirements.txt", "pyproject.toml", "setup.py"}:
                 continue
-            version = _tool_version((opts.python, "--version"))
-            fresh = _venv_is_fresh_needed(Path(account.venv_dir), version.split()[-1], Path(account.home).parent)
-            plan = python_plan(files, Path(account.venv_dir), opts, fresh_venv=fresh)
+            plan, version, warning = pybuild.plan(directory, files, Path(account.venv_dir), opts,
+                                                  Path(account.home).parent)
         else:
             plan = node_plan(files, package if isinstance(package, Mapping) else {}, opts,
                              directory / "node_modules")
-            version = _tool_version(plan.tool) if plan else ""
+            version = tool_version(plan.tool) if plan else ""
             warning = node.engines_warning(package, version) if plan else None
-            if warning:
-                log.warning("service %s: %s", service_id, warning)
+        if warning:
+            log.warning("service %s: %s", service_id, warning)
         if plan is None:
             continue
         contents = _read_inputs(directory, plan.inputs)
@@ -398,4 +354,21 @@ def build(directory: Path, account, *, settings, policy, service_id: str,
         _write_stamp(plan.stamp_path, stamp, plan, account, trusted)
         log.info("service %s: %s build done in %.1fs", service_id, ecosystem, time.monotonic() - started)
         built.append(ecosystem)
+    _collectstatic(directory, account, policy, opts, service_id, getattr(settings, "environ", None) or {})
     return built
+
+
+def _collectstatic(directory: Path, account, policy, opts: BuildOptions, service_id: str, env) -> None:
+    """Every deploy, as Heroku does (new code, new static files); a failure is a warning, since
+    settings may need variables only the running service gets."""
+    step = pybuild.collectstatic_step(directory, Path(account.venv_dir), env)
+    if step is None:
+        return
+    logfile = _log_path(opts, service_id, account)
+    try:
+        _run_plan(Plan("django", (), (step,), Path(account.venv_dir) / STAMP_NAME, ()), directory, account,
+                  policy, opts, logfile)
+        log.info("service %s: collectstatic done", service_id)
+    except BuildError as exc:
+        log.warning("service %s: collectstatic failed (DISABLE_COLLECTSTATIC=1 skips it): %s", service_id,
+                    str(exc).splitlines()[-1])
