@@ -33,7 +33,9 @@ class Report:
         if self.prepared:
             parts[0] += ": " + ", ".join(self.prepared)
         if self.failed:
-            parts.append(f"{len(self.failed)} failed: " + "; ".join(f"{k} ({v})" for k, v in self.failed.items()))
+            # the first line only: a build's tail was already printed, as lines, with its error
+            parts.append(f"{len(self.failed)} failed: " + "; ".join(
+                f"{k} ({v.splitlines()[0] if v else v})" for k, v in self.failed.items()))
         if self.removed:
             parts.append("unregistered: " + ", ".join(self.removed))
         return "; ".join(parts) + f" [{self.seconds:.2f}s]"
