@@ -100,10 +100,12 @@ def remove_service(name: str, purge: bool, delete_user: bool, yes: bool) -> None
             doomed = ["its files"] * purge + [f"user {record.user}"] * delete_user
             what = " and ".join(doomed)
             click.confirm(f"Remove service {record.id} and delete {what}?", abort=True)
+        extras = provisioner.process_ids(record.id)  # its worker/clock... programs go with it
         provisioner.unregister(record)
         supervisor = _running_supervisor(provisioner)
         if supervisor:
-            supervisor.remove(record.id)  # stops the program before its files go
+            for program in (record.id, *extras):
+                supervisor.remove(program)  # stops the program before its files go
         provisioner.cleanup(record, purge=purge, delete_user=delete_user)
     kept = "deleted" if purge else f"kept in {record.directory}"
     click.echo(f"removed {record.id}: port {record.port or '-'} freed, files {kept}"

@@ -68,7 +68,11 @@ def view(record: ServiceRecord, process: dict[str, Any] | None, now: float, supe
 def build_views(records: list[ServiceRecord], processes: dict[str, dict[str, Any]] | None) -> list[ServiceView]:
     now = time.time()
     up = processes is not None
-    return [view(r, (processes or {}).get(r.id), now, up) for r in records]
+    from maestro_runtime.ops.processes import process_records
+
+    # A service's other Procfile types follow it, as their own rows.
+    return [view(x, (processes or {}).get(x.id), now, up)
+            for r in records for x in (r, *process_records(r))]
 
 
 def format_uptime(seconds: int | None) -> str:

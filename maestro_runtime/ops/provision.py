@@ -22,7 +22,7 @@ from maestro_runtime.engine.supervisord import (
     render_program,
     write_program,
 )
-from maestro_runtime.ops import accounts
+from maestro_runtime.ops import accounts, processes
 from maestro_runtime.sandbox import policy as sandbox
 from maestro_runtime.settings import Settings
 from maestro_runtime.sources import builds, detect
@@ -175,7 +175,13 @@ class Provisioner:
                 leave = IDENTITY_FILES if spec.kind == "preseeded" else ()
                 for skipped in accounts.own_tree(directory, account, leave=leave):
                     log.warning("service %s: %s left as it is (not given to %s)", a.id, skipped, account.user)
-            builds.build(directory, account, settings=settings, policy=self.policy, service_id=a.id)
+            built = builds.build(directory, account, settings=settings, policy=self.policy, service_id=a.id)
+            release, types = processes.declared(directory)
+            env = service_env(directory, spec.env, a.id)
+            if release and (built or code.fetched or previous is None or not previous.ready):
+                log.info("service %s: release phase: %s", a.id, release)
+                processes.run_release(directory, account, release, env, settings=settings, policy=self.policy,
+                                      service_id=a.id)
         except BaseException:
             if code.fetched:  # the previous version (or nothing) comes back: never a half-built service
                 sources.roll_back(directory, code.previous_dir, spec.keep)
@@ -195,7 +201,7 @@ class Provisioner:
             uid=account.uid, gid=account.gid, home=str(account.home), tmp_dir=str(account.tmp_dir),
             cache_dir=str(account.cache_dir),
             venv_dir=str(account.venv_dir) if account.venv_dir.is_dir() else "",
-            port=port, command=command, command_reason=reason, env=service_env(directory, spec.env, a.id),
+            port=port, command=command, command_reason=reason, env=env, processes=types,
             health={"kind": spec.health.kind, "path": spec.health.path}, autostart=spec.autostart,
             keep=list(spec.keep), allow_hosts=list(spec.allow_hosts),
             limits={k: v for k, v in spec.limits.__dict__.items() if v is not None},
@@ -291,11 +297,50 @@ class Provisioner:
             stopwaitsecs=self.settings.stopwaitsecs,
         )
         text = render_program(record.id, script, options, revision=program_revision(script_text, record))
-        return write_program(self.settings.supervisor_conf_dir, record.id, text)
+        changed = write_program(self.settings.supervisor_conf_dir, record.id, text)
+        return self._activate_processes(record, options) or changed
+
+    def _activate_processes(self, record: ServiceRecord, options: ProgramOptions) -> bool:
+        """Programs for the Procfile's other types; the list of them beside the launch scripts, so
+        deactivate removes exactly these (never another service that happens to share the prefix)."""
+        changed = False
+        extras = processes.process_records(record)
+        for gone in set(self._process_ids(record.id)) - {e.id for e in extras}:
+            self._remove_program(gone)
+            changed = True
+        for extra in extras:
+            plan = self.policy.plan(extra)
+            script_text = sandbox_script(extra, plan)
+            script = self.launch_dir / f"{extra.id}.sh"
+            atomic_write(script, script_text, mode=0o700)
+            text = render_program(extra.id, script, options, revision=program_revision(script_text, extra))
+            changed = write_program(self.settings.supervisor_conf_dir, extra.id, text) or changed
+        types_file = self.launch_dir / f"{record.id}.types"
+        if extras:
+            atomic_write(types_file, "".join(f"{e.id}\n" for e in extras), mode=0o600)
+        else:
+            types_file.unlink(missing_ok=True)
+        return changed
+
+    def _process_ids(self, service_id: str) -> list[str]:
+        try:
+            return (self.launch_dir / f"{service_id}.types").read_text().split()
+        except OSError:
+            return []
+
+    def _remove_program(self, program_id: str) -> None:
+        remove_program(self.settings.supervisor_conf_dir, program_id)
+        (self.launch_dir / f"{program_id}.sh").unlink(missing_ok=True)
 
     def deactivate(self, service_id: str) -> None:
-        remove_program(self.settings.supervisor_conf_dir, service_id)
-        (self.launch_dir / f"{service_id}.sh").unlink(missing_ok=True)
+        for extra in self._process_ids(service_id):
+            self._remove_program(extra)
+        (self.launch_dir / f"{service_id}.types").unlink(missing_ok=True)
+        self._remove_program(service_id)
+
+    def process_ids(self, service_id: str) -> list[str]:
+        """The programs of a service's other process types (for stopping them with it)."""
+        return self._process_ids(service_id)
 
     def unregister(self, record: ServiceRecord) -> None:
         """Forget the service: program, launch script, port and record. Files stay."""

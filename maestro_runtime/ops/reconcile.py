@@ -69,6 +69,8 @@ def reconcile(provisioner: Provisioner, parsed: ParseResult, *, refetch: bool = 
             provisioner.deactivate(record.id)
             provisioner.store.delete(record.id)
             report.removed.append(record.id)
+    # a service's other Procfile types are wanted with it
+    wanted = wanted | {extra for sid in wanted for extra in provisioner.process_ids(sid)}
     remove_orphan_programs(provisioner.settings.supervisor_conf_dir, wanted)
     for outcome in outcomes:
         if outcome.ok:

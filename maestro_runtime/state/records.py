@@ -56,6 +56,7 @@ class ServiceRecord:
     error: str | None = None
     updated: float = 0.0
     revision: str = ""  # changes each time the code is fetched anew
+    processes: dict[str, str] = field(default_factory=dict)  # Procfile types other than web/release
 
     @property
     def ready(self) -> bool:

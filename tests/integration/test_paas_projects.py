@@ -133,3 +133,23 @@ def test_false_successes_end_failed_with_the_reason(maestro):
     for name, reason in reasons.items():
         svc = status_of(maestro, name, {"FAILED", "RUNNING"}, timeout=120)
         assert svc["status"] == "FAILED" and reason in svc["error"], svc
+
+
+def test_procfile_release_and_worker_with_django(maestro):
+    """release: migrates before the web starts; worker: runs as <service>-worker, same user;
+    removal takes the worker along."""
+    uv = paas.uv_binary(maestro.root / "bin")
+    site = paas.django_project(maestro.root / "sources" / "site", requires=">=3.11")
+    (site / ".python-version").unlink()  # the host's service users have 3.11 only
+    maestro.boot(SERVICES=f"{site}|||site", MAESTRO_UV=str(uv))
+    services = maestro.wait_running(["site", "site-worker"], timeout=BUILD_TIMEOUT)
+    assert http_get(services["site"]["port"]) == "django-site python 3.11 migrated=True\n"
+    worker = services["site-worker"]
+    assert worker["user"] == services["site"]["user"] == "svc_site"
+    assert worker["command"] == "python worker.py" and worker["command_reason"] == "detected: Procfile worker"
+    assert "site: release phase: python manage.py migrate --noinput" in maestro.log()
+    assert "collectstatic done" in maestro.log()
+
+    maestro.run("remove-service", "site", "--yes")
+    left = maestro.services()
+    assert "site" not in left and "site-worker" not in left
