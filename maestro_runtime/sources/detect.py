@@ -235,8 +235,8 @@ def _python(directory: Path, venv_dir: Path | None) -> Detection | None:
 
 
 def _has_python(directory: Path) -> bool:
-    return any(directory.glob("*.py")) or any((directory / f).is_file() for f in (
-        "requirements.txt", "pyproject.toml", "setup.py"))
+    # Sources, not manifests: a static site may carry a requirements.txt for its tooling.
+    return any(p.is_file() for p in directory.glob("*.py"))
 
 
 def _static(directory: Path) -> Detection:

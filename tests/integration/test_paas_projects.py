@@ -153,3 +153,19 @@ def test_procfile_release_and_worker_with_django(maestro):
     maestro.run("remove-service", "site", "--yes")
     left = maestro.services()
     assert "site" not in left and "site-worker" not in left
+
+
+def test_failed_release_keeps_the_previous_version(maestro):
+    src = paas.write(maestro.root / "sources" / "rel", {
+        "main.py": paas.PY_SERVER.format(name="rel-v1", extra='"ok"'),
+        "Procfile": "web: python3 main.py\nrelease: echo migrating\n"})
+    services = f"{src}|||rel"
+    maestro.boot(SERVICES=services)
+    port = maestro.wait_running(["rel"], timeout=60)["rel"]["port"]
+    assert http_get(port) == "rel-v1 ok\n"
+    paas.write(src, {"main.py": paas.PY_SERVER.format(name="rel-v2", extra='"ok"'),
+                     "Procfile": "web: python3 main.py\nrelease: echo cannot migrate; exit 3\n"})
+    maestro.run("deploy-from-env", "--refetch", check=False, SERVICES=services)
+    svc = maestro.services()["rel"]
+    assert svc["status"] == "RUNNING" and "release phase failed (exit 3)" in svc["error"], svc
+    assert http_get(port) == "rel-v1 ok\n", "the previous version keeps serving"
