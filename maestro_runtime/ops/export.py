@@ -169,6 +169,8 @@ def service_entry(unit: Unit) -> dict[str, Any]:
         ("cpu_period_us", limits.cpu_period_us, None),
         ("pids_max", limits.pids_max, None),
         ("allow_system_path", spec.allow_system_path, False),
+        ("release", spec.release, None),
+        ("processes", dict(spec.processes), {}),
     )
     entry.update({key: value for key, value, default in optional if value != default})
     return entry

@@ -177,6 +177,7 @@ class Provisioner:
                     log.warning("service %s: %s left as it is (not given to %s)", a.id, skipped, account.user)
             built = builds.build(directory, account, settings=settings, policy=self.policy, service_id=a.id)
             release, types = processes.declared(directory)
+            release, types = spec.release or release, {**types, **spec.processes}  # the spec wins
             env = service_env(directory, spec.env, a.id)
             if release and (built or code.fetched or previous is None or not previous.ready):
                 log.info("service %s: release phase: %s", a.id, release)

@@ -57,6 +57,8 @@ class ServiceSpec:
     keep: tuple[str, ...] = ("data",)
     allow_hosts: tuple[str, ...] = ()
     limits: Limits = field(default_factory=Limits)
+    release: str | None = None  # runs after each build, before the new version starts (Procfile release:)
+    processes: Mapping[str, str] = field(default_factory=dict)  # type -> command (Procfile worker: ...)
     allow_system_path: bool = False  # the operator's say-so for a repo like /etc (deploy --allow-system-path)
 
     @property

@@ -23,7 +23,7 @@ from maestro_runtime.spec.model import ParseResult, ServiceSpec, SpecError
 
 SERVICE_FIELDS = ("repo", "port", "ref", "name", "user", "cmd")
 YAML_FIELDS = frozenset(
-    {*SERVICE_FIELDS, "command", "env", "env_file", "health", "autostart", "sha256", "keep",
+    {*SERVICE_FIELDS, "command", "env", "env_file", "release", "processes", "health", "autostart", "sha256", "keep",
      "allow_hosts", "memory", "cpu_quota_us", "cpu_period_us", "pids_max", "allow_system_path"}
 )
 
@@ -92,7 +92,7 @@ def parse_yaml_entry(origin: str, entry: Any, environ: Mapping[str, str] | None 
     unknown = sorted(str(k) for k in entry if k not in YAML_FIELDS)
     if unknown:
         raise SpecError(origin, unknown[0], f"unknown key (known: {', '.join(sorted(YAML_FIELDS))})")
-    for key in ("repo", "ref", "name", "user", "cmd", "command", "sha256"):
+    for key in ("repo", "ref", "name", "user", "cmd", "command", "sha256", "release"):
         if key in entry and entry[key] is not None and not isinstance(entry[key], str):
             raise SpecError(origin, key, f"must be a string, got {type(entry[key]).__name__}")
     if "cmd" in entry and "command" in entry:
@@ -124,7 +124,29 @@ def parse_yaml_entry(origin: str, entry: Any, environ: Mapping[str, str] | None 
         if "allow_hosts" in entry else (),
         limits=parse_limits(origin, entry),
         allow_system_path=allow_system_path,
+        release=(entry.get("release") or "").strip() or None,
+        processes=_processes(origin, entry.get("processes")),
     )
+
+
+_TYPE_RE = re.compile(r"^[a-z][a-z0-9_]{0,30}$")
+
+
+def _processes(origin: str, raw: Any) -> dict[str, str]:
+    """``processes: {worker: "celery ...", clock: "..."}``: extra programs ``<service>-<type>``."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, Mapping):
+        raise SpecError(origin, "processes", f"must be a mapping of type: command, got {type(raw).__name__}")
+    out = {}
+    for key, value in raw.items():
+        if not isinstance(key, str) or not _TYPE_RE.match(key) or key in ("web", "release"):
+            raise SpecError(origin, "processes", f"{str(key)[:40]!r} is not a process type "
+                                                 "(lower-case letters, digits, _; not web or release)")
+        if not isinstance(value, str) or not value.strip() or "\x00" in value:
+            raise SpecError(origin, f"processes.{key}", "must be a non-empty command")
+        out[key] = value.strip()
+    return out
 
 
 def parse_services_yaml(text: str, source: str, environ: Mapping[str, str] | None = None) -> ParseResult:

@@ -59,3 +59,13 @@ def test_project_dotenv_under_the_spec_and_fixed_keys_dropped(tmp_path, caplog):
     env = service_env(tmp_path / "app", {"TIMES": "3", "HOME": "/x"}, "web")
     assert env == {"ENVIRONMENT": "development", "TIMES": "3"}
     assert "HOME, PORT" in caplog.text and "/x" not in caplog.text
+
+
+def test_yaml_release_and_processes():
+    text = ("- repo: /src/a\n  release: python manage.py migrate\n"
+            "  processes:\n    worker: celery -A app worker\n    clock: python clock.py\n")
+    spec = parse_services_yaml(text, "s.yml", {}).specs[0]
+    assert spec.release == "python manage.py migrate"
+    assert dict(spec.processes) == {"worker": "celery -A app worker", "clock": "python clock.py"}
+    bad = parse_services_yaml("- repo: /src/a\n  processes:\n    web: x\n", "s.yml", {})
+    assert str(bad.errors[0]).startswith("s.yml#1: processes: 'web' is not a process type")
