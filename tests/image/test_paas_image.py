@@ -1,5 +1,6 @@
 """Issue 12 in the image: a project requiring Python >= 3.12 (trixie's 3.13) and a Node project
-whose build step makes its server both serve; the Django one also collects its static files."""
+whose build step makes its server both serve; the Django one also collects its static files,
+migrates in its release phase and runs its worker."""
 
 from __future__ import annotations
 
@@ -26,7 +27,10 @@ def test_python_312_project_and_node_build_step_serve(start_container, tmp_path)
     django = services["django-site"]
     assert django["command_reason"] == "detected: Procfile web"
     status, body = wait_for(lambda: http_get(django["port"]), 60, what="django to answer")
-    assert status == 200 and body.startswith("django-site python 3.13 "), body
+    # trixie's 3.13 for ".python-version 3.13" + "requires-python >= 3.12"; release: migrated first
+    assert (status, body) == (200, "django-site python 3.13 migrated=True\n"), body
     assert "collectstatic done" in container.logs()
+    worker = container.wait_running(["django-site-worker"], timeout=60)["django-site-worker"]
+    assert worker["user"] == django["user"] and worker["command"] == "python worker.py"
     status, body = wait_for(lambda: http_get(services["built"]["port"]), 30, what="the built server")
     assert (status, body) == (200, "built-app made by the build, 1m\n")
