@@ -4,9 +4,9 @@
 #   docker build -t maestro-runtime .
 #
 # Where docker.io cannot be reached, scripts/build-base-image.sh makes a local
-# debian:bookworm-slim first (make build does this by itself). See docs/image.md.
+# debian:trixie-slim first (make build does this by itself). See docs/image.md.
 
-ARG BASE_IMAGE=debian:bookworm-slim
+ARG BASE_IMAGE=debian:trixie-slim
 
 # ---------------------------------------------------------------- builder: the wheel
 FROM ${BASE_IMAGE} AS builder
@@ -35,13 +35,16 @@ SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 
 # System packages. supervisor is NOT Debian's: it comes from PyPI into the venv below.
 # python-is-python3: detected commands say `python app.py`.
+# trixie: Python 3.13 (projects asking for >= 3.12 build offline); python3-dev, build-essential and
+# libpq-dev so psycopg2-class packages compile from source (the size cost is in the README).
 # libnss-extrausers: project users live in /var/lib/maestro/nss/etc (a volume), so they
 # resolve by name even with --read-only (see MAESTRO_USERADD_PREFIX below).
 # hadolint ignore=DL3008
 RUN apt-get update \
     && apt-get install -y --no-install-recommends \
         tini \
-        python3 python3-venv python-is-python3 \
+        python3 python3-venv python-is-python3 python3-dev \
+        build-essential libpq-dev pkg-config \
         nodejs npm \
         bubblewrap \
         git \
@@ -56,7 +59,7 @@ RUN apt-get update \
     && rm -rf /var/lib/extrausers \
     && ln -s /var/lib/maestro/nss/etc /var/lib/extrausers
 
-# corepack (builds of pnpm and yarn projects) from npm: bookworm's nodejs ships none. 0.33 is
+# corepack (builds of pnpm and yarn projects) from npm: Debian's nodejs ships none. 0.33 is
 # the newest release that runs on Node 18 and it knows npm's current signing keys.
 RUN npm install --global --no-audit --no-fund --no-update-notifier corepack@0.33.0 \
     && rm -rf /root/.npm \
@@ -117,6 +120,6 @@ LABEL org.opencontainers.image.title="maestro-runtime" \
       org.opencontainers.image.url="${SOURCE}" \
       org.opencontainers.image.documentation="${SOURCE}#readme" \
       org.opencontainers.image.licenses="MIT" \
-      org.opencontainers.image.base.name="debian:bookworm-slim"
+      org.opencontainers.image.base.name="debian:trixie-slim"
 
 ENTRYPOINT ["/usr/bin/tini", "--", "maestro-entrypoint"]

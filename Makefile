@@ -18,7 +18,7 @@ BUILD_FLAGS := --format docker --network=host
 endif
 
 IMAGE ?= maestro-runtime:latest
-BASE_IMAGE ?= debian:bookworm-slim
+BASE_IMAGE ?= debian:trixie-slim
 BUILD_ARGS ?=
 PLATFORMS ?= linux/amd64,linux/arm64
 PUSH ?= 0

@@ -169,10 +169,12 @@ def remove_service(name: str, purge: bool, delete_user: bool, yes: bool) -> None
             doomed = ["its files"] * purge + [f"user {record.user}"] * delete_user
             what = " and ".join(doomed)
             click.confirm(f"Remove service {record.id} and delete {what}?", abort=True)
+        extras = provisioner.process_ids(record.id)  # its worker/clock... programs go with it
         provisioner.unregister(record)
         supervisor = _running_supervisor(provisioner)
         if supervisor:
-            supervisor.remove(record.id)  # stops the program before its files go
+            for program in (record.id, *extras):
+                supervisor.remove(program)  # stops the program before its files go
         provisioner.cleanup(record, purge=purge, delete_user=delete_user)
     kept = "deleted" if purge else f"kept in {record.directory}"
     click.echo(f"removed {record.id}: port {record.port or '-'} freed, files {kept}"
@@ -245,7 +247,7 @@ def deploy_from_env(prepare_only: bool, refetch: bool) -> None:
 @click.command("deploy")
 @click.option("--repo", help="Source: folder, file:// URL, git URL or archive URL.")
 @click.option("--port", help="Port (0 or empty: pick a free one).")
-@click.option("--ref", help="Branch, tag or commit (default main).")
+@click.option("--ref", help="Branch, tag or commit (default: the repository's default branch).")
 @click.option("--name", help="Service name (default: from the source).")
 @click.option("--user", help="UNIX user (default svc_<name>).")
 @click.option("--cmd", help="Start command (default: detected).")
@@ -293,7 +295,8 @@ def deploy(yes: bool, wait: float, env_pairs: tuple[str, ...], allow_system_path
         previous = existing.get(program_id)
         user = spec.user or (previous.user if previous else None)
         if not yes and not click.confirm(
-            f"Deploy {program_id} from {spec.repo} (ref {spec.ref}) as {user or default_user(program_id)}"
+            f"Deploy {program_id} from {spec.repo} (ref {spec.ref or 'default branch'})"
+            f" as {user or default_user(program_id)}"
             f" on port {spec.port or 'auto'}?", default=True,
         ):
             raise click.Abort()

@@ -1,9 +1,16 @@
-"""Log lines as ``[maestro][level] message`` on stderr."""
+"""Log lines as ``2026-11-29T22:01:02.123Z [maestro][level] message`` on stderr.
+
+The time is ISO 8601 in UTC (``MAESTRO_LOG_TIMESTAMPS=0`` leaves it out, for a log collector
+that stamps lines itself). A multi-line message (a failed build's tail) is printed as lines,
+each continuation prefixed ``[maestro][level] | `` so no line can pass for another event.
+"""
 
 from __future__ import annotations
 
 import logging
+import os
 import sys
+import time
 
 from maestro_runtime.sources.redact import redact
 
@@ -11,20 +18,32 @@ LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING,
 NAMES = {logging.DEBUG: "debug", logging.INFO: "info", logging.WARNING: "warn", logging.ERROR: "error"}
 
 
+def timestamps_wanted(env=os.environ) -> bool:
+    return env.get("MAESTRO_LOG_TIMESTAMPS", "1").strip().lower() not in ("0", "false", "no", "off")
+
+
 class _Formatter(logging.Formatter):
+    def __init__(self, timestamps: bool) -> None:
+        super().__init__()
+        self.timestamps = timestamps
+
     def format(self, record: logging.LogRecord) -> str:
         level = NAMES.get(record.levelno, record.levelname.lower())
-        # One event, one line: a multi-line message must not look like several log lines.
-        # And never a credential of a URL, whatever logged it.
-        message = redact(record.getMessage()).replace("\n", "\\n")
-        return f"[maestro][{level}] {message}"
+        # Never a credential of a URL, whatever logged it.
+        lines = redact(record.getMessage()).rstrip("\n").split("\n")
+        stamp = ""
+        if self.timestamps:
+            stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + \
+                f".{int(record.msecs):03d}Z "
+        head = f"{stamp}[maestro][{level}] "
+        return "\n".join([head + lines[0], *(f"{head}| {line}" for line in lines[1:])])
 
 
-def setup_logging(level: str = "info") -> logging.Logger:
+def setup_logging(level: str = "info", timestamps: bool | None = None) -> logging.Logger:
     logger = logging.getLogger("maestro")
     logger.handlers.clear()
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(_Formatter())
+    handler.setFormatter(_Formatter(timestamps_wanted() if timestamps is None else timestamps))
     logger.addHandler(handler)
     logger.setLevel(LEVELS.get(level, logging.INFO))
     logger.propagate = False

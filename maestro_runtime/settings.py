@@ -124,7 +124,10 @@ class BuildSettings:
     pip_options: tuple[str, ...] = ()  # PIP_INSTALL_OPTIONS
     npm_options: tuple[str, ...] = ()  # NPM_INSTALL_OPTIONS
     include_dev: bool = False  # MAESTRO_NPM_INCLUDE_DEV
-    python: str = ""  # MAESTRO_BUILD_PYTHON; empty: a system interpreter
+    python: str = ""  # MAESTRO_BUILD_PYTHON; empty: chosen by what the project asks for
+    extra_pythons: tuple[str, ...] = ()  # MAESTRO_PYTHONS: more interpreters to choose among
+    installer: str = "auto"  # MAESTRO_PYTHON_INSTALLER: auto | uv | pip
+    uv: str = ""  # MAESTRO_UV: the uv binary (empty: the uv package's own)
     timeout: float = 1800.0  # MAESTRO_BUILD_TIMEOUT (seconds, per command)
     # Registry mirrors and proxies passed from the container to builds, never secrets of ours.
     passthrough: tuple[tuple[str, str], ...] = ()
@@ -144,6 +147,9 @@ def build_settings(env: Mapping[str, str], problems: list[str]) -> BuildSettings
         npm_options=options["NPM_INSTALL_OPTIONS"],
         include_dev=truthy(env.get("MAESTRO_NPM_INCLUDE_DEV")),
         python=env.get("MAESTRO_BUILD_PYTHON", "").strip(),
+        extra_pythons=tuple(env.get("MAESTRO_PYTHONS", "").replace(":", " ").split()),
+        installer=env.get("MAESTRO_PYTHON_INSTALLER", "").strip().lower() or "auto",
+        uv=env.get("MAESTRO_UV", "").strip(),
         timeout=_value(env, "MAESTRO_BUILD_TIMEOUT", 1800.0, problems, float),
         passthrough=tuple(sorted(
             (k, v) for k, v in env.items()
@@ -333,6 +339,8 @@ RULES: tuple[tuple[str, str, object], ...] = (
     ("HEALTHCHECK_START_PERIOD", "a number of seconds >= 0", _number(positive=False)),
     ("HEALTHCHECK_PORTS", "port numbers 1-65535 separated by spaces, commas or semicolons", _ports),
     ("MAESTRO_ALLOW_SYSTEM_PATHS", _BOOL, _choice(tuple(BOOLEANS))),
+    ("MAESTRO_PYTHON_INSTALLER", "auto, uv or pip", _choice(("auto", "uv", "pip"))),
+    ("MAESTRO_LOG_TIMESTAMPS", _BOOL + " (or off)", _choice((*BOOLEANS, "off", "on"))),
     ("MAESTRO_LOCAL_SOURCE_ROOTS", "absolute paths separated by spaces or commas", _absolute_list),
     ("MAESTRO_STATE_DIR", _PATH, _absolute()),
     ("MAESTRO_RUNTIME_DIR", _INI_PATH, _absolute(ini_safe=True)),

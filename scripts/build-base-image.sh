@@ -1,20 +1,20 @@
 #!/usr/bin/env bash
 # build-base-image.sh - build the Debian base image locally, without a registry.
 #
-# THE AIR-GAPPED PATH. maestro-runtime's images start `FROM debian:bookworm-slim`.
+# THE AIR-GAPPED PATH. maestro-runtime's images start `FROM debian:trixie-slim`.
 # Where no container registry is reachable (air-gapped sites, sandboxed CI, this
 # project's own dev machines) that image cannot be pulled. This script makes an
 # equivalent one from Debian packages alone:
 #
-#   1. debootstrap --variant=minbase bookworm into a cache directory
-#      (mirror: $DEBIAN_MIRROR, else the host's own apt source for bookworm,
+#   1. debootstrap --variant=minbase trixie into a cache directory
+#      (mirror: $DEBIAN_MIRROR, else the host's own apt source for the suite,
 #      else debootstrap's default), reusing downloaded .debs across runs;
 #   2. copy the host's CA bundle into the rootfs (so TLS-intercepting proxies
 #      trusted by the host are trusted inside the image: apt, pip, npm);
 #   3. copy the host's apt "Acquire::" settings (proxies, Check-Valid-Until,
 #      Check-Date) so apt inside the image reaches the archive the way the
 #      host does; trim docs/man/locales like the official -slim image;
-#   4. tar the rootfs into `<engine> import` as docker.io/library/debian:bookworm-slim
+#   4. tar the rootfs into `<engine> import` as docker.io/library/debian:trixie-slim
 #      and delete the rootfs.
 #
 # Idempotent: does nothing if the image already exists, unless --force.
@@ -27,8 +27,8 @@
 #   CONTAINER_ENGINE  podman | docker. Default: docker if its daemon answers,
 #                     else podman.
 #   CONTAINERS_CONF   podman config; defaults to <repo>/config/containers.conf.
-#   BASE_IMAGE        image to create (default docker.io/library/debian:bookworm-slim).
-#   DEBIAN_SUITE      default bookworm.
+#   BASE_IMAGE        image to create (default docker.io/library/debian:trixie-slim).
+#   DEBIAN_SUITE      default trixie (Python 3.13, headers, a compiler, libpq-dev).
 #   DEBIAN_MIRROR     Debian mirror URL; default: the host's apt source.
 #   CA_BUNDLE         host CA bundle (default /etc/ssl/certs/ca-certificates.crt).
 #   MAESTRO_CACHE_DIR default ${XDG_CACHE_HOME:-/var/cache}/maestro.
@@ -52,8 +52,8 @@ for arg in "$@"; do
 done
 
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-BASE_IMAGE="${BASE_IMAGE:-docker.io/library/debian:bookworm-slim}"
-DEBIAN_SUITE="${DEBIAN_SUITE:-bookworm}"
+BASE_IMAGE="${BASE_IMAGE:-docker.io/library/debian:trixie-slim}"
+DEBIAN_SUITE="${DEBIAN_SUITE:-trixie}"
 CA_BUNDLE="${CA_BUNDLE:-/etc/ssl/certs/ca-certificates.crt}"
 CACHE_ROOT="${MAESTRO_CACHE_DIR:-${XDG_CACHE_HOME:-/var/cache}/maestro}"
 ROOTFS="$CACHE_ROOT/debootstrap/$DEBIAN_SUITE-rootfs"

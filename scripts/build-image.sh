@@ -2,7 +2,7 @@
 # build-image.sh - build the maestro-runtime image with docker or podman.
 #
 # 1. Makes sure the base image exists: present locally -> use it; else pull it;
-#    if it cannot be pulled (no registry) and it is debian:bookworm-slim, build
+#    if it cannot be pulled (no registry) and it is debian:trixie-slim, build
 #    it locally with scripts/build-base-image.sh (debootstrap).
 # 2. Builds the Dockerfile: podman gets `--format docker` (else HEALTHCHECK is
 #    dropped) and `--network=host`; OCI labels get the version, git revision
@@ -14,7 +14,7 @@
 #   CONTAINER_ENGINE  podman | docker (default: docker if its daemon answers, else podman)
 #   CONTAINERS_CONF   podman config (default: <repo>/config/containers.conf)
 #   IMAGE             tag to build (default maestro-runtime:latest)
-#   BASE_IMAGE        base image (default debian:bookworm-slim)
+#   BASE_IMAGE        base image (default debian:trixie-slim)
 #   BUILD_ARGS        extra arguments for `<engine> build`, word-split
 set -euo pipefail
 
@@ -28,7 +28,7 @@ fi
 
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 IMAGE="${IMAGE:-maestro-runtime:latest}"
-BASE_IMAGE="${BASE_IMAGE:-debian:bookworm-slim}"
+BASE_IMAGE="${BASE_IMAGE:-debian:trixie-slim}"
 
 # shellcheck source=scripts/lib.sh
 source "$REPO_ROOT/scripts/lib.sh"
@@ -47,9 +47,9 @@ elif "$ENGINE" pull "$BASE_IMAGE" >/dev/null 2>&1; then
     log "base image $BASE_IMAGE: pulled"
 else
     case "$BASE_IMAGE" in
-        debian:bookworm-slim | docker.io/library/debian:bookworm-slim)
+        debian:trixie-slim | docker.io/library/debian:trixie-slim)
             log "base image $BASE_IMAGE cannot be pulled: building it locally (debootstrap)"
-            CONTAINER_ENGINE="$ENGINE" BASE_IMAGE=docker.io/library/debian:bookworm-slim \
+            CONTAINER_ENGINE="$ENGINE" BASE_IMAGE=docker.io/library/debian:trixie-slim \
                 "$REPO_ROOT/scripts/build-base-image.sh" ;;
         *) die "base image $BASE_IMAGE is not present and cannot be pulled" ;;
     esac

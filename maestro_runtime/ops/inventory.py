@@ -12,7 +12,7 @@ from maestro_runtime.state.records import ServiceRecord
 # The stable JSON keys (documented in the README); new keys may be added, none removed.
 JSON_KEYS = (
     "name", "status", "pid", "uptime", "user", "port", "directory", "command",
-    "command_reason", "source", "ref", "kind", "error", "sandbox", "degraded",
+    "command_reason", "source", "ref", "kind", "error", "sandbox", "degraded", "env_keys",
     "role", "depends_on", "task", "git",  # issue 14 (tasks/view.py)
 )
 
@@ -34,6 +34,7 @@ class ServiceView:
     error: str | None
     sandbox: dict[str, Any]
     degraded: list[str]
+    env_keys: list[str]  # names only: values (secrets) are never shown
     role: str = "service"  # service | task
     depends_on: dict[str, str] | None = None
     task: dict[str, Any] | None = None  # phase, exit_code, started, ended, duration, reason, commits...
@@ -65,14 +66,18 @@ def view(record: ServiceRecord, process: dict[str, Any] | None, now: float, supe
         # Redacted again here: a record written by an older version may hold a raw URL.
         command_reason=record.command_reason, source=redact(record.source), ref=record.ref, kind=record.kind,
         error=redact(error) if error else None, sandbox=record.sandbox,
-        degraded=record.degraded,
+        degraded=record.degraded, env_keys=sorted(record.env),
     )
 
 
 def build_views(records: list[ServiceRecord], processes: dict[str, dict[str, Any]] | None) -> list[ServiceView]:
     now = time.time()
     up = processes is not None
-    return [view(r, (processes or {}).get(r.id), now, up) for r in records]
+    from maestro_runtime.ops.processes import process_records
+
+    # A service's other Procfile types follow it, as their own rows.
+    return [view(x, (processes or {}).get(x.id), now, up)
+            for r in records for x in (r, *process_records(r))]
 
 
 def format_uptime(seconds: int | None) -> str:
@@ -110,4 +115,6 @@ def format_table(views: list[ServiceView], width: int = 48) -> str:
         if v.error:
             lines.append(f"! {v.name}: {v.error}")
         lines.extend(f"~ {v.name}: not enforced: {reason}" for reason in v.degraded)
+        if v.env_keys:
+            lines.append(f"= {v.name}: env {' '.join(v.env_keys)}")
     return "\n".join(lines)

@@ -165,6 +165,8 @@ def service_entry(unit: Unit) -> dict[str, Any]:
         ("catch_up", spec.catch_up, False),
         ("depends_on", dict(spec.depends_on), {}),
         ("workspace", spec.workspace, None),
+        ("release", spec.release, None),
+        ("processes", dict(spec.processes), {}),
     )
     entry.update({key: value for key, value, default in optional if value != default})
     return entry

@@ -22,12 +22,12 @@ from maestro_runtime.engine.supervisord import (
     render_program,
     write_program,
 )
-from maestro_runtime.ops import accounts
+from maestro_runtime.ops import accounts, processes
 from maestro_runtime.sandbox.policy import LaunchPlan, SandboxError, SandboxPolicy, boot_report
 from maestro_runtime.settings import Settings
 from maestro_runtime.sources import builds, detect, fetch
 from maestro_runtime.sources.redact import redact
-from maestro_runtime.spec import ServiceSpec, SpecError
+from maestro_runtime.spec import ServiceSpec, SpecError, envvars
 from maestro_runtime.spec.naming import PROGRAM_ID_RE, default_user, reserved, unique_id
 from maestro_runtime.state.ports import PortError, PortLedger
 from maestro_runtime.state.records import FAILED, READY, RecordError, RecordStore, ServiceRecord, atomic_write
@@ -40,10 +40,21 @@ IDENTITY_WARNING = (
     "capabilities. Grant --cap-add CHOWN --cap-add SETUID --cap-add SETGID --cap-add DAC_OVERRIDE "
     "--cap-add FOWNER --cap-add KILL to give each project its own user"
 )
+def service_env(directory: Path, spec_env: dict, service_id: str) -> dict[str, str]:
+    """The project's own ``.env`` (the honcho/foreman convention) under the spec's env; PORT, HOME,
+    USER are the runtime's (set last at launch): a value for them is dropped, with a warning."""
+    text = detect.read_text(directory, directory / ".env")
+    env = {**(envvars.parse_dotenv(text) if text else {}), **spec_env}
+    fixed = envvars.fixed_keys(env)
+    if fixed:
+        log.warning("service %s: %s set by the runtime; the value given is ignored", service_id, ", ".join(fixed))
+    return {k: v for k, v in env.items() if k not in envvars.FIXED_KEYS}
+
+
 # Everything a single service's failure can raise; anything else is a bug and propagates.
 PROVISION_ERRORS = (
     SpecError, PortError, RenderError, OSError,
-    accounts.AccountError, fetch.SourceError, builds.BuildError, SandboxError,
+    accounts.AccountError, fetch.SourceError, builds.BuildError, SandboxError, detect.NoStartCommand,
 )
 
 
@@ -215,7 +226,14 @@ class Provisioner:
                 leave = IDENTITY_FILES if spec.kind == "preseeded" else ()
                 for skipped in accounts.own_tree(directory, account, leave=leave):
                     log.warning("service %s: %s left as it is (not given to %s)", a.id, skipped, account.user)
-            builds.build(directory, account, settings=settings, policy=self.policy, service_id=a.id)
+            built = builds.build(directory, account, settings=settings, policy=self.policy, service_id=a.id)
+            release, types = processes.declared(directory)
+            release, types = spec.release or release, {**types, **spec.processes}  # the spec wins
+            env = service_env(directory, spec.env, a.id)
+            if release and (built or code.fetched or previous is None or not previous.ready):
+                log.info("service %s: release phase: %s", a.id, release)
+                processes.run_release(directory, account, release, env, settings=settings, policy=self.policy,
+                                      service_id=a.id)
         except BaseException:
             if code.fetched:  # the previous version (or nothing) comes back: never a half-built service
                 fetch.roll_back(directory, code.previous_dir, spec.keep)
@@ -235,7 +253,7 @@ class Provisioner:
             uid=account.uid, gid=account.gid, home=str(account.home), tmp_dir=str(account.tmp_dir),
             cache_dir=str(account.cache_dir),
             venv_dir=str(account.venv_dir) if account.venv_dir.is_dir() else "",
-            port=port, command=command, command_reason=reason, env=dict(spec.env),
+            port=port, command=command, command_reason=reason, env=env, processes=types,
             health={"kind": spec.health.kind, "path": spec.health.path}, autostart=spec.autostart,
             keep=list(spec.keep), allow_hosts=list(spec.allow_hosts),
             limits=spec.limits.overrides(),
@@ -335,11 +353,50 @@ class Provisioner:
         )
         options = task_program_options(record, options)
         text = render_program(record.id, script, options, revision=record.program_revision)
-        return record, write_program(self.settings.supervisor_conf_dir, record.id, text)
+        changed = write_program(self.settings.supervisor_conf_dir, record.id, text)
+        return record, self._activate_processes(record, options) or changed
+
+    def _activate_processes(self, record: ServiceRecord, options: ProgramOptions) -> bool:
+        """Programs for the Procfile's other types; the list of them beside the launch scripts, so
+        deactivate removes exactly these (never another service that happens to share the prefix)."""
+        changed = False
+        extras = processes.process_records(record)
+        for gone in set(self._process_ids(record.id)) - {e.id for e in extras}:
+            self._remove_program(gone)
+            changed = True
+        for extra in extras:
+            plan = self.policy.plan(extra)
+            script_text = sandbox_script(extra, plan)
+            script = self.launch_dir / f"{extra.id}.sh"
+            atomic_write(script, script_text, mode=0o700)
+            text = render_program(extra.id, script, options, revision=program_revision(script_text, extra))
+            changed = write_program(self.settings.supervisor_conf_dir, extra.id, text) or changed
+        types_file = self.launch_dir / f"{record.id}.types"
+        if extras:
+            atomic_write(types_file, "".join(f"{e.id}\n" for e in extras), mode=0o600)
+        else:
+            types_file.unlink(missing_ok=True)
+        return changed
+
+    def _process_ids(self, service_id: str) -> list[str]:
+        try:
+            return (self.launch_dir / f"{service_id}.types").read_text().split()
+        except OSError:
+            return []
+
+    def _remove_program(self, program_id: str) -> None:
+        remove_program(self.settings.supervisor_conf_dir, program_id)
+        (self.launch_dir / f"{program_id}.sh").unlink(missing_ok=True)
 
     def deactivate(self, service_id: str) -> None:
-        remove_program(self.settings.supervisor_conf_dir, service_id)
-        (self.launch_dir / f"{service_id}.sh").unlink(missing_ok=True)
+        for extra in self._process_ids(service_id):
+            self._remove_program(extra)
+        (self.launch_dir / f"{service_id}.types").unlink(missing_ok=True)
+        self._remove_program(service_id)
+
+    def process_ids(self, service_id: str) -> list[str]:
+        """The programs of a service's other process types (for stopping them with it)."""
+        return self._process_ids(service_id)
 
     def unregister(self, record: ServiceRecord) -> None:
         """Forget the service: port, record, program and launch script. Files stay.

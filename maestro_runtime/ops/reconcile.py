@@ -34,7 +34,9 @@ class Report:
         if self.prepared:
             parts[0] += ": " + ", ".join(self.prepared)
         if self.failed:
-            parts.append(f"{len(self.failed)} failed: " + "; ".join(f"{k} ({v})" for k, v in self.failed.items()))
+            # the first line only: a build's tail was already printed, as lines, with its error
+            parts.append(f"{len(self.failed)} failed: " + "; ".join(
+                f"{k} ({v.splitlines()[0] if v else v})" for k, v in self.failed.items()))
         if self.removed:
             parts.append("unregistered: " + ", ".join(self.removed))
         return "; ".join(parts) + f" [{self.seconds:.2f}s]"
@@ -94,7 +96,9 @@ def reconcile(provisioner: Provisioner, parsed: ParseResult, *, refetch: bool = 
         provisioner.deactivate(service_id)
         provisioner.store.delete(service_id)
         report.removed.append(service_id)
-    remove_orphan_programs(provisioner.settings.supervisor_conf_dir, set(plan.wanted))
+    # a service's other Procfile types are wanted with it
+    wanted = set(plan.wanted) | {extra for sid in plan.wanted for extra in provisioner.process_ids(sid)}
+    remove_orphan_programs(provisioner.settings.supervisor_conf_dir, wanted)
     for outcome in outcomes:
         if outcome.ok:
             report.prepared.append(outcome.id)

@@ -19,6 +19,7 @@ import contextlib
 import logging
 import socket
 import threading
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -111,7 +112,7 @@ async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
 
 
 async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *,
-                 allowed: Callable[[str, int], bool], label: str) -> None:
+                 allowed: Callable[[str, int], bool], label: str, counts: Counter | None = None) -> None:
     upstream_writer = None
     try:
         try:
@@ -132,7 +133,10 @@ async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *,
         except (OSError, TimeoutError) as exc:
             writer.write(_reply("502 Bad Gateway", f"maestro: {request.host}:{request.port}: {exc}\n"))
             return
-        log.info("egress %s %s:%d for %s", request.method, request.host, request.port, label)
+        # one line per connection only at debug: a build makes dozens; the summary comes at stop()
+        log.debug("egress %s %s:%d for %s", request.method, request.host, request.port, label)
+        if counts is not None:
+            counts[f"{request.host}:{request.port}"] += 1
         if request.upstream_head is None:
             writer.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
         else:
@@ -155,12 +159,13 @@ class ProxyThread:
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self._run, name="maestro-egress-proxy", daemon=True)
         self._ready = threading.Event()
+        self.counts: Counter = Counter()  # host:port -> connections, for one summary line
 
     def _run(self) -> None:
         asyncio.set_event_loop(self.loop)
 
         async def client(reader, writer):
-            await handle(reader, writer, allowed=self.allowed, label=self.label)
+            await handle(reader, writer, allowed=self.allowed, label=self.label, counts=self.counts)
 
         async def main():
             server = await asyncio.start_server(client, sock=self.listener, limit=HEAD_LIMIT)
@@ -183,3 +188,6 @@ class ProxyThread:
         if self.loop.is_running():
             self.loop.call_soon_threadsafe(cancel_all)
         self.thread.join(5)
+        if self.counts:
+            hosts = ", ".join(f"{k} x{n}" for k, n in sorted(self.counts.items()))
+            log.info("egress for %s: %d connection(s): %s", self.label, sum(self.counts.values()), hosts)

@@ -6,11 +6,11 @@ the same path needs no reinstall). Everything goes into the project user's own
 venv, ``~/.maestro/venv`` (:attr:`Account.venv_dir`), which the launch script
 puts first on PATH. ``PIP_INSTALL_OPTIONS`` is appended to the pip command.
 
-Node: ``package-lock.json``/``npm-shrinkwrap.json`` -> ``npm ci``;
-``pnpm-lock.yaml`` -> pnpm, ``yarn.lock`` -> yarn (both through corepack, so
-the version pinned in ``packageManager`` is used); else ``npm install``.
-Production dependencies only unless ``MAESTRO_NPM_INCLUDE_DEV=1``;
-``NPM_INSTALL_OPTIONS`` is appended.
+Node (:mod:`maestro_runtime.sources.node`): the manager from ``packageManager`` or the
+one lock file by precedence, a frozen install (pnpm and yarn through corepack), then
+``scripts.build`` when present (with dev dependencies). Production dependencies only
+otherwise, unless ``MAESTRO_NPM_INCLUDE_DEV=1``; ``NPM_INSTALL_OPTIONS`` is appended.
+A file the project ships that the install rewrote fails the build.
 
 Caches live in the user's ``~/.cache`` (pip, npm, corepack), so they persist
 across container restarts when the home root is on a volume.
@@ -36,19 +36,24 @@ from pathlib import Path
 
 from maestro_runtime import safefs
 from maestro_runtime.engine.launch import ROOT_ENVIRONMENT, SYSTEM_PATH, drop_privileges_argv, service_env_argv
+from maestro_runtime.sources import node, pybuild
+from maestro_runtime.sources.buildplan import (  # noqa: F401 (re-exported: callers use builds.*)
+    META_LIMIT,
+    PYTHON_INPUTS,
+    STAMP_NAME,
+    TAIL_LINES,
+    BuildError,
+    Plan,
+    tail,
+    tool_version,
+    venv_is_fresh_needed,
+)
+from maestro_runtime.sources.pybuild import python_plan  # noqa: F401 (re-exported)
 
 log = logging.getLogger("maestro.builds")
 
-STAMP_NAME = ".maestro-build-stamp"
-PYTHON_INPUTS = ("requirements.txt", "pyproject.toml", "setup.py", "setup.cfg")
 NODE_LOCKS = ("package-lock.json", "npm-shrinkwrap.json", "pnpm-lock.yaml", "yarn.lock")
-TAIL_LINES = 25
-META_LIMIT = 64 * 1024  # stamps, pyvenv.cfg
 INPUT_LIMIT = 64 * 1024 * 1024  # manifests and lock files (a yarn.lock can be tens of MB)
-
-
-class BuildError(Exception):
-    pass
 
 
 @dataclass(frozen=True)
@@ -59,6 +64,10 @@ class BuildOptions:
     npm_options: tuple[str, ...] = ()  # NPM_INSTALL_OPTIONS
     include_dev: bool = False  # MAESTRO_NPM_INCLUDE_DEV
     python: str = "/usr/bin/python3"  # MAESTRO_BUILD_PYTHON: must be readable by every project user
+    python_explicit: bool = True  # False: choose among the interpreters here by what the project asks
+    extra_pythons: tuple[str, ...] = ()  # MAESTRO_PYTHONS
+    installer: str = "pip"  # MAESTRO_PYTHON_INSTALLER: auto | uv | pip
+    uv: str = ""  # MAESTRO_UV (auto: the uv package's binary, when every project user can run it)
     timeout: float = 1800.0  # MAESTRO_BUILD_TIMEOUT (seconds, per command)
     log_dir: Path | None = None  # <state_dir>/builds: one log per service
     passthrough: tuple[tuple[str, str], ...] = ()
@@ -70,7 +79,8 @@ class BuildOptions:
         b = settings.build
         return cls(
             pip_options=b.pip_options, npm_options=b.npm_options, include_dev=b.include_dev,
-            python=b.python or default_python(), timeout=b.timeout,
+            python=b.python or default_python(), python_explicit=bool(b.python),
+            extra_pythons=b.extra_pythons, installer=b.installer, uv=b.uv, timeout=b.timeout,
             log_dir=Path(settings.state_dir) / "builds", passthrough=b.passthrough,
             operator_pythonpath=b.operator_pythonpath,
         )
@@ -87,97 +97,33 @@ def default_python() -> str:
 # ---------------------------------------------------------------- planning (pure)
 
 
-@dataclass(frozen=True)
-class Plan:
-    ecosystem: str  # "python" | "node"
-    inputs: tuple[str, ...]  # files (relative to the project) the stamp covers
-    steps: tuple[tuple[str, ...], ...]
-    stamp_path: Path
-    tool: tuple[str, ...]  # argv printing the interpreter version, part of the stamp
-
-
-def python_plan(files: set[str], venv_dir: Path, opts: BuildOptions, *, fresh_venv: bool) -> Plan | None:
-    """``files``: names present at the project root."""
-    inputs = tuple(f for f in PYTHON_INPUTS if f in files)
-    if "requirements.txt" in files:
-        target: tuple[str, ...] = ("-r", "requirements.txt")
-    elif "pyproject.toml" in files or "setup.py" in files:
-        target = ("-e", ".")
-    else:
-        return None
-    pip = (str(venv_dir / "bin" / "python"), "-m", "pip", "install", "--no-input",
-           "--disable-pip-version-check", "--progress-bar", "off")
-    steps = []
-    if fresh_venv:
-        steps.append((opts.python, "-m", "venv", "--clear", str(venv_dir)))
-    steps.append((*pip, *opts.pip_options, *target))
-    return Plan("python", inputs, tuple(steps), venv_dir / STAMP_NAME, (opts.python, "--version"))
-
-
 def node_plan(files: set[str], package: Mapping, opts: BuildOptions, node_modules: Path) -> Plan | None:
     if "package.json" not in files:
         return None
-    prod = not opts.include_dev
-    manager = str(package.get("packageManager", "")) if isinstance(package, Mapping) else ""
-    if "package-lock.json" in files or "npm-shrinkwrap.json" in files:
-        argv: tuple[str, ...] = ("npm", "ci", *(("--omit=dev",) if prod else ()))
-    elif "pnpm-lock.yaml" in files:
-        argv = ("corepack", "pnpm", "install", "--frozen-lockfile", *(("--prod",) if prod else ()))
-    elif "yarn.lock" in files:
-        berry = ".yarnrc.yml" in files or (manager.startswith("yarn@") and not manager.startswith("yarn@1"))
-        if berry:  # yarn 2+ has no --production for install; it installs everything
-            argv = ("corepack", "yarn", "install", "--immutable")
-        else:
-            argv = ("corepack", "yarn", "install", "--frozen-lockfile", *(("--production",) if prod else ()))
-    else:
-        # --no-package-lock: writing a lock would change the stamp's inputs and force a rebuild.
-        argv = ("npm", "install", "--no-package-lock", *(("--omit=dev",) if prod else ()))
-    if argv[0] == "npm":
-        argv = (*argv, "--no-audit", "--no-fund")
+    choice = node.choose_manager(files, package)
+    building = node.has_build(package)
+    # A build needs its bundler, which lives in devDependencies.
+    prod = not (opts.include_dev or building)
+    steps = [(*node.install_argv(choice, files, package, prod=prod), *opts.npm_options)]
+    if building:
+        steps.append(node.build_argv(choice))
     inputs = ("package.json", *(f for f in (*NODE_LOCKS, ".yarnrc.yml", ".npmrc") if f in files))
-    return Plan("node", inputs, ((*argv, *opts.npm_options),), node_modules / STAMP_NAME, ("node", "--version"))
+    return Plan("node", inputs, tuple(steps), node_modules / STAMP_NAME, ("node", "--version"))
 
 
 def compute_stamp(plan: Plan, contents: Mapping[str, bytes], tool_version: str, directory: Path) -> str:
     """Same inputs, interpreter and commands -> same stamp; anything else -> a rebuild."""
     digest = hashlib.sha256()
-    for part in (plan.ecosystem, str(directory), tool_version, json.dumps(plan.steps[-1])):
+    # Python: the install step only (making the venv again changes nothing); Node: install and build.
+    steps = plan.steps if plan.ecosystem == "node" else plan.steps[-1]
+    for part in (plan.ecosystem, str(directory), tool_version, json.dumps(steps)):
         digest.update(part.encode() + b"\0")
     for name in plan.inputs:
         digest.update(name.encode() + b"\0" + hashlib.sha256(contents.get(name, b"")).digest())
     return digest.hexdigest()
 
 
-def tail(text: str, lines: int = TAIL_LINES) -> str:
-    return "\n".join(text.rstrip().splitlines()[-lines:])
-
-
 # ---------------------------------------------------------------- running (shell)
-
-
-def _venv_is_fresh_needed(venv_dir: Path, python_version: str, trusted: Path) -> bool:
-    """A missing or broken venv, or one made by another interpreter, is rebuilt from scratch."""
-    try:
-        cfg = safefs.read_file(venv_dir / "pyvenv.cfg", under=trusted, limit=META_LIMIT)
-    except (safefs.UnsafeFile, OSError):
-        return True
-    if cfg is None or not (venv_dir / "bin" / "python").exists():
-        return True
-    for line in cfg.decode(errors="replace").splitlines():
-        key, _, value = line.partition("=")
-        if key.strip() in ("version", "version_info"):
-            return not python_version.endswith(value.strip())
-    return True
-
-
-def _tool_version(argv: Sequence[str]) -> str:
-    try:
-        proc = subprocess.run(list(argv), capture_output=True, text=True, timeout=60)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise BuildError(f"{argv[0]} is not available: {exc}") from exc
-    if proc.returncode != 0:
-        raise BuildError(f"{argv[0]} --version failed: {tail(proc.stderr or proc.stdout, 3)}")
-    return (proc.stdout or proc.stderr).strip()
 
 
 def build_environment(directory: Path, account, opts: BuildOptions) -> dict[str, str]:
@@ -199,6 +145,7 @@ def build_environment(directory: Path, account, opts: BuildOptions) -> dict[str,
         PIP_DISABLE_PIP_VERSION_CHECK="1",
         PYTHONDONTWRITEBYTECODE="1",
     )
+    env.update(pybuild.uv_environment(account, env))
     return env
 
 
@@ -326,6 +273,16 @@ def _run_plan(plan: Plan, directory: Path, account, policy, opts: BuildOptions, 
                 )
 
 
+def _check_untouched(directory: Path, before: Mapping[str, bytes]) -> None:
+    """A build must never rewrite a file the project ships (a lock most of all): fail instead,
+    and the fetch is rolled back, so the project's files come back as they were."""
+    after = _read_inputs(directory, tuple(before))
+    changed = [name for name, data in before.items() if after.get(name) != data]
+    if changed:
+        raise BuildError(f"the install rewrote {', '.join(changed)}, which the project ships: keep one lock file "
+                         "(or name the tool in package.json packageManager) and commit it up to date")
+
+
 def build(directory: Path, account, *, settings, policy, service_id: str,
           options: BuildOptions | None = None) -> list[str]:
     """Install the project's dependencies; return the ecosystems actually built (empty when up to date).
@@ -346,13 +303,15 @@ def build(directory: Path, account, *, settings, policy, service_id: str,
         if ecosystem == "python":
             if not files & {"requirements.txt", "pyproject.toml", "setup.py"}:
                 continue
-            version = _tool_version((opts.python, "--version"))
-            fresh = _venv_is_fresh_needed(Path(account.venv_dir), version.split()[-1], Path(account.home).parent)
-            plan = python_plan(files, Path(account.venv_dir), opts, fresh_venv=fresh)
+            plan, version, warning = pybuild.plan(directory, files, Path(account.venv_dir), opts,
+                                                  Path(account.home).parent)
         else:
             plan = node_plan(files, package if isinstance(package, Mapping) else {}, opts,
                              directory / "node_modules")
-            version = _tool_version(plan.tool) if plan else ""
+            version = tool_version(plan.tool) if plan else ""
+            warning = node.engines_warning(package, version) if plan else None
+        if warning:
+            log.warning("service %s: %s", service_id, warning)
         if plan is None:
             continue
         contents = _read_inputs(directory, plan.inputs)
@@ -371,8 +330,26 @@ def build(directory: Path, account, *, settings, policy, service_id: str,
         log.info("service %s: building %s dependencies (log %s)", service_id, ecosystem, logfile)
         started = time.monotonic()
         _run_plan(plan, directory, account, policy, opts, logfile)
+        _check_untouched(directory, contents)
         # The stamp folder is made when missing (npm with no dependencies makes no node_modules).
         _write_stamp(plan.stamp_path, stamp, plan, account, trusted)
         log.info("service %s: %s build done in %.1fs", service_id, ecosystem, time.monotonic() - started)
         built.append(ecosystem)
+    _collectstatic(directory, account, policy, opts, service_id, getattr(settings, "environ", None) or {})
     return built
+
+
+def _collectstatic(directory: Path, account, policy, opts: BuildOptions, service_id: str, env) -> None:
+    """Every deploy, as Heroku does (new code, new static files); a failure is a warning, since
+    settings may need variables only the running service gets."""
+    step = pybuild.collectstatic_step(directory, Path(account.venv_dir), env)
+    if step is None:
+        return
+    logfile = _log_path(opts, service_id, account)
+    try:
+        _run_plan(Plan("django", (), (step,), Path(account.venv_dir) / STAMP_NAME, ()), directory, account,
+                  policy, opts, logfile)
+        log.info("service %s: collectstatic done", service_id)
+    except BuildError as exc:
+        log.warning("service %s: collectstatic failed (DISABLE_COLLECTSTATIC=1 skips it): %s", service_id,
+                    str(exc).splitlines()[-1])

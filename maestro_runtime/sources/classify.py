@@ -106,9 +106,14 @@ def classify(repo: str, *, bare_git: Callable[[Path], bool] = is_bare_git) -> So
     )
 
 
+def describe_ref(ref: str) -> str:
+    """How a ref reads in messages: a blank one is the repository's default branch."""
+    return f"ref {ref!r}" if ref else "the default branch"
+
+
 def github_archive(owner_repo: str, ref: str, opts: FetchOptions) -> tuple[str, dict[str, str]]:
     """URL and headers of a GitHub tarball: the API (with the token) for private repositories."""
-    ref_q = quote(ref, safe="")
+    ref_q = quote(ref or "HEAD", safe="")  # a blank ref: HEAD, which GitHub answers with the default branch
     if opts.github_token and git.in_clear(opts.github_api):
         raise SourceError(f"refusing to send the GitHub token to {redact(opts.github_api)} over plain http:// "
                           "(MAESTRO_GITHUB_API_URL): use https://")

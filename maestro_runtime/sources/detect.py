@@ -1,10 +1,14 @@
 """Start-command detection (pure: reads the project's files, returns a command and why).
 
-Order: ``Procfile`` ``web:`` > Node (``scripts.start`` -> ``npm start``, else
-``main``/``server.js``/``index.js`` -> ``node FILE``) > Python (Django, then
-FastAPI/Starlette with uvicorn, then Flask, then ``main.py``/``app.py``/
-``server.py``) > a static site. An explicit command wins over all of this, in
-provision.py. Whether a framework or server is "installed" is read from the
+Order: a declared command (:mod:`declared`: Procfile ``web:``, railway, render,
+nixpacks) > Node (``scripts.start`` -> ``npm start`` unless it is a dev server and
+the build made a static site; framework outputs: Next.js, SvelteKit, Nuxt, Remix,
+a static ``dist``/``build``/``out``; else ``main``/``server.js``/``index.js``) >
+Python (Django, then FastAPI/Starlette with uvicorn, then Flask, then
+``main.py``/``app.py``/``server.py``) > a static site, only for a folder with no
+package.json and no Python: code with no way to start is :class:`NoStartCommand`.
+An explicit command wins over all of this, in provision.py. Whether a framework
+or server is "installed" is read from the
 project's venv (``venv_dir``) when given, else from its requirement files.
 Commands use ``$PORT``, which the launch script's shell expands.
 """
@@ -18,7 +22,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from maestro_runtime import safefs
+from maestro_runtime.sources.declared import declared_web, procfile  # noqa: F401 (re-exported)
+from maestro_runtime.sources.projectfiles import READ_LIMIT, read_text  # noqa: F401 (re-exported)
 
 # Folders that never hold the app's own modules.
 _SKIP_DIRS = frozenset({"node_modules", ".git", ".venv", "venv", "env", "__pycache__", "site-packages",
@@ -29,7 +34,8 @@ _FLASK_APP = re.compile(r"^app\s*(?::[^=]*)?=\s*(?:flask\.)?Flask\s*\(", re.M)
 _REQ_NAME = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)", re.M)
 
 
-READ_LIMIT = 4 * 1024 * 1024
+class NoStartCommand(Exception):
+    """A project with code but no way to start it: never served as a static site (a false success)."""
 
 
 @dataclass(frozen=True)
@@ -38,29 +44,8 @@ class Detection:
     reason: str
 
 
-def read_text(directory: Path, path: Path) -> str | None:
-    """A project file as root reads it: no link followed on the way, regular files only,
-    capped, never blocking (a FIFO named package.json must not hang the boot); None otherwise."""
-    try:
-        data = safefs.read_file(path, under=directory.parent, limit=READ_LIMIT)
-    except (safefs.UnsafeFile, OSError, ValueError):
-        return None
-    return None if data is None else data.decode("utf-8", "replace")
-
-
 def static_command(directory: Path) -> str:
     return f"python3 -m http.server $PORT --directory {shlex.quote(str(directory))} --bind 0.0.0.0"
-
-
-def _procfile_web(directory: Path) -> str | None:
-    text = read_text(directory, directory / "Procfile")
-    if text is None:
-        return None
-    for line in text.splitlines():
-        key, sep, value = line.partition(":")
-        if sep and key.strip() == "web" and value.strip():
-            return value.strip()
-    return None
 
 
 def _node(directory: Path) -> Detection | None:
@@ -73,13 +58,58 @@ def _node(directory: Path) -> Detection | None:
         manifest = {}
     if not isinstance(manifest, dict):
         manifest = {}
-    scripts = manifest.get("scripts")
-    if isinstance(scripts, dict) and scripts.get("start"):
+    scripts = manifest.get("scripts") if isinstance(manifest.get("scripts"), dict) else {}
+    start = scripts.get("start") if isinstance(scripts.get("start"), str) else ""
+    static = _static_output(directory)
+    if start and not (static and _DEV_SERVER.match(start)):
         return Detection("npm start", "detected: package.json scripts.start")
+    found = _framework(directory, manifest) or static
+    if found:
+        return found
     for candidate in (manifest.get("main"), "server.js", "index.js"):
         if isinstance(candidate, str) and candidate and (directory / candidate).is_file():
             why = "package.json main" if candidate == manifest.get("main") else candidate
             return Detection(f"node {shlex.quote(candidate)}", f"detected: node {why}")
+    return None
+
+
+def _node_missing(directory: Path) -> str:
+    text = read_text(directory, directory / "package.json") or ""
+    what = "its build made no server or site known here" if '"build"' in text else "it has no scripts.build"
+    return (f"package.json has no scripts.start, no main/server.js/index.js, and {what}: "
+            "add scripts.start or a Procfile with a web: line")
+
+
+# Start scripts that run a development server: a built static site is served instead.
+_DEV_SERVER = re.compile(r"^\s*(react-scripts start|vite(\s+(dev|serve))?|astro dev|next dev)\b")
+_STATIC_OUTPUTS = ("dist", "build", "out", ".output/public")
+
+
+def _static_output(directory: Path) -> Detection | None:
+    """Vite (dist/), CRA (build/), Astro (dist/), Next export (out/): a built static site."""
+    for sub in _STATIC_OUTPUTS:
+        if (directory / sub / "index.html").is_file():
+            return Detection(static_command(directory / sub), f"detected: static output of the build in {sub}/")
+    return None
+
+
+def _framework(directory: Path, manifest: dict) -> Detection | None:
+    deps: set[str] = set()
+    for key in ("dependencies", "devDependencies"):
+        if isinstance(manifest.get(key), dict):
+            deps |= set(manifest[key])
+    if "next" in deps:
+        if not (directory / ".next").is_dir():
+            raise NoStartCommand("a Next.js app without its build (.next): add scripts.build (next build)")
+        return Detection("node_modules/.bin/next start -p $PORT", "detected: Next.js (next start)")
+    servers = (("@sveltejs/kit", "build/index.js", "SvelteKit adapter-node"),
+               ("nuxt", ".output/server/index.mjs", "Nuxt server"),
+               ("@remix-run/serve", "build/server/index.js", "Remix server"))
+    for dep, entry, what in servers:
+        if dep in deps and (directory / entry).is_file():
+            if dep == "@remix-run/serve":
+                return Detection(f"node_modules/.bin/remix-serve ./{entry}", f"detected: {what} ({entry})")
+            return Detection(f"node {entry}", f"detected: {what} ({entry})")
     return None
 
 
@@ -190,10 +220,23 @@ def _python(directory: Path, venv_dir: Path | None) -> Detection | None:
             # Better than `python app.py`, which usually ignores $PORT.
             return Detection(f"flask --app {module}:app run --host 0.0.0.0 --port $PORT",
                              f"detected: Flask app in {module} (flask run; add gunicorn for production)")
+    # Without a venv there is no `python` on Debian, only `python3`.
+    python = "python" if venv_dir is not None and venv_dir.is_dir() else "python3"
     for script in ("main.py", "app.py", "server.py"):
-        if (directory / script).is_file():
-            return Detection(f"python {script}", f"detected: {script}")
+        text = read_text(directory, directory / script)
+        if text is None:
+            continue
+        if (_ASGI_APP.search(text) or _FLASK_APP.search(text)) and "__main__" not in text:
+            # importing the app serves nothing: it would exit 0 at once and look started
+            raise NoStartCommand(f"{script} defines a web app but nothing serves it: add a server "
+                                 "(uvicorn, gunicorn) to the requirements or a Procfile with a web: line")
+        return Detection(f"{python} {script}", f"detected: {script}")
     return None
+
+
+def _has_python(directory: Path) -> bool:
+    # Sources, not manifests: a static site may carry a requirements.txt for its tooling.
+    return any(p.is_file() for p in directory.glob("*.py"))
 
 
 def _static(directory: Path) -> Detection:
@@ -206,8 +249,17 @@ def _static(directory: Path) -> Detection:
 
 
 def detect_command(directory: Path, venv_dir: Path | None = None) -> Detection:
+    """Raises :class:`NoStartCommand` for code with no way to start (never a static site then)."""
     directory = Path(directory)
-    web = _procfile_web(directory)
-    if web:
-        return Detection(web, "detected: Procfile web")
-    return _node(directory) or _python(directory, Path(venv_dir) if venv_dir else None) or _static(directory)
+    declared = declared_web(directory)
+    if declared:
+        return Detection(declared.command, declared.reason)
+    found = _node(directory) or _python(directory, Path(venv_dir) if venv_dir else None)
+    if found:
+        return found
+    if (directory / "package.json").is_file():
+        raise NoStartCommand(_node_missing(directory))
+    if _has_python(directory):
+        raise NoStartCommand("Python sources but no way to start them: add a Procfile with a web: line, "
+                             "or main.py/app.py, or a cmd")
+    return _static(directory)

@@ -44,6 +44,7 @@ from maestro_runtime.sources.classify import (
     Source,
     SourceError,
     classify,
+    describe_ref,
     github_archive,
     is_bare_git,
     local_path,
@@ -215,10 +216,11 @@ def _materialise(source: Source, repo: str, ref: str, staging: Path, download_to
             )
         except git.GitError as exc:
             raise SourceError(_scrub(str(exc), opts)) from exc
-        log.info("checked out %s at %s (%s)", shown, ref, how)
+        log.info("checked out %s at %s (%s)", shown, describe_ref(ref), how)
         return
     if source.kind == "github":
         url, headers = github_archive(source.location, ref, opts)
+        shown = f"{shown} at {describe_ref(ref)}"  # a 404 is most often a wrong ref: name it
         name = "archive.tar.gz"
     else:
         url, headers, name = repo, {}, urlsplit(repo).path

@@ -166,6 +166,12 @@ def clone(
                 detail += " (the git token is never sent over plain http://: use https://)"
             return GitError(f"{what}: {detail}")
 
+        if not ref:  # blank: whatever the remote's HEAD names (its default branch)
+            log(f"git: shallow clone of {shown} at its default branch")
+            proc = run(["clone", "--quiet", "--depth", "1", "--single-branch", "--", url, str(dest)])
+            if proc.returncode != 0:
+                raise fail(f"git clone of {shown} (default branch) failed", proc)
+            return "default branch"
         log(f"git: shallow clone of {shown} at {ref}")
         proc = run(["clone", "--quiet", "--depth", "1", "--branch", ref, "--single-branch", "--", url, str(dest)])
         if proc.returncode == 0:
@@ -174,7 +180,7 @@ def clone(
         if not (missing and looks_like_commit(ref)):
             if missing:
                 raise GitError(f"git ref {ref!r} not found in {shown}")
-            raise fail(f"git clone of {shown} failed", proc)
+            raise fail(f"git clone of {shown} at ref {ref!r} failed", proc)
 
         # A commit id: fetch just that commit; fall back to a full clone for short ids.
         _remove(dest)
@@ -195,7 +201,7 @@ def clone(
         log(f"git: {shown} refused a shallow fetch of {ref}; cloning the full history")
         proc = run(["clone", "--quiet", "--no-checkout", "--", url, str(dest)])
         if proc.returncode != 0:
-            raise fail(f"git clone of {shown} failed", proc)
+            raise fail(f"git clone of {shown} at ref {ref!r} failed", proc)
         proc = run(["checkout", "--quiet", "--detach", ref], cwd=dest)
         if proc.returncode != 0:
             raise GitError(f"git ref {ref!r} not found in {shown}")

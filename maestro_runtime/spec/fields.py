@@ -42,7 +42,7 @@ def parse_port(origin: str, raw: Any) -> int | None:
 
 def parse_ref(origin: str, raw: str | None) -> str:
     ref = (raw or "").strip() or DEFAULT_REF
-    if not _REF_RE.match(ref) or ref.startswith("-") or ".." in ref:
+    if ref and (not _REF_RE.match(ref) or ref.startswith("-") or ".." in ref):
         raise SpecError(origin, "ref", f"not a valid git ref: {ref[:60]!r}")
     return ref
 

@@ -8,7 +8,8 @@ from pathlib import Path
 
 from maestro_runtime.spec.naming import name_from_repo, sanitize_name
 
-DEFAULT_REF = "main"
+# Blank: the repository's own default branch (GitHub: the archive of HEAD; git: the remote HEAD).
+DEFAULT_REF = ""
 
 
 class SpecError(Exception):
@@ -60,6 +61,8 @@ class ServiceSpec:
     keep: tuple[str, ...] = ("data",)
     allow_hosts: tuple[str, ...] = ()
     limits: Limits = field(default_factory=Limits)
+    release: str | None = None  # runs after each build, before the new version starts (Procfile release:)
+    processes: Mapping[str, str] = field(default_factory=dict)  # type -> command (Procfile worker: ...)
     allow_system_path: bool = False  # the operator's say-so for a repo like /etc (deploy --allow-system-path)
     # Issue 14: one-shot tasks, schedules, dependencies, branch workspaces (see spec/tasks.py).
     role: str = "service"  # "service" | "task" (YAML ``kind:``, SVC_<i>_KIND, deploy --task)

@@ -67,6 +67,7 @@ class ServiceRecord:
     depends_on: dict[str, str] = field(default_factory=dict)
     workspace: dict[str, str] = field(default_factory=dict)  # store, branch, base (see tasks/workspace.py)
     program_revision: str = ""  # of the program last rendered: a task whose revision changed runs again
+    processes: dict[str, str] = field(default_factory=dict)  # Procfile types other than web/release
 
     @property
     def ready(self) -> bool:

@@ -117,7 +117,7 @@ def test_rendered_services_file_is_read_by_the_runtime(tmp_path):
     assert api.cmd == "gunicorn -b 0.0.0.0:$PORT app:app"
     assert (site.limits.memory, site.limits.pids_max, site.allow_hosts) == (
         "256M", 64, ("pypi.org", "files.pythonhosted.org"))
-    assert site.ref == "main", "an attribute left out is not written, so the runtime default applies"
+    assert site.ref == "", "an attribute left out is not written, so the runtime default applies"
 
 
 @pytest.mark.skipif(TERRAFORM is None, reason="terraform CLI not installed: fmt and console checks skipped")

@@ -11,7 +11,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from fixtures.projects import FASTAPI_MAIN, FLASK_APP, STARLETTE_MAIN, write
 
-from maestro_runtime.sources.detect import declared_packages, detect_command, installed_packages
+from maestro_runtime.sources.detect import NoStartCommand, declared_packages, detect_command, installed_packages
 
 
 def fake_venv(root: Path, *packages: str) -> Path:
@@ -51,7 +51,7 @@ def test_node(tmp_path, package, files, command, reason):
 
 def test_node_package_without_entry_falls_to_python(tmp_path):
     write(tmp_path, {"package.json": "{}", "app.py": ""})
-    assert detect_command(tmp_path).command == "python app.py"
+    assert detect_command(tmp_path).command == "python3 app.py", "no venv: Debian has python3 only"
 
 
 def test_django_with_and_without_gunicorn(tmp_path):
@@ -74,7 +74,8 @@ def test_fastapi_module_is_found(tmp_path):
 
 def test_starlette_needs_uvicorn_installed(tmp_path):
     write(tmp_path, {"main.py": STARLETTE_MAIN})
-    assert detect_command(tmp_path, venv_dir=fake_venv(tmp_path / "a", "starlette")).command == "python main.py"
+    with pytest.raises(NoStartCommand, match=r"main\.py defines a web app but nothing serves it"):
+        detect_command(tmp_path, venv_dir=fake_venv(tmp_path / "a", "starlette"))
     d = detect_command(tmp_path, venv_dir=fake_venv(tmp_path / "b", "starlette", "uvicorn"))
     assert d.command == "uvicorn main:app --host 0.0.0.0 --port $PORT"
 
@@ -89,7 +90,8 @@ def test_flask(tmp_path):
 @pytest.mark.parametrize("script", ["main.py", "app.py", "server.py"])
 def test_plain_python_script(tmp_path, script):
     write(tmp_path, {script: "print(1)\n", "other.py": ""})
-    assert detect_command(tmp_path).command == f"python {script}"
+    assert detect_command(tmp_path).command == f"python3 {script}"
+    assert detect_command(tmp_path, venv_dir=fake_venv(tmp_path / "h", "x")).command == f"python {script}"
 
 
 def test_static(tmp_path):
@@ -106,3 +108,63 @@ def test_package_readers(tmp_path):
                      "pyproject.toml": '[project]\ndependencies = ["uvicorn[standard]>=0.3", "fastapi"]\n'})
     assert {"django-rest-framework", "uvicorn", "fastapi"} <= declared_packages(tmp_path)
     assert installed_packages(fake_venv(tmp_path / "v", "typing_extensions")) == {"typing-extensions"}
+
+
+# ---------------------------------------------------------------- declared elsewhere; no false success
+
+
+@pytest.mark.parametrize("files, command, reason", [
+    ({"railway.json": json.dumps({"deploy": {"startCommand": "hypercorn main:app --bind [::]:$PORT"}})},
+     "hypercorn main:app --bind [::]:$PORT", "detected: railway.json deploy.startCommand"),
+    ({"railway.toml": '[deploy]\nstartCommand = "gunicorn main:app"\n'}, "gunicorn main:app",
+     "detected: railway.toml deploy.startCommand"),
+    ({"render.yaml": "services:\n  - type: worker\n    startCommand: celery w\n"
+                     "  - type: web\n    startCommand: uvicorn main:app --port $PORT\n"},
+     "uvicorn main:app --port $PORT", "detected: render.yaml startCommand"),
+    ({"nixpacks.toml": '[start]\ncmd = "node dist/main.js"\n'}, "node dist/main.js",
+     "detected: nixpacks.toml [start] cmd"),
+    ({"Procfile": "web: gunicorn a:app\n", "railway.json": json.dumps({"deploy": {"startCommand": "x"}})},
+     "gunicorn a:app", "detected: Procfile web"),
+])
+def test_platform_files_declare_the_start(tmp_path, files, command, reason):
+    write(tmp_path, {"main.py": FASTAPI_MAIN, **files})
+    d = detect_command(tmp_path)
+    assert (d.command, d.reason) == (command, reason)
+
+
+def test_package_json_without_a_start_is_an_error_not_a_static_site(tmp_path):
+    write(tmp_path, {"package.json": json.dumps({"scripts": {"build": "vite build"}}), "index.html": ""})
+    with pytest.raises(NoStartCommand, match=r"add scripts\.start or a Procfile"):
+        detect_command(tmp_path)
+
+
+def test_python_sources_without_a_start_are_an_error(tmp_path):
+    write(tmp_path, {"requirements.txt": "requests\n", "lib.py": "x = 1\n", "index.html": ""})
+    with pytest.raises(NoStartCommand, match="add a Procfile with a web: line"):
+        detect_command(tmp_path)
+
+
+@pytest.mark.parametrize("package, files, command, reason", [
+    ({"dependencies": {"next": "15"}, "scripts": {"build": "next build"}}, {".next/BUILD_ID": "x"},
+     "node_modules/.bin/next start -p $PORT", "detected: Next.js (next start)"),
+    ({"devDependencies": {"@sveltejs/kit": "2"}, "scripts": {"build": "vite build"}}, {"build/index.js": ""},
+     "node build/index.js", "detected: SvelteKit adapter-node (build/index.js)"),
+    ({"dependencies": {"nuxt": "3"}}, {".output/server/index.mjs": ""}, "node .output/server/index.mjs",
+     "detected: Nuxt server (.output/server/index.mjs)"),
+    ({"scripts": {"start": "react-scripts start", "build": "react-scripts build"}}, {"build/index.html": ""},
+     None, "detected: static output of the build in build/"),
+    ({"scripts": {"build": "vite build"}}, {"dist/index.html": ""}, None,
+     "detected: static output of the build in dist/"),
+])
+def test_framework_outputs(tmp_path, package, files, command, reason):
+    write(tmp_path, {"package.json": json.dumps(package), **files})
+    d = detect_command(tmp_path)
+    assert d.reason == reason and (command is None or d.command == command)
+
+
+def test_next_without_its_build_is_an_error(tmp_path):
+    write(tmp_path, {"package.json": json.dumps({"dependencies": {"next": "15"}, "scripts": {"start": "x"}})})
+    assert detect_command(tmp_path).command == "npm start"
+    (tmp_path / "package.json").write_text(json.dumps({"dependencies": {"next": "15"}}))
+    with pytest.raises(NoStartCommand, match="next build"):
+        detect_command(tmp_path)

@@ -127,15 +127,18 @@ def test_event_headers_and_payload():
     assert meta["processname"] == "web" and meta["channel"] == "stderr" and data == b"line 1\nline 2\n"
 
 
-def test_runtime_log_lines_are_one_line_and_redacted(capsys):
+def test_runtime_log_lines_are_prefixed_lines_and_redacted(capsys):
+    """A multi-line message is printed as lines (issue 12: a failed build's tail is readable),
+    every one prefixed and stamped, never a continuation a reader could take for a service's."""
     root = logging.getLogger("maestro")
     saved = (list(root.handlers), root.level, root.propagate)
     logger = log_format.setup_logging("debug")
     try:
         logger.warning("fetch of https://u:tok3n@h/x failed:\nsecond line")
-        err = capsys.readouterr().err
-        assert err.startswith("[maestro][warn] ") and err.count("\n") == 1
-        assert "tok3n" not in err and "\\nsecond line" in err
+        lines = capsys.readouterr().err.splitlines()
+        assert len(lines) == 2 and all(" [maestro][warn] " in line for line in lines)
+        assert lines[1].endswith("[maestro][warn] | second line")
+        assert "tok3n" not in "".join(lines) and "***@h/x" in lines[0]
         assert log_format.setup_logging("nonsense").level == logging.INFO
     finally:
         root.handlers[:], root.level, root.propagate = saved

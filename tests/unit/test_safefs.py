@@ -105,7 +105,8 @@ def every_operation(base: Path, tree: Path) -> None:
                 action()
     with contextlib.suppress(SpecError):
         parse_preseeded_folder(tree, {}, "auto")
-    detect.detect_command(tree)
+    with contextlib.suppress(detect.NoStartCommand):  # a hostile tree may well have no way to start
+        detect.detect_command(tree)
     for name in names:
         safefs.remove_tree(tree / name, under=base)
 

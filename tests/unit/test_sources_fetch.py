@@ -255,3 +255,40 @@ def test_local_folder_and_file_url(tmp_path):
     assert (tmp_path / "a/index.html").read_text() == (tmp_path / "b/index.html").read_text() == "local\n"
     with pytest.raises(SourceError, match="not a folder"):
         fetch(str(tmp_path / "missing"), "main", tmp_path / "c", options=FAST)
+
+
+# ---------------------------------------------------------------- blank ref = the default branch
+
+
+@pytest.fixture(scope="module")
+def standin(tmp_path_factory):
+    from tests.fixtures.ghstandin import GitHubStandIn, master_repo
+
+    bare = master_repo(tmp_path_factory.mktemp("gh"), {"index.html": "<h1>from master</h1>\n"})
+    server = GitHubStandIn({"acme/legacy": bare})
+    yield server
+    server.close()
+
+
+def test_blank_ref_github_archive_is_the_default_branch(tmp_path, standin):
+    settings = Settings.from_env({"MAESTRO_GITHUB_CODELOAD_URL": standin.base,
+                                  "MAESTRO_GITHUB_API_URL": standin.base})
+    fetch("https://github.com/acme/legacy", "", tmp_path / "web", settings=settings)
+    assert (tmp_path / "web" / "index.html").read_text() == "<h1>from master</h1>\n"
+    assert "/acme/legacy/tar.gz/HEAD" in standin.paths
+
+
+def test_blank_ref_git_clone_is_the_remote_head(tmp_path, standin):
+    fetch(f"{standin.base}/acme/legacy.git", "", tmp_path / "web", options=FAST)
+    assert (tmp_path / "web" / "index.html").read_text() == "<h1>from master</h1>\n"
+    assert git_out("rev-parse", "--abbrev-ref", "HEAD", cwd=tmp_path / "web") == "master"
+
+
+def test_fetch_errors_name_url_and_ref(tmp_path, standin):
+    settings = Settings.from_env({"MAESTRO_GITHUB_CODELOAD_URL": standin.base, "MAESTRO_FETCH_RETRIES": "0"})
+    with pytest.raises(SourceError) as info:
+        fetch("https://github.com/acme/legacy", "main", tmp_path / "a", settings=settings)
+    assert "https://github.com/acme/legacy" in str(info.value) and "'main'" in str(info.value)
+    assert "404" in str(info.value)
+    with pytest.raises(SourceError, match=r"'main' not found in .*acme/legacy"):
+        fetch(f"{standin.base}/acme/legacy.git", "main", tmp_path / "b", options=FAST)

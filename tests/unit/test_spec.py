@@ -15,7 +15,7 @@ def test_services_string_fields_and_defaults():
     assert not result.errors
     a, b = result.specs
     assert (a.repo, a.port, a.ref, a.name, a.user, a.cmd) == ("/src/a", 8080, "dev", "web", "alice", "npm start")
-    assert (b.repo, b.port, b.ref, b.name, b.user, b.cmd) == ("/src/b", None, "main", None, None, None)
+    assert (b.repo, b.port, b.ref, b.name, b.user, b.cmd) == ("/src/b", None, "", None, None, None)
     assert a.origin == "SERVICES[1]"
 
 

@@ -1,0 +1,58 @@
+"""What a build is (pure value objects) and the small helpers both ecosystems use."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from maestro_runtime import safefs
+
+STAMP_NAME = ".maestro-build-stamp"
+PYTHON_INPUTS = ("requirements.txt", "pyproject.toml", "setup.py", "setup.cfg", "uv.lock", ".python-version",
+                 "runtime.txt")
+TAIL_LINES = 25
+META_LIMIT = 64 * 1024  # stamps, pyvenv.cfg
+
+
+class BuildError(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class Plan:
+    ecosystem: str  # "python" | "node"
+    inputs: tuple[str, ...]  # files (relative to the project) the stamp covers
+    steps: tuple[tuple[str, ...], ...]
+    stamp_path: Path
+    tool: tuple[str, ...]  # argv printing the interpreter version, part of the stamp
+
+
+def tail(text: str, lines: int = TAIL_LINES) -> str:
+    return "\n".join(text.rstrip().splitlines()[-lines:])
+
+
+def venv_is_fresh_needed(venv_dir: Path, python_version: str, trusted: Path) -> bool:
+    """A missing or broken venv, or one made by another interpreter, is rebuilt from scratch."""
+    try:
+        cfg = safefs.read_file(venv_dir / "pyvenv.cfg", under=trusted, limit=META_LIMIT)
+    except (safefs.UnsafeFile, OSError):
+        return True
+    if cfg is None or not (venv_dir / "bin" / "python").exists():
+        return True
+    for line in cfg.decode(errors="replace").splitlines():
+        key, _, value = line.partition("=")
+        if key.strip() in ("version", "version_info"):
+            return not python_version.endswith(value.strip())
+    return True
+
+
+def tool_version(argv: Sequence[str]) -> str:
+    try:
+        proc = subprocess.run(list(argv), capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise BuildError(f"{argv[0]} is not available: {exc}") from exc
+    if proc.returncode != 0:
+        raise BuildError(f"{argv[0]} --version failed: {tail(proc.stderr or proc.stdout, 3)}")
+    return (proc.stdout or proc.stderr).strip()

@@ -1,0 +1,123 @@
+"""Which Python a project gets (pure: texts and a list of interpreters in, a choice out).
+
+What a project asks for, as modern platforms read it: an exact pin from ``.python-version``
+(else ``runtime.txt``, ``python-3.11.4``), and constraints from ``pyproject.toml``
+``requires-python`` and ``uv.lock`` ``requires-python``. The pin is used when an
+interpreter of that version is here; otherwise the newest interpreter satisfying every
+constraint (and the pin's minor version when possible), with a warning naming both; an
+error only when none does. Versions and specifiers are PEP 440, read with ``packaging``.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from packaging.specifiers import InvalidSpecifier, SpecifierSet
+from packaging.version import InvalidVersion, Version
+
+
+class NoInterpreter(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class Request:
+    pin: str | None = None  # "3.12" or "3.12.4"
+    pin_source: str = ""
+    constraints: tuple[tuple[str, str], ...] = ()  # (specifier, where it came from)
+
+    @property
+    def empty(self) -> bool:
+        return self.pin is None and not self.constraints
+
+
+@dataclass(frozen=True)
+class Interpreter:
+    path: str
+    version: str  # "3.13.5"
+
+
+@dataclass(frozen=True)
+class Choice:
+    interpreter: Interpreter
+    warning: str | None = None
+
+
+_PIN = re.compile(r"^(?:cpython-|python-?)?(\d+\.\d+(?:\.\d+)?)\b")
+
+
+def read_request(texts: Mapping[str, str]) -> Request:
+    """``texts``: the project's files by name (``.python-version``, ``runtime.txt``,
+    ``pyproject.toml``, ``uv.lock``), only those present."""
+    pin = source = None
+    for name in (".python-version", "runtime.txt"):
+        for line in texts.get(name, "").splitlines():
+            match = _PIN.match(line.strip())
+            if match and not line.strip().startswith("#"):
+                pin, source = match.group(1), name
+                break
+        if pin:
+            break
+    constraints = []
+    for name, path in (("pyproject.toml", ("project", "requires-python")), ("uv.lock", ("requires-python",))):
+        if name not in texts:
+            continue
+        try:
+            value = tomllib.loads(texts[name])
+        except tomllib.TOMLDecodeError:
+            continue
+        for key in path:
+            value = value.get(key) if isinstance(value, dict) else None
+        if isinstance(value, str) and value.strip():
+            constraints.append((value.strip(), f"{name} requires-python"))
+    return Request(pin, source or "", tuple(constraints))
+
+
+def _satisfies(version: Version, constraints: Sequence[tuple[str, str]]) -> bool:
+    for spec, _ in constraints:
+        try:
+            if not SpecifierSet(spec).contains(version, prereleases=True):
+                return False
+        except InvalidSpecifier:
+            continue  # an unreadable constraint is the tool's to report, not ours
+    return True
+
+
+def _matches_pin(version: Version, pin: str) -> bool:
+    parts = [int(p) for p in pin.split(".")]
+    return list(version.release[: len(parts)]) == parts
+
+
+def choose(request: Request, available: Sequence[Interpreter]) -> Choice:
+    if not available:
+        raise NoInterpreter("no Python interpreter found")
+    known = []
+    for interp in available:
+        try:
+            known.append((Version(interp.version), interp))
+        except InvalidVersion:
+            continue
+    known.sort(key=lambda pair: pair[0], reverse=True)
+    if not known:
+        raise NoInterpreter("no Python interpreter with a readable version found")
+    wanted = " and ".join(f"{spec} ({where})" for spec, where in request.constraints)
+    if request.pin:
+        exact = [i for v, i in known if _matches_pin(v, request.pin) and _satisfies(v, request.constraints)]
+        if exact:
+            return Choice(exact[0])
+    fits = [(v, i) for v, i in known if _satisfies(v, request.constraints)]
+    have = ", ".join(i.version for _, i in known)
+    if not fits:
+        raise NoInterpreter(f"the project needs Python {wanted}; here: {have} (set MAESTRO_BUILD_PYTHON to "
+                            "an interpreter that fits, or use an image that has one)")
+    if request.pin:
+        minor = ".".join(request.pin.split(".")[:2])
+        same_minor = [i for v, i in fits if _matches_pin(v, minor)]
+        chosen = same_minor[0] if same_minor else fits[0][1]
+        why = f" and satisfies {wanted}" if wanted else ""
+        return Choice(chosen, f"the project asks for Python {request.pin} ({request.pin_source}), which is not "
+                              f"here; using {chosen.version}, the newest available that fits{why}")
+    return Choice(fits[0][1])

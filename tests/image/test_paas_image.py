@@ -1,0 +1,36 @@
+"""Issue 12 in the image: a project requiring Python >= 3.12 (trixie's 3.13) and a Node project
+whose build step makes its server both serve; the Django one also collects its static files,
+migrates in its release phase and runs its worker."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from fixtures import paas
+from image.conftest import http_get
+from integration.conftest import wait_for
+
+
+def test_python_312_project_and_node_build_step_serve(start_container, tmp_path):
+    projects = tmp_path / "projects"
+    paas.django_project(projects / "django-site")
+    paas.node_build_makes_server(projects / "built")
+    for path in [projects, *projects.rglob("*")]:
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    projects.parent.chmod(0o755)
+    container = start_container(
+        "-v", f"{projects}:/opt/projects", projects=False,
+        env={"MAESTRO_SANDBOX_MODE": "off", "SECRET_KEY": "image-test"}, wait=False)  # builds come first
+    services = container.wait_running(["django-site", "built"], timeout=600)
+    django = services["django-site"]
+    assert django["command_reason"] == "detected: Procfile web"
+    status, body = wait_for(lambda: http_get(django["port"]), 60, what="django to answer")
+    # trixie's 3.13 for ".python-version 3.13" + "requires-python >= 3.12"; release: migrated first
+    assert (status, body) == (200, "django-site python 3.13 migrated=True\n"), body
+    assert "collectstatic done" in container.logs()
+    worker = container.wait_running(["django-site-worker"], timeout=60)["django-site-worker"]
+    assert worker["user"] == django["user"] and worker["command"] == "python worker.py"
+    status, body = wait_for(lambda: http_get(services["built"]["port"]), 30, what="the built server")
+    assert (status, body) == (200, "built-app made by the build, 1m\n")
