@@ -24,7 +24,7 @@ log = logging.getLogger("maestro")
 
 def _settings() -> Settings:
     settings = load_or_exit(Path(sys.argv[0]).name or "maestro")  # bad settings: exit 2
-    setup_logging(settings.log_level)
+    setup_logging(settings.log_level, settings.log_timestamps)
     return settings
 
 

@@ -137,7 +137,7 @@ def main(prepare_only: bool) -> None:
     """Boot maestro-runtime: gather pre-seeded folders and specs (YAML file, SERVICES, SVC_*),
     provision each service, and run them all under supervisord (the image's entrypoint)."""
     settings = load_or_exit("maestro-entrypoint")  # every bad setting listed, exit 2
-    setup_logging(settings.log_level)
+    setup_logging(settings.log_level, settings.log_timestamps)
     if os.geteuid() != 0:
         log.error("maestro-entrypoint must run as root (it creates users and drops to them)")
         raise SystemExit(1)

@@ -8,7 +8,6 @@ each continuation prefixed ``[maestro][level] | `` so no line can pass for anoth
 from __future__ import annotations
 
 import logging
-import os
 import sys
 import time
 
@@ -16,10 +15,6 @@ from maestro_runtime.sources.redact import redact
 
 LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING, "error": logging.ERROR}
 NAMES = {logging.DEBUG: "debug", logging.INFO: "info", logging.WARNING: "warn", logging.ERROR: "error"}
-
-
-def timestamps_wanted(env=os.environ) -> bool:
-    return env.get("MAESTRO_LOG_TIMESTAMPS", "1").strip().lower() not in ("0", "false", "no", "off")
 
 
 class _Formatter(logging.Formatter):
@@ -39,11 +34,12 @@ class _Formatter(logging.Formatter):
         return "\n".join([head + lines[0], *(f"{head}| {line}" for line in lines[1:])])
 
 
-def setup_logging(level: str = "info", timestamps: bool | None = None) -> logging.Logger:
+def setup_logging(level: str = "info", timestamps: bool = True) -> logging.Logger:
+    """The runtime's own lines on stderr; ``timestamps`` is ``settings.log_timestamps``."""
     logger = logging.getLogger("maestro")
     logger.handlers.clear()
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(_Formatter(timestamps_wanted() if timestamps is None else timestamps))
+    handler.setFormatter(_Formatter(timestamps))
     logger.addHandler(handler)
     logger.setLevel(LEVELS.get(level, logging.INFO))
     logger.propagate = False

@@ -419,6 +419,7 @@ class Settings:
     stopwaitsecs: int
     # Set when the configured runtime dir is read-only and the state dir holds it (said at boot).
     runtime_note: str | None = None
+    log_timestamps: bool = True  # MAESTRO_LOG_TIMESTAMPS: ISO 8601 times on the runtime's own lines
     fetch: FetchSettings = field(default_factory=FetchSettings)
     build: BuildSettings = field(default_factory=BuildSettings)
     sandbox: SandboxSettings = field(default_factory=SandboxSettings)
@@ -494,6 +495,7 @@ class Settings:
             local_source_roots=tuple(
                 Path(r) for r in env.get("MAESTRO_LOCAL_SOURCE_ROOTS", "").replace(",", " ").split()),
             term=env.get("TERM"),
+            log_timestamps=env.get("MAESTRO_LOG_TIMESTAMPS", "1").strip().lower() not in ("0", "false", "no", "off"),
         )
         if problems:
             raise SettingsError(problems)

@@ -217,7 +217,7 @@ def main() -> None:
     from maestro_runtime.log_format import setup_logging
 
     settings = Settings.from_env()
-    setup_logging(settings.log_level)
+    setup_logging(settings.log_level, settings.log_timestamps)
     runner = Runner(settings)
     interval = 0.5
     while True:

@@ -3,7 +3,8 @@
 import logging
 import re
 
-from maestro_runtime.log_format import _Formatter, timestamps_wanted
+from maestro_runtime.log_format import _Formatter
+from maestro_runtime.settings import Settings
 
 
 def record(msg: str) -> logging.LogRecord:
@@ -21,4 +22,5 @@ def test_iso_timestamp_and_lines():
 
 def test_timestamps_off():
     assert _Formatter(False).format(record("hello")) == "[maestro][error] hello"
-    assert not timestamps_wanted({"MAESTRO_LOG_TIMESTAMPS": "0"}) and timestamps_wanted({})
+    assert not Settings.from_env({"MAESTRO_LOG_TIMESTAMPS": "0"}).log_timestamps
+    assert Settings.from_env({}).log_timestamps
