@@ -15,6 +15,7 @@ from maestro_runtime.spec.fields import (
     parse_host,
     parse_keep,
     parse_limits,
+    parse_policy,
     str_list,
 )
 from maestro_runtime.spec.model import ParseResult, ServiceSpec, SpecError
@@ -22,7 +23,8 @@ from maestro_runtime.spec.model import ParseResult, ServiceSpec, SpecError
 SERVICE_FIELDS = ("repo", "port", "ref", "name", "user", "cmd")
 YAML_FIELDS = frozenset(
     {*SERVICE_FIELDS, "command", "env", "health", "autostart", "sha256", "keep",
-     "allow_hosts", "memory", "cpu_quota_us", "cpu_period_us", "pids_max", "allow_system_path"}
+     "allow_hosts", "memory", "cpu_quota_us", "cpu_period_us", "pids_max", "allow_system_path",
+     "restart", "backoff", "max_restarts", "restart_on_unhealthy", "essential"}
 )
 
 
@@ -102,6 +104,7 @@ def parse_yaml_entry(origin: str, entry: Any) -> ServiceSpec:
         allow_hosts=tuple(parse_host(origin, h) for h in str_list(origin, "allow_hosts", entry["allow_hosts"]))
         if "allow_hosts" in entry else (),
         limits=parse_limits(origin, entry),
+        policy=parse_policy(origin, entry),
         allow_system_path=allow_system_path,
     )
 
