@@ -58,11 +58,28 @@ def _find(store: RecordStore, name: str) -> ServiceRecord:
 
 @click.command("list-services")
 @click.option("--json", "as_json", is_flag=True, help="A JSON array for tools (stable keys, see README).")
-def list_services(as_json: bool) -> None:
-    """List every registered service with its status, pid, uptime, user, port and command."""
-    from maestro_runtime.ops.inventory import build_views, format_table
-
+@click.option("--watch", is_flag=True, help="Refresh the table every 2 seconds until Ctrl-C.")
+def list_services(as_json: bool, watch: bool) -> None:
+    """List every registered service: state, health, restarts, last exit, CPU, memory, port, command."""
     settings = _settings()
+    while True:
+        text, note = _services_text(settings, as_json)
+        if watch:
+            click.echo("\x1b[H\x1b[2J" + time.strftime("%H:%M:%S  ") + "(Ctrl-C to stop)")  # redraw in place
+        click.echo(text)
+        if note:
+            click.echo(note, err=True)
+        if not watch:
+            return
+        try:
+            time.sleep(2.0)
+        except KeyboardInterrupt:
+            return
+
+
+def _services_text(settings: Settings, as_json: bool) -> tuple[str, str]:
+    from maestro_runtime.ops.inventory import build_views, format_table, gather_extras
+
     records = RecordStore(settings.records_dir).all()
     processes = None
     try:
@@ -71,13 +88,12 @@ def list_services(as_json: bool) -> None:
             processes = supervisor.processes()
     except SupervisorUnavailable:
         processes = None
-    views = build_views(records, processes)
+    views = build_views(records, processes, gather_extras(settings.state_dir, records))
     if as_json:
-        click.echo(json.dumps([v.as_json() for v in views], indent=2))
+        text = json.dumps([v.as_json() for v in views], indent=2)
     else:
-        click.echo(format_table(views) if views else "no services registered")
-    if processes is None:
-        click.echo("note: supervisord is not running; statuses are unknown", err=True)
+        text = format_table(views) if views else "no services registered"
+    return text, "note: supervisord is not running; statuses are unknown" if processes is None else ""
 
 
 # ---------------------------------------------------------------- remove-service
@@ -314,6 +330,12 @@ def export(target: str, split: bool, output: Path | None, name: str, image: str 
 # ---------------------------------------------------------------- the group
 
 
+def _ops_commands() -> tuple[click.Command, ...]:
+    from maestro_runtime.cli_ops import COMMANDS  # start, stop, restart, logs
+
+    return COMMANDS
+
+
 class _Maestro(click.Group):
     """The ``maestro`` group; ``sandbox`` is loaded only when used (it is the heaviest import)."""
 
@@ -335,5 +357,7 @@ def maestro() -> None:
 
 
 for _command in (list_services, remove_service, deploy_from_env, deploy, allow_host, export):
+    maestro.add_command(_command)
+for _command in _ops_commands():
     maestro.add_command(_command)
 maestro.add_command(remove_service, "remove-project")

@@ -21,18 +21,29 @@ from pathlib import Path
 FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGHUP, signal.SIGUSR2)
 
 
+LAST = "maestro-logs"  # stops last, so every service's shutdown lines still reach stdout
+FIRST = "maestro-controller"  # stops first, so it restarts nothing while everything stops
+
+
 def stop_all_now(socket_path: str) -> None:
     """Signal every program in parallel; supervisord's own shutdown then finds them stopping."""
     try:
         from maestro_runtime.engine.supervisord import Supervisor
 
-        Supervisor(Path(socket_path)).call("supervisor.stopAllProcesses", False)
+        supervisor = Supervisor(Path(socket_path))
+        groups = {info["group"] for info in supervisor.call("supervisor.getAllProcessInfo")} - {LAST}
+        for group in sorted(groups, key=lambda g: g != FIRST):
+            try:
+                supervisor.call("supervisor.stopProcessGroup", group, False)
+            except Exception:
+                continue
     except Exception as exc:  # the daemon may be starting or gone; its own shutdown still runs
         print(f"[maestro][warn] parallel stop skipped: {exc}", file=sys.stderr, flush=True)
 
 
 def main() -> None:
     socket_path, pid = sys.argv[1], int(sys.argv[2])  # supervisord: our child, started before exec
+    verdict = Path(sys.argv[3]) if len(sys.argv) > 3 else None
 
     def forward(signum: int, _frame: object) -> None:
         if signum in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
@@ -50,7 +61,16 @@ def main() -> None:
         except InterruptedError:
             continue
         if child == pid:
-            sys.exit(os.waitstatus_to_exitcode(status) if os.WIFEXITED(status) else 128 + os.WTERMSIG(status))
+            code = os.waitstatus_to_exitcode(status) if os.WIFEXITED(status) else 128 + os.WTERMSIG(status)
+            sys.exit(forced_status(verdict) or code)
+
+
+def forced_status(path: Path | None) -> int:
+    """The controller's verdict (an essential service gave up), 0 when none."""
+    try:
+        return int(path.read_text().split()[0]) if path else 0
+    except (OSError, ValueError, IndexError):
+        return 0
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from maestro_runtime import safefs
+from maestro_runtime.control.runstate import RunStateStore
 from maestro_runtime.engine.supervisord import (
     ProgramOptions,
     RenderError,
@@ -185,7 +186,7 @@ class Provisioner:
             cache_dir=str(account.cache_dir),
             venv_dir=str(account.venv_dir) if account.venv_dir.is_dir() else "",
             port=port, command=command, command_reason=reason, env=dict(spec.env),
-            health={"kind": spec.health.kind, "path": spec.health.path}, autostart=spec.autostart,
+            health=spec.health.as_record(), policy=spec.policy.as_record(), autostart=spec.autostart,
             keep=list(spec.keep), allow_hosts=list(spec.allow_hosts),
             limits={k: v for k, v in spec.limits.__dict__.items() if v is not None},
             state=READY, error=None, updated=time.time(), revision=code.revision,
@@ -273,18 +274,32 @@ class Provisioner:
         script_text = sandbox_script(record, plan)
         script = self.launch_dir / f"{record.id}.sh"
         atomic_write(script, script_text, mode=0o700)
+        self._write_probe_script(record, plan)
+        # The controller restarts, with backoff (control/supervision.py); supervisord only runs.
+        # An operator's `maestro stop` holds across boots: the program then does not autostart.
+        stopped = RunStateStore(self.settings.state_dir).stopped(record.id)
         options = ProgramOptions(
-            autostart=record.autostart,
-            startsecs=self.settings.startsecs,
-            startretries=self.settings.startretries,
+            autostart=record.autostart and not stopped,
+            startsecs=0,
+            startretries=0,
             stopwaitsecs=self.settings.stopwaitsecs,
         )
         text = render_program(record.id, script, options, revision=program_revision(script_text, record))
         return write_program(self.settings.supervisor_conf_dir, record.id, text)
 
+    def _write_probe_script(self, record: ServiceRecord, plan: sandbox.LaunchPlan) -> None:
+        """An exec health probe runs through the same launch chain: same sandbox, same user."""
+        path = self.launch_dir / f"{record.id}.probe.sh"
+        command = record.health.get("command") if record.health.get("kind") == "exec" else None
+        if command:
+            atomic_write(path, sandbox_script(replace(record, command=str(command)), plan), mode=0o700)
+        else:
+            path.unlink(missing_ok=True)
+
     def deactivate(self, service_id: str) -> None:
         remove_program(self.settings.supervisor_conf_dir, service_id)
         (self.launch_dir / f"{service_id}.sh").unlink(missing_ok=True)
+        (self.launch_dir / f"{service_id}.probe.sh").unlink(missing_ok=True)
 
     def unregister(self, record: ServiceRecord) -> None:
         """Forget the service: program, launch script, port and record. Files stay."""
