@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-import json
+import os
+import socket
 import subprocess
 import time
+import urllib.request
+
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.integration.conftest import http_get, wait_for
 from tests.integration.ops_helpers import services_file
@@ -69,18 +73,40 @@ def test_logs_follow_exited_and_failed_build(maestro):
     assert len(recent) == 2 and all("tick" in line for line in recent)
 
 
-def test_busy_service_shows_cpu_and_rss(maestro):
-    spec = services_file(maestro, [{"name": "busy", "cmd": "python3 app.py", "app": BUSY}])
-    maestro.boot(MAESTRO_SERVICES_FILE=str(spec))
-    maestro.wait_running(["busy"])
+def test_busy_service_shows_cpu_and_rss_in_status_and_metrics(maestro):
+    with socket.socket() as probe:  # a free loopback port for the metrics endpoint
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    spec = services_file(maestro, [{"name": "busy", "cmd": "python3 app.py", "app": BUSY},
+                                   {"name": "idle", "cmd": "python3 -m http.server $PORT"}])
+    maestro.boot(MAESTRO_SERVICES_FILE=str(spec), MAESTRO_METRICS_ADDR=f"127.0.0.1:{port}")
+    maestro.wait_running(["busy", "idle"])
+
+    seen = []
 
     def sampled():
         row = maestro.services()["busy"]
+        seen.append(row["cpu_percent"])
         return row if row["cpu_percent"] is not None and row["cpu_percent"] > 50 else None
 
-    row = wait_for(sampled, 30, what="a CPU sample over 50%")
+    row = wait_for(sampled, 60, what=f"a CPU sample over 50% (load {os.getloadavg()})")
+    assert seen, seen
     assert row["memory_rss"] > 1_000_000 and row["schema"] == 2 and row["restarts"] == 0
     assert row["last_activity"] is not None
     table = maestro.run("list-services").stdout
     assert "busy" in table and "%" in table
-    json.dumps(row)
+
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    listed = maestro.services()
+    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
+               for family in text_string_to_metric_families(text) for s in family.samples}
+    for name in ("busy", "idle"):
+        key = (("service", name),)
+        assert samples[("maestro_service_up", key)] == 1
+        assert samples[("maestro_service_state", (("service", name), ("state", "RUNNING")))] == 1
+        # The same sample (or the next one, 5 s later) as list-services shows.
+        assert abs(samples[("maestro_service_memory_rss_bytes", key)] - listed[name]["memory_rss"]) \
+            <= 0.2 * listed[name]["memory_rss"]
+        assert abs(samples[("maestro_service_cpu_seconds_total", key)] - listed[name]["cpu_seconds"]) <= 6
+        assert samples[("maestro_service_restarts_total", key)] == 0
+    assert samples[("maestro_service_cpu_seconds_total", (("service", "busy"),))] > 1
