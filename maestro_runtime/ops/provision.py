@@ -302,10 +302,11 @@ class Provisioner:
         (self.launch_dir / f"{service_id}.probe.sh").unlink(missing_ok=True)
 
     def unregister(self, record: ServiceRecord) -> None:
-        """Forget the service: program, launch script, port and record. Files stay."""
+        """Forget the service: program, launch script, port, record and run state. Files (and logs) stay."""
         self.deactivate(record.id)
         self.ledger.release(record.id)
         self.store.delete(record.id)
+        RunStateStore(self.settings.state_dir).forget(record.id)  # a new service of that name starts afresh
 
     def cleanup(self, record: ServiceRecord, *, purge: bool, delete_user: bool) -> None:
         """After the service has stopped: its cgroups and allow-host additions go; its files and

@@ -98,3 +98,21 @@ def test_healthcheck_probes_itself_without_the_controller(maestro):
     finally:
         subprocess.run(["kill", "-CONT", str(pid)], check=True)
     assert healthcheck(maestro).returncode == 0
+
+
+def test_exec_probe_runs_as_the_service_user(maestro):
+    flags = maestro.root / "flags"
+    flags.mkdir()
+    flags.chmod(0o777)
+    probe = f"sh -c 'id -u > {flags}/uid; test ! -e {flags}/bad'"
+    spec = services_file(maestro, [{"name": "db", "cmd": "python3 -m http.server $PORT",
+                                    "health": {"exec": probe, "interval": "300ms", "retries": 2,
+                                               "start_period": "0s"}}])
+    maestro.boot(MAESTRO_SERVICES_FILE=str(spec))
+    maestro.wait_running(["db"])
+    wait_for(lambda: maestro.services()["db"]["health"] == "healthy", 20, what="exec probe healthy")
+    uid = int((flags / "uid").read_text())
+    assert uid != 0 and uid == (maestro.root / "home" / "svc_db").stat().st_uid
+    (flags / "bad").touch()
+    row = wait_for(lambda: (r := maestro.services()["db"])["health"] == "unhealthy" and r, 20, what="unhealthy")
+    assert row["health_detail"] == "exit 1"

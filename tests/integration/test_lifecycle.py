@@ -110,3 +110,18 @@ def test_busy_service_shows_cpu_and_rss_in_status_and_metrics(maestro):
         assert abs(samples[("maestro_service_cpu_seconds_total", key)] - listed[name]["cpu_seconds"]) <= 6
         assert samples[("maestro_service_restarts_total", key)] == 0
     assert samples[("maestro_service_cpu_seconds_total", (("service", "busy"),))] > 1
+
+
+def test_shutdown_lines_reach_the_log(maestro):
+    """The log listener stops last: what a service prints while it stops is kept."""
+    app = ("import signal, sys, time\n"
+           "def bye(*_):\n    print('bye ✓ clean shutdown', flush=True); sys.exit(0)\n"
+           "signal.signal(signal.SIGTERM, bye)\nprint('up', flush=True)\nwhile True: time.sleep(1)\n")
+    spec = services_file(maestro, [{"name": f"w{i}", "cmd": "python3 app.py", "app": app} for i in range(3)])
+    maestro.boot(MAESTRO_SERVICES_FILE=str(spec))
+    maestro.wait_running([f"w{i}" for i in range(3)])
+    wait_for(lambda: maestro.log().count("] up") == 3, 10, what="three services up")
+    assert maestro.stop() == 0
+    for i in range(3):
+        assert f"[w{i}] bye ✓ clean shutdown" in maestro.log()
+        assert "bye ✓ clean shutdown" in maestro.run("maestro", "logs", f"w{i}").stdout
