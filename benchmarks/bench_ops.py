@@ -13,6 +13,7 @@ than the image's wheel install). ``list-services`` of the checkout named by
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import statistics
@@ -76,10 +77,13 @@ def main() -> None:
             listing = json.loads(subprocess.run(["list-services", "--json"], env=env, capture_output=True,
                                                 text=True, timeout=60).stdout)
             healthy = sum(1 for row in listing if row["health"] == "healthy")
-            ls = timed([str(host.bin_dir / "list-services"), "--json"], env, args.runs)
-            hc = timed([sys.executable, "-I", "-S", str(HEALTHCHECK)], env, args.runs)
-            base = timed([str(host.bin_dir / "list-services"), "--json"],
-                         {**env, "PYTHONPATH": args.baseline_path}, args.runs) if args.baseline_path else None
+            listing_cmd = [str(host.bin_dir / "list-services"), "--json"]
+            ls, base, hc = [], [], []
+            for _ in range(args.runs):  # interleaved: a noisy neighbour weighs on both alike
+                ls += timed(listing_cmd, env, 1)
+                if args.baseline_path:
+                    base += timed(listing_cmd, {**env, "PYTHONPATH": args.baseline_path}, 1)
+                hc += timed([sys.executable, "-I", "-S", str(HEALTHCHECK)], env, 1)
             print(f"N = {args.n}, probe interval {args.interval} s, {healthy} healthy by the controller's probes")
             print(f"controller CPU over {wall:.0f} s: {cpu:.2f}% of one core "
                   f"(RSS {controller.memory_info().rss / 2**20:.1f} MiB)")
@@ -88,6 +92,17 @@ def main() -> None:
                 print(f"list-services --json of {args.baseline_path} (no rich status), same host: {ms(base)}")
             print(f"HEALTHCHECK wall (reads the probe states): {ms(hc)}")
             print(f"loadavg: {os.getloadavg()}")
+            if os.environ.get("BENCH_PROFILE"):  # where list-services spends its time, in this process
+                import cProfile
+                import pstats
+
+                os.environ.update(env)
+                from maestro_runtime.cli import list_services
+
+                profile = cProfile.Profile()
+                with open(os.devnull, "w") as sink, contextlib.redirect_stdout(sink):
+                    profile.runcall(list_services.main, ["--json"], standalone_mode=False)
+                pstats.Stats(profile, stream=sys.stderr).sort_stats("cumulative").print_stats(25)
         finally:
             host.destroy()
 

@@ -5,11 +5,12 @@ parent process: when it crashes or is restarted, supervisord brings it back and 
 service is touched (every decision it needs is in the state dir), and a bug in it
 cannot take the container's PID-1 chain down. One asyncio loop carries:
 
-- supervision: every TICK, supervisord's getAllProcessInfo -> supervision.step per
-  service -> start after the backoff, give up at max_restarts, alerts;
+- supervision: every TICK (0.5 s; 1 s when nothing moved for 10 s), supervisord's
+  getAllProcessInfo -> supervision.step per service -> start after the backoff,
+  give up at max_restarts, alerts;
 - probes: each due probe is a task on the same loop, bounded by its timeout, so a hung
   probe costs one pending task, never the loop;
-- samples: every SAMPLE_EVERY, CPU and RSS of every process tree -> status.json (the
+- samples: every SAMPLE_EVERY (10 s), CPU and RSS of every process tree -> status.json (the
   heartbeat list-services and HEALTHCHECK read) and the metrics snapshot.
 XML-RPC and psutil calls block, so they run in a worker thread; webhook delivery has
 its own thread and bounded queue (alerts.py).
@@ -28,15 +29,17 @@ from typing import Any
 from maestro_runtime.control import probes, supervision
 from maestro_runtime.control.alerts import Alerts
 from maestro_runtime.control.policy import Policy, resolve
-from maestro_runtime.control.runstate import RUNNING, RunState, RunStateStore
-from maestro_runtime.control.sampling import Sample, sample_tree
+from maestro_runtime.control.runstate import RUNNING, RunState, RunStateStore, describe_exit
+from maestro_runtime.control.sampling import Sample, children_map, sample_tree
 from maestro_runtime.engine.supervisord import Supervisor, SupervisorUnavailable
 from maestro_runtime.settings import OpsSettings, Settings
 from maestro_runtime.state.records import RecordStore, ServiceRecord
 
 log = logging.getLogger("maestro")
-TICK = 0.5
-SAMPLE_EVERY = 5.0
+TICK = 0.5  # while something moves: exits are seen within half a second, restarts land on time
+IDLE_TICK = 1.0  # when nothing changed for BUSY_FOR seconds: half the polling of a quiet host
+BUSY_FOR = 10.0
+SAMPLE_EVERY = 10.0
 FIRST_PROBE_AFTER = 1.0
 
 
@@ -58,6 +61,7 @@ class Controller:
         self.failed_seen: dict[str, float] = {}
         self._records_stamp: tuple[float, int] | None = None
         self.stopping = asyncio.Event()
+        self.busy_until = time.time() + BUSY_FOR
 
     # ------------------------------------------------------------ state
 
@@ -107,6 +111,8 @@ class Controller:
             if new.phase == RUNNING and new.last_start != before.last_start:
                 new = probes.new_run(new)
                 self.next_probe[service_id] = now + FIRST_PROBE_AFTER
+            if new != before or new.phase == "BACKOFF":
+                self.busy_until = now + BUSY_FOR
             self.save(service_id, new)
             for action in actions:
                 await self.act(record, policy, action)
@@ -120,7 +126,7 @@ class Controller:
     async def act(self, record: ServiceRecord, policy: Policy, action: supervision.Action) -> None:
         run = self.runs[record.id]
         if action.kind == "start":
-            log.info("service %s: restart %d (%s)", record.id, run.attempts, supervision.describe_exit(run))
+            log.info("service %s: restart %d (%s)", record.id, run.attempts, describe_exit(run))
             try:
                 await asyncio.to_thread(self.supervisor.call, "supervisor.startProcess", record.id, False)
             except Exception as exc:
@@ -205,9 +211,10 @@ class Controller:
     def sample_all(self) -> dict[str, Any]:
         now = time.monotonic()
         fresh: dict[str, Sample] = {}
+        children = children_map()
         for service_id, info in (self.processes or {}).items():
             if service_id in self.records and info.get("pid"):
-                sample = sample_tree(int(info["pid"]), now, self.samples.get(service_id))
+                sample = sample_tree(int(info["pid"]), now, self.samples.get(service_id), children)
                 if sample is not None:
                     fresh[service_id] = sample
         self.samples = fresh
@@ -258,8 +265,9 @@ class Controller:
             if time.monotonic() >= next_sample and self.processes is not None:
                 next_sample = time.monotonic() + SAMPLE_EVERY
                 await asyncio.to_thread(self.sample_all)
+            tick = TICK if time.time() < self.busy_until else IDLE_TICK
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.stopping.wait(), TICK)
+                await asyncio.wait_for(self.stopping.wait(), tick)
         for task in tasks:
             task.cancel()
         self.alerts.close()

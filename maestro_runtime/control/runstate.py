@@ -48,6 +48,24 @@ class RunState:
         return cls(**{k: v for k, v in data.items() if k in known})
 
 
+ENDED_STATES = frozenset({"EXITED", "FATAL"})
+
+
+def describe_exit(state: RunState) -> str:
+    if state.last_exit_code is None:
+        return "could not start"
+    if state.last_exit_code < 0:
+        return "killed by a signal"
+    return f"exit {state.last_exit_code}"
+
+
+def display_state(state: RunState, supervisor_state: str) -> str:
+    """What list-services shows: the controller's verdict where supervisord's own is too coarse."""
+    if supervisor_state in ENDED_STATES | {"STOPPED"} and state.phase in (BACKOFF, FATAL, EXITED, STOPPED):
+        return state.phase
+    return supervisor_state
+
+
 class RunStateStore:
     def __init__(self, state_dir: Path):
         self.folder = state_dir / "runstate"

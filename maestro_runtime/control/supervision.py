@@ -12,9 +12,18 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from maestro_runtime.control.policy import STABLE_AFTER, Policy
-from maestro_runtime.control.runstate import BACKOFF, EXITED, FATAL, RUNNING, STOPPED, RunState
+from maestro_runtime.control.runstate import (  # noqa: F401 - display_state: re-exported
+    BACKOFF,
+    ENDED_STATES,
+    EXITED,
+    FATAL,
+    RUNNING,
+    STOPPED,
+    RunState,
+    describe_exit,
+    display_state,
+)
 
-ENDED = frozenset({"EXITED", "FATAL"})
 LIVE = frozenset({"STARTING", "RUNNING"})
 
 
@@ -23,14 +32,6 @@ class Action:
     kind: str  # start | alert | exit_container
     event: str = ""  # for alerts: gave_up | exited
     detail: str = ""
-
-
-def describe_exit(state: RunState) -> str:
-    if state.last_exit_code is None:
-        return "could not start"
-    if state.last_exit_code < 0:
-        return "killed by a signal"
-    return f"exit {state.last_exit_code}"
 
 
 def step(policy: Policy, state: RunState, info: dict[str, Any] | None, now: float,
@@ -51,12 +52,12 @@ def step(policy: Policy, state: RunState, info: dict[str, Any] | None, now: floa
         return new, []
     if operator_stopped or (name == "STOPPED" and state.phase != BACKOFF):
         return (state if state.phase == STOPPED else replace(state, phase=STOPPED, next_restart_at=None)), []
-    if name in ENDED and start and start != state.handled_start:
+    if name in ENDED_STATES and start and start != state.handled_start:
         return _ended(policy, state, info, now, rand)
     if state.phase == BACKOFF and state.next_restart_at is not None and now >= state.next_restart_at:
         started = replace(state, attempts=state.attempts + 1, restarts=state.restarts + 1, next_restart_at=None)
         return started, [Action("start")]
-    if name in ENDED and not state.phase:  # first sight (e.g. state lost): judge it now
+    if name in ENDED_STATES and not state.phase:  # first sight (e.g. state lost): judge it now
         return _ended(policy, state, info, now, rand)
     return state, []
 
@@ -79,10 +80,3 @@ def _ended(policy: Policy, state: RunState, info: dict[str, Any], now: float, ra
         return replace(new, phase=FATAL, next_restart_at=None), actions
     delay = policy.backoff.delay(attempts, rand)
     return replace(new, phase=BACKOFF, next_restart_at=now + delay), actions
-
-
-def display_state(state: RunState, supervisor_state: str) -> str:
-    """What list-services shows: the controller's verdict where supervisord's own is too coarse."""
-    if supervisor_state in ENDED | {"STOPPED"} and state.phase in (BACKOFF, FATAL, EXITED, STOPPED):
-        return state.phase
-    return supervisor_state

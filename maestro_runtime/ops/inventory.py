@@ -81,7 +81,7 @@ class Extras:
 def enrich(base: ServiceView, extras: Extras, now: float) -> ServiceView:
     from dataclasses import replace
 
-    from maestro_runtime.control.supervision import describe_exit, display_state
+    from maestro_runtime.control.runstate import describe_exit, display_state
 
     run, sample = extras.run, extras.sample or {}
     changes: dict[str, Any] = {"operator_stopped": extras.operator_stopped, "build_seconds": extras.build_seconds}
