@@ -88,7 +88,7 @@ def _services_text(settings: Settings, as_json: bool) -> tuple[str, str]:
             processes = supervisor.processes()
     except SupervisorUnavailable:
         processes = None
-    views = build_views(records, processes, gather_extras(settings.state_dir, records))
+    views = build_views(records, processes, gather_extras(settings.state_dir, records), settings.startsecs)
     if as_json:
         text = json.dumps([v.as_json() for v in views], indent=2)
     else:
@@ -263,7 +263,10 @@ def _wait_running(settings: Settings, program_id: str, timeout: float) -> str:
     state = "unknown"
     while time.monotonic() < deadline:
         try:
-            state = supervisor.call("supervisor.getProcessInfo", program_id)["statename"]
+            info = supervisor.call("supervisor.getProcessInfo", program_id)
+            state = info["statename"]
+            if state == "RUNNING" and time.time() - info["start"] < settings.startsecs:
+                state = "STARTING"  # programs run with startsecs=0: started once up MAESTRO_STARTSECS
         except Exception:  # not added yet
             state = "unknown"
         if state in ("RUNNING", "FATAL", "STOPPED", "EXITED"):

@@ -24,6 +24,7 @@ import logging
 import os
 import signal
 import time
+from dataclasses import replace
 from typing import Any
 
 from maestro_runtime.control import probes, supervision
@@ -132,7 +133,7 @@ class Controller:
             except Exception as exc:
                 log.warning("service %s: restart failed: %s", record.id, exc)
                 delay = policy.backoff.delay(run.attempts)
-                self.save(record.id, RunState(**{**run.to_dict(), "next_restart_at": time.time() + delay}))
+                self.save(record.id, replace(run, next_restart_at=time.time() + delay))
         elif action.kind == "alert":
             level = log.error if action.event == "gave_up" else log.warning
             level("service %s: %s: %s", record.id, action.event.replace("_", " "), action.detail)
@@ -195,7 +196,7 @@ class Controller:
     async def restart_unhealthy(self, service_id: str) -> None:
         log.warning("service %s: restarting it (restart_on_unhealthy)", service_id)
         run = self.runs[service_id]
-        self.save(service_id, RunState(**{**run.to_dict(), "restarts": run.restarts + 1}))
+        self.save(service_id, replace(run, restarts=run.restarts + 1))
         try:
             await asyncio.to_thread(self.supervisor.call, "supervisor.stopProcess", service_id, True)
         except Exception as exc:
@@ -284,7 +285,7 @@ class Controller:
                 run=self.runs.get(r.id), build_seconds=self.builds.get(r.id, (0, None))[1],
                 sample={"pid": sample.pid, "cpu_percent": sample.cpu_percent, "cpu_seconds": sample.cpu_seconds,
                         "rss": sample.rss} if sample else None)
-        rows = [v.as_json() for v in build_views(records, self.processes, extras)]
+        rows = [v.as_json() for v in build_views(records, self.processes, extras, self.settings.startsecs)]
         return {"version": runtime_version(), "services": rows}
 
     def start_metrics(self) -> None:

@@ -78,7 +78,7 @@ class Extras:
     operator_stopped: bool = False
 
 
-def enrich(base: ServiceView, extras: Extras, now: float) -> ServiceView:
+def enrich(base: ServiceView, extras: Extras, now: float, startsecs: float = 0) -> ServiceView:
     from dataclasses import replace
 
     from maestro_runtime.control.runstate import describe_exit, display_state
@@ -87,8 +87,13 @@ def enrich(base: ServiceView, extras: Extras, now: float) -> ServiceView:
     changes: dict[str, Any] = {"operator_stopped": extras.operator_stopped, "build_seconds": extras.build_seconds}
     if extras.last_output is not None:
         changes["last_activity"] = max(0, int(now - extras.last_output))
+    status = base.status
+    if status == "RUNNING" and base.uptime is not None and base.uptime < startsecs:
+        # supervisord runs programs with startsecs=0 (so every exit keeps its status); a run counts as
+        # started, as MAESTRO_STARTSECS says, once it has lasted that long.
+        changes["status"] = status = "STARTING"
     if run is not None:
-        status = display_state(run, base.status) if base.status not in ("FAILED", "unknown") else base.status
+        status = display_state(run, status) if status not in ("FAILED", "unknown") else status
         live = base.pid is not None
         changes.update(
             status=status, restarts=run.restarts, last_exit_code=run.last_exit_code, last_exit_at=run.last_exit_at,
@@ -130,12 +135,12 @@ def view(record: ServiceRecord, process: dict[str, Any] | None, now: float, supe
 
 
 def build_views(records: list[ServiceRecord], processes: dict[str, dict[str, Any]] | None,
-                extras: dict[str, Extras] | None = None) -> list[ServiceView]:
+                extras: dict[str, Extras] | None = None, startsecs: float = 0) -> list[ServiceView]:
     now = time.time()
     up = processes is not None
     views = [view(r, (processes or {}).get(r.id), now, up) for r in records]
     if extras is not None:
-        views = [enrich(v, extras.get(v.name) or Extras(), now) for v in views]
+        views = [enrich(v, extras.get(v.name) or Extras(), now, startsecs) for v in views]
     return views
 
 

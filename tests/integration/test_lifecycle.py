@@ -11,7 +11,7 @@ import urllib.request
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.integration.conftest import http_get, wait_for
-from tests.integration.ops_helpers import services_file
+from tests.integration.ops_helpers import Webhook, services_file
 
 BUSY = "import os, time\nprint('busy ▲ up', flush=True)\nwhile True:\n    pass\n"
 TICKER = "import time\ni = 0\nwhile True:\n    print(f'tick {i} ✓', flush=True); i += 1; time.sleep(0.2)\n"
@@ -53,8 +53,15 @@ def test_logs_follow_exited_and_failed_build(maestro):
     ])
     # A requirements file that cannot install: the build fails and its log is kept.
     (maestro.root / "sources" / "broken" / "requirements.txt").write_text("no-such-package-maestro-test==0.0.0\n")
-    maestro.boot(MAESTRO_SERVICES_FILE=str(spec), PIP_INDEX_URL="http://127.0.0.1:9/simple", PIP_RETRIES="0")
+    hook = Webhook()
+    maestro.boot(MAESTRO_SERVICES_FILE=str(spec), PIP_INDEX_URL="http://127.0.0.1:9/simple", PIP_RETRIES="0",
+                 MAESTRO_ALERT_WEBHOOK=hook.url)
     wait_for(lambda: maestro.services()["broken"]["status"] == "FAILED", 120, what="broken build FAILED")
+    try:
+        event = wait_for(lambda: hook.named("build_failed", "broken"), 15, what="the build_failed event")
+        assert "python build failed" in event[0][1]["detail"] and not hook.named("build_failed", "ticker")
+    finally:
+        hook.close()
     wait_for(lambda: maestro.services()["once"]["status"] == "EXITED", 30, what="once EXITED")
     # After the exit: the listener has written its line (events may trail the exit by a moment).
     wait_for(lambda: "said once ✓" in maestro.run("maestro", "logs", "once").stdout, 10, what="once's output")

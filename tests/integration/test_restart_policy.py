@@ -76,3 +76,38 @@ def test_gave_up_service_is_fatal_and_others_keep_running(maestro):
     again = wait_for(lambda: (s := maestro.services())["looper"]["status"] == "FATAL" and s["looper"]["restarts"] == 4
                      and s, 30, what="FATAL again with the restarts counted across the boot")
     assert again["looper"]["last_exit_code"] == 3
+
+
+def _controller_pid(maestro) -> int | None:
+    import psutil
+
+    for proc in psutil.process_iter(["cmdline", "environ"]):
+        cmd = " ".join(proc.info["cmdline"] or ())
+        if "maestro_runtime.control.controller" in cmd and \
+                (proc.info["environ"] or {}).get("MAESTRO_STATE_DIR") == str(maestro.root / "state"):
+            return proc.pid
+    return None
+
+
+def test_a_killed_controller_comes_back_and_no_service_notices(maestro):
+    import os
+    import signal
+
+    spec = services_file(maestro, [
+        {"name": "steady", "cmd": "python3 -m http.server $PORT"},
+        {"name": "looper", "cmd": "python3 app.py", "app": CRASH, "max_restarts": 0,
+         "backoff": {"initial": "300ms", "max": "300ms"}},
+    ])
+    maestro.boot(MAESTRO_SERVICES_FILE=str(spec))
+    steady = maestro.wait_running(["steady"])["steady"]
+    wait_for(lambda: maestro.services()["looper"]["restarts"] >= 2, 30, what="looper restarting")
+    first = _controller_pid(maestro)
+    assert first
+    os.kill(first, signal.SIGKILL)
+    second = wait_for(lambda: (pid := _controller_pid(maestro)) not in (None, first) and pid, 20,
+                      what="the controller back")
+    before = maestro.services()["looper"]["restarts"]
+    wait_for(lambda: maestro.services()["looper"]["restarts"] >= before + 2, 30, what="supervision resumed")
+    after = maestro.services()["steady"]
+    assert after["pid"] == steady["pid"] and after["status"] == "RUNNING" and after["restarts"] == 0
+    assert second != first
