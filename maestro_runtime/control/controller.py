@@ -133,7 +133,10 @@ class Controller:
             except Exception as exc:
                 log.warning("service %s: restart failed: %s", record.id, exc)
                 delay = policy.backoff.delay(run.attempts)
-                self.save(record.id, replace(run, next_restart_at=time.time() + delay))
+                # The end seen last is still the one handled: no second verdict on it.
+                info = (self.processes or {}).get(record.id) or {}
+                self.save(record.id, replace(run, next_restart_at=time.time() + delay,
+                                             handled_start=float(info.get("start") or time.time())))
         elif action.kind == "alert":
             level = log.error if action.event == "gave_up" else log.warning
             level("service %s: %s: %s", record.id, action.event.replace("_", " "), action.detail)

@@ -42,6 +42,10 @@ def step(policy: Policy, state: RunState, info: dict[str, Any] | None, now: floa
     start = float(info.get("start") or 0)
     if name in LIVE:
         new = state
+        if state.handled_start:
+            # Seen alive: its next end is new, even if it started in the same second as the last
+            # (supervisord reports start times in whole seconds).
+            new = replace(new, handled_start=0.0)
         if state.phase != RUNNING or state.last_start != start:
             # Started by someone else (boot, maestro start): a fresh count of restarts in a row.
             ours = state.phase == BACKOFF
@@ -52,21 +56,26 @@ def step(policy: Policy, state: RunState, info: dict[str, Any] | None, now: floa
         return new, []
     if operator_stopped or (name == "STOPPED" and state.phase != BACKOFF):
         return (state if state.phase == STOPPED else replace(state, phase=STOPPED, next_restart_at=None)), []
-    if name in ENDED_STATES and start and start != state.handled_start:
+    # A new end: none handled since the run was seen alive or started (handled_start 0), or the end of
+    # a run other than the one handled (started and ended between two looks).
+    if name in ENDED_STATES and (not state.handled_start or start != state.handled_start):
         return _ended(policy, state, info, now, rand)
     if state.phase == BACKOFF and state.next_restart_at is not None and now >= state.next_restart_at:
-        started = replace(state, attempts=state.attempts + 1, restarts=state.restarts + 1, next_restart_at=None)
+        # handled_start 0: whatever end is seen next belongs to the run this start begins.
+        started = replace(state, attempts=state.attempts + 1, restarts=state.restarts + 1, next_restart_at=None,
+                          handled_start=0.0)
         return started, [Action("start")]
-    if name in ENDED_STATES and not state.phase:  # first sight (e.g. state lost): judge it now
-        return _ended(policy, state, info, now, rand)
     return state, []
 
 
 def _ended(policy: Policy, state: RunState, info: dict[str, Any], now: float, rand) -> tuple[RunState, list[Action]]:
     start, stop = float(info.get("start") or 0), float(info.get("stop") or now)
     code = info.get("exitstatus") if info.get("statename") == "EXITED" else None
-    attempts = 0 if stop - start >= STABLE_AFTER else state.attempts
-    new = replace(state, handled_start=start or state.handled_start, attempts=attempts,
+    # A long run resets the count; so does a run someone else started (boot, maestro start) after a
+    # verdict, even when it ended before the controller saw it alive.
+    external = state.phase in (FATAL, EXITED, STOPPED, "")
+    attempts = 0 if stop - start >= STABLE_AFTER or external else state.attempts
+    new = replace(state, handled_start=start or now, attempts=attempts,
                   last_exit_code=code, last_exit_signal="signal" if code == -1 else None, last_exit_at=stop)
     clean = code == 0
     actions = [] if clean else [Action("alert", "exited", f"{describe_exit(new)}" + (

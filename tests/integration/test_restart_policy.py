@@ -64,7 +64,10 @@ def test_gave_up_service_is_fatal_and_others_keep_running(maestro):
     ])
     maestro.boot(MAESTRO_SERVICES_FILE=str(spec))
     steady = maestro.wait_running(["steady"])["steady"]
-    fatal = wait_for(lambda: (s := maestro.services())["looper"]["status"] == "FATAL" and s, 30, what="FATAL")
+    try:
+        fatal = wait_for(lambda: (s := maestro.services())["looper"]["status"] == "FATAL" and s, 30, what="FATAL")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\n{maestro.services()['looper']}\n{maestro.log()[-3000:]}") from None
     looper = fatal["looper"]
     assert looper["restarts"] == 2 and looper["last_exit_code"] == 3 and looper["last_exit"] == "exit 3"
     assert fatal["steady"]["pid"] == steady["pid"] and fatal["steady"]["restarts"] == 0
@@ -73,8 +76,11 @@ def test_gave_up_service_is_fatal_and_others_keep_running(maestro):
     assert maestro.stop() == 0
     maestro.boot()
     # The boot starts it afresh: two more restarts in a row before it gives up again, added to the two.
-    again = wait_for(lambda: (s := maestro.services())["looper"]["status"] == "FATAL" and s["looper"]["restarts"] == 4
-                     and s, 30, what="FATAL again with the restarts counted across the boot")
+    try:
+        again = wait_for(lambda: (s := maestro.services())["looper"]["status"] == "FATAL"
+                         and s["looper"]["restarts"] == 4 and s, 30, what="FATAL again, counted across the boot")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\n{maestro.services()['looper']}\n{maestro.log()[-3000:]}") from None
     assert again["looper"]["last_exit_code"] == 3
 
 

@@ -209,3 +209,24 @@ def test_metrics_are_valid_prometheus_text():
     assert values[("maestro_service_state", (("service", "off"), ("state", "STOPPED")))] == 1
     assert values[("maestro_service_last_build_duration_seconds", (("service", "busy"),))] == 3
     assert "maestro_runtime_info" in families
+
+
+def test_two_runs_in_the_same_second_are_two_ends():
+    """supervisord's start times are whole seconds: a restart within the second must still be seen."""
+    pol = policy(backoff=Backoff(0.2, 1, 0.2))
+    state, _ = step(pol, RunState(), info("RUNNING", 100), 100.1, False)
+    state, actions = step(pol, state, info("EXITED", 100, 100, 3), 100.2, False)
+    assert state.phase == "BACKOFF" and [a.event for a in actions] == ["exited"]
+    state, actions = step(pol, state, info("EXITED", 100, 100, 3), 100.5, False)
+    assert [a.kind for a in actions] == ["start"]
+    # The new run started and ended within the same second, between two looks.
+    state, actions = step(pol, state, info("EXITED", 100, 100, 3), 100.9, False)
+    assert state.phase == "BACKOFF" and state.attempts == 1 and state.next_restart_at is not None
+    state, actions = step(pol, state, info("EXITED", 100, 100, 3), 101.0, False)
+    assert actions == []  # handled once
+
+
+def test_a_boot_after_fatal_starts_a_fresh_count_even_when_unseen_alive():
+    state = RunState(phase="FATAL", attempts=3, restarts=3, handled_start=50)
+    state, actions = step(policy(), state, info("EXITED", 200, 200, 3), 201, False)
+    assert state.phase == "BACKOFF" and state.attempts == 0 and not [a for a in actions if a.event == "gave_up"]
