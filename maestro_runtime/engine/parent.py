@@ -16,6 +16,7 @@ import contextlib
 import os
 import signal
 import sys
+import time
 from pathlib import Path
 
 FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGHUP, signal.SIGUSR2)
@@ -23,6 +24,8 @@ FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGHUP, signa
 
 LAST = "maestro-logs"  # stops last, so every service's shutdown lines still reach stdout
 FIRST = "maestro-controller"  # stops first, so it restarts nothing while everything stops
+RUNNING_STATES = (10, 20, 30)  # STARTING, RUNNING, BACKOFF (40: STOPPING)
+LAST_WAIT = 12.0  # seconds; services are KILLed at MAESTRO_STOPWAITSECS (5) before this
 
 
 def stop_all_now(socket_path: str) -> None:
@@ -31,12 +34,23 @@ def stop_all_now(socket_path: str) -> None:
         from maestro_runtime.engine.supervisord import Supervisor
 
         supervisor = Supervisor(Path(socket_path))
-        groups = {info["group"] for info in supervisor.call("supervisor.getAllProcessInfo")} - {LAST}
-        for group in sorted(groups, key=lambda g: g != FIRST):
+        names = [f"{i['group']}:{i['name']}" for i in supervisor.call("supervisor.getAllProcessInfo")
+                 if i["group"] != LAST and i["state"] in RUNNING_STATES]
+        # stopProcess without waiting answers at once; stopProcessGroup is deferred to supervisord's
+        # next one-second tick, so 30 of them in a row outlasted Docker's grace.
+        for name in sorted(names, key=lambda n: not n.startswith(FIRST + ":")):
             try:
-                supervisor.call("supervisor.stopProcessGroup", group, False)
-            except Exception:
+                supervisor.call("supervisor.stopProcess", name, False)
+            except Exception:  # already stopped (NOT_RUNNING) or gone: the others still stop
                 continue
+        # The listener goes last, once the services are down (or killed at their stopwaitsecs):
+        # left to supervisord's own shutdown it would wait for one loop tick per program group.
+        deadline = time.monotonic() + LAST_WAIT
+        while time.monotonic() < deadline and any(
+                i["state"] in (*RUNNING_STATES, 40) for i in supervisor.call("supervisor.getAllProcessInfo")
+                if i["group"] != LAST):
+            time.sleep(0.05)
+        supervisor.call("supervisor.stopProcess", f"{LAST}:{LAST}", False)
     except Exception as exc:  # the daemon may be starting or gone; its own shutdown still runs
         print(f"[maestro][warn] parallel stop skipped: {exc}", file=sys.stderr, flush=True)
 
