@@ -60,8 +60,9 @@ def _environment():
 @dataclass(frozen=True)
 class ProgramOptions:
     autostart: bool = True
-    startsecs: int = 1
-    startretries: int = 3
+    # 0 and 0: every end of a run lands in EXITED with its status; the controller restarts (control/).
+    startsecs: int = 0
+    startretries: int = 0
     stopwaitsecs: int = 5
 
 
