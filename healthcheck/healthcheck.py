@@ -16,6 +16,12 @@ HEALTHCHECK_START_PERIOD seconds (default 20) or supervisord still has it
 STARTING. A service whose provisioning failed counts as failing.
 HEALTHCHECK_PORTS (space, comma or semicolon separated) replaces the list with
 plain HTTP probes of those ports.
+
+When the controller is alive (its status.json is fresh), the probe states it keeps
+in <state>/runstate/<id>.json are the answer: no second round of probes, only the
+supervisord query. A service it has not probed yet, or any service when the
+controller is not there, is probed here. A service the operator stopped
+(``maestro stop``) is neither healthy nor failing.
 """
 
 from __future__ import annotations
@@ -197,6 +203,33 @@ def load_records(state_dir: str) -> list[dict]:
     return records
 
 
+CONTROLLER_FRESH = 20.0
+JUDGED = ("healthy", "unhealthy")  # "starting" or nothing: not judged yet, probe here
+
+
+def _read_json(path: str) -> dict:
+    try:
+        with open(path) as handle:
+            data = json.load(handle)
+        return data if isinstance(data, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def controller_states(state_dir: str, now: float) -> dict[str, dict] | None:
+    """{service id: run state} when the controller's heartbeat is fresh, else None."""
+    folder = os.path.join(state_dir, "runstate")
+    if now - float(_read_json(os.path.join(folder, "status.json")).get("updated") or 0) > CONTROLLER_FRESH:
+        return None
+    states = {}
+    for name in os.listdir(folder):
+        if name.endswith(".json") and name != "status.json":
+            states[name[:-5]] = _read_json(os.path.join(folder, name))
+        elif name.endswith(".stopped"):
+            states.setdefault(name[:-8], {})
+    return states
+
+
 def summary(failing: list[str], healthy: int, starting: list[str], what: str = "service(s)") -> tuple[int, str]:
     if failing:
         return 1, "unhealthy: " + ", ".join(failing)
@@ -232,17 +265,22 @@ def check(env: dict[str, str]) -> tuple[int, str]:
     state_dir = env.get("MAESTRO_STATE_DIR", "").strip() or "/var/lib/maestro"
     runtime_dir = runtime_location(env.get("MAESTRO_RUNTIME_DIR", "").strip() or "/run/maestro", state_dir)
     start_period = float(env.get("HEALTHCHECK_START_PERIOD", "20"))
-    # One-shot tasks are not expected to be running (their phase is in list-services).
-    records = [r for r in load_records(state_dir) if r.get("autostart", True) and r.get("role") != "task"]
-    ready = [r for r in records if r.get("state") == "ready" and r.get("port")]
+    now = time.time()
+    stopped = os.path.join(state_dir, "runstate", "{}.stopped")
+    records = [r for r in load_records(state_dir)
+               if r.get("autostart", True) and r.get("role") != "task"  # a task's phase is in list-services
+               and not os.path.exists(stopped.format(r.get("id", "")))]
+    states = controller_states(state_dir, now) or {}
+    ready = [r for r in records if r.get("state") == "ready" and r.get("port")
+             and states.get(r["id"], {}).get("health") not in JUDGED]  # what the controller has not judged
     targets = [(r["id"], int(r["port"]), (r.get("health") or {}).get("kind", "http"),
-                (r.get("health") or {}).get("path", "/")) for r in ready]
+                (r.get("health") or {}).get("path", "/")) for r in ready
+               if (r.get("health") or {}).get("kind", "http") in ("http", "tcp")]
     query = SupervisorQuery(os.path.join(runtime_dir, "control", "supervisor.sock"))
     answers = probe_all(targets, query)  # probes and the supervisord query run together
     processes = query.processes
     if processes is None:
         return 1, "unhealthy: supervisord is not answering"
-    now = time.time()
     failing, starting, healthy = [], [], 0
     for record in records:
         name = record["id"]
@@ -251,10 +289,18 @@ def check(env: dict[str, str]) -> tuple[int, str]:
             continue
         info = processes.get(name)
         state = info["statename"] if info else "NOT_LOADED"
+        run = states.get(name, {})
+        if state in ("EXITED", "FATAL", "STOPPED") and run.get("phase") in ("BACKOFF", "FATAL", "EXITED"):
+            state = run["phase"]  # the controller's verdict: waiting to restart, or given up
         young = info is not None and now - info.get("start", 0) < start_period
         # A service held back by its dependencies (depends_on) is still starting until it first starts.
         held = state == "STOPPED" and bool(record.get("depends_on")) and not (info or {}).get("start")
-        why = answers.get(name, "no port")
+        health = run.get("health") if state == "RUNNING" else None
+        if health in JUDGED:
+            why = None if health == "healthy" else (run.get("health_detail") or health)
+        else:  # an exec probe only the controller runs (in the service's sandbox): the process state decides
+            exec_probe = (record.get("health") or {}).get("kind") == "exec"
+            why = answers.get(name, None if exec_probe else "no port")
         if state == "RUNNING" and why is None:
             healthy += 1
         elif state == "STARTING" or (state in ("RUNNING", "BACKOFF") and young) or held:

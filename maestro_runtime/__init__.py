@@ -9,6 +9,8 @@ Data flows one way: settings -> specs -> plan -> side effects -> supervisord.
 - ``engine/``    supervisord: program files, XML-RPC client, launch scripts, its parent process, the log listener
 - ``state/``     what survives a restart: service records and the port ledger
 - ``ops/``       the commands' work: provision one service, reconcile many, accounts, inventory, export
+- ``control/``   the controller program beside the services: restart policy with backoff, health probes,
+                 alerts, metrics; its run state lives in the state dir
 - ``safefs``     how root touches folders a service can write: by descriptor, never following links
 - ``cli``, ``entrypoint``  thin shells: parse, call, print
 """

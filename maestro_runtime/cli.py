@@ -114,12 +114,32 @@ def _find(store: RecordStore, name: str) -> ServiceRecord:
 @click.option("--json", "as_json", is_flag=True, help="A JSON array for tools (stable keys, see README).")
 @click.option("--kind", type=click.Choice(["task", "service"]), help="Only tasks, or only services.")
 @click.option("--state", help="Only entries in this state or task phase (RUNNING, failed, waiting...).")
+@click.option("--watch", is_flag=True, help="Refresh the table every 2 seconds until Ctrl-C.")
 @_one_line_errors
-def list_services(as_json: bool, kind: str | None, state: str | None) -> None:
-    """List every registered service with its status, pid, uptime, user, port and command."""
-    from maestro_runtime.ops.inventory import build_views, format_table
-
+def list_services(as_json: bool, kind: str | None, state: str | None, watch: bool) -> None:
+    """List every registered service: state, health, restarts, last exit, CPU, memory, port, command."""
     settings = _settings()
+    while True:
+        text, note = _services_text(settings, as_json, kind, state)
+        if watch:
+            click.echo("\x1b[H\x1b[2J" + time.strftime("%H:%M:%S  ") + "(Ctrl-C to stop)")  # redraw in place
+        click.echo(text)
+        if note:
+            click.echo(note, err=True)
+        if not watch:
+            return
+        try:
+            time.sleep(2.0)
+        except KeyboardInterrupt:
+            return
+
+
+def _services_text(settings: Settings, as_json: bool, kind: str | None = None,
+                   state: str | None = None) -> tuple[str, str]:
+    from maestro_runtime.ops.inventory import build_views, format_table, gather_extras
+    from maestro_runtime.tasks.state import PhaseStore
+    from maestro_runtime.tasks.view import enrich, matches
+
     records, corrupt = RecordStore(settings.records_dir).scan()
     for problem in corrupt:
         click.echo(f"warning: {problem}: `remove-service {problem.service_id}` clears it", err=True)
@@ -130,18 +150,14 @@ def list_services(as_json: bool, kind: str | None, state: str | None) -> None:
             processes = supervisor.processes()
     except SupervisorUnavailable:
         processes = None
-    views = build_views(records, processes)
-    from maestro_runtime.tasks.state import PhaseStore
-    from maestro_runtime.tasks.view import enrich, matches
-
+    views = build_views(records, processes, gather_extras(settings.state_dir, records), settings.startsecs)
     views = [v for v in enrich(views, records, PhaseStore(settings.state_dir / "tasks").all())
              if matches(v, kind, state)]
     if as_json:
-        click.echo(json.dumps([v.as_json() for v in views], indent=2))
+        text = json.dumps([v.as_json() for v in views], indent=2)
     else:
-        click.echo(format_table(views) if views else "no services registered")
-    if processes is None:
-        click.echo("note: supervisord is not running; statuses are unknown", err=True)
+        text = format_table(views) if views else "no services registered"
+    return text, "note: supervisord is not running; statuses are unknown" if processes is None else ""
 
 
 # ---------------------------------------------------------------- remove-service
@@ -354,7 +370,10 @@ def _wait_running(settings: Settings, program_id: str, timeout: float) -> str:
     state = "unknown"
     while time.monotonic() < deadline:
         try:
-            state = supervisor.call("supervisor.getProcessInfo", program_id)["statename"]
+            info = supervisor.call("supervisor.getProcessInfo", program_id)
+            state = info["statename"]
+            if state == "RUNNING" and time.time() - info["start"] < settings.startsecs:
+                state = "STARTING"  # programs run with startsecs=0: started once up MAESTRO_STARTSECS
         except Exception:  # not added yet
             state = "unknown"
         if state in ("RUNNING", "FATAL", "STOPPED", "EXITED"):
@@ -422,6 +441,12 @@ def export(target: str, split: bool, output: Path | None, name: str, image: str 
 # ---------------------------------------------------------------- the group
 
 
+def _ops_commands() -> tuple[click.Command, ...]:
+    from maestro_runtime.cli_ops import COMMANDS  # start, stop, restart, logs
+
+    return COMMANDS
+
+
 class _Maestro(click.Group):
     """The ``maestro`` group; ``sandbox`` is loaded only when used (it is the heaviest import)."""
 
@@ -443,6 +468,8 @@ def maestro() -> None:
 
 
 for _command in (list_services, remove_service, deploy_from_env, deploy, allow_host, export):
+    maestro.add_command(_command)
+for _command in _ops_commands():
     maestro.add_command(_command)
 maestro.add_command(remove_service, "remove-project")
 # Issue 14: one-shot tasks (maestro run / maestro cancel).

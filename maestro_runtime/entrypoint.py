@@ -24,7 +24,7 @@ from maestro_runtime.engine.supervisord import Supervisor, render_main_config
 from maestro_runtime.log_format import setup_logging
 from maestro_runtime.ops.provision import Provisioner
 from maestro_runtime.ops.reconcile import reconcile, remove_orphan_programs, write_report
-from maestro_runtime.settings import Settings, load_or_exit, read_only
+from maestro_runtime.settings import OpsSettings, Settings, load_or_exit, read_only
 from maestro_runtime.spec.gather import gather_specs
 from maestro_runtime.state.records import RecordStore, atomic_write
 
@@ -33,6 +33,7 @@ log = logging.getLogger("maestro")
 
 def prepare_runtime(settings: Settings) -> None:
     """Folders and the main supervisord config; control socket in a root-only folder."""
+    ops = OpsSettings.from_env(settings.environ)
     for folder, mode in (
         (settings.runtime_dir, 0o755),
         (settings.supervisor_socket.parent, 0o700),
@@ -51,8 +52,18 @@ def prepare_runtime(settings: Settings) -> None:
         pidfile=settings.runtime_dir / "supervisord.pid",
         childlogdir=settings.runtime_dir / "childlogs",
         loglevel=settings.log_level,
+        logs_dir=settings.state_dir / "logs",
+        log_max_bytes=ops.log_max_bytes,
+        log_backups=ops.log_backups,
+        with_controller=True,
     )
     atomic_write(settings.supervisord_conf, text)
+    exit_status_file(settings).unlink(missing_ok=True)  # a verdict of the previous run is not ours
+
+
+def exit_status_file(settings: Settings):
+    """Where the controller leaves the container's exit status when an essential service gave up."""
+    return settings.runtime_dir / "exit-status"
 
 
 def ensure_tmpdir(settings: Settings) -> None:
@@ -138,6 +149,11 @@ def main(prepare_only: bool) -> None:
     provision each service, and run them all under supervisord (the image's entrypoint)."""
     settings = load_or_exit("maestro-entrypoint")  # every bad setting listed, exit 2
     setup_logging(settings.log_level, settings.log_timestamps)
+    try:
+        OpsSettings.from_env(settings.environ)
+    except ValueError as exc:
+        log.error("%s", exc)
+        raise SystemExit(2) from None
     if os.geteuid() != 0:
         log.error("maestro-entrypoint must run as root (it creates users and drops to them)")
         raise SystemExit(1)
@@ -181,6 +197,7 @@ def main(prepare_only: bool) -> None:
     # forwards signals, holding less memory for the container's life than this one.
     os.execv(sys.executable, [
         sys.executable, "-m", "maestro_runtime.engine.parent", str(settings.supervisor_socket), str(daemon.pid),
+        str(exit_status_file(settings)),
     ])
 
 

@@ -513,3 +513,87 @@ def load_or_exit(program: str) -> Settings:
         print(f"{program}: error: {len(exc.problems)} bad setting(s), nothing was started "
               "(see README, Configuration)", file=sys.stderr, flush=True)
         raise SystemExit(2) from None
+
+
+# ---------------------------------------------------------------- operations (issue 13)
+# A separate, additive block: restart policy, probes, logs, alerts and metrics defaults.
+
+
+def _duration(env: Mapping[str, str], key: str, default: str) -> float:
+    from maestro_runtime.spec.durations import parse_duration
+
+    raw = env.get(key, default)
+    try:
+        return parse_duration(raw)
+    except ValueError as exc:
+        raise ValueError(f"{key}: {exc}") from None
+
+
+def _whole(env: Mapping[str, str], key: str, default: int, low: int = 0) -> int:
+    raw = env.get(key, str(default)).strip()
+    if not (raw.isascii() and raw.isdigit()) or int(raw) < low:
+        raise ValueError(f"{key} must be a whole number >= {low}, got {raw[:20]!r}")
+    return int(raw)
+
+
+@dataclass(frozen=True)
+class OpsSettings:
+    restart: str  # always | on-failure | never
+    backoff_initial: float
+    backoff_factor: float
+    backoff_max: float
+    max_restarts: int  # 0: forever
+    health_interval: float
+    health_timeout: float
+    health_retries: int
+    health_start_period: float
+    log_max_bytes: int
+    log_backups: int
+    alert_webhook: str
+    alert_secret: str = field(repr=False)
+    exit_on_fatal: tuple[str, ...]  # service ids, or ("all",)
+    metrics_addr: str  # host:port, "" = off
+
+    @property
+    def metrics_bind(self) -> tuple[str, int] | None:
+        if not self.metrics_addr:
+            return None
+        host, _, port = self.metrics_addr.rpartition(":")
+        return host or "0.0.0.0", int(port)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> OpsSettings:
+        env = dict(os.environ if environ is None else environ)
+        restart = env.get("MAESTRO_RESTART", "always").strip().lower()
+        if restart not in ("always", "on-failure", "never"):
+            raise ValueError(f"MAESTRO_RESTART must be always, on-failure or never, got {restart[:20]!r}")
+        try:
+            factor = float(env.get("MAESTRO_BACKOFF_FACTOR", "2"))
+        except ValueError:
+            factor = 0.0
+        if not 1.0 <= factor <= 100.0:
+            raise ValueError("MAESTRO_BACKOFF_FACTOR must be a number from 1 to 100")
+        metrics = env.get("MAESTRO_METRICS_ADDR", "").strip()
+        if metrics and not metrics.rpartition(":")[2].isdigit():
+            raise ValueError(f"MAESTRO_METRICS_ADDR must look like 0.0.0.0:9100, got {metrics[:40]!r}")
+        webhook = env.get("MAESTRO_ALERT_WEBHOOK", "").strip()
+        if webhook and not webhook.startswith(("http://", "https://")):
+            raise ValueError("MAESTRO_ALERT_WEBHOOK must be an http:// or https:// URL")
+        fatal = tuple(n for n in env.get("MAESTRO_EXIT_ON_FATAL", "").replace(",", " ").split() if n)
+        return cls(
+            restart=restart,
+            backoff_initial=_duration(env, "MAESTRO_BACKOFF_INITIAL", "1s"),
+            backoff_factor=factor,
+            backoff_max=_duration(env, "MAESTRO_BACKOFF_MAX", "5m"),
+            max_restarts=_whole(env, "MAESTRO_MAX_RESTARTS", _whole(env, "MAESTRO_STARTRETRIES", 3)),
+            health_interval=_duration(env, "MAESTRO_HEALTH_INTERVAL", "10s"),
+            health_timeout=_duration(env, "MAESTRO_HEALTH_TIMEOUT", "3s"),
+            health_retries=_whole(env, "MAESTRO_HEALTH_RETRIES", 3, low=1),
+            health_start_period=_duration(env, "MAESTRO_HEALTH_START_PERIOD", "20s"),
+            log_max_bytes=_whole(env, "MAESTRO_LOG_MAX_BYTES", 10 * 1024 * 1024, low=1024),
+            log_backups=_whole(env, "MAESTRO_LOG_BACKUPS", 3, low=1),
+            alert_webhook=webhook,
+            alert_secret=env.get("MAESTRO_ALERT_SECRET", ""),
+            exit_on_fatal=fatal,
+            metrics_addr=metrics,
+        )

@@ -1,20 +1,34 @@
 """Supervisor event listener that prints every service's output, line by line,
-prefixed with the service name: ``[web] GET / 200``.
+prefixed with a UTC timestamp and the service name:
+``2026-01-02T03:04:05.678Z [web] GET / 200``, and also appends each line to
+``<logs dir>/<service>.log`` (size-rotated), which ``maestro logs`` reads.
 
 Supervisor has no per-line prefix option, and a prefixing pipe per service
 would cost a process each; one listener for all services costs one. It is
 written by hand because the only published listener for this
 (supervisor-stdout) is unmaintained and Python-2 only. stdlib only.
+
+Supervisor's envelope gives ``len`` in *characters* of the UTF-8 text it sends,
+not bytes: the protocol is read through a UTF-8 text reader, else the first
+non-ASCII character (``▲``, ``✓``) desynchronises the stream and supervisord marks
+the listener UNKNOWN, losing every service's output from then on.
 """
 
 from __future__ import annotations
 
+import argparse
 import contextlib
+import io
+import logging.handlers
 import os
+import re
 import sys
-from typing import BinaryIO
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import BinaryIO, TextIO
 
 MAX_PARTIAL = 64 * 1024
+_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 
 
 def _open_parent_stream(fd: int, fallback: BinaryIO) -> BinaryIO:
@@ -26,43 +40,75 @@ def _open_parent_stream(fd: int, fallback: BinaryIO) -> BinaryIO:
         return fallback
 
 
-def parse_headers(line: bytes) -> dict[str, str]:
-    return dict(token.split(":", 1) for token in line.decode().split() if ":" in token)
+def parse_headers(line: str) -> dict[str, str]:
+    return dict(token.split(":", 1) for token in line.split() if ":" in token)
 
 
-def split_payload(payload: bytes) -> tuple[dict[str, str], bytes]:
-    head, _, data = payload.partition(b"\n")
+def split_payload(payload: str) -> tuple[dict[str, str], str]:
+    head, _, data = payload.partition("\n")
     return parse_headers(head), data
 
 
+def timestamp() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
 class LinePrefixer:
-    """Buffers partial lines per (service, channel) and emits whole, prefixed lines."""
+    """Buffers partial lines per (service, channel) and returns whole lines."""
 
     def __init__(self) -> None:
-        self.partial: dict[tuple[str, str], bytes] = {}
+        self.partial: dict[tuple[str, str], str] = {}
 
-    def feed(self, name: str, channel: str, data: bytes) -> bytes:
+    def feed(self, name: str, channel: str, data: str) -> list[str]:
         key = (name, channel)
-        buffered = self.partial.pop(key, b"") + data
-        *lines, rest = buffered.split(b"\n")
+        buffered = self.partial.pop(key, "") + data
+        *lines, rest = buffered.split("\n")
         if len(rest) > MAX_PARTIAL:
             lines.append(rest)
-            rest = b""
+            rest = ""
         if rest:
             self.partial[key] = rest
-        prefix = f"[{name}] ".encode()
-        return b"".join(prefix + line + b"\n" for line in lines)
+        return lines
 
 
-def main() -> None:
-    stdin, protocol = sys.stdin.buffer, sys.stdout.buffer
-    streams = {
-        "stdout": _open_parent_stream(1, sys.stderr.buffer),
-        "stderr": _open_parent_stream(2, sys.stderr.buffer),
-    }
+class ServiceLogs:
+    """One size-rotated file per service (``RotatingFileHandler``: stdlib, already battle-tested)."""
+
+    def __init__(self, folder: Path | None, max_bytes: int, backups: int):
+        self.folder, self.max_bytes, self.backups = folder, max_bytes, max(1, backups)
+        self.handlers: dict[str, logging.handlers.RotatingFileHandler | None] = {}
+
+    def _handler(self, name: str) -> logging.handlers.RotatingFileHandler | None:
+        if name not in self.handlers:
+            handler = None
+            if self.folder is not None and _NAME_RE.match(name):
+                try:
+                    self.folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+                    handler = logging.handlers.RotatingFileHandler(
+                        self.folder / f"{name}.log", maxBytes=self.max_bytes, backupCount=self.backups,
+                        encoding="utf-8")
+                    handler.setFormatter(logging.Formatter("%(message)s"))
+                    os.chmod(self.folder / f"{name}.log", 0o600)  # output may carry secrets
+                except OSError:
+                    handler = None
+            self.handlers[name] = handler
+        return self.handlers[name]
+
+    def write(self, name: str, channel: str, stamp: str, lines: list[str]) -> None:
+        handler = self._handler(name)
+        if handler is None:
+            return
+        tag = "err" if channel == "stderr" else "out"
+        for line in lines:
+            record = logging.LogRecord(name, logging.INFO, "", 0, f"{stamp} {tag} {line}", None, None)
+            with contextlib.suppress(Exception):  # a full disk must not stall supervisord's events
+                handler.emit(record)
+
+
+def serve(stdin: TextIO, protocol: TextIO, streams: dict[str, BinaryIO], files: ServiceLogs) -> None:
     prefixer = LinePrefixer()
     while True:
-        protocol.write(b"READY\n")
+        protocol.write("READY\n")
         protocol.flush()
         header_line = stdin.readline()
         if not header_line:
@@ -72,13 +118,33 @@ def main() -> None:
         if headers.get("eventname", "").startswith("PROCESS_LOG"):
             meta, data = split_payload(payload)
             channel = meta.get("channel", "stdout")
-            out = prefixer.feed(meta.get("processname", "?"), channel, data)
-            if out:
+            name = meta.get("processname", "?")
+            lines = prefixer.feed(name, channel, data)
+            if lines:
+                stamp = timestamp()
+                out = "".join(f"{stamp} [{name}] {line}\n" for line in lines).encode("utf-8", "replace")
                 # A closed stdout must not stall supervisord's event queue.
                 with contextlib.suppress(OSError):
                     streams.get(channel, streams["stdout"]).write(out)
-        protocol.write(b"RESULT 2\nOK")
+                files.write(name, channel, stamp, lines)
+        protocol.write("RESULT 2\nOK")
         protocol.flush()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="maestro-logs")
+    parser.add_argument("--dir", type=Path, default=None, help="one <service>.log per service here")
+    parser.add_argument("--max-bytes", type=int, default=10 * 1024 * 1024)
+    parser.add_argument("--backups", type=int, default=3)
+    args = parser.parse_args(argv)
+    # newline="\n": the payload may hold a lone \r, which must not end a line nor be translated.
+    stdin = io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8", errors="replace", newline="\n")
+    protocol = io.TextIOWrapper(sys.stdout.buffer, encoding="utf-8", newline="\n")
+    streams = {
+        "stdout": _open_parent_stream(1, sys.stderr.buffer),
+        "stderr": _open_parent_stream(2, sys.stderr.buffer),
+    }
+    serve(stdin, protocol, streams, ServiceLogs(args.dir, args.max_bytes, args.backups))
 
 
 if __name__ == "__main__":

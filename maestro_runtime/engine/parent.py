@@ -16,9 +16,16 @@ import contextlib
 import os
 import signal
 import sys
+import time
 from pathlib import Path
 
 FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGHUP, signal.SIGUSR2)
+
+
+LAST = "maestro-logs"  # stops last, so every service's shutdown lines still reach stdout
+FIRST = "maestro-controller"  # stops first, so it restarts nothing while everything stops
+RUNNING_STATES = (10, 20, 30)  # STARTING, RUNNING, BACKOFF (40: STOPPING)
+LAST_WAIT = 12.0  # seconds; services are KILLed at MAESTRO_STOPWAITSECS (5) before this
 
 
 def stop_all_now(socket_path: str) -> None:
@@ -26,8 +33,25 @@ def stop_all_now(socket_path: str) -> None:
     try:
         from maestro_runtime.engine.supervisord import Supervisor
 
-        _dependents_first(socket_path)
-        Supervisor(Path(socket_path)).call("supervisor.stopAllProcesses", False)
+        _dependents_first(socket_path)  # services that depend on others stop first, in waves
+        supervisor = Supervisor(Path(socket_path))
+        names = [f"{i['group']}:{i['name']}" for i in supervisor.call("supervisor.getAllProcessInfo")
+                 if i["group"] != LAST and i["state"] in RUNNING_STATES]
+        # stopProcess without waiting answers at once; stopProcessGroup is deferred to supervisord's
+        # next one-second tick, so 30 of them in a row outlasted Docker's grace.
+        for name in sorted(names, key=lambda n: not n.startswith(FIRST + ":")):
+            try:
+                supervisor.call("supervisor.stopProcess", name, False)
+            except Exception:  # already stopped (NOT_RUNNING) or gone: the others still stop
+                continue
+        # The listener goes last, once the services are down (or killed at their stopwaitsecs):
+        # left to supervisord's own shutdown it would wait for one loop tick per program group.
+        deadline = time.monotonic() + LAST_WAIT
+        while time.monotonic() < deadline and any(
+                i["state"] in (*RUNNING_STATES, 40) for i in supervisor.call("supervisor.getAllProcessInfo")
+                if i["group"] != LAST):
+            time.sleep(0.05)
+        supervisor.call("supervisor.stopProcess", f"{LAST}:{LAST}", False)
     except Exception as exc:  # the daemon may be starting or gone; its own shutdown still runs
         print(f"[maestro][warn] parallel stop skipped: {exc}", file=sys.stderr, flush=True)
 
@@ -45,6 +69,7 @@ def _dependents_first(socket_path: str) -> None:
 
 def main() -> None:
     socket_path, pid = sys.argv[1], int(sys.argv[2])  # supervisord: our child, started before exec
+    verdict = Path(sys.argv[3]) if len(sys.argv) > 3 else None
 
     def forward(signum: int, _frame: object) -> None:
         if signum in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
@@ -67,7 +92,16 @@ def main() -> None:
             from maestro_runtime.engine.reaper import end_descendants
 
             end_descendants(grace=2.0)
-            sys.exit(os.waitstatus_to_exitcode(status) if os.WIFEXITED(status) else 128 + os.WTERMSIG(status))
+            code = os.waitstatus_to_exitcode(status) if os.WIFEXITED(status) else 128 + os.WTERMSIG(status)
+            sys.exit(forced_status(verdict) or code)
+
+
+def forced_status(path: Path | None) -> int:
+    """The controller's verdict (an essential service gave up), 0 when none."""
+    try:
+        return int(path.read_text().split()[0]) if path else 0
+    except (OSError, ValueError, IndexError):
+        return 0
 
 
 if __name__ == "__main__":

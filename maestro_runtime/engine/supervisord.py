@@ -60,10 +60,11 @@ def _environment():
 @dataclass(frozen=True)
 class ProgramOptions:
     autostart: bool = True
-    startsecs: int = 1
-    startretries: int = 3
+    # 0 and 0: every end of a run lands in EXITED with its status; the controller restarts (control/).
+    startsecs: int = 0
+    startretries: int = 0
     stopwaitsecs: int = 5
-    autorestart: bool = True  # False for one-shot tasks (tasks/), which must never run twice by accident
+    autorestart: bool = False  # never: the controller restarts services with backoff; tasks run once
 
 
 def render_program(program_id: str, launch_script: Path, options: ProgramOptions, revision: str = "0") -> str:
@@ -83,12 +84,18 @@ def render_program(program_id: str, launch_script: Path, options: ProgramOptions
     )
 
 
-def log_listener_command() -> str:
+def log_listener_command(logs_dir: Path | None = None, max_bytes: int = 10 << 20, backups: int = 3) -> str:
     """The log listener, run by the same interpreter as the runtime."""
     script = shutil.which("maestro-logs", path=str(Path(sys.executable).parent)) or shutil.which("maestro-logs")
-    if script:
-        return _safe_path(script, "log listener")
-    return f"{_safe_path(sys.executable, 'python')} -m maestro_runtime.engine.log_listener"
+    command = _safe_path(script, "log listener") if script else (
+        f"{_safe_path(sys.executable, 'python')} -m maestro_runtime.engine.log_listener")
+    if logs_dir is not None:
+        command += f" --dir {_safe_path(logs_dir, 'logs folder')} --max-bytes {int(max_bytes)} --backups {int(backups)}"
+    return command
+
+
+def controller_command() -> str:
+    return f"{_safe_path(sys.executable, 'python')} -m maestro_runtime.control.controller"
 
 
 def task_runner_command() -> str:
@@ -97,7 +104,8 @@ def task_runner_command() -> str:
 
 
 def render_main_config(
-    *, conf_path: Path, socket: Path, include_dir: Path, pidfile: Path, childlogdir: Path, loglevel: str
+    *, conf_path: Path, socket: Path, include_dir: Path, pidfile: Path, childlogdir: Path, loglevel: str,
+    logs_dir: Path | None = None, log_max_bytes: int = 10 << 20, log_backups: int = 3, with_controller: bool = False,
 ) -> str:
     return _environment().get_template("supervisord.conf.j2").render(
         conf_path=_safe_path(conf_path, "config path"),
@@ -106,8 +114,9 @@ def render_main_config(
         pidfile=_safe_path(pidfile, "pid file"),
         childlogdir=_safe_path(childlogdir, "child log folder"),
         loglevel=LOGLEVELS.get(loglevel, "info"),
-        log_listener=log_listener_command(),
+        log_listener=log_listener_command(logs_dir, log_max_bytes, log_backups),
         task_runner=task_runner_command(),
+        controller=controller_command() if with_controller else "",
     )
 
 

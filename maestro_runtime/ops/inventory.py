@@ -4,17 +4,26 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from maestro_runtime.sources.redact import redact
 from maestro_runtime.state.records import ServiceRecord
 
 # The stable JSON keys (documented in the README); new keys may be added, none removed.
+# SCHEMA_VERSION counts changes of meaning; each row carries it as "schema".
+SCHEMA_VERSION = 2
 JSON_KEYS = (
     "name", "status", "pid", "uptime", "user", "port", "directory", "command",
     "command_reason", "source", "ref", "kind", "error", "sandbox", "degraded", "env_keys",
     "role", "depends_on", "task", "git",  # issue 14 (tasks/view.py)
+    # schema 2 (rich status)
+    "schema", "health", "health_detail", "restarts", "last_exit", "last_exit_code", "last_exit_at",
+    "cpu_percent", "cpu_seconds", "memory_rss", "last_activity", "next_restart_in", "operator_stopped",
+    "build_seconds",
 )
+# Attention first: what has given up or fails, then what waits or is unwell, then the rest.
+ATTENTION = {"FATAL": 0, "FAILED": 0, "BACKOFF": 1, "EXITED": 2, "unknown": 2, "NOT_LOADED": 2}
 
 
 @dataclass(frozen=True)
@@ -39,9 +48,70 @@ class ServiceView:
     depends_on: dict[str, str] | None = None
     task: dict[str, Any] | None = None  # phase, exit_code, started, ended, duration, reason, commits...
     git: dict[str, Any] | None = None  # branch, changed, ahead, behind, last_commit (branch workspaces)
+    health: str | None = None  # starting | healthy | unhealthy; None: not probed
+    health_detail: str | None = None
+    restarts: int = 0
+    last_exit: str | None = None  # "exit 3", "killed by a signal", "could not start"
+    last_exit_code: int | None = None
+    last_exit_at: float | None = None
+    cpu_percent: float | None = None  # of one core, whole process tree, over the controller's last sample
+    cpu_seconds: float | None = None
+    memory_rss: int | None = None  # bytes, whole process tree
+    last_activity: int | None = None  # seconds since its last output line
+    next_restart_in: float | None = None
+    operator_stopped: bool = False
+    build_seconds: float | None = None
+    schema: int = SCHEMA_VERSION
 
     def as_json(self) -> dict[str, Any]:
         return {key: getattr(self, key) for key in JSON_KEYS}
+
+    @property
+    def attention(self) -> int:
+        if self.health == "unhealthy":
+            return 0
+        return ATTENTION.get(self.status, 3)
+
+
+@dataclass(frozen=True)
+class Extras:
+    """What the controller knows beside supervisord: run state, last sample, last output time."""
+
+    run: Any = None  # control.runstate.RunState
+    sample: dict[str, Any] | None = None  # {"cpu_percent", "cpu_seconds", "rss", "pid"}
+    last_output: float | None = None
+    build_seconds: float | None = None
+    operator_stopped: bool = False
+
+
+def enrich(base: ServiceView, extras: Extras, now: float, startsecs: float = 0) -> ServiceView:
+    from dataclasses import replace
+
+    from maestro_runtime.control.runstate import describe_exit, display_state
+
+    run, sample = extras.run, extras.sample or {}
+    changes: dict[str, Any] = {"operator_stopped": extras.operator_stopped, "build_seconds": extras.build_seconds}
+    if extras.last_output is not None:
+        changes["last_activity"] = max(0, int(now - extras.last_output))
+    status = base.status
+    if status == "RUNNING" and base.uptime is not None and base.uptime < startsecs:
+        # supervisord runs programs with startsecs=0 (so every exit keeps its status); a run counts as
+        # started, as MAESTRO_STARTSECS says, once it has lasted that long.
+        changes["status"] = status = "STARTING"
+    if run is not None:
+        status = display_state(run, status) if status not in ("FAILED", "unknown") else status
+        live = base.pid is not None
+        changes.update(
+            status=status, restarts=run.restarts, last_exit_code=run.last_exit_code, last_exit_at=run.last_exit_at,
+            last_exit=describe_exit(run) if run.last_exit_at else None,
+            health=(run.health or None) if live else None, health_detail=(run.health_detail or None) if live else None,
+            next_restart_in=round(max(0.0, run.next_restart_at - now), 1)
+            if status == "BACKOFF" and run.next_restart_at else None,
+        )
+    if base.pid is not None and sample.get("pid") == base.pid:
+        changes.update(cpu_percent=sample.get("cpu_percent"), cpu_seconds=sample.get("cpu_seconds"),
+                       memory_rss=sample.get("rss"))
+    return replace(base, **changes)
 
 
 def view(record: ServiceRecord, process: dict[str, Any] | None, now: float, supervisor_up: bool) -> ServiceView:
@@ -70,14 +140,27 @@ def view(record: ServiceRecord, process: dict[str, Any] | None, now: float, supe
     )
 
 
-def build_views(records: list[ServiceRecord], processes: dict[str, dict[str, Any]] | None) -> list[ServiceView]:
+def build_views(records: list[ServiceRecord], processes: dict[str, dict[str, Any]] | None,
+                extras: dict[str, Extras] | None = None, startsecs: float = 0) -> list[ServiceView]:
     now = time.time()
     up = processes is not None
     from maestro_runtime.ops.processes import process_records
 
     # A service's other Procfile types follow it, as their own rows.
-    return [view(x, (processes or {}).get(x.id), now, up)
-            for r in records for x in (r, *process_records(r))]
+    views = [view(x, (processes or {}).get(x.id), now, up) for r in records for x in (r, *process_records(r))]
+    if extras is not None:
+        views = [enrich(v, extras.get(v.name) or Extras(), now, startsecs) for v in views]
+    return views
+
+
+def format_bytes(value: int | None) -> str:
+    if value is None:
+        return "-"
+    for unit in ("B", "K", "M", "G"):
+        if value < 1024 or unit == "G":
+            return f"{value:.0f}{unit}" if unit == "B" else f"{value:.1f}{unit}"
+        value /= 1024
+    return "-"
 
 
 def format_uptime(seconds: int | None) -> str:
@@ -98,10 +181,15 @@ def format_table(views: list[ServiceView], width: int = 48) -> str:
         text = text.replace("\n", " ⏎ ")
         return text if len(text) <= width else text[: width - 1] + "…"
 
-    header = ("NAME", "STATUS", "PID", "UPTIME", "USER", "PORT", "COMMAND", "WHY", "SOURCE")
+    header = ("NAME", "STATUS", "HEALTH", "RESTARTS", "LAST EXIT", "PID", "UPTIME", "CPU", "RSS", "ACTIVE",
+              "USER", "PORT", "COMMAND", "WHY", "SOURCE")
+    views = sorted(views, key=lambda v: v.attention)  # stable: the records' order within a rank
     rows = [header] + [
-        (v.name, v.status, str(v.pid or "-"), format_uptime(v.uptime), v.user, str(v.port or "-"),
-         clip(v.command or "-"), v.command_reason or "-", clip(v.source))
+        (v.name, v.status + (f" ({v.next_restart_in:g}s)" if v.next_restart_in is not None else ""),
+         v.health or "-", str(v.restarts), v.last_exit or "-", str(v.pid or "-"),
+         format_uptime(v.uptime), "-" if v.cpu_percent is None else f"{v.cpu_percent:.0f}%",
+         format_bytes(v.memory_rss), format_uptime(v.last_activity) + (" ago" if v.last_activity is not None else ""),
+         v.user, str(v.port or "-"), clip(v.command or "-"), v.command_reason or "-", clip(v.source))
         for v in views
     ]
     if any(v.git for v in views):  # branch workspaces: Δ changed files, ↑ ahead, ↓ behind upstream
@@ -118,3 +206,28 @@ def format_table(views: list[ServiceView], width: int = 48) -> str:
         if v.env_keys:
             lines.append(f"= {v.name}: env {' '.join(v.env_keys)}")
     return "\n".join(lines)
+
+
+CONTROLLER_FRESH = 20.0  # seconds: an older status.json means the controller is not there
+
+
+def gather_extras(state_dir: Path, records: list[ServiceRecord], now: float | None = None) -> dict[str, Extras]:
+    """Run states, the controller's last samples (when it is alive) and each log's last write."""
+    from maestro_runtime.control.runstate import RunStateStore
+
+    now = time.time() if now is None else now
+    store = RunStateStore(state_dir)
+    status = store.load_status()
+    fresh = now - float(status.get("updated") or 0) < CONTROLLER_FRESH
+    samples = status.get("samples", {}) if fresh else {}
+    builds = status.get("builds", {})
+    logs = state_dir / "logs"
+    out = {}
+    for record in records:
+        try:
+            last_output: float | None = (logs / f"{record.id}.log").stat().st_mtime
+        except OSError:
+            last_output = None
+        out[record.id] = Extras(run=store.load(record.id), sample=samples.get(record.id), last_output=last_output,
+                                build_seconds=builds.get(record.id), operator_stopped=store.stopped(record.id))
+    return out

@@ -18,6 +18,7 @@ from maestro_runtime.sandbox.cgroups import DEFAULT_PERIOD_US
 from maestro_runtime.sandbox.cgroups import Limits as SandboxDefaults
 from maestro_runtime.sources.fetch import local_path
 from maestro_runtime.spec import DEFAULT_REF, ParseResult, ServiceSpec
+from maestro_runtime.spec.fields import health_yaml, policy_yaml
 from maestro_runtime.spec.naming import unique_id
 from maestro_runtime.spec.sizes import format_size, parse_size
 
@@ -150,7 +151,7 @@ def service_entry(unit: Unit) -> dict[str, Any]:
         ("user", spec.user, None),
         ("cmd", spec.cmd, None),
         ("env", dict(spec.env), {}),
-        ("health", "tcp" if spec.health.kind == "tcp" else spec.health.path, "/"),
+        ("health", health_yaml(spec.health), "/"),
         ("autostart", spec.autostart, True),
         ("sha256", spec.sha256, None),
         ("keep", list(spec.keep), ["data"]),
@@ -169,6 +170,7 @@ def service_entry(unit: Unit) -> dict[str, Any]:
         ("processes", dict(spec.processes), {}),
     )
     entry.update({key: value for key, value, default in optional if value != default})
+    entry.update(policy_yaml(spec.policy))  # restart, backoff, max_restarts, restart_on_unhealthy, essential
     return entry
 
 

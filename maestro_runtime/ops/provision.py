@@ -15,6 +15,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from maestro_runtime import safefs
+from maestro_runtime.control.runstate import RunStateStore
 from maestro_runtime.engine.supervisord import (
     ProgramOptions,
     RenderError,
@@ -254,7 +255,7 @@ class Provisioner:
             cache_dir=str(account.cache_dir),
             venv_dir=str(account.venv_dir) if account.venv_dir.is_dir() else "",
             port=port, command=command, command_reason=reason, env=env, processes=types,
-            health={"kind": spec.health.kind, "path": spec.health.path}, autostart=spec.autostart,
+            health=spec.health.as_record(), policy=spec.policy.as_record(), autostart=spec.autostart,
             keep=list(spec.keep), allow_hosts=list(spec.allow_hosts),
             limits=spec.limits.overrides(),
             state=READY, error=None, updated=time.time(), revision=code.revision,
@@ -345,10 +346,14 @@ class Provisioner:
         self.store.save(record)
         script = self.launch_dir / f"{record.id}.sh"
         atomic_write(script, script_text, mode=0o700)
+        self._write_probe_script(record, plan)
+        # The controller restarts, with backoff (control/supervision.py); supervisord only runs.
+        # An operator's `maestro stop` holds across boots: the program then does not autostart.
+        stopped = RunStateStore(self.settings.state_dir).stopped(record.id)
         options = ProgramOptions(
-            autostart=record.autostart,
-            startsecs=self.settings.startsecs,
-            startretries=self.settings.startretries,
+            autostart=record.autostart and not stopped,
+            startsecs=0,
+            startretries=0,
             stopwaitsecs=self.settings.stopwaitsecs,
         )
         options = task_program_options(record, options)
@@ -388,10 +393,20 @@ class Provisioner:
         remove_program(self.settings.supervisor_conf_dir, program_id)
         (self.launch_dir / f"{program_id}.sh").unlink(missing_ok=True)
 
+    def _write_probe_script(self, record: ServiceRecord, plan: LaunchPlan) -> None:
+        """An exec health probe runs through the same launch chain: same sandbox, same user."""
+        path = self.launch_dir / f"{record.id}.probe.sh"
+        command = record.health.get("command") if record.health.get("kind") == "exec" else None
+        if command:
+            atomic_write(path, sandbox_script(replace(record, command=str(command)), plan), mode=0o700)
+        else:
+            path.unlink(missing_ok=True)
+
     def deactivate(self, service_id: str) -> None:
         for extra in self._process_ids(service_id):
             self._remove_program(extra)
         (self.launch_dir / f"{service_id}.types").unlink(missing_ok=True)
+        (self.launch_dir / f"{service_id}.probe.sh").unlink(missing_ok=True)
         self._remove_program(service_id)
 
     def process_ids(self, service_id: str) -> list[str]:
@@ -399,7 +414,7 @@ class Provisioner:
         return self._process_ids(service_id)
 
     def unregister(self, record: ServiceRecord) -> None:
-        """Forget the service: port, record, program and launch script. Files stay.
+        """Forget the service: port, record, program, launch script and run state. Files (and logs) stay.
 
         All or nothing: the ledger write is the one step that needs free space, so it goes
         first; if it fails, nothing has changed. The rest only unlinks."""
@@ -409,6 +424,7 @@ class Provisioner:
         self.ledger.release(service_id)
         self.store.delete(service_id)
         self.deactivate(service_id)
+        RunStateStore(self.settings.state_dir).forget(service_id)  # a new service of that name starts afresh
 
     def cleanup(self, record: ServiceRecord, *, purge: bool, delete_user: bool) -> None:
         """After the service has stopped: its cgroups and allow-host additions go; its files and

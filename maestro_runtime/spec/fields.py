@@ -7,7 +7,16 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from maestro_runtime.spec.model import DEFAULT_REF, Health, Limits, ServiceSpec, SpecError
+from maestro_runtime.spec.durations import parse_duration
+from maestro_runtime.spec.model import (
+    DEFAULT_REF,
+    Backoff,
+    Health,
+    Limits,
+    RestartPolicy,
+    ServiceSpec,
+    SpecError,
+)
 from maestro_runtime.spec.naming import name_from_repo, reserved, sanitize_name, valid_user
 from maestro_runtime.spec.sizes import SIZE_FORM, format_size, parse_size
 
@@ -103,16 +112,93 @@ def parse_env(origin: str, raw: Any) -> dict[str, str]:
     return env
 
 
+def _http_path(value: Any) -> str | None:
+    if isinstance(value, str) and value.startswith("/") and not any(c.isspace() or ord(c) < 32 for c in value):
+        return value
+    return None
+
+
+_HEALTH_KEYS = ("http", "tcp", "exec", "expect", "interval", "timeout", "retries", "start_period")
+
+
+def _seconds(origin: str, name: str, raw: Any) -> float:
+    try:
+        return parse_duration(raw)
+    except ValueError as exc:
+        raise SpecError(origin, name, str(exc)) from None
+
+
 def parse_health(origin: str, raw: Any) -> Health:
+    """A string (``/healthz`` or ``tcp``), or a mapping with one of http, tcp, exec and the timings."""
     if raw is None:
         return Health()
     if isinstance(raw, str):
         value = raw.strip()
         if value == "tcp":
             return Health(kind="tcp")
-        if value.startswith("/") and not any(c.isspace() or ord(c) < 32 for c in value):
+        if _http_path(value):
             return Health(kind="http", path=value)
-    raise SpecError(origin, "health", f"must be an HTTP path like /healthz or 'tcp', got {str(raw)[:40]!r}")
+    if not isinstance(raw, Mapping):
+        raise SpecError(origin, "health",
+                        f"must be an HTTP path like /healthz, 'tcp' or a mapping, got {str(raw)[:40]!r}")
+    unknown = sorted(str(k) for k in raw if k not in _HEALTH_KEYS)
+    if unknown:
+        raise SpecError(origin, f"health.{unknown[0]}", f"unknown key (known: {', '.join(_HEALTH_KEYS)})")
+    kinds = [k for k in ("http", "tcp", "exec") if k in raw]
+    if len(kinds) != 1:
+        raise SpecError(origin, "health", "give exactly one of http, tcp or exec")
+    kind, value = kinds[0], raw[kinds[0]]
+    path, command = "/", None
+    if kind == "http" and not (path := _http_path(value) or ""):
+        raise SpecError(origin, "health.http", f"must be a path like /healthz, got {str(value)[:40]!r}")
+    if kind == "tcp" and value is not True:
+        raise SpecError(origin, "health.tcp", "must be true")
+    if kind == "exec":
+        if not isinstance(value, str) or not value.strip():
+            raise SpecError(origin, "health.exec", "must be a command")
+        command = _text(origin, "health.exec", value.strip())
+    expect = raw.get("expect")
+    if expect is not None and (kind != "http" or isinstance(expect, bool) or not isinstance(expect, int)
+                               or not 100 <= expect <= 599):
+        raise SpecError(origin, "health.expect", "must be an HTTP status (100-599), with http only")
+    retries = raw.get("retries")
+    if retries is not None:
+        retries = _int(origin, "health.retries", retries)
+    timings = {k: _seconds(origin, f"health.{k}", raw[k]) for k in ("interval", "timeout", "start_period") if k in raw}
+    if timings.get("interval") == 0 or timings.get("timeout") == 0:
+        raise SpecError(origin, "health", "interval and timeout must be above zero")
+    return Health(kind=kind, path=path or "/", expect=expect, command=command, retries=retries, **timings)
+
+
+def parse_policy(origin: str, entry: Mapping[str, Any]) -> RestartPolicy:
+    """restart, backoff, max_restarts, restart_on_unhealthy, essential: unset fields stay None (env default)."""
+    restart = entry.get("restart")
+    if restart is not None and restart not in ("always", "on-failure", "never"):
+        raise SpecError(origin, "restart", f"must be always, on-failure or never, got {str(restart)[:20]!r}")
+    max_restarts = entry.get("max_restarts")
+    if max_restarts is not None and (isinstance(max_restarts, bool) or not isinstance(max_restarts, int)
+                                     or max_restarts < 0):
+        raise SpecError(origin, "max_restarts", f"must be a whole number >= 0 (0: forever), got {max_restarts!r}")
+    flags = {}
+    for key in ("restart_on_unhealthy", "essential"):
+        flags[key] = entry.get(key, False)
+        if not isinstance(flags[key], bool):
+            raise SpecError(origin, key, f"must be true or false, got {flags[key]!r}")
+    raw = entry.get("backoff")
+    backoff = Backoff()
+    if raw is not None:
+        if not isinstance(raw, Mapping) or any(k not in ("initial", "factor", "max") for k in raw):
+            raise SpecError(origin, "backoff", "must be a mapping with initial, factor and/or max")
+        factor = raw.get("factor")
+        if factor is not None and (isinstance(factor, bool) or not isinstance(factor, (int, float))
+                                   or not 1 <= factor <= 100):
+            raise SpecError(origin, "backoff.factor", f"must be a number from 1 to 100, got {factor!r}")
+        backoff = Backoff(
+            initial=_seconds(origin, "backoff.initial", raw["initial"]) if "initial" in raw else None,
+            factor=float(factor) if factor is not None else None,
+            max=_seconds(origin, "backoff.max", raw["max"]) if "max" in raw else None,
+        )
+    return RestartPolicy(restart=restart, backoff=backoff, max_restarts=max_restarts, **flags)
 
 
 def parse_host(origin: str, raw: Any) -> str:
@@ -191,3 +277,18 @@ def _make_spec(origin: str, kind: str, fields: Mapping[str, Any]) -> ServiceSpec
         user=parse_user(origin, fields.get("user")),
         cmd=parse_cmd(origin, fields.get("cmd")),
     )
+
+
+def health_yaml(health: Health) -> Any:
+    """The YAML form that parses back to ``health`` (the short string when it is enough)."""
+    extra = {k: v for k, v in health.as_record().items() if k not in ("kind", "path", "command")}
+    if not extra and health.kind != "exec":
+        return "tcp" if health.kind == "tcp" else health.path
+    head = {"http": {"http": health.path}, "tcp": {"tcp": True}, "exec": {"exec": health.command}}[health.kind]
+    return {**head, **extra}
+
+
+def policy_yaml(policy: RestartPolicy) -> dict[str, Any]:
+    """The YAML keys that parse back to ``policy`` (only those not left to the defaults)."""
+    out = policy.as_record()
+    return {k: v for k, v in out.items() if not (k in ("restart_on_unhealthy", "essential") and v is False)}

@@ -25,8 +25,47 @@ class SpecError(Exception):
 
 @dataclass(frozen=True)
 class Health:
-    kind: str = "http"  # "http" or "tcp"
+    kind: str = "http"  # "http", "tcp" or "exec"
     path: str = "/"
+    expect: int | None = None  # HTTP status wanted; None: any answer below 500
+    command: str | None = None  # exec: run in the service's sandbox as its user
+    # None: the MAESTRO_HEALTH_* default
+    interval: float | None = None
+    timeout: float | None = None
+    retries: int | None = None
+    start_period: float | None = None
+
+    def as_record(self) -> dict[str, object]:
+        return {k: v for k, v in self.__dict__.items() if v is not None}
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """None: the MAESTRO_BACKOFF_* default."""
+
+    initial: float | None = None
+    factor: float | None = None
+    max: float | None = None
+
+
+@dataclass(frozen=True)
+class RestartPolicy:
+    restart: str | None = None  # always | on-failure | never; None: MAESTRO_RESTART
+    backoff: Backoff = field(default_factory=Backoff)
+    max_restarts: int | None = None  # 0: forever; None: MAESTRO_MAX_RESTARTS
+    restart_on_unhealthy: bool = False
+    essential: bool = False
+
+    def as_record(self) -> dict[str, object]:
+        out: dict[str, object] = {"restart_on_unhealthy": self.restart_on_unhealthy, "essential": self.essential}
+        if self.restart is not None:
+            out["restart"] = self.restart
+        if self.max_restarts is not None:
+            out["max_restarts"] = self.max_restarts
+        backoff = {k: v for k, v in self.backoff.__dict__.items() if v is not None}
+        if backoff:
+            out["backoff"] = backoff
+        return out
 
 
 @dataclass(frozen=True)
@@ -63,6 +102,7 @@ class ServiceSpec:
     limits: Limits = field(default_factory=Limits)
     release: str | None = None  # runs after each build, before the new version starts (Procfile release:)
     processes: Mapping[str, str] = field(default_factory=dict)  # type -> command (Procfile worker: ...)
+    policy: RestartPolicy = field(default_factory=RestartPolicy)
     allow_system_path: bool = False  # the operator's say-so for a repo like /etc (deploy --allow-system-path)
     # Issue 14: one-shot tasks, schedules, dependencies, branch workspaces (see spec/tasks.py).
     role: str = "service"  # "service" | "task" (YAML ``kind:``, SVC_<i>_KIND, deploy --task)

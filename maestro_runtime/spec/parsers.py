@@ -17,6 +17,7 @@ from maestro_runtime.spec.fields import (
     parse_host,
     parse_keep,
     parse_limits,
+    parse_policy,
     str_list,
 )
 from maestro_runtime.spec.model import ParseResult, ServiceSpec, SpecError
@@ -25,7 +26,8 @@ from maestro_runtime.spec.tasks import TASK_FIELDS, task_fields
 SERVICE_FIELDS = ("repo", "port", "ref", "name", "user", "cmd")
 YAML_FIELDS = frozenset(
     {*SERVICE_FIELDS, "command", "env", "env_file", "release", "processes", "health", "autostart", "sha256", "keep",
-     "allow_hosts", "memory", "cpu_quota_us", "cpu_period_us", "pids_max", "allow_system_path", *TASK_FIELDS}
+     "allow_hosts", "memory", "cpu_quota_us", "cpu_period_us", "pids_max", "allow_system_path", *TASK_FIELDS,
+     "restart", "backoff", "max_restarts", "restart_on_unhealthy", "essential"}
 )
 
 
@@ -127,6 +129,7 @@ def parse_yaml_entry(origin: str, entry: Any, environ: Mapping[str, str] | None 
         allow_hosts=tuple(parse_host(origin, h) for h in str_list(origin, "allow_hosts", entry["allow_hosts"]))
         if "allow_hosts" in entry else (),
         limits=parse_limits(origin, entry),
+        policy=parse_policy(origin, entry),
         allow_system_path=allow_system_path,
         **task_fields(origin, entry),
         release=(entry.get("release") or "").strip() or None,

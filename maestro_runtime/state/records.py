@@ -51,6 +51,7 @@ class ServiceRecord:
     env: dict[str, str] = field(default_factory=dict)
     health: dict[str, str] = field(default_factory=lambda: {"kind": "http", "path": "/"})
     autostart: bool = True
+    policy: dict[str, object] = field(default_factory=dict)  # restart policy as written (see control/policy.py)
     keep: list[str] = field(default_factory=lambda: ["data"])
     allow_hosts: list[str] = field(default_factory=list)
     limits: dict[str, object] = field(default_factory=dict)

@@ -23,7 +23,8 @@ def run_check(maestro, **env: str) -> subprocess.CompletedProcess:
 def test_healthy_then_unhealthy_when_a_service_dies(maestro):
     for name in ("h1", "h2", "h3"):
         maestro.preseed(name)
-    maestro.boot()
+    # The HEALTHCHECK reads the controller's probe states: probe often, so a stop shows quickly.
+    maestro.boot(MAESTRO_HEALTH_INTERVAL="300ms", MAESTRO_HEALTH_TIMEOUT="500ms", MAESTRO_HEALTH_RETRIES="2")
     services = maestro.wait_running(["h1", "h2", "h3"])
     started = time.monotonic()
     proc = run_check(maestro)
@@ -35,8 +36,8 @@ def test_healthy_then_unhealthy_when_a_service_dies(maestro):
     # Stop one program: within its start period it would be "starting"; with period 0 it fails.
     subprocess.run(["kill", "-STOP", str(services["h2"]["pid"])], check=True)
     try:
-        proc = run_check(maestro, HEALTHCHECK_START_PERIOD="0", HEALTHCHECK_BUDGET="2")
-        assert proc.returncode == 1
+        proc = wait_for(lambda: (p := run_check(maestro, HEALTHCHECK_START_PERIOD="0", HEALTHCHECK_BUDGET="2"))
+                        .returncode == 1 and p, 15, what="h2 unhealthy")
         assert proc.stdout.startswith("unhealthy: h2 (")
         assert "h1" not in proc.stdout and "h3" not in proc.stdout
         young = run_check(maestro, HEALTHCHECK_START_PERIOD="3600", HEALTHCHECK_BUDGET="2")

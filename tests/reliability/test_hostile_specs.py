@@ -68,7 +68,8 @@ def _check_specs(specs) -> None:
             (proc,) = groups[a.id].process_configs
             assert proc.name == a.id
             assert proc.command == f"/bin/sh {root}/launch/{a.id}.sh ab12"
-            assert proc.autorestart is not False and proc.stopasgroup
+            # supervisord never restarts a service: the controller does, with backoff (control/)
+            assert proc.autorestart is False and proc.stopasgroup and proc.startsecs == 0
     for spec in specs:
         if spec.cmd is not None:
             _check_launch(spec.cmd, dict(spec.env))

@@ -96,8 +96,11 @@ def test_table_clips_long_cells_and_lists_errors_and_degradations():
     failed = _record("api", state=FAILED, error="port taken")
     views = inventory.build_views([long, failed], {"web": {"statename": "RUNNING", "pid": 1, "start": 0}})
     table = inventory.format_table(views, width=20).splitlines()
-    assert table[0].split() == ["NAME", "STATUS", "PID", "UPTIME", "USER", "PORT", "COMMAND", "WHY", "SOURCE"]
-    assert "x" * 19 + "…" in table[1] and "x" * 20 not in table[1]
+    assert table[0].split() == ["NAME", "STATUS", "HEALTH", "RESTARTS", "LAST", "EXIT", "PID", "UPTIME", "CPU",
+                                "RSS", "ACTIVE", "USER", "PORT", "COMMAND", "WHY", "SOURCE"]
+    assert table[1].startswith("api ")  # what needs attention (FAILED) comes first
+    web = next(line for line in table if line.startswith("web "))
+    assert "x" * 19 + "…" in web and "x" * 20 not in web
     assert "! api: port taken" in table and "~ web: not enforced: no cgroups" in table
     assert "unknown" in inventory.format_table(inventory.build_views([long], None))
 
@@ -107,24 +110,24 @@ def test_table_clips_long_cells_and_lists_errors_and_degradations():
 
 def test_prefixer_emits_whole_lines_per_service_and_channel():
     p = LinePrefixer()
-    assert p.feed("web", "stdout", b"GET / 200\npart") == b"[web] GET / 200\n"
-    assert p.feed("api", "stdout", b"other\n") == b"[api] other\n"
-    assert p.feed("web", "stderr", b"err\n") == b"[web] err\n"  # the stdout partial stays apart
-    assert p.feed("web", "stdout", b"ial\n") == b"[web] partial\n"
+    assert p.feed("web", "stdout", "GET / 200\npart") == ["GET / 200"]
+    assert p.feed("api", "stdout", "other\n") == ["other"]
+    assert p.feed("web", "stderr", "err\n") == ["err"]  # the stdout partial stays apart
+    assert p.feed("web", "stdout", "ial ✓\n") == ["partial ✓"]  # text, not bytes: UTF-8 is whole
     assert p.partial == {}
 
 
 def test_prefixer_flushes_an_overlong_partial_line():
     p = LinePrefixer()
-    out = p.feed("web", "stdout", b"a" * (MAX_PARTIAL + 1))
-    assert out == b"[web] " + b"a" * (MAX_PARTIAL + 1) + b"\n" and p.partial == {}
+    out = p.feed("web", "stdout", "a" * (MAX_PARTIAL + 1))
+    assert out == ["a" * (MAX_PARTIAL + 1)] and p.partial == {}
 
 
 def test_event_headers_and_payload():
-    assert parse_headers(b"ver:3.0 len:42 eventname:PROCESS_LOG_STDOUT\n") == {
+    assert parse_headers("ver:3.0 len:42 eventname:PROCESS_LOG_STDOUT\n") == {
         "ver": "3.0", "len": "42", "eventname": "PROCESS_LOG_STDOUT"}
-    meta, data = split_payload(b"processname:web channel:stderr\nline 1\nline 2\n")
-    assert meta["processname"] == "web" and meta["channel"] == "stderr" and data == b"line 1\nline 2\n"
+    meta, data = split_payload("processname:web channel:stderr\nline 1\nline 2\n")
+    assert meta["processname"] == "web" and meta["channel"] == "stderr" and data == "line 1\nline 2\n"
 
 
 def test_runtime_log_lines_are_prefixed_lines_and_redacted(capsys):

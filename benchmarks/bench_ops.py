@@ -1,0 +1,111 @@
+"""Operations figures at N services (issue 13): the controller's CPU while it probes every service,
+``list-services --json`` with rich status, and the HEALTHCHECK reading the probe states.
+
+    python3 -m benchmarks.bench_ops [--n 100] [--interval 10] [--window 60] [--runs 10]
+
+Root; a relocated host (benchmarks.common.Host) with N pre-seeded static projects,
+each probed by HTTP every ``--interval`` seconds. Commands are timed from this
+interpreter's install (like ``--dev-install`` of run.py: ~30 ms of start-up more
+than the image's wheel install). ``list-services`` of the checkout named by
+``--baseline-path`` (e.g. /work/main) is timed on the same host beside it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+import psutil
+
+from .common import HEALTHCHECK, Host, PortAllocator, isolate_etc, restored_accounts, wait_ports
+
+
+def controller_process(host: Host) -> psutil.Process:
+    for proc in psutil.process_iter(["cmdline"]):
+        cmd = " ".join(proc.info["cmdline"] or ())
+        if "maestro_runtime.control.controller" in cmd and proc.environ().get("MAESTRO_STATE_DIR") == str(
+                host.root / "state"):
+            return proc
+    raise RuntimeError("no controller process found")
+
+
+def timed(argv: list[str], env: dict[str, str], runs: int) -> list[float]:
+    out = []
+    for _ in range(runs):
+        began = time.perf_counter()
+        proc = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=60)
+        out.append(time.perf_counter() - began)
+        if proc.returncode not in (0, 1):
+            raise RuntimeError(f"{argv[0]} failed: {proc.stderr[-500:]}")
+    return out
+
+
+def ms(values: list[float]) -> str:
+    return f"{statistics.median(values) * 1000:.0f} ms ({min(values) * 1000:.0f}-{max(values) * 1000:.0f})"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--n", type=int, default=100)
+    parser.add_argument("--interval", default="10")
+    parser.add_argument("--window", type=float, default=60.0)
+    parser.add_argument("--runs", type=int, default=10)
+    parser.add_argument("--baseline-path", default="")
+    args = parser.parse_args()
+    isolate_etc()
+    low, high = PortAllocator().take(args.n)
+    ports = list(range(low, low + args.n))
+    with restored_accounts():
+        host = Host.create((low, high), MAESTRO_HEALTH_INTERVAL=f"{args.interval}s")
+        try:
+            host.preseed([f"s{i:03d}" for i in range(args.n)], ports)
+            host.start()
+            wait_ports(ports, 180)
+            time.sleep(15)  # every service probed once (first probe 1 s after its start), samples settled
+            controller = controller_process(host)
+            before, began = controller.cpu_times(), time.monotonic()
+            time.sleep(args.window)
+            after, wall = controller.cpu_times(), time.monotonic() - began
+            cpu = (after.user + after.system - before.user - before.system) / wall * 100
+            env = host.env
+            listing = json.loads(subprocess.run(["list-services", "--json"], env=env, capture_output=True,
+                                                text=True, timeout=60).stdout)
+            healthy = sum(1 for row in listing if row["health"] == "healthy")
+            listing_cmd = [str(host.bin_dir / "list-services"), "--json"]
+            ls, base, hc = [], [], []
+            for _ in range(args.runs):  # interleaved: a noisy neighbour weighs on both alike
+                ls += timed(listing_cmd, env, 1)
+                if args.baseline_path:
+                    base += timed(listing_cmd, {**env, "PYTHONPATH": args.baseline_path}, 1)
+                hc += timed([sys.executable, "-I", "-S", str(HEALTHCHECK)], env, 1)
+            print(f"N = {args.n}, probe interval {args.interval} s, {healthy} healthy by the controller's probes")
+            print(f"controller CPU over {wall:.0f} s: {cpu:.2f}% of one core "
+                  f"(RSS {controller.memory_info().rss / 2**20:.1f} MiB)")
+            print(f"list-services --json (rich status): {ms(ls)}")
+            if base:
+                print(f"list-services --json of {args.baseline_path} (no rich status), same host: {ms(base)}")
+            print(f"HEALTHCHECK wall (reads the probe states): {ms(hc)}")
+            print(f"loadavg: {os.getloadavg()}")
+            if os.environ.get("BENCH_PROFILE"):  # where list-services spends its time, in this process
+                import cProfile
+                import pstats
+
+                os.environ.update(env)
+                from maestro_runtime.cli import list_services
+
+                profile = cProfile.Profile()
+                with open(os.devnull, "w") as sink, contextlib.redirect_stdout(sink):
+                    profile.runcall(list_services.main, ["--json"], standalone_mode=False)
+                pstats.Stats(profile, stream=sys.stderr).sort_stats("cumulative").print_stats(25)
+        finally:
+            host.destroy()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,118 @@
+"""Day-to-day operator commands (click): start, stop, restart, logs. Thin: parse, call, print."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from pathlib import Path
+
+import click
+
+from maestro_runtime.engine.supervisord import Supervisor, SupervisorUnavailable
+
+
+def _settings():
+    from maestro_runtime.cli import _settings as settings
+
+    return settings()
+
+
+def _targets(store, names: tuple[str, ...], everything: bool) -> list:
+    from maestro_runtime.cli import _find
+
+    if everything == bool(names):
+        raise click.UsageError("name one or more services, or give --all (not both)")
+    records = store.all() if everything else [_find(store, n) for n in names]
+    return [r for r in records if r.ready]
+
+
+def _lifecycle(action: str, names: tuple[str, ...], everything: bool) -> None:
+    from maestro_runtime.control.runstate import RunStateStore
+    from maestro_runtime.ops import lifecycle
+    from maestro_runtime.state.records import RecordStore
+
+    settings = _settings()
+    records = _targets(RecordStore(settings.records_dir), names, everything)
+    supervisor = Supervisor(settings.supervisor_socket)
+    if not supervisor.available():
+        raise click.ClickException("supervisord is not running (is the runtime up?)")
+    runs = RunStateStore(settings.state_dir)
+    do = getattr(lifecycle, action)
+    failed = False
+    for record in records:
+        try:
+            outcome = do(supervisor, runs, record.id, settings.stopwaitsecs + 5.0)
+        except SupervisorUnavailable as exc:
+            raise click.ClickException(str(exc)) from None
+        except Exception as exc:
+            outcome = lifecycle.Outcome(record.id, False, f"{type(exc).__name__}: {exc}")
+        failed |= not outcome.ok
+        click.echo(f"{outcome.service}: {outcome.message}", err=not outcome.ok)
+    if failed:
+        sys.exit(1)
+
+
+@click.command("start")
+@click.argument("names", nargs=-1)
+@click.option("--all", "everything", is_flag=True, help="Every service.")
+def start(names: tuple[str, ...], everything: bool) -> None:
+    """Start services (and forget an earlier maestro stop)."""
+    _lifecycle("start", names, everything)
+
+
+@click.command("stop")
+@click.argument("names", nargs=-1)
+@click.option("--all", "everything", is_flag=True, help="Every service.")
+def stop(names: tuple[str, ...], everything: bool) -> None:
+    """Stop services gracefully (TERM, then KILL after stopwaitsecs); they stay stopped across restarts."""
+    _lifecycle("stop", names, everything)
+
+
+@click.command("restart")
+@click.argument("names", nargs=-1)
+@click.option("--all", "everything", is_flag=True, help="Every service.")
+def restart(names: tuple[str, ...], everything: bool) -> None:
+    """Restart services, one at a time; no other service is touched."""
+    _lifecycle("restart", names, everything)
+
+
+@click.command("logs")
+@click.argument("name")
+@click.option("-f", "--follow", is_flag=True, help="Keep printing new lines.")
+@click.option("-n", "--lines", "last", type=click.IntRange(min=0), default=100, show_default=True,
+              help="How many of the last lines.")
+@click.option("--since", help="Only lines newer than this (10m, 2h, 30s).")
+@click.option("--build", is_flag=True, help="The dependency build's log instead (also of a failed build).")
+def logs(name: str, follow: bool, last: int, since: str | None, build: bool) -> None:
+    """Print a service's output (running, exited or failed), or its build log with --build."""
+    from maestro_runtime.cli import _find
+    from maestro_runtime.ops import logs as logfiles
+    from maestro_runtime.spec.durations import parse_duration
+    from maestro_runtime.state.records import RecordStore
+
+    settings = _settings()
+    record = _find(RecordStore(settings.records_dir), name)
+    stamp = None
+    if since:
+        try:
+            stamp = logfiles.since_stamp(parse_duration(since))
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--since") from None
+    if build:
+        path = settings.state_dir / "builds" / f"{record.id}.build.log"
+        paths, show = [path], (lambda line: line)
+        if not path.exists():
+            raise click.ClickException(f"service {record.id}: no build log (nothing was built for it)")
+    else:
+        paths = logfiles.log_files(settings.state_dir / "logs", record.id)
+        show = logfiles.display
+        if not any(p.exists() for p in paths) and not follow:
+            click.echo(f"note: {record.id} has written no output yet", err=True)
+    for line in logfiles.select(logfiles.read_lines(paths), last=last, since=None if build else stamp):
+        click.echo(show(line))
+    if follow:
+        with contextlib.suppress(KeyboardInterrupt):
+            logfiles.follow(Path(paths[-1]), lambda line: click.echo(show(line)))
+
+
+COMMANDS = (start, stop, restart, logs)

@@ -1,0 +1,330 @@
+"""``python -m maestro_runtime.control.controller``: the one long-lived controller.
+
+It runs as supervisord's program ``maestro-controller`` (autorestart), not inside the
+parent process: when it crashes or is restarted, supervisord brings it back and no
+service is touched (every decision it needs is in the state dir), and a bug in it
+cannot take the container's PID-1 chain down. One asyncio loop carries:
+
+- supervision: every TICK (0.5 s; 1 s when nothing moved for 10 s), supervisord's
+  getAllProcessInfo -> supervision.step per service -> start after the backoff,
+  give up at max_restarts, alerts;
+- probes: each due probe is a task on the same loop, bounded by its timeout, so a hung
+  probe costs one pending task, never the loop;
+- samples: every SAMPLE_EVERY (10 s), CPU and RSS of every process tree -> status.json (the
+  heartbeat list-services and HEALTHCHECK read) and the metrics snapshot.
+XML-RPC and psutil calls block, so they run in a worker thread; webhook delivery has
+its own thread and bounded queue (alerts.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import time
+from dataclasses import replace
+from typing import Any
+
+from maestro_runtime.control import probes, supervision
+from maestro_runtime.control.alerts import Alerts
+from maestro_runtime.control.policy import Policy, resolve
+from maestro_runtime.control.runstate import RUNNING, RunState, RunStateStore, describe_exit
+from maestro_runtime.control.sampling import Sample, children_map, sample_tree
+from maestro_runtime.engine.supervisord import Supervisor, SupervisorUnavailable
+from maestro_runtime.settings import OpsSettings, Settings
+from maestro_runtime.state.records import RecordStore, ServiceRecord
+
+log = logging.getLogger("maestro")
+TICK = 0.5  # while something moves: exits are seen within half a second, restarts land on time
+IDLE_TICK = 1.0  # when nothing changed for BUSY_FOR seconds: half the polling of a quiet host
+BUSY_FOR = 10.0
+SAMPLE_EVERY = 10.0
+FIRST_PROBE_AFTER = 1.0
+
+
+class Controller:
+    def __init__(self, settings: Settings, ops: OpsSettings):
+        self.settings, self.ops = settings, ops
+        self.supervisor = Supervisor(settings.supervisor_socket, timeout=10)
+        self.records_store = RecordStore(settings.records_dir)
+        self.runs_store = RunStateStore(settings.state_dir)
+        self.alerts = Alerts(ops.alert_webhook, ops.alert_secret)
+        self.records: dict[str, ServiceRecord] = {}
+        self.policies: dict[str, Policy] = {}
+        self.runs: dict[str, RunState] = {}
+        self.samples: dict[str, Sample] = {}
+        self.builds: dict[str, tuple[float, float | None]] = {}  # id -> (log mtime, seconds)
+        self.processes: dict[str, dict[str, Any]] | None = None
+        self.next_probe: dict[str, float] = {}
+        self.probing: set[str] = set()
+        self.failed_seen: dict[str, float] = {}
+        self._records_stamp: tuple[float, int] | None = None
+        self.stopping = asyncio.Event()
+        self.busy_until = time.time() + BUSY_FOR
+
+    # ------------------------------------------------------------ state
+
+    def reload_records(self) -> None:
+        folder = self.settings.records_dir
+        try:
+            st = folder.stat()
+            stamp = (st.st_mtime, st.st_nlink)
+        except OSError:
+            stamp = None
+        if stamp == self._records_stamp:
+            return
+        self._records_stamp = stamp
+        self.records = {r.id: r for r in self.records_store.all()}
+        self.policies = {i: resolve(r, self.ops) for i, r in self.records.items() if r.ready}
+        for service_id in self.records:
+            if service_id not in self.runs:
+                self.runs[service_id] = self.runs_store.load(service_id)
+        for gone in set(self.runs) - set(self.records):
+            del self.runs[gone]
+
+    def save(self, service_id: str, new: RunState) -> None:
+        if new != self.runs.get(service_id):
+            self.runs[service_id] = new
+            try:
+                self.runs_store.save(service_id, new)
+            except OSError as exc:
+                log.warning("service %s: cannot save its run state: %s", service_id, exc)
+
+    # ------------------------------------------------------------ supervision
+
+    async def supervise_once(self) -> None:
+        try:
+            self.processes = await asyncio.to_thread(self.supervisor.processes)
+        except SupervisorUnavailable:
+            self.processes = None
+            return
+        self.reload_records()
+        now = time.time()
+        for service_id, record in self.records.items():
+            if not record.ready:
+                self._note_failed(record)
+                continue
+            policy, before = self.policies[service_id], self.runs[service_id]
+            info = self.processes.get(service_id)
+            new, actions = supervision.step(policy, before, info, now, self.runs_store.stopped(service_id))
+            if new.phase == RUNNING and new.last_start != before.last_start:
+                new = probes.new_run(new)
+                self.next_probe[service_id] = now + FIRST_PROBE_AFTER
+            if new != before or new.phase == "BACKOFF":
+                self.busy_until = now + BUSY_FOR
+            self.save(service_id, new)
+            for action in actions:
+                await self.act(record, policy, action)
+
+    def _note_failed(self, record: ServiceRecord) -> None:
+        if self.failed_seen.get(record.id) != record.updated:
+            if record.id in self.failed_seen or time.time() - record.updated < 600:
+                self.alerts.emit("build_failed", record.id, record.error or "provisioning failed")
+            self.failed_seen[record.id] = record.updated
+
+    async def act(self, record: ServiceRecord, policy: Policy, action: supervision.Action) -> None:
+        run = self.runs[record.id]
+        if action.kind == "start":
+            log.info("service %s: restart %d (%s)", record.id, run.attempts, describe_exit(run))
+            try:
+                await asyncio.to_thread(self.supervisor.call, "supervisor.startProcess", record.id, False)
+            except Exception as exc:
+                log.warning("service %s: restart failed: %s", record.id, exc)
+                delay = policy.backoff.delay(run.attempts)
+                # The end seen last is still the one handled: no second verdict on it.
+                info = (self.processes or {}).get(record.id) or {}
+                self.save(record.id, replace(run, next_restart_at=time.time() + delay,
+                                             handled_start=float(info.get("start") or time.time())))
+        elif action.kind == "alert":
+            level = log.error if action.event == "gave_up" else log.warning
+            level("service %s: %s: %s", record.id, action.event.replace("_", " "), action.detail)
+            self.alerts.emit(action.event, record.id, action.detail, restarts=run.restarts,
+                             exit_code=run.last_exit_code, essential=policy.essential)
+        elif action.kind == "exit_container":
+            self.stop_container(record.id)
+
+    def stop_container(self, service_id: str) -> None:
+        """An essential service gave up: leave status 1 for the parent and ask it to stop everything."""
+        log.error("service %s is essential and gave up: stopping the container (status 1)", service_id)
+        try:
+            (self.settings.runtime_dir / "exit-status").write_text(f"1 {service_id}\n")
+            import psutil
+
+            parent = psutil.Process(os.getppid()).ppid()  # supervisord's parent: engine/parent.py
+            os.kill(parent if parent > 1 else os.getppid(), signal.SIGTERM)
+        except (OSError, Exception) as exc:
+            log.error("cannot signal the runtime's parent (%s); shutting supervisord down", exc)
+            with contextlib.suppress(Exception):
+                self.supervisor.call("supervisor.shutdown")
+
+    # ------------------------------------------------------------ probes
+
+    def due_probes(self, now: float) -> list[str]:
+        due = []
+        for service_id, policy in self.policies.items():
+            run = self.runs.get(service_id)
+            if (policy.probe is None or run is None or run.phase != RUNNING or service_id in self.probing
+                    or self.next_probe.get(service_id, 0) > now):
+                continue
+            due.append(service_id)
+        return due
+
+    async def probe_one(self, service_id: str) -> None:
+        self.probing.add(service_id)
+        try:
+            record, policy = self.records[service_id], self.policies[service_id]
+            probe = policy.probe
+            assert probe is not None
+            started = self.runs[service_id].last_start
+            script = self.settings.runtime_dir / "launch" / f"{service_id}.probe.sh"
+            result = await probes.run_probe(probe, record.port, script)
+            now = time.time()
+            self.next_probe[service_id] = now + probe.interval
+            run = self.runs.get(service_id)
+            if run is None or run.phase != RUNNING or run.last_start != started:
+                return  # the run it probed has ended: its verdict means nothing now
+            change = probes.judge(run, probe, result, now, policy.restart_on_unhealthy)
+            self.save(service_id, change.state)
+            if change.event:
+                (log.warning if change.event == "unhealthy" else log.info)(
+                    "service %s: %s (%s)", service_id, change.event, result.detail)
+                self.alerts.emit(change.event, service_id, result.detail, restarts=change.state.restarts)
+            if change.restart:
+                await self.restart_unhealthy(service_id)
+        finally:
+            self.probing.discard(service_id)
+
+    async def restart_unhealthy(self, service_id: str) -> None:
+        log.warning("service %s: restarting it (restart_on_unhealthy)", service_id)
+        run = self.runs[service_id]
+        self.save(service_id, replace(run, restarts=run.restarts + 1))
+        try:
+            await asyncio.to_thread(self.supervisor.call, "supervisor.stopProcess", service_id, True)
+        except Exception as exc:
+            log.info("service %s: stop before restart: %s", service_id, exc)
+        if not self.runs_store.stopped(service_id):
+            try:
+                await asyncio.to_thread(self.supervisor.call, "supervisor.startProcess", service_id, False)
+            except Exception as exc:
+                log.warning("service %s: start after unhealthy: %s", service_id, exc)
+
+    # ------------------------------------------------------------ samples
+
+    def sample_all(self) -> dict[str, Any]:
+        now = time.monotonic()
+        fresh: dict[str, Sample] = {}
+        children = children_map()
+        for service_id, info in (self.processes or {}).items():
+            if service_id in self.records and info.get("pid"):
+                sample = sample_tree(int(info["pid"]), now, self.samples.get(service_id), children)
+                if sample is not None:
+                    fresh[service_id] = sample
+        self.samples = fresh
+        status = {
+            "version": 1, "pid": os.getpid(), "updated": time.time(),
+            "samples": {i: {"pid": s.pid, "cpu_seconds": round(s.cpu_seconds, 3), "rss": s.rss,
+                            "cpu_percent": None if s.cpu_percent is None else round(s.cpu_percent, 1)}
+                        for i, s in fresh.items()},
+            "builds": {i: secs for i in self.records if (secs := self.build_seconds(i)) is not None},
+        }
+        self.runs_store.save_status(status)
+        return status
+
+    def build_seconds(self, service_id: str) -> float | None:
+        """The last build's duration: the sum of its steps' ``# exit N after Xs`` lines (builds.py)."""
+        path = self.settings.state_dir / "builds" / f"{service_id}.build.log"
+        try:
+            mtime = path.stat().st_mtime
+        except OSError:
+            return None
+        cached = self.builds.get(service_id)
+        if cached and cached[0] == mtime:
+            return cached[1]
+        total = None
+        with contextlib.suppress(OSError, ValueError):
+            for line in path.read_text(errors="replace").splitlines():
+                if line.startswith("# exit ") and " after " in line:
+                    total = (total or 0.0) + float(line.rsplit(" after ", 1)[1].rstrip("s"))
+        self.builds[service_id] = (mtime, total)
+        return total
+
+    # ------------------------------------------------------------ the loop
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, self.stopping.set)
+        self.start_metrics()
+        tasks: set[asyncio.Task] = set()
+        next_sample = 0.0
+        while not self.stopping.is_set():
+            await self.supervise_once()
+            now = time.time()
+            for service_id in self.due_probes(now):
+                task = asyncio.create_task(self.probe_one(service_id))
+                tasks.add(task)
+                task.add_done_callback(tasks.discard)
+            if time.monotonic() >= next_sample and self.processes is not None:
+                next_sample = time.monotonic() + SAMPLE_EVERY
+                await asyncio.to_thread(self.sample_all)
+            tick = TICK if time.time() < self.busy_until else IDLE_TICK
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stopping.wait(), tick)
+        for task in tasks:
+            task.cancel()
+        self.alerts.close()
+
+    def snapshot(self) -> dict[str, Any]:
+        """The metrics' view: the same rows as list-services --json."""
+        from maestro_runtime.ops.inventory import Extras, build_views
+
+        records = list(self.records.values())
+        extras = {}
+        for r in records:
+            sample = self.samples.get(r.id)
+            extras[r.id] = Extras(
+                run=self.runs.get(r.id), build_seconds=self.builds.get(r.id, (0, None))[1],
+                sample={"pid": sample.pid, "cpu_percent": sample.cpu_percent, "cpu_seconds": sample.cpu_seconds,
+                        "rss": sample.rss} if sample else None)
+        rows = [v.as_json() for v in build_views(records, self.processes, extras, self.settings.startsecs)]
+        return {"version": runtime_version(), "services": rows}
+
+    def start_metrics(self) -> None:
+        bind = self.ops.metrics_bind
+        if bind is None:
+            return
+        from maestro_runtime.control.metrics import serve
+
+        try:
+            serve(bind, self.snapshot)
+            log.info("metrics on http://%s:%d/metrics", *bind)
+        except OSError as exc:
+            log.error("metrics: cannot listen on %s: %s", self.ops.metrics_addr, exc)
+
+
+def runtime_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("maestro-runtime")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def main() -> None:
+    from maestro_runtime.log_format import setup_logging
+
+    settings = Settings.from_env()
+    setup_logging(settings.log_level)
+    try:
+        ops = OpsSettings.from_env(settings.environ)
+    except ValueError as exc:
+        log.error("controller: %s", exc)
+        raise SystemExit(2) from None
+    asyncio.run(Controller(settings, ops).run())
+
+
+if __name__ == "__main__":
+    main()

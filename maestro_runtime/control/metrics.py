@@ -1,0 +1,67 @@
+"""Prometheus exposition on MAESTRO_METRICS_ADDR (prometheus_client), off by default.
+
+A custom collector reads the controller's latest snapshot at scrape time, so a
+scrape costs nothing between scrapes and shows the numbers list-services shows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily
+from prometheus_client.registry import Collector, CollectorRegistry
+
+STATES = ("RUNNING", "STARTING", "BACKOFF", "STOPPED", "EXITED", "FATAL", "FAILED", "NOT_LOADED", "unknown")
+HEALTHS = ("starting", "healthy", "unhealthy", "none")
+
+
+class SnapshotCollector(Collector):
+    """``snapshot()`` returns {"services": [row, ...], "version": str} with the list-services --json rows."""
+
+    def __init__(self, snapshot: Callable[[], dict[str, Any]]):
+        self.snapshot = snapshot
+
+    def collect(self) -> Iterator[Any]:
+        snap = self.snapshot()
+        rows = snap.get("services", [])
+        info = InfoMetricFamily("maestro_runtime", "maestro-runtime build and controller information")
+        info.add_metric([], {"version": str(snap.get("version", "")), "services": str(len(rows))})
+        yield info
+        up = GaugeMetricFamily("maestro_service_up", "1 when the service's process runs", labels=["service"])
+        state = GaugeMetricFamily("maestro_service_state", "1 for the service's current state",
+                                  labels=["service", "state"])
+        health = GaugeMetricFamily("maestro_service_health", "1 for the service's current health",
+                                   labels=["service", "health"])
+        restarts = CounterMetricFamily("maestro_service_restarts", "restarts by the controller, ever",
+                                       labels=["service"])
+        cpu = CounterMetricFamily("maestro_service_cpu_seconds", "CPU time of the live process tree",
+                                  labels=["service"])
+        rss = GaugeMetricFamily("maestro_service_memory_rss_bytes", "resident memory of the process tree",
+                                labels=["service"])
+        build = GaugeMetricFamily("maestro_service_last_build_duration_seconds",
+                                  "duration of the last dependency build", labels=["service"])
+        for row in rows:
+            name = row["name"]
+            up.add_metric([name], 1.0 if row.get("status") in ("RUNNING", "STARTING") else 0.0)
+            for value in STATES:
+                state.add_metric([name, value], 1.0 if row.get("status") == value else 0.0)
+            current = row.get("health") or "none"
+            for value in HEALTHS:
+                health.add_metric([name, value], 1.0 if current == value else 0.0)
+            restarts.add_metric([name], float(row.get("restarts") or 0))
+            cpu.add_metric([name], float(row.get("cpu_seconds") or 0.0))
+            rss.add_metric([name], float(row.get("memory_rss") or 0))
+            if row.get("build_seconds") is not None:
+                build.add_metric([name], float(row["build_seconds"]))
+        yield from (up, state, health, restarts, cpu, rss, build)
+
+
+def serve(bind: tuple[str, int], snapshot: Callable[[], dict[str, Any]]) -> Any:
+    """Start the exposition server on its own daemon thread; returns the server."""
+    from prometheus_client import start_http_server
+
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(SnapshotCollector(snapshot))
+    server, _thread = start_http_server(bind[1], addr=bind[0], registry=registry)
+    return server

@@ -1,0 +1,95 @@
+"""``maestro logs``: read a service's log files (written by the log listener) or its build log.
+
+Files: ``<state>/logs/<id>.log`` and its rotated ``.1`` .. ``.N`` (oldest last), one line
+each ``<ISO time> out|err <text>``; ``<state>/builds/<id>.build.log`` for the build.
+"""
+
+from __future__ import annotations
+
+import collections
+import time
+from collections.abc import Callable, Iterable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+
+def log_files(folder: Path, service_id: str) -> list[Path]:
+    """Oldest first: <id>.log.N ... <id>.log.1, <id>.log."""
+    rotated = []
+    for path in folder.glob(f"{service_id}.log.*"):
+        suffix = path.name.rsplit(".", 1)[1]
+        if suffix.isdigit():
+            rotated.append((int(suffix), path))
+    return [p for _, p in sorted(rotated, reverse=True)] + [folder / f"{service_id}.log"]
+
+
+def since_stamp(seconds: float, now: float | None = None) -> str:
+    moment = datetime.fromtimestamp((time.time() if now is None else now) - seconds, UTC)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def display(line: str) -> str:
+    """``<time> out <text>`` -> ``<time> <text>``; stderr lines keep a marker."""
+    stamp, _, rest = line.partition(" ")
+    tag, _, text = rest.partition(" ")
+    if tag == "out":
+        return f"{stamp} {text}"
+    if tag == "err":
+        return f"{stamp} [stderr] {text}"
+    return line
+
+
+def read_lines(paths: Iterable[Path]) -> Iterator[str]:
+    for path in paths:
+        try:
+            with path.open(encoding="utf-8", errors="replace") as handle:
+                for line in handle:
+                    yield line.rstrip("\n")
+        except OSError:
+            continue
+
+
+def select(lines: Iterable[str], *, last: int | None, since: str | None) -> list[str]:
+    """Lines at or after ``since`` (an ISO stamp, compared as text: same format), the last ``last``."""
+    if since is not None:
+        lines = (line for line in lines if line[:24] >= since)
+    return list(collections.deque(lines, maxlen=last) if last is not None else lines)
+
+
+def follow(path: Path, emit: Callable[[str], None], *, stop: Callable[[], bool] = lambda: False,
+           interval: float = 0.2) -> None:
+    """Print lines appended to ``path`` from its current end, across rotations (a new inode or a
+    shorter file means the listener rotated: read the new file from its start)."""
+    handle = None
+    inode = None
+    partial = ""
+    while not stop():
+        if handle is None:
+            try:
+                handle = path.open(encoding="utf-8", errors="replace")
+                stat = path.stat()
+                if inode is None:
+                    handle.seek(0, 2)  # the first open: only what comes next
+                inode = stat.st_ino
+            except OSError:
+                handle = None
+                time.sleep(interval)
+                continue
+        chunk = handle.read()
+        if chunk:
+            partial += chunk
+            *lines, partial = partial.split("\n")
+            for line in lines:
+                emit(line)
+            continue
+        try:
+            stat = path.stat()
+            rotated = stat.st_ino != inode or stat.st_size < handle.tell()
+        except OSError:
+            rotated = True
+        if rotated:
+            handle.close()
+            handle, inode = None, -1  # -1: known before, so the new file is read from its start
+        time.sleep(interval)
+    if handle is not None:
+        handle.close()

@@ -1,0 +1,119 @@
+"""Restart policy with backoff, give-up, webhook and essential services, with real supervisord."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import time
+
+from maestro_runtime.control.alerts import SIGNATURE_HEADER, verify
+from tests.integration.conftest import wait_for
+from tests.integration.ops_helpers import Webhook, services_file
+
+SECRET = "s3cret-for-the-test"
+
+
+def _starts(maestro, name: str) -> list[float]:
+    """Every start of ``name`` as the service itself recorded it (one line per run)."""
+    path = maestro.root / "home" / f"svc_{name}" / "starts"
+    return [float(x) for x in path.read_text().split()] if path.exists() else []
+
+
+CRASH = ("import os, time\nopen(os.path.join(os.environ['HOME'], 'starts'), 'a').write(f'{time.time()}\\n')\n"
+         "raise SystemExit(3)\n")
+
+
+def test_crash_loop_backs_off_gives_up_once_and_essential_stops_the_container(maestro):
+    hook = Webhook()
+    try:
+        spec = services_file(maestro, [
+            {"name": "steady", "cmd": "python3 -m http.server $PORT"},
+            {"name": "looper", "cmd": "python3 app.py", "app": CRASH, "essential": True,
+             "backoff": {"initial": "1s", "factor": 2, "max": "5m"}, "max_restarts": 3},
+        ])
+        maestro.boot(MAESTRO_SERVICES_FILE=str(spec), MAESTRO_ALERT_WEBHOOK=hook.url, MAESTRO_ALERT_SECRET=SECRET)
+        # The container stops by itself, non-zero, once the essential service gives up.
+        code = maestro.proc.wait(60)
+        assert code == 1, maestro.log()[-3000:]
+        starts = _starts(maestro, "looper")
+        assert len(starts) == 4, starts  # the first run and max_restarts = 3 restarts
+        gaps = [b - a for a, b in itertools.pairwise(starts)]
+        for gap, delay in zip(gaps, (1.0, 2.0, 4.0), strict=True):
+            # jitter is +-10%; the controller polls every 0.5 s and the start itself takes a moment
+            assert delay * 0.9 <= gap <= delay * 1.1 + 1.2, gaps
+        assert gaps[0] < gaps[1] < gaps[2], gaps
+        wait_for(lambda: hook.named("gave_up"), 10, what="the give-up event")
+        time.sleep(0.5)
+        gave_up = hook.named("gave_up")
+        assert len(gave_up) == 1, gave_up
+        headers, data = gave_up[0]
+        raw = next(body for h, body in hook.events if json.loads(body)["event"] == "gave_up")
+        assert verify(SECRET, raw, headers[SIGNATURE_HEADER])
+        assert not verify("another secret", raw, headers[SIGNATURE_HEADER])
+        assert data["service"] == "looper" and data["essential"] is True and data["restarts"] == 3
+        assert "gave up" in maestro.log()
+    finally:
+        hook.close()
+
+
+def test_gave_up_service_is_fatal_and_others_keep_running(maestro):
+    spec = services_file(maestro, [
+        {"name": "steady", "cmd": "python3 -m http.server $PORT"},
+        {"name": "looper", "cmd": "python3 app.py", "app": CRASH, "max_restarts": 2,
+         "backoff": {"initial": "200ms"}},
+    ])
+    maestro.boot(MAESTRO_SERVICES_FILE=str(spec))
+    steady = maestro.wait_running(["steady"])["steady"]
+    try:
+        fatal = wait_for(lambda: (s := maestro.services())["looper"]["status"] == "FATAL" and s, 30, what="FATAL")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\n{maestro.services()['looper']}\n{maestro.log()[-3000:]}") from None
+    looper = fatal["looper"]
+    assert looper["restarts"] == 2 and looper["last_exit_code"] == 3 and looper["last_exit"] == "exit 3"
+    assert fatal["steady"]["pid"] == steady["pid"] and fatal["steady"]["restarts"] == 0
+    assert maestro.proc.poll() is None  # not essential: the container stays up
+    # The counts survive a container restart.
+    assert maestro.stop() == 0
+    maestro.boot()
+    # The boot starts it afresh: two more restarts in a row before it gives up again, added to the two.
+    try:
+        again = wait_for(lambda: (s := maestro.services())["looper"]["status"] == "FATAL"
+                         and s["looper"]["restarts"] == 4 and s, 30, what="FATAL again, counted across the boot")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\n{maestro.services()['looper']}\n{maestro.log()[-3000:]}") from None
+    assert again["looper"]["last_exit_code"] == 3
+
+
+def _controller_pid(maestro) -> int | None:
+    import psutil
+
+    for proc in psutil.process_iter(["cmdline", "environ"]):
+        cmd = " ".join(proc.info["cmdline"] or ())
+        if "maestro_runtime.control.controller" in cmd and \
+                (proc.info["environ"] or {}).get("MAESTRO_STATE_DIR") == str(maestro.root / "state"):
+            return proc.pid
+    return None
+
+
+def test_a_killed_controller_comes_back_and_no_service_notices(maestro):
+    import os
+    import signal
+
+    spec = services_file(maestro, [
+        {"name": "steady", "cmd": "python3 -m http.server $PORT"},
+        {"name": "looper", "cmd": "python3 app.py", "app": CRASH, "max_restarts": 0,
+         "backoff": {"initial": "300ms", "max": "300ms"}},
+    ])
+    maestro.boot(MAESTRO_SERVICES_FILE=str(spec))
+    steady = maestro.wait_running(["steady"])["steady"]
+    wait_for(lambda: maestro.services()["looper"]["restarts"] >= 2, 30, what="looper restarting")
+    first = _controller_pid(maestro)
+    assert first
+    os.kill(first, signal.SIGKILL)
+    second = wait_for(lambda: (pid := _controller_pid(maestro)) not in (None, first) and pid, 20,
+                      what="the controller back")
+    before = maestro.services()["looper"]["restarts"]
+    wait_for(lambda: maestro.services()["looper"]["restarts"] >= before + 2, 30, what="supervision resumed")
+    after = maestro.services()["steady"]
+    assert after["pid"] == steady["pid"] and after["status"] == "RUNNING" and after["restarts"] == 0
+    assert second != first

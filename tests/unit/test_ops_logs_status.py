@@ -1,0 +1,82 @@
+"""maestro logs' file reading and following; list-services' rich rows and attention order."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from maestro_runtime.control.runstate import RunState
+from maestro_runtime.ops import logs
+from maestro_runtime.ops.inventory import Extras, build_views, format_table
+from maestro_runtime.state.records import ServiceRecord
+
+
+def test_files_oldest_first_and_selection(tmp_path):
+    for name, text in (("api.log.2", "2026-01-01T00:00:01.000Z out one\n"),
+                       ("api.log.1", "2026-01-01T00:00:02.000Z err two\n"),
+                       ("api.log", "2026-01-01T00:00:03.000Z out three ✓\n"),
+                       ("api.log.x", "ignored\n"), ("apiother.log", "ignored\n")):
+        (tmp_path / name).write_text(text)
+    paths = logs.log_files(tmp_path, "api")
+    assert [p.name for p in paths] == ["api.log.2", "api.log.1", "api.log"]
+    lines = list(logs.read_lines(paths))
+    assert logs.select(lines, last=2, since=None) == lines[1:]
+    assert logs.select(lines, last=None, since="2026-01-01T00:00:02.000Z") == lines[1:]
+    assert [logs.display(x) for x in lines] == ["2026-01-01T00:00:01.000Z one", "2026-01-01T00:00:02.000Z [stderr] two",
+                                                "2026-01-01T00:00:03.000Z three ✓"]
+
+
+def test_follow_reads_new_lines_across_a_rotation(tmp_path):
+    path = tmp_path / "api.log"
+    path.write_text("old line\n")
+    got: list[str] = []
+    done = threading.Event()
+    thread = threading.Thread(target=logs.follow, args=(path, got.append),
+                              kwargs={"stop": done.is_set, "interval": 0.02})
+    thread.start()
+    try:
+        time.sleep(0.1)
+        with path.open("a") as handle:
+            handle.write("new 1\n")
+        time.sleep(0.1)
+        path.rename(tmp_path / "api.log.1")  # what RotatingFileHandler does
+        path.write_text("after rotation\n")
+        deadline = time.monotonic() + 3
+        while len(got) < 2 and time.monotonic() < deadline:
+            time.sleep(0.02)
+    finally:
+        done.set()
+        thread.join(2)
+    assert got == ["new 1", "after rotation"]
+
+
+def record(name: str, **kw) -> ServiceRecord:
+    return ServiceRecord(id=name, name=name, kind="file", origin="o", source="s", directory="/d", user="u",
+                         port=8000, **kw)
+
+
+def test_rich_rows_and_attention_first():
+    records = [record("ok"), record("sick"), record("dead"), record("waiting")]
+    processes = {
+        "ok": {"statename": "RUNNING", "pid": 10, "start": time.time() - 5},
+        "sick": {"statename": "RUNNING", "pid": 11, "start": time.time() - 5},
+        "dead": {"statename": "EXITED", "pid": 0, "start": 1, "exitstatus": 3},
+        "waiting": {"statename": "EXITED", "pid": 0, "start": 1, "exitstatus": 1},
+    }
+    extras = {
+        "ok": Extras(run=RunState(phase="RUNNING", health="healthy"),
+                     sample={"pid": 10, "cpu_percent": 97.5, "cpu_seconds": 3.0, "rss": 50 << 20}),
+        "sick": Extras(run=RunState(phase="RUNNING", health="unhealthy", health_detail="HTTP 503")),
+        "dead": Extras(run=RunState(phase="FATAL", restarts=3, last_exit_code=3, last_exit_at=5)),
+        "waiting": Extras(run=RunState(phase="BACKOFF", next_restart_at=time.time() + 4, last_exit_at=5,
+                                       last_exit_code=1)),
+    }
+    views = {v.name: v for v in build_views(records, processes, extras)}
+    assert views["ok"].cpu_percent == 97.5 and views["ok"].memory_rss == 50 << 20 and views["ok"].schema == 2
+    assert views["dead"].status == "FATAL" and views["dead"].last_exit == "exit 3" and views["dead"].restarts == 3
+    assert views["waiting"].status == "BACKOFF" and 0 < views["waiting"].next_restart_in <= 4
+    assert views["sick"].health == "unhealthy"
+    table = format_table(list(views.values())).splitlines()
+    order = [line.split()[0] for line in table[1:5]]
+    assert order[:2] == ["sick", "dead"] and order[2] == "waiting" and order[3] == "ok"
+    assert "98%" in table[4] and "50.0M" in table[4]  # 97.5 rounds half to even
