@@ -10,7 +10,8 @@ from maestro_runtime.tasks.state import FINISHED, RUNNING, Phase, PhaseStore
 
 
 def _task(name: str):
-    from maestro_runtime.cli import _find, _settings
+    from maestro_runtime.cli.common import command_settings as _settings
+    from maestro_runtime.cli.common import find_service as _find
     from maestro_runtime.state.records import RecordStore
 
     settings = _settings()

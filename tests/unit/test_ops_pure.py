@@ -151,7 +151,7 @@ def test_runtime_log_lines_are_prefixed_lines_and_redacted(capsys):
 
 
 def test_deploy_suggests_the_user_it_would_really_create(monkeypatch):
-    from maestro_runtime import cli
+    from maestro_runtime.cli import deployment as cli
     from maestro_runtime.spec.naming import default_user
 
     asked = {}

@@ -12,13 +12,13 @@ from maestro_runtime.engine.supervisord import Supervisor, SupervisorUnavailable
 
 
 def _settings():
-    from maestro_runtime.cli import _settings as settings
+    from maestro_runtime.cli.common import command_settings as settings
 
     return settings()
 
 
 def _targets(store, names: tuple[str, ...], everything: bool) -> list:
-    from maestro_runtime.cli import _find
+    from maestro_runtime.cli.common import find_service as _find
 
     if everything == bool(names):
         raise click.UsageError("name one or more services, or give --all (not both)")
@@ -85,7 +85,7 @@ def restart(names: tuple[str, ...], everything: bool) -> None:
 @click.option("--build", is_flag=True, help="The dependency build's log instead (also of a failed build).")
 def logs(name: str, follow: bool, last: int, since: str | None, build: bool) -> None:
     """Print a service's output (running, exited or failed), or its build log with --build."""
-    from maestro_runtime.cli import _find
+    from maestro_runtime.cli.common import find_service as _find
     from maestro_runtime.ops import logs as logfiles
     from maestro_runtime.spec.durations import parse_duration
     from maestro_runtime.state.records import RecordStore

@@ -1,0 +1,229 @@
+"""list-services, remove-service, deploy-from-env, allow-host and export."""
+
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from maestro_runtime.cli.common import (
+    apply_changes,
+    command_settings,
+    ends_its_children,
+    find_service,
+    one_line_errors,
+    running_supervisor,
+)
+from maestro_runtime.engine.supervisord import Supervisor, SupervisorUnavailable
+from maestro_runtime.settings import Settings
+from maestro_runtime.state.records import RecordError, RecordStore
+
+# ---------------------------------------------------------------- list-services
+
+
+@click.command("list-services")
+@click.option("--json", "as_json", is_flag=True, help="A JSON array for tools (stable keys, see README).")
+@click.option("--kind", type=click.Choice(["task", "service"]), help="Only tasks, or only services.")
+@click.option("--state", help="Only entries in this state or task phase (RUNNING, failed, waiting...).")
+@click.option("--watch", is_flag=True, help="Refresh the table every 2 seconds until Ctrl-C.")
+@one_line_errors
+def list_services(as_json: bool, kind: str | None, state: str | None, watch: bool) -> None:
+    """List every registered service: state, health, restarts, last exit, CPU, memory, port, command."""
+    settings = command_settings()
+    while True:
+        text, note = _services_text(settings, as_json, kind, state)
+        if watch:
+            click.echo("\x1b[H\x1b[2J" + time.strftime("%H:%M:%S  ") + "(Ctrl-C to stop)")  # redraw in place
+        click.echo(text)
+        if note:
+            click.echo(note, err=True)
+        if not watch:
+            return
+        try:
+            time.sleep(2.0)
+        except KeyboardInterrupt:
+            return
+
+
+def _services_text(settings: Settings, as_json: bool, kind: str | None = None,
+                   state: str | None = None) -> tuple[str, str]:
+    from maestro_runtime.ops.inventory import build_views, format_table, gather_extras
+    from maestro_runtime.tasks.state import PhaseStore
+    from maestro_runtime.tasks.view import enrich, matches
+
+    records, corrupt = RecordStore(settings.records_dir).scan()
+    for problem in corrupt:
+        click.echo(f"warning: {problem}: `remove-service {problem.service_id}` clears it", err=True)
+    processes = None
+    try:
+        supervisor = Supervisor(settings.supervisor_socket, timeout=5)
+        if settings.supervisor_socket.exists():
+            processes = supervisor.processes()
+    except SupervisorUnavailable:
+        processes = None
+    views = build_views(records, processes, gather_extras(settings.state_dir, records), settings.startsecs)
+    views = [v for v in enrich(views, records, PhaseStore(settings.state_dir / "tasks").all())
+             if matches(v, kind, state)]
+    if as_json:
+        text = json.dumps([v.as_json() for v in views], indent=2)
+    else:
+        text = format_table(views) if views else "no services registered"
+    return text, "note: supervisord is not running; statuses are unknown" if processes is None else ""
+
+
+# ---------------------------------------------------------------- remove-service
+
+
+@click.command("remove-service")
+@click.argument("name")
+@click.option("--purge", is_flag=True, help="Also delete the project's files and per-project dirs.")
+@click.option("--delete-user", is_flag=True, help="Also delete the service's UNIX account.")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+@one_line_errors
+def remove_service(name: str, purge: bool, delete_user: bool, yes: bool) -> None:
+    """Stop and unregister service NAME and free its port (files are kept unless --purge)."""
+    from maestro_runtime.ops.provision import Provisioner
+
+    settings = command_settings()
+    provisioner = Provisioner(settings)
+    with provisioner.store.lock():
+        try:
+            record = find_service(provisioner.store, name)
+        except RecordError as problem:
+            _remove_unreadable(provisioner, problem, purge or delete_user)
+            return
+        if (purge or delete_user) and not yes:
+            doomed = ["its files"] * purge + [f"user {record.user}"] * delete_user
+            what = " and ".join(doomed)
+            click.confirm(f"Remove service {record.id} and delete {what}?", abort=True)
+        extras = provisioner.process_ids(record.id)  # its worker/clock... programs go with it
+        provisioner.unregister(record)
+        supervisor = running_supervisor(provisioner)
+        if supervisor:
+            for program in (record.id, *extras):
+                supervisor.remove(program)  # stops the program before its files go
+        provisioner.cleanup(record, purge=purge, delete_user=delete_user)
+    kept = "deleted" if purge else f"kept in {record.directory}"
+    click.echo(f"removed {record.id}: port {record.port or '-'} freed, files {kept}"
+               + ("" if supervisor else " (supervisord not running)"))
+    if record.kind == "preseeded" and not purge and record.directory:
+        # A pre-seeded folder would come back at the next boot: mark it, additively.
+        _mark_disabled(Path(record.directory))
+        click.echo(f"wrote {record.directory}/.maestro-disable so it stays removed (delete it to bring it back)")
+    elif record.kind not in ("deploy", "preseeded"):
+        click.echo(f"note: {record.id} comes from {record.origin}; remove it there too or it returns at next boot",
+                   err=True)
+
+
+def _mark_disabled(folder: Path) -> None:
+    """Create .maestro-disable by descriptor: a link the service planted there is never followed."""
+    from maestro_runtime import safefs
+
+    try:
+        with safefs.opened_dir(folder, under=folder.parent) as fd:
+            safefs.create_at(fd, ".maestro-disable")
+    except (safefs.UnsafeFile, OSError) as exc:
+        raise click.ClickException(f"cannot write {folder}/.maestro-disable: {exc}") from None
+
+
+def _remove_unreadable(provisioner, problem: RecordError, asked_for_more: bool) -> None:
+    """A service whose record is unusable is still removable: its port, program and launch
+    script go and the file is set aside. What it owned (folder, user) is unknown: kept."""
+    provisioner.ledger.release(problem.service_id)  # first: the one step that needs space
+    aside = provisioner.store.set_aside(problem.path)
+    provisioner.deactivate(problem.service_id)
+    supervisor = running_supervisor(provisioner)
+    if supervisor:
+        supervisor.remove(problem.service_id)
+    click.echo(f"removed {problem.service_id}: {problem}; the file is kept as {aside.name}")
+    if asked_for_more:
+        click.echo("note: its files and user are unknown (the record is unreadable): nothing else was deleted",
+                   err=True)
+
+
+# ---------------------------------------------------------------- deploy-from-env
+
+
+@click.command("deploy-from-env")
+@click.option("--prepare-only", is_flag=True, help="Prepare users, files and programs; do not touch supervisord.")
+@click.option("--refetch", is_flag=True, help="Fetch every source again, even when unchanged.")
+@ends_its_children
+@one_line_errors
+def deploy_from_env(prepare_only: bool, refetch: bool) -> None:
+    """Apply pre-seeded folders, the YAML file, SERVICES and SVC_* to the running system."""
+    from maestro_runtime.ops.provision import Provisioner
+    from maestro_runtime.ops.reconcile import reconcile
+    from maestro_runtime.spec.gather import gather_specs
+
+    settings = command_settings()
+    provisioner = Provisioner(settings)
+    with provisioner.store.lock():
+        report = reconcile(provisioner, gather_specs(settings), refetch=refetch)
+        applied = False if prepare_only else apply_changes(provisioner)
+    click.echo(report.summary())
+    if not prepare_only and not applied:
+        click.echo("note: supervisord is not running; programs start at next boot", err=True)
+    if report.failed:
+        sys.exit(1)
+
+
+# ---------------------------------------------------------------- allow-host
+
+
+@click.command("allow-host")
+@click.argument("service")
+@click.argument("host")
+@click.option("--save", is_flag=True, help="Keep the host across reboots (default: until the next boot).")
+@one_line_errors
+def allow_host(service: str, host: str, save: bool) -> None:
+    """Let SERVICE reach HOST (a name or *.domain) through its egress allowlist."""
+    from maestro_runtime.ops.provision import Provisioner
+    from maestro_runtime.sandbox.netpolicy import NetPolicyError
+    from maestro_runtime.sandbox.netpolicy import allow_host as add_host
+
+    settings = command_settings()
+    provisioner = Provisioner(settings)
+    with provisioner.store.lock():
+        try:
+            name = add_host(settings, service, host, save=save)
+        except NetPolicyError as exc:
+            raise click.ClickException(f"service {service!r}: host: {exc}") from exc
+        record = find_service(provisioner.store, service)
+        provisioner.activate(record)  # the sandbox report lists the new host
+        apply_changes(provisioner)
+    click.echo(f"{record.id} may now reach {name}" + (" (saved)" if save else " (until the next boot)"))
+
+
+# ---------------------------------------------------------------- export
+
+
+@click.command("export")
+@click.argument("target", type=click.Choice(["kubernetes", "compose"]))
+@click.option("--split", is_flag=True, help="One runtime per service (a Deployment each) instead of one for all.")
+@click.option("--output", "-o", type=click.Path(file_okay=False, path_type=Path),
+              help="Write the files (and NOTES.md) into this folder instead of printing them.")
+@click.option("--name", default="maestro", show_default=True, help="Prefix of every object name.")
+@click.option("--image", help="Image to run (default: ghcr.io/maestro-runtime/maestro-runtime:latest).")
+def export(target: str, split: bool, output: Path | None, name: str, image: str | None) -> None:
+    """Render Kubernetes or compose manifests from the specs the container reads (YAML file, SERVICES, SVC_*)."""
+    from maestro_runtime.ops import export as exporter
+    from maestro_runtime.spec.gather import gather_specs
+
+    options = exporter.Options(target, name, image or exporter.DEFAULT_IMAGE, split)
+    try:
+        result = exporter.render(gather_specs(command_settings(), preseeded=False), options)
+    except exporter.ExportError as exc:
+        raise click.ClickException(str(exc)) from exc
+    if output is None:
+        click.echo(result.text(), nl=False)
+    else:
+        for path in exporter.write_files(result, output):
+            click.echo(f"wrote {path}")
+    for note in result.notes:
+        click.echo(f"note: {note}", err=True)
+
+
