@@ -7,7 +7,6 @@ so one bad service never stops the others.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import time
 from collections.abc import Iterable
@@ -16,22 +15,21 @@ from pathlib import Path
 
 from maestro_runtime import safefs
 from maestro_runtime.control.runstate import RunStateStore
+from maestro_runtime.engine.programs import ProgramFiles, launch_text, program_revision
 from maestro_runtime.engine.supervisord import (
     ProgramOptions,
     RenderError,
-    remove_program,
-    render_program,
-    write_program,
 )
 from maestro_runtime.ops import accounts, processes
-from maestro_runtime.sandbox.policy import LaunchPlan, SandboxError, SandboxPolicy, boot_report
+from maestro_runtime.sandbox.policy import SandboxError, SandboxPolicy, boot_report
 from maestro_runtime.settings import Settings
 from maestro_runtime.sources import builds, detect, fetch
+from maestro_runtime.sources.declared import service_env
 from maestro_runtime.sources.redact import redact
-from maestro_runtime.spec import ServiceSpec, SpecError, envvars
+from maestro_runtime.spec import ServiceSpec, SpecError
 from maestro_runtime.spec.naming import PROGRAM_ID_RE, default_user, reserved, unique_id
 from maestro_runtime.state.ports import PortError, PortLedger
-from maestro_runtime.state.records import FAILED, READY, RecordError, RecordStore, ServiceRecord, atomic_write
+from maestro_runtime.state.records import FAILED, READY, RecordError, RecordStore, ServiceRecord
 from maestro_runtime.tasks.hooks import bind_store, record_fields, task_program_options, task_source
 
 log = logging.getLogger("maestro")
@@ -41,17 +39,6 @@ IDENTITY_WARNING = (
     "capabilities. Grant --cap-add CHOWN --cap-add SETUID --cap-add SETGID --cap-add DAC_OVERRIDE "
     "--cap-add FOWNER --cap-add KILL to give each project its own user"
 )
-def service_env(directory: Path, spec_env: dict, service_id: str) -> dict[str, str]:
-    """The project's own ``.env`` (the honcho/foreman convention) under the spec's env; PORT, HOME,
-    USER are the runtime's (set last at launch): a value for them is dropped, with a warning."""
-    text = detect.read_text(directory, directory / ".env")
-    env = {**(envvars.parse_dotenv(text) if text else {}), **spec_env}
-    fixed = envvars.fixed_keys(env)
-    if fixed:
-        log.warning("service %s: %s set by the runtime; the value given is ignored", service_id, ", ".join(fixed))
-    return {k: v for k, v in env.items() if k not in envvars.FIXED_KEYS}
-
-
 # Everything a single service's failure can raise; anything else is a bug and propagates.
 PROVISION_ERRORS = (
     SpecError, PortError, RenderError, OSError,
@@ -106,17 +93,13 @@ def holder_key(a: Assignment) -> str:
     return a.spec.origin if a.spec.kind == "preseeded" else f"service {a.id}"
 
 
-def program_revision(script: str, record: ServiceRecord) -> str:
-    """Changes whenever the launch script or the fetched code does, so supervisord restarts it."""
-    return hashlib.sha256(f"{script}\0{record.revision}".encode()).hexdigest()[:16]
-
-
 class Provisioner:
     def __init__(self, settings: Settings):
         self.settings = settings
         self.store = RecordStore(settings.records_dir)
         self.ledger = PortLedger(settings.port_ledger, rebuild=self._ports_from_records)
         self.launch_dir = settings.runtime_dir / "launch"
+        self.programs = ProgramFiles(settings.supervisor_conf_dir, self.launch_dir)
         self.policy = SandboxPolicy.from_settings(settings)
         self.missing_caps = accounts.missing_identity_caps()
         self.accounts = accounts.AccountRegistry(
@@ -341,12 +324,10 @@ class Provisioner:
         program file. Returns the saved record, and True when supervisord must apply a change."""
         plan = self.policy.plan(record)
         plan = replace(plan, wrapper=bind_store(plan.wrapper, self.policy.config.bwrap, record))
-        script_text = sandbox_script(record, plan)
+        script_text = launch_text(record, plan)
         record = replace(record, sandbox=plan.report, program_revision=program_revision(script_text, record))
         self.store.save(record)
-        script = self.launch_dir / f"{record.id}.sh"
-        atomic_write(script, script_text, mode=0o700)
-        self._write_probe_script(record, plan)
+        self.programs.write_probe(record, plan)
         # The controller restarts, with backoff (control/supervision.py); supervisord only runs.
         # An operator's `maestro stop` holds across boots: the program then does not autostart.
         stopped = RunStateStore(self.settings.state_dir).stopped(record.id)
@@ -357,61 +338,16 @@ class Provisioner:
             stopwaitsecs=self.settings.stopwaitsecs,
         )
         options = task_program_options(record, options)
-        text = render_program(record.id, script, options, revision=record.program_revision)
-        changed = write_program(self.settings.supervisor_conf_dir, record.id, text)
-        return record, self._activate_processes(record, options) or changed
-
-    def _activate_processes(self, record: ServiceRecord, options: ProgramOptions) -> bool:
-        """Programs for the Procfile's other types; the list of them beside the launch scripts, so
-        deactivate removes exactly these (never another service that happens to share the prefix)."""
-        changed = False
+        changed = self.programs.write(record.id, script_text, options, record.program_revision)
         extras = processes.process_records(record)
-        for gone in set(self._process_ids(record.id)) - {e.id for e in extras}:
-            self._remove_program(gone)
-            changed = True
-        for extra in extras:
-            plan = self.policy.plan(extra)
-            script_text = sandbox_script(extra, plan)
-            script = self.launch_dir / f"{extra.id}.sh"
-            atomic_write(script, script_text, mode=0o700)
-            text = render_program(extra.id, script, options, revision=program_revision(script_text, extra))
-            changed = write_program(self.settings.supervisor_conf_dir, extra.id, text) or changed
-        types_file = self.launch_dir / f"{record.id}.types"
-        if extras:
-            atomic_write(types_file, "".join(f"{e.id}\n" for e in extras), mode=0o600)
-        else:
-            types_file.unlink(missing_ok=True)
-        return changed
-
-    def _process_ids(self, service_id: str) -> list[str]:
-        try:
-            return (self.launch_dir / f"{service_id}.types").read_text().split()
-        except OSError:
-            return []
-
-    def _remove_program(self, program_id: str) -> None:
-        remove_program(self.settings.supervisor_conf_dir, program_id)
-        (self.launch_dir / f"{program_id}.sh").unlink(missing_ok=True)
-
-    def _write_probe_script(self, record: ServiceRecord, plan: LaunchPlan) -> None:
-        """An exec health probe runs through the same launch chain: same sandbox, same user."""
-        path = self.launch_dir / f"{record.id}.probe.sh"
-        command = record.health.get("command") if record.health.get("kind") == "exec" else None
-        if command:
-            atomic_write(path, sandbox_script(replace(record, command=str(command)), plan), mode=0o700)
-        else:
-            path.unlink(missing_ok=True)
+        return record, self.programs.write_processes(record, extras, options, self.policy.plan) or changed
 
     def deactivate(self, service_id: str) -> None:
-        for extra in self._process_ids(service_id):
-            self._remove_program(extra)
-        (self.launch_dir / f"{service_id}.types").unlink(missing_ok=True)
-        (self.launch_dir / f"{service_id}.probe.sh").unlink(missing_ok=True)
-        self._remove_program(service_id)
+        self.programs.remove_all(service_id)
 
     def process_ids(self, service_id: str) -> list[str]:
         """The programs of a service's other process types (for stopping them with it)."""
-        return self._process_ids(service_id)
+        return self.programs.process_ids(service_id)
 
     def unregister(self, record: ServiceRecord) -> None:
         """Forget the service: port, record, program, launch script and run state. Files (and logs) stay.
@@ -453,9 +389,4 @@ def _purge(path: Path, under: Path | None = None) -> None:
     except (accounts.AccountError, OSError) as exc:
         log.warning("could not delete %s: %s", path, exc)
 
-
-def sandbox_script(record: ServiceRecord, plan: LaunchPlan) -> str:
-    from maestro_runtime.engine.launch import render_launch_script
-
-    return render_launch_script(record, wrapper=plan.wrapper, cgroup_procs=plan.cgroup_procs)
 

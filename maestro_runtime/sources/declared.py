@@ -9,6 +9,7 @@ names no start command (Heroku reads the Procfile), so it is not read for one.
 from __future__ import annotations
 
 import json
+import logging
 import re
 import tomllib
 from dataclasses import dataclass
@@ -17,6 +18,9 @@ from pathlib import Path
 import yaml
 
 from maestro_runtime.sources.projectfiles import read_text
+from maestro_runtime.spec import envvars
+
+log = logging.getLogger("maestro")
 
 _TYPE = re.compile(r"^([A-Za-z0-9_-]+)\s*:\s*(.+)$")
 
@@ -96,3 +100,14 @@ def declared_web(directory: Path) -> Declared | None:
     if web:
         return Declared(web, "detected: Procfile web")
     return _railway(directory) or _render(directory) or _nixpacks(directory)
+
+
+def service_env(directory: Path, spec_env: dict, service_id: str) -> dict[str, str]:
+    """The project's own ``.env`` (the honcho/foreman convention) under the spec's env; PORT, HOME,
+    USER are the runtime's (set last at launch): a value for them is dropped, with a warning."""
+    text = read_text(directory, directory / ".env")
+    env = {**(envvars.parse_dotenv(text) if text else {}), **spec_env}
+    fixed = envvars.fixed_keys(env)
+    if fixed:
+        log.warning("service %s: %s set by the runtime; the value given is ignored", service_id, ", ".join(fixed))
+    return {k: v for k, v in env.items() if k not in envvars.FIXED_KEYS}

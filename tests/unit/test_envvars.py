@@ -2,8 +2,8 @@
 
 import pytest
 
-from maestro_runtime.ops.provision import service_env
 from maestro_runtime.settings import Settings
+from maestro_runtime.sources.declared import service_env
 from maestro_runtime.spec import SpecError, parse_services_yaml, parse_svc_vars
 from maestro_runtime.spec.envvars import interpolate, parse_dotenv
 from maestro_runtime.spec.gather import gather_specs
