@@ -59,8 +59,10 @@ RUN apt-get update \
     && rm -rf /var/lib/extrausers \
     && ln -s /var/lib/maestro/nss/etc /var/lib/extrausers
 
-# corepack (builds of pnpm and yarn projects) from npm: Debian's nodejs ships none. 0.33 is
-# the newest release that runs on Node 18 and it knows npm's current signing keys.
+# corepack (builds of pnpm and yarn projects) from npm, first on PATH (/usr/local/bin): trixie's
+# own node-corepack (0.24, pulled in by npm) is older than npm's current signing keys. 0.33 runs on
+# Node 18 and 20 and goes through http(s)_proxy / npm_config_https_proxy (proxy-from-env), the
+# sandbox's only way out.
 RUN npm install --global --no-audit --no-fund --no-update-notifier corepack@0.33.0 \
     && rm -rf /root/.npm \
     && corepack --version

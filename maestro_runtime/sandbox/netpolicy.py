@@ -27,6 +27,17 @@ class NetPolicyError(ValueError):
     pass
 
 
+# Variables (any case) that choose how a client leaves the machine: curl/pip/uv/Node clients
+# (corepack's proxy-from-env reads npm_config_https_proxy, https_proxy, npm_config_proxy,
+# all_proxy, in that order), npm, pip.
+PROXY_KEYS = frozenset({"http_proxy", "https_proxy", "all_proxy", "no_proxy", "npm_config_proxy",
+                        "npm_config_https_proxy", "npm_config_noproxy", "npm_config_no_proxy", "pip_proxy"})
+
+
+def is_proxy_key(key: str) -> bool:
+    return key.lower() in PROXY_KEYS
+
+
 DEFAULT_PORTS = (80, 443)  # what an entry without ``:port`` allows through the proxy
 
 

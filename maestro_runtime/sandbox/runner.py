@@ -54,18 +54,23 @@ class RunRequest:
 
 
 def sandbox_env(home: str, user: str, proxied: bool, extra: Mapping[str, str], term: str | None) -> dict:
-    """A clean environment: nothing of the caller's passes except TERM."""
+    """A clean environment: nothing of the caller's passes except TERM.
+
+    Proxied (a network namespace with only loopback), the sandbox's proxy is the only way out:
+    a proxy variable in ``extra`` (an operator's https_proxy or no_proxy passed to a build)
+    would send a client to a host it cannot resolve (getaddrinfo EAI_AGAIN), so it is dropped.
+    Not proxied, ``extra``'s proxy variables pass."""
     env = {"PATH": SYSTEM_PATH, "HOME": home, "USER": user, "LOGNAME": user, "LANG": "C.UTF-8",
            "TMPDIR": "/tmp", "SHELL": "/bin/sh"}
     if term:
         env["TERM"] = term
+    env.update((k, v) for k, v in extra.items() if not (proxied and netpolicy.is_proxy_key(k)))
     if proxied:
         url = f"http://127.0.0.1:{PROXY_PORT}"
         for key in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY",
                     "npm_config_proxy", "npm_config_https_proxy"):
             env[key] = url
         env["no_proxy"] = env["NO_PROXY"] = "localhost,127.0.0.1,::1"
-    env.update(extra)
     return env
 
 

@@ -36,6 +36,7 @@ from pathlib import Path
 
 from maestro_runtime import safefs
 from maestro_runtime.engine.launch import ROOT_ENVIRONMENT, SYSTEM_PATH, drop_privileges_argv, service_env_argv
+from maestro_runtime.sandbox.netpolicy import is_proxy_key
 from maestro_runtime.sources import node, pybuild
 from maestro_runtime.sources.buildplan import (  # noqa: F401 (re-exported: callers use builds.*)
     META_LIMIT,
@@ -234,7 +235,15 @@ def wrap(prefix: list[str], step: Sequence[str], env: Mapping[str, str], opts: B
     namespace; the build's variables are added to it, never a replacement for it.
     """
     wrapped = bool(prefix) and prefix[0] != "/usr/bin/setpriv"
-    last = ["/usr/bin/env", *(f"{k}={v}" for k, v in env.items())] if wrapped else service_env_argv(env)
+    if wrapped:
+        # Proxy variables go to the wrapper (--env), which keeps them only where its network
+        # is not its own proxy's; after it they would override that proxy, the only way out.
+        proxy = [f"--env={k}={v}" for k, v in env.items() if is_proxy_key(k)]
+        if proxy and prefix[-1] == "--":
+            prefix = [*prefix[:-1], *proxy, "--"]
+        last = ["/usr/bin/env", *(f"{k}={v}" for k, v in env.items() if not is_proxy_key(k))]
+    else:
+        last = service_env_argv(env)
     argv = [*prefix, *last, *step]
     if not prefix:
         return argv, dict(env)

@@ -327,3 +327,18 @@ def test_full_sandbox_in_the_image(start_container, fixture_url, archive_server,
     assert http_get(svc["port"])[1] == "pnpm-app ok true\n"
     container.engine("stop", "-t", "10", container.name)
     assert container.state()["ExitCode"] == 0
+
+
+def test_sandboxed_build_ignores_the_operators_proxy(start_container, archive_server, corepack_env):
+    """The container's own https_proxy (passed to builds) cannot be reached from a sandboxed
+    build's network namespace: corepack must still go through the sandbox's proxy, not fail
+    with getaddrinfo EAI_AGAIN on the operator's proxy host."""
+    corp = "http://corp.invalid:8080"
+    container = start_container(*SANDBOX_FLAGS, env={"MAESTRO_SANDBOX_MODE": "require", **corepack_env,
+                                                     "https_proxy": corp, "npm_config_https_proxy": corp})
+    out = container.exec("deploy", "--repo", archive_server.url("/pnpm-app.tar.gz"), "--name", "pnpm-app",
+                         "--yes", check=False)
+    assert "deployed pnpm-app: RUNNING" in out.stdout, (out.stdout, out.stderr[-3000:])
+    svc = container.wait_running(["pnpm-app"])["pnpm-app"]
+    assert svc["sandbox"]["sandbox"] == "bubblewrap"
+    assert http_get(svc["port"])[1] == "pnpm-app ok true\n"

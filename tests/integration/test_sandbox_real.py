@@ -264,12 +264,16 @@ BUILD_STEP = ("import os, sys, urllib.request\n"
               "    print('error', e)\n")
 
 
-def test_build_step_in_the_sandbox_keeps_the_proxy(tmp_path, users):
+@pytest.mark.parametrize("operator_proxy", [{}, {"https_proxy": "http://corp.invalid:8080",
+                                                   "HTTPS_PROXY": "http://corp.invalid:8080", "no_proxy": "*"}],
+                         ids=["plain", "operator-proxy"])
+def test_build_step_in_the_sandbox_keeps_the_proxy(tmp_path, users, operator_proxy):
     """A build step behind the real sandbox wrapper gets the build's variables *and* the
     sandbox's proxy variables: its network namespace has only loopback, so a package manager
     that does not see https_proxy resolves the registry itself and fails (corepack: getaddrinfo
     EAI_AGAIN registry.npmjs.org). The build's environment used to be applied by a last
-    ``env -i`` after the wrapper's own, which dropped the proxy settings."""
+    ``env -i`` after the wrapper's own, which dropped the proxy settings. An operator's proxy
+    variables (passed to builds) must not override the sandbox's either: that host is out of reach."""
     from types import SimpleNamespace
 
     from maestro_runtime.sources import builds
@@ -293,7 +297,8 @@ def test_build_step_in_the_sandbox_keeps_the_proxy(tmp_path, users):
     workdir = Path(me.pw_dir) / "project"
     prefix = list(sandbox.SandboxPolicy(config).build_wrapper(account, workdir))
     opts = builds.BuildOptions()  # the wrapper reads its config from the file build_wrapper wrote
-    build_env = {"HOME": me.pw_dir, "PATH": f"{workdir}/node_modules/.bin:/usr/bin:/bin", "BUILD_ONLY": "yes"}
+    build_env = {"HOME": me.pw_dir, "PATH": f"{workdir}/node_modules/.bin:/usr/bin:/bin", "BUILD_ONLY": "yes",
+                 **operator_proxy}
     argv, env = builds.wrap(prefix, ["python3", "-c", BUILD_STEP, f"http://{name}:{port}/"], build_env, opts)
     assert "BUILD_ONLY" not in env and env["PATH"] == launch.SYSTEM_PATH  # root's stays fixed
     try:

@@ -90,6 +90,22 @@ def test_build_wrapper_is_used_when_the_policy_has_one():
         assert plain[0] == "/usr/bin/setpriv" and "--reuid=65534" in plain
 
 
+def test_behind_the_sandbox_wrapper_proxy_variables_go_to_the_wrapper():
+    """The step's last exec (after the wrapper's environment) must not set a proxy variable: it
+    would override the sandbox's proxy, the only way out of the build's network namespace.
+    They go to the wrapper as --env, which keeps them only when it does not proxy."""
+    env = {"HOME": "/h", "https_proxy": "http://corp:8080", "NO_PROXY": "x", "PIP_INDEX_URL": "http://i/"}
+    argv, _ = builds.wrap(["python3", "-m", "maestro_runtime.sandbox.cli", "--config", "c", "--"],
+                          ["corepack", "pnpm", "install"], env, BuildOptions())
+    cut = argv.index("--")
+    assert argv[:cut] == ["python3", "-m", "maestro_runtime.sandbox.cli", "--config", "c",
+                          "--env=https_proxy=http://corp:8080", "--env=NO_PROXY=x"]
+    assert argv[cut + 1:] == ["/usr/bin/env", "HOME=/h", "PIP_INDEX_URL=http://i/", "corepack", "pnpm", "install"]
+    if os.geteuid() == 0:  # without a wrapper (setpriv) the build's proxy variables are its own
+        plain, _ = builds.wrap(["/usr/bin/setpriv", "--reuid=1"], ["true"], env, BuildOptions())
+        assert "https_proxy=http://corp:8080" in plain
+
+
 FAKE_PYTHON = textwrap.dedent("""\
     #!/bin/sh
     # fake interpreter: --version, -m venv DIR (makes a venv whose python logs pip calls)

@@ -123,6 +123,22 @@ def test_clean_env_for_commands():
     assert "HTTP_PROXY" not in runner.sandbox_env("/h", "u", False, {}, None)
 
 
+def test_the_sandbox_proxy_wins_over_a_passed_proxy():
+    """Proxied, the loopback proxy is the only way out: an operator's proxy variables passed to a
+    build would make corepack resolve a host in a namespace with no DNS (getaddrinfo EAI_AGAIN)."""
+    mine = f"http://127.0.0.1:{sandbox.PROXY_PORT}"
+    passed = {"https_proxy": "http://corp:8080", "NPM_CONFIG_HTTPS_PROXY": "http://corp:8080",
+              "all_proxy": "socks5://corp:1080", "no_proxy": "*", "npm_config_noproxy": "*", "X": "1"}
+    env = runner.sandbox_env("/h", "u", True, passed, None)
+    assert env["X"] == "1" and env["no_proxy"] == env["NO_PROXY"] == "localhost,127.0.0.1,::1"
+    assert {k: v for k, v in env.items() if "proxy" in k.lower()} == {
+        **dict.fromkeys(("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY",
+                         "npm_config_proxy", "npm_config_https_proxy"), mine),
+        "no_proxy": "localhost,127.0.0.1,::1", "NO_PROXY": "localhost,127.0.0.1,::1"}
+    # Not proxied (the host's network): the passed proxy is the way out and stays.
+    assert runner.sandbox_env("/h", "u", False, passed, None)["https_proxy"] == "http://corp:8080"
+
+
 def test_off_mode_never_probes(tmp_path):
     policy = sandbox.SandboxPolicy(sandbox.SandboxConfig(mode="off", runtime_dir=tmp_path))
     assert policy.sandboxed() == (False, "MAESTRO_SANDBOX_MODE=off")
