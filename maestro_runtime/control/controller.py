@@ -229,7 +229,10 @@ class Controller:
                         for i, s in fresh.items()},
             "builds": {i: secs for i in self.records if (secs := self.build_seconds(i)) is not None},
         }
-        self.runs_store.save_status(status)
+        try:
+            self.runs_store.save_status(status)
+        except OSError as exc:  # a full or read-only state disk: list-services shows older numbers
+            log.warning("controller: cannot save the status file: %s", exc)
         return status
 
     def build_seconds(self, service_id: str) -> float | None:
@@ -317,13 +320,18 @@ def main() -> None:
     from maestro_runtime.log_format import setup_logging
 
     settings = Settings.from_env()
-    setup_logging(settings.log_level)
+    setup_logging(settings.log_level, settings.log_timestamps)
     try:
         ops = OpsSettings.from_env(settings.environ)
     except ValueError as exc:
         log.error("controller: %s", exc)
         raise SystemExit(2) from None
-    asyncio.run(Controller(settings, ops).run())
+    try:
+        asyncio.run(Controller(settings, ops).run())
+    except Exception as exc:  # one line, never a traceback; supervisord starts it again, services untouched
+        log.debug("controller stopped", exc_info=True)
+        log.error("controller stopped: %r (supervisord restarts it; ENTRYPOINT_LOG_LEVEL=debug shows where)", exc)
+        raise SystemExit(1) from None
 
 
 if __name__ == "__main__":

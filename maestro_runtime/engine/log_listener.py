@@ -71,20 +71,32 @@ class LinePrefixer:
         return lines
 
 
+class _ServiceFile(logging.handlers.RotatingFileHandler):
+    """A service's log file. A write that fails (a full state disk) is said once, in one line, and
+    never as logging's traceback: the container's stream goes on regardless."""
+
+    warned = False
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        if not self.warned:
+            self.warned = True
+            sys.stderr.write(f"[maestro-logs] cannot write {self.baseFilename}: {sys.exc_info()[1]}\n")
+
+
 class ServiceLogs:
     """One size-rotated file per service (``RotatingFileHandler``: stdlib, already battle-tested)."""
 
     def __init__(self, folder: Path | None, max_bytes: int, backups: int):
         self.folder, self.max_bytes, self.backups = folder, max_bytes, max(1, backups)
-        self.handlers: dict[str, logging.handlers.RotatingFileHandler | None] = {}
+        self.handlers: dict[str, _ServiceFile | None] = {}
 
-    def _handler(self, name: str) -> logging.handlers.RotatingFileHandler | None:
+    def _handler(self, name: str) -> _ServiceFile | None:
         if name not in self.handlers:
             handler = None
             if self.folder is not None and _NAME_RE.match(name):
                 try:
                     self.folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-                    handler = logging.handlers.RotatingFileHandler(
+                    handler = _ServiceFile(
                         self.folder / f"{name}.log", maxBytes=self.max_bytes, backupCount=self.backups,
                         encoding="utf-8")
                     handler.setFormatter(logging.Formatter("%(message)s"))
