@@ -76,7 +76,8 @@ class Controller:
         if stamp == self._records_stamp:
             return
         self._records_stamp = stamp
-        self.records = {r.id: r for r in self.records_store.all()}
+        # One-shot tasks belong to the task runner (tasks/runner.py): never restarted or probed here.
+        self.records = {r.id: r for r in self.records_store.all() if r.role != "task"}
         self.policies = {i: resolve(r, self.ops) for i, r in self.records.items() if r.ready}
         for service_id in self.records:
             if service_id not in self.runs:

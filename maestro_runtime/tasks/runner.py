@@ -75,7 +75,11 @@ class Runner:
 
     # ------------------------------------------------------------ the loop body
 
-    def step(self, now: float | None = None, health: Mapping[str, str | None] | None = None) -> None:
+    def step(self, now: float | None = None, health: Mapping[str, str | None] | None = None,
+             health_of: Callable[[list[ServiceRecord], dict[str, Any], float], Mapping[str, str | None]] | None = None,
+             ) -> None:
+        """``health``: the services' health as known; or ``health_of(records, processes, now)`` to
+        work it out from supervisord's processes, fetched here once."""
         now = time.time() if now is None else now
         records = self._records()
         phases = self.phases.all()
@@ -102,6 +106,8 @@ class Runner:
                 log.warning("task %s: slot %s skipped: %s", action.name, time.strftime("%H:%M", time.localtime(
                     action.slot)), action.reason)
             phases[action.name] = phase
+        if health_of is not None:
+            health = health_of(records, processes, now)
         states = snapshot(records, phases, processes, health)
         for r in records:
             if r.id in phases:
@@ -213,16 +219,39 @@ class Runner:
         return True
 
 
+def controller_health(settings: Settings) -> Callable[[list[ServiceRecord], dict[str, Any], float],
+                                                    dict[str, str | None]]:
+    """What the controller knows of each service's health (control/runstate), for the gate: its probe
+    verdict; with none, "starting" until the run has lasted MAESTRO_STARTSECS, then None (healthy)."""
+    from maestro_runtime.control.runstate import RunStateStore
+
+    store = RunStateStore(settings.state_dir)
+
+    def health_of(records: list[ServiceRecord], processes: dict[str, Any], now: float) -> dict[str, str | None]:
+        health: dict[str, str | None] = {}
+        for r in records:
+            info = processes.get(r.id) or {}
+            if r.role == "task" or info.get("statename") != "RUNNING":
+                continue
+            verdict = store.load(r.id).health
+            young = now - float(info.get("start") or 0) < settings.startsecs
+            health[r.id] = verdict or ("starting" if young else None)
+        return health
+
+    return health_of
+
+
 def main() -> None:
     from maestro_runtime.log_format import setup_logging
 
     settings = Settings.from_env()
     setup_logging(settings.log_level, settings.log_timestamps)
     runner = Runner(settings)
+    health_of = controller_health(settings)
     interval = 0.5
     while True:
         try:
-            runner.step()
+            runner.step(health_of=health_of)
         except SupervisorUnavailable as exc:  # supervisord starting or stopping
             log.debug("%s", exc)
         except Exception:  # one bad step must not end the runner: say so and go on
