@@ -24,6 +24,7 @@ import logging
 import os
 import signal
 import time
+import xmlrpc.client
 from dataclasses import replace
 from typing import Any
 
@@ -98,7 +99,7 @@ class Controller:
     async def supervise_once(self) -> None:
         try:
             self.processes = await asyncio.to_thread(self.supervisor.processes)
-        except SupervisorUnavailable:
+        except (SupervisorUnavailable, xmlrpc.client.Fault):  # not answering, or shutting down
             self.processes = None
             return
         self.reload_records()

@@ -112,9 +112,13 @@ def test_read_only_root_without_a_run_tmpfs_boots_and_serves(engine, start_conta
 def test_supervisorctl_with_no_flags(start_container):
     container = start_container()
     container.wait_running(list(EXAMPLES))
-    status = container.exec("supervisorctl", "status")
-    for name in (*EXAMPLES, "maestro-logs"):
-        assert re.search(rf"^{re.escape(name)}\s+RUNNING", status.stdout, re.M), status.stdout
+    names = (*EXAMPLES, "maestro-logs", "maestro-controller")
+
+    def all_running() -> bool:  # the log listener counts as started after its first second
+        status = container.exec("supervisorctl", "status").stdout
+        return all(re.search(rf"^{re.escape(name)}\s+RUNNING", status, re.M) for name in names)
+
+    wait_for(all_running, timeout=20, what="supervisorctl status: every program RUNNING")
     # The static site logs its start line on stdout; `tail -f` follows the same file.
     tail = container.exec("supervisorctl", "tail", "static-site")
     assert "Serving HTTP" in tail.stdout, tail.stdout + tail.stderr

@@ -144,7 +144,7 @@ def test_list_services_json(main):
     assert by_name["python-api"]["command"] == "python3 app.py"  # no venv: python3, as on bare Debian
     assert by_name["api1"]["source"].endswith("/fixture.tar.gz")
     table = main.exec("list-services").stdout
-    assert table.splitlines()[0].split()[:3] == ["NAME", "STATUS", "PID"]
+    assert table.splitlines()[0].split()[:3] == ["NAME", "STATUS", "HEALTH"]
 
 
 def test_deploy_by_flags(main, fixture_url):
