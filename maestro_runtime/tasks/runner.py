@@ -241,12 +241,34 @@ def controller_health(settings: Settings) -> Callable[[list[ServiceRecord], dict
     return health_of
 
 
+def webhook_events(settings: Settings) -> Event:
+    """Task events go to the log and, when MAESTRO_ALERT_WEBHOOK is set, to the alert webhook
+    (the controller's sender: signed, rate-limited, never blocking)."""
+    from maestro_runtime.control.alerts import Alerts
+    from maestro_runtime.settings import OpsSettings
+
+    try:
+        ops = OpsSettings.from_env(settings.environ)
+    except ValueError:  # the entrypoint refused it at start already
+        return log_event
+    if not ops.alert_webhook:
+        return log_event
+    alerts = Alerts(ops.alert_webhook, ops.alert_secret)
+
+    def emit(event: str, entry: str, fields: Mapping[str, Any]) -> None:
+        log_event(event, entry, fields)
+        detail = str(fields.get("reason") or "")
+        alerts.emit(event.replace(".", "_"), entry, detail, **{k: v for k, v in fields.items() if k != "reason"})
+
+    return emit
+
+
 def main() -> None:
     from maestro_runtime.log_format import setup_logging
 
     settings = Settings.from_env()
     setup_logging(settings.log_level, settings.log_timestamps)
-    runner = Runner(settings)
+    runner = Runner(settings, on_event=webhook_events(settings))
     health_of = controller_health(settings)
     interval = 0.5
     while True:
