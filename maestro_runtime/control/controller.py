@@ -36,6 +36,7 @@ from maestro_runtime.control.sampling import Sample, children_map, sample_tree
 from maestro_runtime.engine.supervisord import Supervisor, SupervisorUnavailable
 from maestro_runtime.settings import OpsSettings, Settings
 from maestro_runtime.state.records import RecordStore, ServiceRecord
+from maestro_runtime.tasks.runner import Runner, alert_hook
 
 log = logging.getLogger("maestro")
 TICK = 0.5  # while something moves: exits are seen within half a second, restarts land on time
@@ -64,6 +65,10 @@ class Controller:
         self._records_stamp: tuple[float, int] | None = None
         self.stopping = asyncio.Event()
         self.busy_until = time.time() + BUSY_FOR
+        # One-shot tasks, schedules and dependency gating: one step of the task runner per loop,
+        # on its own supervisord connection (it runs in a worker thread beside the probes).
+        self.tasks = Runner(settings, supervisor=Supervisor(settings.supervisor_socket, timeout=10),
+                            on_event=alert_hook(self.alerts))
 
     # ------------------------------------------------------------ state
 
@@ -162,6 +167,29 @@ class Controller:
                 self.supervisor.call("supervisor.shutdown")
 
     # ------------------------------------------------------------ probes
+
+    def task_health(self, records: list[ServiceRecord], processes: dict[str, Any],
+                    now: float) -> dict[str, str | None]:
+        """For ``depends_on``: the probe verdict; with none, "starting" until the run has lasted
+        MAESTRO_STARTSECS, then None (healthy)."""
+        health: dict[str, str | None] = {}
+        for r in records:
+            info = processes.get(r.id) or {}
+            if r.role == "task" or info.get("statename") != "RUNNING":
+                continue
+            run = self.runs.get(r.id)
+            young = now - float(info.get("start") or 0) < self.settings.startsecs
+            health[r.id] = (run.health if run else "") or ("starting" if young else None)
+        return health
+
+    async def step_tasks(self) -> None:
+        try:
+            await asyncio.to_thread(self.tasks.step, None, None, self.task_health)
+        except (SupervisorUnavailable, xmlrpc.client.Fault):  # supervisord starting or stopping
+            pass
+        except Exception as exc:  # one bad step must not end supervision: say so and go on
+            log.debug("task runner step failed", exc_info=True)
+            log.error("task runner: %r", exc)
 
     def due_probes(self, now: float) -> list[str]:
         due = []
@@ -266,6 +294,7 @@ class Controller:
         next_sample = 0.0
         while not self.stopping.is_set():
             await self.supervise_once()
+            await self.step_tasks()
             now = time.time()
             for service_id in self.due_probes(now):
                 task = asyncio.create_task(self.probe_one(service_id))

@@ -98,11 +98,6 @@ def controller_command() -> str:
     return f"{_safe_path(sys.executable, 'python')} -m maestro_runtime.control.controller"
 
 
-def task_runner_command() -> str:
-    """The task runner (tasks/runner.py), run by the same interpreter as the runtime."""
-    return f"{_safe_path(sys.executable, 'python')} -m maestro_runtime.tasks.runner"
-
-
 def render_main_config(
     *, conf_path: Path, socket: Path, include_dir: Path, pidfile: Path, childlogdir: Path, loglevel: str,
     logs_dir: Path | None = None, log_max_bytes: int = 10 << 20, log_backups: int = 3, with_controller: bool = False,
@@ -115,7 +110,6 @@ def render_main_config(
         childlogdir=_safe_path(childlogdir, "child log folder"),
         loglevel=LOGLEVELS.get(loglevel, "info"),
         log_listener=log_listener_command(logs_dir, log_max_bytes, log_backups),
-        task_runner=task_runner_command(),
         controller=controller_command() if with_controller else "",
     )
 

@@ -1,8 +1,7 @@
 """The task runner: each second, observe supervisord, then decide (pure) and act.
 
-It runs as supervisord's program ``maestro-tasks`` (root, started with supervisord) until
-issue 13's controller takes its place: :meth:`Runner.step` is what that controller's loop
-calls, with the health it knows in the snapshot (see README, "Tasks and dependencies").
+The controller (control/controller.py) calls :meth:`Runner.step` once per loop, with the
+health verdicts it holds (see README, "Tasks and dependencies"): one loop for everything.
 
 One step:
 1. observe: running tasks that ended become succeeded/failed/cancelled (exit code, times, commits);
@@ -19,7 +18,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any
 
-from maestro_runtime.engine.supervisord import Supervisor, SupervisorUnavailable
+from maestro_runtime.engine.supervisord import Supervisor
 from maestro_runtime.settings import Settings
 from maestro_runtime.state.records import RecordStore, ServiceRecord
 from maestro_runtime.tasks import schedule as sched
@@ -219,41 +218,10 @@ class Runner:
         return True
 
 
-def controller_health(settings: Settings) -> Callable[[list[ServiceRecord], dict[str, Any], float],
-                                                    dict[str, str | None]]:
-    """What the controller knows of each service's health (control/runstate), for the gate: its probe
-    verdict; with none, "starting" until the run has lasted MAESTRO_STARTSECS, then None (healthy)."""
-    from maestro_runtime.control.runstate import RunStateStore
-
-    store = RunStateStore(settings.state_dir)
-
-    def health_of(records: list[ServiceRecord], processes: dict[str, Any], now: float) -> dict[str, str | None]:
-        health: dict[str, str | None] = {}
-        for r in records:
-            info = processes.get(r.id) or {}
-            if r.role == "task" or info.get("statename") != "RUNNING":
-                continue
-            verdict = store.load(r.id).health
-            young = now - float(info.get("start") or 0) < settings.startsecs
-            health[r.id] = verdict or ("starting" if young else None)
-        return health
-
-    return health_of
-
-
-def webhook_events(settings: Settings) -> Event:
-    """Task events go to the log and, when MAESTRO_ALERT_WEBHOOK is set, to the alert webhook
-    (the controller's sender: signed, rate-limited, never blocking)."""
-    from maestro_runtime.control.alerts import Alerts
-    from maestro_runtime.settings import OpsSettings
-
-    try:
-        ops = OpsSettings.from_env(settings.environ)
-    except ValueError:  # the entrypoint refused it at start already
-        return log_event
-    if not ops.alert_webhook:
-        return log_event
-    alerts = Alerts(ops.alert_webhook, ops.alert_secret)
+def alert_hook(alerts) -> Event:
+    """Task events to the log and to the alert webhook (``control.alerts.Alerts``: signed,
+    rate-limited, never blocking), as ``task_succeeded``, ``task_failed``, ``task_cancelled``
+    and ``service_blocked``."""
 
     def emit(event: str, entry: str, fields: Mapping[str, Any]) -> None:
         log_event(event, entry, fields)
@@ -261,25 +229,3 @@ def webhook_events(settings: Settings) -> Event:
         alerts.emit(event.replace(".", "_"), entry, detail, **{k: v for k, v in fields.items() if k != "reason"})
 
     return emit
-
-
-def main() -> None:
-    from maestro_runtime.log_format import setup_logging
-
-    settings = Settings.from_env()
-    setup_logging(settings.log_level, settings.log_timestamps)
-    runner = Runner(settings, on_event=webhook_events(settings))
-    health_of = controller_health(settings)
-    interval = 0.5
-    while True:
-        try:
-            runner.step(health_of=health_of)
-        except SupervisorUnavailable as exc:  # supervisord starting or stopping
-            log.debug("%s", exc)
-        except Exception:  # one bad step must not end the runner: say so and go on
-            log.exception("task runner step failed")
-        time.sleep(interval)
-
-
-if __name__ == "__main__":
-    main()

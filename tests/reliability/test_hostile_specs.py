@@ -63,7 +63,7 @@ def _check_specs(specs) -> None:
         options = ServerOptions()
         options.realize(args=["-c", str(main)])
         groups = {g.name: g for g in options.process_group_configs}
-        assert set(groups) == {*ids, "maestro-logs", "maestro-tasks"}
+        assert set(groups) == {*ids, "maestro-logs"}
         for a in assignments:
             (proc,) = groups[a.id].process_configs
             assert proc.name == a.id

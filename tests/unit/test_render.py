@@ -66,7 +66,7 @@ def test_programs_parse_into_exactly_the_intended_keys(tmp_path):
     }
     options = _parse(tmp_path, programs)
     groups = {g.name: g for g in options.process_group_configs}
-    assert set(groups) == {*ids, "maestro-logs", "maestro-tasks"}
+    assert set(groups) == {*ids, "maestro-logs"}
     for i in ids:
         (proc,) = groups[i].process_configs
         assert proc.command == f"/bin/sh {tmp_path}/{i}.sh abc123"

@@ -7,12 +7,11 @@ import json
 import threading
 import time
 
-from maestro_runtime.control.alerts import SIGNATURE_HEADER, verify
-from maestro_runtime.settings import Settings
-from maestro_runtime.tasks.runner import log_event, webhook_events
+from maestro_runtime.control.alerts import SIGNATURE_HEADER, Alerts, verify
+from maestro_runtime.tasks.runner import alert_hook
 
 
-def test_task_failed_goes_to_the_webhook_signed(tmp_path):
+def test_task_failed_goes_to_the_webhook_signed():
     received: list[tuple[dict, bytes, dict]] = []
 
     class Hook(http.server.BaseHTTPRequestHandler):
@@ -28,10 +27,7 @@ def test_task_failed_goes_to_the_webhook_signed(tmp_path):
     server = http.server.HTTPServer(("127.0.0.1", 0), Hook)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        settings = Settings.from_env({"MAESTRO_STATE_DIR": str(tmp_path),
-                                      "MAESTRO_ALERT_WEBHOOK": f"http://127.0.0.1:{server.server_port}/hook",
-                                      "MAESTRO_ALERT_SECRET": "s3cret"})
-        emit = webhook_events(settings)
+        emit = alert_hook(Alerts(f"http://127.0.0.1:{server.server_port}/hook", "s3cret"))
         emit("task.failed", "nightly", {"exit_code": 3, "duration": 1.5, "reason": "exit 3"})
         deadline = time.monotonic() + 10
         while not received and time.monotonic() < deadline:
@@ -41,7 +37,3 @@ def test_task_failed_goes_to_the_webhook_signed(tmp_path):
         assert event["event"] == "task_failed" and event["service"] == "nightly" and "exit 3" in json.dumps(event)
     finally:
         server.shutdown()
-
-
-def test_no_webhook_means_the_log_only(tmp_path):
-    assert webhook_events(Settings.from_env({"MAESTRO_STATE_DIR": str(tmp_path)})) is log_event
