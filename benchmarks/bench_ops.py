@@ -24,6 +24,7 @@ import time
 import psutil
 
 from .common import HEALTHCHECK, Host, PortAllocator, isolate_etc, restored_accounts, wait_ports
+from .install import shipped_bin
 
 
 def controller_process(host: Host) -> psutil.Process:
@@ -57,6 +58,9 @@ def main() -> None:
     parser.add_argument("--window", type=float, default=60.0)
     parser.add_argument("--runs", type=int, default=10)
     parser.add_argument("--baseline-path", default="")
+    parser.add_argument("--installed", action="store_true",
+                        help="also time list-services from a wheel install in a venv of the system python3 "
+                             "(benchmarks/install.py), as the image runs it")
     args = parser.parse_args()
     isolate_etc()
     low, high = PortAllocator().take(args.n)
@@ -78,9 +82,12 @@ def main() -> None:
                                                 text=True, timeout=60).stdout)
             healthy = sum(1 for row in listing if row["health"] == "healthy")
             listing_cmd = [str(host.bin_dir / "list-services"), "--json"]
-            ls, base, hc = [], [], []
+            shipped = [str(shipped_bin() / "list-services"), "--json"] if args.installed else None
+            ls, base, hc, inst = [], [], [], []
             for _ in range(args.runs):  # interleaved: a noisy neighbour weighs on both alike
                 ls += timed(listing_cmd, env, 1)
+                if shipped:
+                    inst += timed(shipped, env, 1)
                 if args.baseline_path:
                     base += timed(listing_cmd, {**env, "PYTHONPATH": args.baseline_path}, 1)
                 hc += timed([sys.executable, "-I", "-S", str(HEALTHCHECK)], env, 1)
@@ -88,6 +95,8 @@ def main() -> None:
             print(f"controller CPU over {wall:.0f} s: {cpu:.2f}% of one core "
                   f"(RSS {controller.memory_info().rss / 2**20:.1f} MiB)")
             print(f"list-services --json (rich status): {ms(ls)}")
+            if inst:
+                print(f"list-services --json (rich status), installed as the image does: {ms(inst)}")
             if base:
                 print(f"list-services --json of {args.baseline_path} (no rich status), same host: {ms(base)}")
             print(f"HEALTHCHECK wall (reads the probe states): {ms(hc)}")
