@@ -170,7 +170,8 @@ def test_yarn_project_builds_through_corepack(main, archive_server):
                     "--yes").stdout
     assert "deployed yarn-app: RUNNING" in out, out
     svc = main.wait_running(["yarn-app"])["yarn-app"]
-    assert http_get(svc["port"])[1] == "yarn-app ok true\n"
+    # RUNNING is the process; the server listens a moment later (Node's start-up).
+    assert wait_for(lambda: http_get(svc["port"])[1], 15, what="yarn-app to answer") == "yarn-app ok true\n"
     main.exec("remove-service", "yarn-app", "--purge", "--yes")
 
 
