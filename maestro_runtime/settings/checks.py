@@ -7,10 +7,10 @@ import shlex
 from collections.abc import Mapping
 
 from maestro_runtime.settings.parts import BOOLEANS, LOG_LEVELS, NET_POLICIES, PRESEEDED_MODES, SANDBOX_MODES
+from maestro_runtime.spec.sizes import parse_size  # the one size grammar (spec/sizes)
 
 # What supervisord's INI can hold safely (supervisor.SAFE_PATH_RE): these paths are written into it.
 _INI_SAFE_PATH = re.compile(r"^/[A-Za-z0-9._/+-]*$")
-_SIZE = re.compile(r"^\s*(\d+)\s*([kmgt]?)(i?b)?\s*$", re.IGNORECASE)  # cgroups._SIZE
 
 
 def port_range(raw: str) -> tuple[int, int]:
@@ -55,14 +55,6 @@ def _choice(choices: tuple[str, ...]):
             raise ValueError(text)
         return text.lower()
     return check
-
-
-def _size(text: str) -> None:
-    if text.lower() in ("max", "none", "unlimited"):
-        return
-    match = _SIZE.match(text)
-    if not match or int(match.group(1)) <= 0:
-        raise ValueError(text)
 
 
 def _absolute(*, ini_safe: bool = False):
@@ -123,7 +115,7 @@ RULES: tuple[tuple[str, str, object], ...] = (
     ("MAESTRO_GITHUB_API_URL", "an http:// or https:// URL", _url),
     ("MAESTRO_GITHUB_CODELOAD_URL", "an http:// or https:// URL", _url),
     ("MAESTRO_SANDBOX_MODE", "auto, require or off", _choice(SANDBOX_MODES)),
-    ("MAESTRO_SANDBOX_MEMORY", "a size like 512M, 1G or 1048576, or max", _size),
+    ("MAESTRO_SANDBOX_MEMORY", "a size like 512M, 1G or 1048576, or max", parse_size),
     ("MAESTRO_SANDBOX_CPU_QUOTA_US", _WHOLE_1 + " (microseconds) or max", _whole(1, allow_max=True)),
     ("MAESTRO_SANDBOX_CPU_PERIOD_US", _WHOLE_1 + " (microseconds, e.g. 100000)", _whole(1)),
     ("MAESTRO_SANDBOX_PIDS_MAX", _WHOLE_1 + " or max", _whole(1, allow_max=True)),

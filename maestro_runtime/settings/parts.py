@@ -21,8 +21,7 @@ PRESEEDED_MODES = ("auto", "always", "never")
 SANDBOX_MODES = ("auto", "require", "off")  # sandbox.MODES (not imported: it is a heavy module)
 NET_POLICIES = ("deny", "allow")  # netpolicy.DENY, netpolicy.ALLOW
 BOOLEANS = {"1": True, "true": True, "yes": True, "0": False, "false": False, "no": False}
-
-TRUTHY = ("1", "true", "yes")
+TRUTHY = tuple(word for word, on in BOOLEANS.items() if on)
 # Variables a build gets from the operator's environment (package indexes, proxies, certificates).
 BUILD_PASS_PREFIXES = ("PIP_", "npm_config_", "NPM_CONFIG_", "UV_", "COREPACK_")
 BUILD_PASS_KEYS = ("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy",
