@@ -4,8 +4,10 @@ Three ways to give N entries each a writable checkout of their own branch:
 
 * ``clones``     N independent full clones (``git clone --no-local``: what N services
                  fetching the same repository separately cost);
-* ``shared``     one bare store + N ``git clone --shared`` (what maestro-runtime does,
-                 tasks/workspace.py: each checkout borrows the store's objects);
+* ``linked``     one bare store + N ``git clone --local`` (what maestro-runtime does,
+                 tasks/workspace.py: each checkout's objects are hard links to the store's);
+* ``shared``     one bare store + N ``git clone --shared`` (alternates: every user would
+                 have to read the whole store; for comparison);
 * ``worktrees``  one bare store + N ``git worktree add`` (for comparison).
 
     python benchmarks/bench_workspaces.py [--repo PATH_OR_URL | --synthetic] [-n 20] [--json out.json]
@@ -65,14 +67,22 @@ def clones(origin: Path, out: Path, n: int) -> None:
         git("clone", "--quiet", "--no-local", "--branch", f"b{i}", f"file://{origin}", str(out / f"c{i}"))
 
 
-def shared(origin: Path, out: Path, n: int) -> None:
+def from_store(how: str, origin: Path, out: Path, n: int) -> None:
     store = out / "store.git"
     git("init", "--quiet", "--bare", str(store))
     for i in range(n):  # one fetch per branch, like one provisioning per entry
         git("--git-dir", str(store), "fetch", "--quiet", "--no-tags", f"file://{origin}",
             f"+refs/heads/b{i}:refs/heads/b{i}")
-        git("clone", "--quiet", "--shared", "--no-tags", "--single-branch", "--branch", f"b{i}", str(store),
+        git("clone", "--quiet", how, "--no-tags", "--single-branch", "--branch", f"b{i}", str(store),
             str(out / f"w{i}"))
+
+
+def linked(origin: Path, out: Path, n: int) -> None:
+    from_store("--local", origin, out, n)
+
+
+def shared(origin: Path, out: Path, n: int) -> None:
+    from_store("--shared", origin, out, n)
 
 
 def worktrees(origin: Path, out: Path, n: int) -> None:
@@ -96,7 +106,7 @@ def main() -> None:
     try:
         origin = prepare(synthetic(base) if args.synthetic else args.repo, base, args.n)
         results = {"repository_kib": disk_kib(origin), "n": args.n}
-        for name, way in (("clones", clones), ("shared", shared), ("worktrees", worktrees)):
+        for name, way in (("clones", clones), ("linked", linked), ("shared", shared), ("worktrees", worktrees)):
             out = base / name
             out.mkdir()
             started = time.perf_counter()
@@ -107,7 +117,7 @@ def main() -> None:
             (first / "bench.txt").write_text("x\n")
             git("add", "bench.txt", cwd=first)
             git("commit", "--quiet", "-m", "bench", cwd=first)
-        for name in ("shared", "worktrees"):
+        for name in ("linked", "shared", "worktrees"):
             results[name]["disk_ratio_vs_clones"] = round(results[name]["disk_kib"] / results["clones"]["disk_kib"], 3)
             results[name]["time_ratio_vs_clones"] = round(results[name]["seconds"] / results["clones"]["seconds"], 3)
         print(json.dumps(results, indent=1))

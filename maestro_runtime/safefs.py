@@ -295,7 +295,8 @@ def _own_entry(parent: int, name: str, shown: Path, uid: int, gid: int, skipped:
         if not stat.S_ISREG(st.st_mode):
             skipped.append(f"{shown} ({_kind(st.st_mode)})")
         elif st.st_nlink > 1:
-            skipped.append(f"{shown} (a file with {st.st_nlink} links)")
+            if not (st.st_uid == 0 and not st.st_mode & 0o222):  # root's read-only objects: on purpose
+                skipped.append(f"{shown} (a file with {st.st_nlink} links)")
         else:
             # The magic link names exactly the inode opened above, whatever the name is now.
             os.chown(f"/proc/self/fd/{fd}", uid, gid)

@@ -30,7 +30,7 @@ from maestro_runtime.spec import ServiceSpec, SpecError
 from maestro_runtime.spec.naming import PROGRAM_ID_RE, default_user, reserved, unique_id
 from maestro_runtime.state.ports import PortError, PortLedger
 from maestro_runtime.state.records import FAILED, READY, RecordError, RecordStore, ServiceRecord
-from maestro_runtime.tasks.hooks import bind_store, record_fields, task_program_options, task_source
+from maestro_runtime.tasks.hooks import record_fields, task_program_options, task_source
 
 log = logging.getLogger("maestro")
 
@@ -323,7 +323,6 @@ class Provisioner:
         """Plan the sandbox, save the record (with the sandbox report), write the launch script and
         program file. Returns the saved record, and True when supervisord must apply a change."""
         plan = self.policy.plan(record)
-        plan = replace(plan, wrapper=bind_store(plan.wrapper, self.policy.config.bwrap, record))
         script_text = launch_text(record, plan)
         record = replace(record, sandbox=plan.report, program_revision=program_revision(script_text, record))
         self.store.save(record)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import shutil
 import time
 from dataclasses import replace
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from maestro_runtime.engine.supervisord import ProgramOptions
@@ -95,16 +94,3 @@ def task_source(provisioner: Provisioner, a: Assignment, previous: ServiceRecord
     previous_dir = sources.swap_in(staging, directory, spec.keep)
     return Code(directory, source, f"{tip[:12]}-{time.time():.6f}", fetched=True, previous_dir=previous_dir,
                 workspace={"store": str(store), "branch": spec.ref, "base": tip})
-
-
-def bind_store(wrapper: tuple[str, ...], bwrap: str, record: ServiceRecord) -> tuple[str, ...]:
-    """Inside bubblewrap, the workspace's object store must be visible (read-only) at its path."""
-    store = record.workspace.get("store")
-    if not store or bwrap not in wrapper or not Path(store).is_dir():
-        return wrapper
-    start = wrapper.index(bwrap)
-    end = wrapper.index("--", start)
-    # Its parents (under the state dir) do not exist in the sandbox: made 0755 so the user can reach it.
-    parents = [str(p) for p in reversed(Path(store).parents) if str(p) not in ("/", "/var", "/tmp", "/run")]
-    made = [arg for parent in parents for arg in ("--perms", "0755", "--dir", parent)]
-    return (*wrapper[:end], *made, "--ro-bind", store, store, *wrapper[end:])

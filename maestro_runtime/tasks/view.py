@@ -50,7 +50,8 @@ def git_json(record: ServiceRecord, phase: Phase | None) -> dict[str, Any] | Non
         return None
     store, branch = Path(record.workspace.get("store", "")), record.workspace.get("branch", "")
     upstream = ws.branch_tip(store, branch) if store.is_dir() else None
-    status = ws.status(record.uid, record.gid, record.home, record.directory, upstream)
+    status = ws.status(record.uid, record.gid, record.home, record.directory, upstream, store=store,
+                       base=record.workspace.get("base"))
     if status is None:
         return {"branch": branch, "changed": 0, "ahead": 0, "behind": 0, "last_commit": None,
                 "commits_made": None, "error": "workspace unreadable"}

@@ -1,17 +1,18 @@
 """Branch workspaces: a git source at a branch as a real checkout its entry can commit to.
 
 Every entry on a repository shares one object store: a bare repository under
-``<state>/git/<hash>.git``, owned by root, that root alone fetches into. Each
-entry gets its own clone of its branch made with ``git clone --shared``: its
-``.git/objects/info/alternates`` names the store, so the history is on disk
-once and each entry's own objects folder only holds the commits it makes.
+``<state>/git/<hash>.git``, owned by root, mode 0700, that root alone fetches
+into and reads. Each entry gets its own clone of its branch made by root with
+``git clone --local``: its object files are hard links to the store's (so the
+history is on disk once), left root-owned and read-only in the entry's folder,
+and every commit the entry makes is its own file.
 
-Why not ``git worktree add`` into the store: every worktree writes its commits
-and branch refs into the store's folders, so those would have to be writable
-by every project user on the repository (a shared group); one user could then
-rewrite another's branch or objects. A shared clone gives the same disk
-savings (see benchmarks/bench_workspaces.py) while each user owns all it writes
-and none sees, or can change, another's working tree.
+Why not ``git clone --shared`` (alternates) or ``git worktree add``: both need
+every entry's user to read the store, which holds every branch anyone fetched
+(and, without the sandbox, any user could read any repository's store); a
+worktree would also need it writable. A hard link gives the user exactly the
+objects of its own clone, nothing more, and they stay valid whatever the store
+later prunes. See benchmarks/bench_workspaces.py for the disk and time figures.
 
 Root never runs git inside a workspace (its ``.git/config`` is the service's):
 status is read by running git as the entry's user (:func:`git_as`).
@@ -66,12 +67,13 @@ def fetch_branch(repo: str, branch: str, store: Path, *, token: str | None = Non
     if creds is None and token and urlsplit(url).scheme == "https":  # as sources/git.py: never in clear
         creds = gitsource.Credentials("x-access-token", token)
     secrets = [s for s in (token, creds.password if creds else None) if s]
-    store.parent.mkdir(parents=True, exist_ok=True, mode=0o711)
+    store.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     if not (store / "objects").is_dir():
         proc = _root_git(["init", "--quiet", "--bare", str(store)])
         if proc.returncode != 0:
             raise WorkspaceError(f"cannot create the object store {store}: {proc.stderr.strip()}")
-    store.chmod(0o755)  # entries read it through their alternates; only root writes it
+    for private in (store.parent, store):  # root's alone: it holds every branch anyone fetched
+        private.chmod(0o700)
     with tempfile.TemporaryDirectory(prefix="maestro-git-") as tmp:
         askpass = None
         if creds is not None:
@@ -95,10 +97,18 @@ def branch_tip(store: Path, branch: str) -> str | None:
     return proc.stdout.strip() or None if proc.returncode == 0 else None
 
 
+def gained_upstream(store: Path, base: str, upstream: str) -> int | None:
+    """Commits the branch gained upstream since the checkout was made from ``base`` (root, in
+    the store): the checkout itself does not have them until its user fetches."""
+    proc = _root_git(["--git-dir", str(store), "rev-list", "--count", f"{base}..{upstream}"], timeout=GIT_TIMEOUT)
+    return int(proc.stdout) if proc.returncode == 0 and proc.stdout.strip().isdigit() else None
+
+
 def create(store: Path, branch: str, dest: Path, public_url: str) -> None:
-    """A new checkout of ``branch`` at ``dest`` (which must not exist), borrowing the store's objects."""
+    """A new checkout of ``branch`` at ``dest`` (which must not exist). Its objects are hard links
+    to the store's on the same file system (copies elsewhere): root's, read-only, shared on disk."""
     steps = [
-        ["clone", "--quiet", "--shared", "--no-tags", "--single-branch", "--branch", branch, "--", str(store),
+        ["clone", "--quiet", "--local", "--no-tags", "--single-branch", "--branch", branch, "--", str(store),
          str(dest)],
         # The entry's pushes and fetches go to the real repository (with its own credentials, if any).
         ["-C", str(dest), "remote", "set-url", "origin", public_url],
@@ -141,7 +151,11 @@ def git_as(uid: int, gid: int, home: str, directory: str, argv: list[str]) -> st
     return proc.stdout if proc.returncode == 0 else None
 
 
-def status(uid: int, gid: int, home: str, directory: str, upstream: str | None) -> GitStatus | None:
+def status(uid: int, gid: int, home: str, directory: str, upstream: str | None, *,
+           store: Path | None = None, base: str | None = None) -> GitStatus | None:
+    """The checkout as its user sees it; ``store`` and ``base`` (the commit it was made from)
+    count what upstream gained that the checkout has not fetched."""
+
     def git(*argv: str) -> str | None:
         return git_as(uid, gid, home, directory, list(argv))
 
@@ -152,8 +166,12 @@ def status(uid: int, gid: int, home: str, directory: str, upstream: str | None) 
     porcelain = git("status", "--porcelain", "--untracked-files=normal") or ""
     ahead = behind = 0
     if upstream:
-        counts = (git("rev-list", "--left-right", "--count", f"HEAD...{upstream}") or "0 0").split()
-        ahead, behind = (int(counts[0]), int(counts[1])) if len(counts) == 2 else (0, 0)
+        counts = (git("rev-list", "--left-right", "--count", f"HEAD...{upstream}") or "").split()
+        if len(counts) == 2:
+            ahead, behind = int(counts[0]), int(counts[1])
+        elif store is not None and base:  # upstream's new commits are in the store only
+            ahead = commits_since(uid, gid, home, directory, base) or 0
+            behind = gained_upstream(store, base, upstream) or 0
     last = (git("log", "-1", "--format=%h %s") or "").strip()
     return GitStatus(branch, len([line for line in porcelain.splitlines() if line.strip()]), ahead, behind,
                      last[:120], head)

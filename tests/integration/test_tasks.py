@@ -4,6 +4,7 @@ real supervisord, real git, real users; loopback only."""
 from __future__ import annotations
 
 import json
+import subprocess
 import time
 from pathlib import Path
 
@@ -73,16 +74,24 @@ def test_tasks_on_branches_fail_persist_rerun_and_share_one_object_store(maestro
     table = maestro.run("list-services").stdout
     assert "Δ0 ↑2 ↓0 feat/x +2" in table and "failed (3)" in table
 
-    # The commits are in that branch's checkout; both checkouts borrow one object store.
+    # The commits are in that branch's checkout; both checkouts share one object store's files on disk.
     agent_dir, peek_dir = Path(entries["agent"]["directory"]), Path(entries["peek"]["directory"])
     log = git("-c", f"safe.directory={agent_dir}", "-c", "core.hooksPath=/dev/null", "log", "--format=%s", "-3",
               cwd=agent_dir)
     assert log.splitlines()[:2] == ["agent: finish notes", "agent: start notes"]
     stores = list((maestro.root / "state" / "git").iterdir())
     assert len(stores) == 1 and (stores[0] / "objects").is_dir()
+    assert stores[0].stat().st_mode & 0o777 == 0o700 and stores[0].stat().st_uid == 0  # no user reads it
+    in_store = {p.stat().st_ino for p in (stores[0] / "objects").rglob("*") if p.is_file()}
     for folder in (agent_dir, peek_dir):
-        alternates = (folder / ".git" / "objects" / "info" / "alternates").read_text().strip()
-        assert alternates == str(stores[0] / "objects")
+        assert not (folder / ".git" / "objects" / "info" / "alternates").exists()
+        linked = [p for p in (folder / ".git" / "objects").rglob("*") if p.is_file() and p.stat().st_ino in in_store]
+        assert linked and all(p.stat().st_uid == 0 and not p.stat().st_mode & 0o222 for p in linked)
+    peek = peek_dir.stat()
+    denied = subprocess.run(["setpriv", f"--reuid={peek.st_uid}", f"--regid={peek.st_gid}", "--clear-groups", "--",
+                             "ls", str(stores[0])], capture_output=True, text=True)
+    assert denied.returncode != 0, denied.stdout  # another entry's user cannot read the store
+    assert "links)" not in maestro.log()  # the shared read-only objects are not warned about
     assert not (peek_dir / "NOTES.md").exists()
     assert "agent: step 2 committed, 2 commit(s) ahead of upstream" in maestro.log()
     assert TOKEN not in maestro.log() and TOKEN not in maestro.run("list-services", "--json").stdout
@@ -187,7 +196,7 @@ def test_deploy_a_scheduled_task_runs_at_the_minute_boundary_once_then_remove(ma
 
 
 def test_an_agent_task_commits_inside_bubblewrap(maestro):
-    """In the sandbox only the home and the checkout are bound: the shared store is bound read-only."""
+    """In the sandbox only the home and the checkout are bound: the checkout holds its own objects."""
     repo = _repo(maestro.root)
     services = maestro.root / "services.yaml"
     services.write_text(f"""
