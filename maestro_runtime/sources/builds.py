@@ -70,6 +70,10 @@ class BuildOptions:
     installer: str = "pip"  # MAESTRO_PYTHON_INSTALLER: auto | uv | pip
     uv: str = ""  # MAESTRO_UV (auto: the uv package's binary, when every project user can run it)
     timeout: float = 1800.0  # MAESTRO_BUILD_TIMEOUT (seconds, per command)
+    python_install_mirror: str = ""  # MAESTRO_PYTHON_INSTALL_MIRROR (see pyinstall)
+    python_downloads_json: str = ""  # MAESTRO_PYTHON_DOWNLOADS_JSON_URL
+    python_install_dir: str = "/usr/local/lib/maestro/python"  # MAESTRO_PYTHON_INSTALL_DIR
+    python_install_timeout: float = 180.0  # MAESTRO_PYTHON_INSTALL_TIMEOUT
     log_dir: Path | None = None  # <state_dir>/builds: one log per service
     passthrough: tuple[tuple[str, str], ...] = ()
 
@@ -82,6 +86,8 @@ class BuildOptions:
             pip_options=b.pip_options, npm_options=b.npm_options, include_dev=b.include_dev,
             python=b.python or default_python(), python_explicit=bool(b.python),
             extra_pythons=b.extra_pythons, installer=b.installer, uv=b.uv, timeout=b.timeout,
+            python_install_mirror=b.python_install_mirror, python_downloads_json=b.python_downloads_json,
+            python_install_dir=b.python_install_dir, python_install_timeout=b.python_install_timeout,
             log_dir=Path(settings.state_dir) / "builds", passthrough=b.passthrough,
             operator_pythonpath=b.operator_pythonpath,
         )
