@@ -55,7 +55,11 @@ def test_declared_build_steps_run_as_the_build(maestro):
                                       "    buildCommand: npm ci && node build.js\n")
     broken = paas.write(src / "broken", {"main.py": "print(1)\n", "railway.json": json.dumps(
         {"build": {"buildCommand": "echo compiling; exit 4"}, "deploy": {"startCommand": "python3 main.py"}})})
-    specs = {"render": render, "railway": railway, "nixpacks": nixpacks, "node": node, "broken": broken}
+    # No false success: a Python package with nothing to serve is not served as its own listing.
+    pylib = paas.write(src / "pylib", {"pyproject.toml": '[project]\nname = "pylib"\nversion = "0"\n',
+                                       "src/pylib/__init__.py": "X = 1\n"})
+    specs = {"render": render, "railway": railway, "nixpacks": nixpacks, "node": node, "broken": broken,
+             "pylib": pylib}
     maestro.boot(SERVICES="; ".join(f"{path}|||{name}" for name, path in specs.items()))
     services = maestro.wait_running(["render", "railway", "nixpacks", "node"], timeout=240)
     for name in ("render", "railway", "nixpacks"):
@@ -70,6 +74,9 @@ def test_declared_build_steps_run_as_the_build(maestro):
     failed = wait_for(lambda: (s := maestro.services().get("broken")) and s["status"] == "FAILED" and s, 60,
                       what="broken FAILED")
     assert "build step (railway.json build.buildCommand) failed (exit 4)" in failed["error"], failed
+    failed = wait_for(lambda: (s := maestro.services().get("pylib")) and s["status"] == "FAILED" and s, 60,
+                      what="pylib FAILED")
+    assert "a Python project (pyproject.toml) with nothing to serve and no way to start it" in failed["error"]
 
     # Same code, next boot: no build step runs.
     maestro.stop()
