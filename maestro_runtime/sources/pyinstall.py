@@ -81,7 +81,7 @@ def uv_binary(given: str) -> str | None:
 def install_argv(uv: str, request: str, install_dir: str) -> list[str]:
     """No configuration file (a project's uv.toml is never read by root), no links in ~/.local/bin."""
     return [uv, "python", "install", "--no-config", "--no-bin", "--no-cache", "--install-dir", install_dir,
-            request]
+            "--", request]
 
 
 def install_env(opts) -> dict[str, str]:

@@ -139,5 +139,9 @@ def install_target(request: Request, available: Sequence[Interpreter]) -> str | 
         if _satisfies(Version(request.pin), request.constraints):
             return request.pin
     if request.constraints and not any(_satisfies(v, request.constraints) for v in known):
-        return ",".join(spec for spec, _ in request.constraints)
+        # The project's text goes to root's installer: only as packaging reads it back (">=3.12,<4").
+        try:
+            return str(SpecifierSet(",".join(spec for spec, _ in request.constraints))) or None
+        except InvalidSpecifier:
+            return None
     return None

@@ -79,6 +79,11 @@ def test_install_target_only_when_nothing_here_serves_the_request():
     assert install_target(Request(None, "", ((">=3.14", "uv.lock requires-python"),)), HERE) == ">=3.14"
     assert install_target(Request(None, "", constraint), HERE) is None
     assert install_target(Request(), HERE) is None
+    both = ((">= 3.14", "pyproject.toml requires-python"), ("<4", "uv.lock requires-python"))
+    assert install_target(Request(None, "", both), HERE) == "<4,>=3.14"
+    # a project's text never reaches root's installer as an option
+    hostile = (("--install-dir=/etc", "pyproject.toml requires-python"),)
+    assert install_target(Request(None, "", hostile), HERE) is None
 
 
 def test_no_install_source_means_no_install_attempt(tmp_path, monkeypatch):
