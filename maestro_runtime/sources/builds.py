@@ -304,7 +304,8 @@ def _check_untouched(directory: Path, before: Mapping[str, bytes]) -> None:
 
 def build(directory: Path, account, *, settings, policy, service_id: str,
           options: BuildOptions | None = None) -> list[str]:
-    """Install the project's dependencies; return the ecosystems actually built (empty when up to date).
+    """Install the project's dependencies, then run the build step it declares (:mod:`buildstep`);
+    return what actually ran: the ecosystems and ``"build step"`` (empty when up to date).
 
     Raises :class:`BuildError` (with the tail of the build log) when a build fails.
     """
