@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from pathlib import Path
@@ -64,6 +65,14 @@ def clash(service_id: str, types: Iterable[str], holders: Mapping[str, str]) -> 
     return None
 
 
+def _names(folder: Path, suffix: str) -> set[str]:
+    """File names with ``suffix`` in ``folder``, without it (a listing: this runs at every activation)."""
+    try:
+        return {n[: -len(suffix)] for n in os.listdir(folder) if n.endswith(suffix)}
+    except FileNotFoundError:
+        return set()
+
+
 def holders(service_id: str, programs, record_ids: Iterable[str]) -> tuple[dict[str, str], list[str] | None]:
     """Who holds which program name now, besides ``service_id``; and, when the service's list of
     process programs is one left from an earlier boot (the service has no program yet: the
@@ -71,10 +80,9 @@ def holders(service_id: str, programs, record_ids: Iterable[str]) -> tuple[dict[
 
     A program is held by a service with a record, or by an active program; an active service's
     process types are listed in its ``<id>.types``, current since it was activated."""
-    active = {p.stem for p in programs.conf_dir.glob("*.conf")}
+    active = _names(programs.conf_dir, ".conf")
     held: dict[str, str] = {}
-    for path in programs.launch_dir.glob("*.types"):
-        owner = path.stem
+    for owner in _names(programs.launch_dir, ".types"):
         if owner != service_id and owner in active:
             for program in programs.process_ids(owner):
                 held[program] = f"the {program[len(owner) + 1:]} process type of service {owner}"
@@ -93,7 +101,9 @@ def refuse_clash(record: ServiceRecord, programs, store) -> None:
     """Before a service's programs are written: SpecError (one line, both named) when one of them
     is another's. A list of process programs left from an earlier boot loses what others hold
     now, so removing this service (as its failure does) never removes theirs."""
-    found, stale = holders(record.id, programs, (p.stem for p in store.folder.glob("*.json")))
+    if not record.processes and not _names(programs.launch_dir, ".types"):
+        return  # no process type anywhere (the common case): no name can clash
+    found, stale = holders(record.id, programs, _names(store.folder, ".json"))
     if stale is not None:
         types_file = programs.launch_dir / f"{record.id}.types"
         if stale:
