@@ -9,6 +9,7 @@ A real boot of the runtime; the projects are ours, modelled on the platforms' sa
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -89,3 +90,24 @@ def test_declared_build_steps_run_as_the_build(maestro):
         assert f"{name}: build step (" in second and f"{name}: build step done" not in second, name
     assert "up to date, skipped" in second
     assert http_get(services["railway"]["port"]) == "made-by svc_railway railway\n"
+
+
+@pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap is not installed")
+def test_declared_build_step_runs_in_the_sandbox(maestro):
+    """Like the other build steps: as the project's user inside bubblewrap, which shows it its own
+    folder and home, not the rest of the machine (here: a file beside the test's folders)."""
+    marker = maestro.root / "visible-outside.txt"
+    marker.write_text("x")
+    marker.chmod(0o644)
+    probe = ("import os, sys\n"
+             f"seen = 'sees-outside' if os.path.exists({str(marker)!r}) else 'confined'\n"
+             "open('server.py', 'w').write(paas_server.replace('BUILT_BY', f'{os.getuid() != 0} {seen}'))\n")
+    src = paas.write(maestro.root / "sources" / "sbx", {
+        "gen.py": f"paas_server = {SERVER!r}\n" + probe,
+        "railway.json": json.dumps({"build": {"buildCommand": "python3 gen.py"},
+                                    "deploy": {"startCommand": "python3 server.py"}})})
+    maestro.boot(SERVICES=f"{src}|||sbx", MAESTRO_SANDBOX_MODE="require")
+    svc = maestro.wait_running(["sbx"], timeout=120)["sbx"]
+    assert svc["sandbox"]["sandbox"] == "bubblewrap", svc["sandbox"]
+    assert http_get(svc["port"]) == "made-by True confined\n"
+    assert "sbx: build step (railway.json build.buildCommand): python3 gen.py" in maestro.log()
