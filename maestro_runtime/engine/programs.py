@@ -84,4 +84,10 @@ class ProgramFiles:
             self.remove(extra)
         (self.launch_dir / f"{service_id}.types").unlink(missing_ok=True)
         (self.launch_dir / f"{service_id}.probe.sh").unlink(missing_ok=True)
-        self.remove(service_id)
+        if not self.process_of_another(service_id):  # refused as a name clash: that program is not ours
+            self.remove(service_id)
+
+    def process_of_another(self, program_id: str) -> bool:
+        """``program_id`` is a process type of another active service (ops/processes.py refuses the clash)."""
+        return any(path.stem != program_id and (self.conf_dir / f"{path.stem}.conf").exists()
+                   and program_id in self.process_ids(path.stem) for path in self.launch_dir.glob("*.types"))

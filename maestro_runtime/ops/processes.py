@@ -6,16 +6,23 @@
 * every other type (``worker``, ``clock``...) becomes a program ``<service>-<type>`` of the same
   user and folder, shown by list-services and removed with the service. ``web`` stays the
   service itself (it gets ``PORT``).
+* a program name is one service's or one process type's, never both: whoever comes later
+  (in activation order; a service with a record is there already) fails with both named
+  (:func:`clash`, pure; :func:`refuse_clash` reads who holds what).
 """
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from pathlib import Path
 
 from maestro_runtime.sources.buildplan import STAMP_NAME, BuildError, Plan
 from maestro_runtime.sources.declared import procfile
-from maestro_runtime.state.records import ServiceRecord
+from maestro_runtime.spec.model import SpecError
+from maestro_runtime.spec.naming import PROGRAM_ID_RE
+from maestro_runtime.state.records import ServiceRecord, atomic_write
 
 NOT_PROCESSES = frozenset({"web", "release"})
 
@@ -35,6 +42,77 @@ def process_records(record: ServiceRecord) -> list[ServiceRecord]:
     return [replace(record, id=process_id(record.id, t), name=process_id(record.id, t), command=command,
                     command_reason=f"detected: Procfile {t}", processes={})
             for t, command in sorted(record.processes.items())]
+
+
+def clash(service_id: str, types: Iterable[str], holders: Mapping[str, str]) -> tuple[str, str] | None:
+    """(field, reason) when the service's programs would replace another's, else None (pure).
+    ``holders``: program name -> who has it (``service web-worker``, ``the worker process type of
+    service web``), other services only."""
+    if service_id in holders:
+        return "name", (f"{service_id} is already {holders[service_id]} (a process type runs as "
+                        "<service>-<type>): rename this service or that process type")
+    seen: dict[str, str] = {}
+    for ptype in sorted(types):
+        program = process_id(service_id, ptype)
+        if not PROGRAM_ID_RE.match(program):
+            return "processes", f"process type {ptype} would be program {program!r}, not a valid name"
+        if program in holders:
+            return "processes", (f"process type {ptype} would be program {program}, which is already "
+                                 f"{holders[program]}: rename one of them")
+        if program in seen:
+            return "processes", f"process types {seen[program]} and {ptype} would both be program {program}"
+        seen[program] = ptype
+    return None
+
+
+def _names(folder: Path, suffix: str) -> set[str]:
+    """File names with ``suffix`` in ``folder``, without it (a listing: this runs at every activation)."""
+    try:
+        return {n[: -len(suffix)] for n in os.listdir(folder) if n.endswith(suffix)}
+    except FileNotFoundError:
+        return set()
+
+
+def holders(service_id: str, programs, record_ids: Iterable[str]) -> tuple[dict[str, str], list[str] | None]:
+    """Who holds which program name now, besides ``service_id``; and, when the service's list of
+    process programs is one left from an earlier boot (the service has no program yet: the
+    program folder is emptied at boot), that list without what others hold now (else None).
+
+    A program is held by a service with a record, or by an active program; an active service's
+    process types are listed in its ``<id>.types``, current since it was activated."""
+    active = _names(programs.conf_dir, ".conf")
+    held: dict[str, str] = {}
+    for owner in _names(programs.launch_dir, ".types"):
+        if owner != service_id and owner in active:
+            for program in programs.process_ids(owner):
+                held[program] = f"the {program[len(owner) + 1:]} process type of service {owner}"
+    names = {*record_ids, *active} - {service_id}
+    listed = programs.process_ids(service_id)
+    own, stale = set(listed), None
+    if service_id not in active:
+        own = {p for p in listed if p not in held and p not in names}
+        stale = sorted(own) if own != set(listed) else None
+    for name in names - own:
+        held.setdefault(name, f"service {name}")
+    return held, stale
+
+
+def refuse_clash(record: ServiceRecord, programs, store) -> None:
+    """Before a service's programs are written: SpecError (one line, both named) when one of them
+    is another's. A list of process programs left from an earlier boot loses what others hold
+    now, so removing this service (as its failure does) never removes theirs."""
+    if not record.processes and not _names(programs.launch_dir, ".types"):
+        return  # no process type anywhere (the common case): no name can clash
+    found, stale = holders(record.id, programs, _names(store.folder, ".json"))
+    if stale is not None:
+        types_file = programs.launch_dir / f"{record.id}.types"
+        if stale:
+            atomic_write(types_file, "".join(f"{p}\n" for p in stale), mode=0o600)
+        else:
+            types_file.unlink(missing_ok=True)
+    problem = clash(record.id, record.processes, found)
+    if problem:
+        raise SpecError(record.origin, *problem)
 
 
 def run_release(directory: Path, account, command: str, env: dict[str, str], *, settings, policy,

@@ -322,6 +322,7 @@ class Provisioner:
     def activate(self, record: ServiceRecord) -> tuple[ServiceRecord, bool]:
         """Plan the sandbox, save the record (with the sandbox report), write the launch script and
         program file. Returns the saved record, and True when supervisord must apply a change."""
+        processes.refuse_clash(record, self.programs, self.store)  # a program name is one service's
         plan = self.policy.plan(record)
         script_text = launch_text(record, plan)
         record = replace(record, sandbox=plan.report, program_revision=program_revision(script_text, record))

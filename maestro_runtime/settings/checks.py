@@ -79,6 +79,17 @@ def _url(text: str) -> None:
         raise ValueError(text)
 
 
+def _mirror(text: str) -> None:
+    if not text.lower().startswith("file:///"):
+        _url(text)
+
+
+def _url_or_path(text: str) -> None:
+    """uv reads its Python download list from a URL or a local file."""
+    if not text.startswith("/"):
+        _mirror(text)
+
+
 def _ports(text: str) -> None:
     for part in re.split(r"[\s,;]+", text):
         if part and not (part.isdigit() and 1 <= int(part) <= 65535):
@@ -126,6 +137,10 @@ RULES: tuple[tuple[str, str, object], ...] = (
     ("HEALTHCHECK_PORTS", "port numbers 1-65535 separated by spaces, commas or semicolons", _ports),
     ("MAESTRO_ALLOW_SYSTEM_PATHS", _BOOL, _choice(tuple(BOOLEANS))),
     ("MAESTRO_PYTHON_INSTALLER", "auto, uv or pip", _choice(("auto", "uv", "pip"))),
+    ("MAESTRO_PYTHON_INSTALL_MIRROR", "an http://, https:// or file:/// URL", _mirror),
+    ("MAESTRO_PYTHON_DOWNLOADS_JSON_URL", "an http:// or https:// URL or an absolute path", _url_or_path),
+    ("MAESTRO_PYTHON_INSTALL_DIR", _PATH, _absolute()),
+    ("MAESTRO_PYTHON_INSTALL_TIMEOUT", _SECONDS, _number(positive=True)),
     ("MAESTRO_LOG_TIMESTAMPS", _BOOL + " (or off)", _choice((*BOOLEANS, "off", "on"))),
     ("MAESTRO_LOCAL_SOURCE_ROOTS", "absolute paths separated by spaces or commas", _absolute_list),
     ("MAESTRO_STATE_DIR", _PATH, _absolute()),

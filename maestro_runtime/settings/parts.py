@@ -116,6 +116,11 @@ class BuildSettings:
     installer: str = "auto"  # MAESTRO_PYTHON_INSTALLER: auto | uv | pip
     uv: str = ""  # MAESTRO_UV: the uv binary (empty: the uv package's own)
     timeout: float = 1800.0  # MAESTRO_BUILD_TIMEOUT (seconds, per command)
+    # Where the exact Python a project pins is installed from (uv python install); empty: never.
+    python_install_mirror: str = ""  # MAESTRO_PYTHON_INSTALL_MIRROR (uv's UV_PYTHON_INSTALL_MIRROR)
+    python_downloads_json: str = ""  # MAESTRO_PYTHON_DOWNLOADS_JSON_URL (uv's UV_PYTHON_DOWNLOADS_JSON_URL)
+    python_install_dir: str = "/usr/local/lib/maestro/python"  # MAESTRO_PYTHON_INSTALL_DIR (root's, shared)
+    python_install_timeout: float = 180.0  # MAESTRO_PYTHON_INSTALL_TIMEOUT (seconds, per install)
     # Registry mirrors and proxies passed from the container to builds, never secrets of ours.
     passthrough: tuple[tuple[str, str], ...] = ()
     operator_pythonpath: str = ""  # the operator's PYTHONPATH (a development checkout), for the wrapper
@@ -138,6 +143,10 @@ def build_settings(env: Mapping[str, str], problems: list[str]) -> BuildSettings
         installer=env.get("MAESTRO_PYTHON_INSTALLER", "").strip().lower() or "auto",
         uv=env.get("MAESTRO_UV", "").strip(),
         timeout=_value(env, "MAESTRO_BUILD_TIMEOUT", 1800.0, problems, float),
+        python_install_mirror=env.get("MAESTRO_PYTHON_INSTALL_MIRROR", "").strip().rstrip("/"),
+        python_downloads_json=env.get("MAESTRO_PYTHON_DOWNLOADS_JSON_URL", "").strip(),
+        python_install_dir=env.get("MAESTRO_PYTHON_INSTALL_DIR", "").strip() or BuildSettings.python_install_dir,
+        python_install_timeout=_value(env, "MAESTRO_PYTHON_INSTALL_TIMEOUT", 180.0, problems, float),
         passthrough=tuple(sorted(
             (k, v) for k, v in env.items()
             if (k.startswith(BUILD_PASS_PREFIXES) or k in BUILD_PASS_KEYS) and k not in BUILD_NEVER_PASS

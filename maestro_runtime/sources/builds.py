@@ -37,7 +37,7 @@ from pathlib import Path
 from maestro_runtime import safefs
 from maestro_runtime.engine.launch import ROOT_ENVIRONMENT, SYSTEM_PATH, drop_privileges_argv, service_env_argv
 from maestro_runtime.sandbox.netpolicy import is_proxy_key
-from maestro_runtime.sources import node, pybuild
+from maestro_runtime.sources import buildstep, node, pybuild
 from maestro_runtime.sources.buildplan import (  # noqa: F401 (re-exported: callers use builds.*)
     META_LIMIT,
     PYTHON_INPUTS,
@@ -49,6 +49,7 @@ from maestro_runtime.sources.buildplan import (  # noqa: F401 (re-exported: call
     tool_version,
     venv_is_fresh_needed,
 )
+from maestro_runtime.sources.declared import declared_build
 from maestro_runtime.sources.pybuild import python_plan  # noqa: F401 (re-exported)
 
 log = logging.getLogger("maestro.builds")
@@ -70,6 +71,10 @@ class BuildOptions:
     installer: str = "pip"  # MAESTRO_PYTHON_INSTALLER: auto | uv | pip
     uv: str = ""  # MAESTRO_UV (auto: the uv package's binary, when every project user can run it)
     timeout: float = 1800.0  # MAESTRO_BUILD_TIMEOUT (seconds, per command)
+    python_install_mirror: str = ""  # MAESTRO_PYTHON_INSTALL_MIRROR (see pyinstall)
+    python_downloads_json: str = ""  # MAESTRO_PYTHON_DOWNLOADS_JSON_URL
+    python_install_dir: str = "/usr/local/lib/maestro/python"  # MAESTRO_PYTHON_INSTALL_DIR
+    python_install_timeout: float = 180.0  # MAESTRO_PYTHON_INSTALL_TIMEOUT
     log_dir: Path | None = None  # <state_dir>/builds: one log per service
     passthrough: tuple[tuple[str, str], ...] = ()
 
@@ -82,6 +87,8 @@ class BuildOptions:
             pip_options=b.pip_options, npm_options=b.npm_options, include_dev=b.include_dev,
             python=b.python or default_python(), python_explicit=bool(b.python),
             extra_pythons=b.extra_pythons, installer=b.installer, uv=b.uv, timeout=b.timeout,
+            python_install_mirror=b.python_install_mirror, python_downloads_json=b.python_downloads_json,
+            python_install_dir=b.python_install_dir, python_install_timeout=b.python_install_timeout,
             log_dir=Path(settings.state_dir) / "builds", passthrough=b.passthrough,
             operator_pythonpath=b.operator_pythonpath,
         )
@@ -98,15 +105,18 @@ def default_python() -> str:
 # ---------------------------------------------------------------- planning (pure)
 
 
-def node_plan(files: set[str], package: Mapping, opts: BuildOptions, node_modules: Path) -> Plan | None:
+def node_plan(files: set[str], package: Mapping, opts: BuildOptions, node_modules: Path,
+              declared_build: bool = False) -> Plan | None:
+    """``declared_build``: the project declares its build step elsewhere (render.yaml...), which
+    then replaces ``scripts.build`` (it usually runs it) and needs the dev dependencies too."""
     if "package.json" not in files:
         return None
     choice = node.choose_manager(files, package)
     building = node.has_build(package)
     # A build needs its bundler, which lives in devDependencies.
-    prod = not (opts.include_dev or building)
+    prod = not (opts.include_dev or building or declared_build)
     steps = [(*node.install_argv(choice, files, package, prod=prod), *opts.npm_options)]
-    if building:
+    if building and not declared_build:
         steps.append(node.build_argv(choice))
     inputs = ("package.json", *(f for f in (*NODE_LOCKS, ".yarnrc.yml", ".npmrc") if f in files))
     return Plan("node", inputs, tuple(steps), node_modules / STAMP_NAME, ("node", "--version"))
@@ -294,7 +304,8 @@ def _check_untouched(directory: Path, before: Mapping[str, bytes]) -> None:
 
 def build(directory: Path, account, *, settings, policy, service_id: str,
           options: BuildOptions | None = None) -> list[str]:
-    """Install the project's dependencies; return the ecosystems actually built (empty when up to date).
+    """Install the project's dependencies, then run the build step it declares (:mod:`buildstep`);
+    return what actually ran: the ecosystems and ``"build step"`` (empty when up to date).
 
     Raises :class:`BuildError` (with the tail of the build log) when a build fails.
     """
@@ -308,6 +319,7 @@ def build(directory: Path, account, *, settings, policy, service_id: str,
         except ValueError as exc:
             raise BuildError(f"package.json is not valid JSON: {exc}") from exc
     built = []
+    step = declared_build(directory)
     for ecosystem in ("python", "node"):
         if ecosystem == "python":
             if not files & {"requirements.txt", "pyproject.toml", "setup.py"}:
@@ -316,7 +328,7 @@ def build(directory: Path, account, *, settings, policy, service_id: str,
                                                   Path(account.home).parent)
         else:
             plan = node_plan(files, package if isinstance(package, Mapping) else {}, opts,
-                             directory / "node_modules")
+                             directory / "node_modules", declared_build=step is not None)
             version = tool_version(plan.tool) if plan else ""
             warning = node.engines_warning(package, version) if plan else None
         if warning:
@@ -344,6 +356,8 @@ def build(directory: Path, account, *, settings, policy, service_id: str,
         _write_stamp(plan.stamp_path, stamp, plan, account, trusted)
         log.info("service %s: %s build done in %.1fs", service_id, ecosystem, time.monotonic() - started)
         built.append(ecosystem)
+    if step is not None and buildstep.run(step, directory, account, policy, opts, service_id, deps_built=bool(built)):
+        built.append("build step")
     _collectstatic(directory, account, policy, opts, service_id, getattr(settings, "environ", None) or {})
     return built
 

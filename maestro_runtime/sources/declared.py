@@ -1,9 +1,15 @@
-"""Start commands a project declares for other platforms (pure: reads files, runs nothing).
+"""Start and build commands a project declares for other platforms (pure: reads files, runs nothing).
 
-Order, as a user of those platforms expects: ``Procfile`` (every process type), then
+Start, in the order a user of those platforms expects: ``Procfile`` (every process type), then
 ``railway.json``/``railway.toml`` ``deploy.startCommand``, ``render.yaml`` (the first
 ``type: web`` service's ``startCommand``), ``nixpacks.toml`` ``[start] cmd``. ``app.json``
 names no start command (Heroku reads the Procfile), so it is not read for one.
+
+Build, in the same order of files: ``railway.json``/``railway.toml`` ``build.buildCommand``,
+``render.yaml`` (that web service's ``buildCommand``), ``nixpacks.toml`` ``[phases.build]``
+``cmds`` (or ``cmd``). Its parts that only install the dependencies (``pip install -r
+requirements.txt``, ``npm ci``, ``yarn``...) are left out: the runtime's own install did that,
+with the lock files untouched (see :func:`build_parts`).
 """
 
 from __future__ import annotations
@@ -42,29 +48,28 @@ def procfile(directory: Path) -> dict[str, str]:
     return types
 
 
-def _railway(directory: Path) -> Declared | None:
-    text = read_text(directory, directory / "railway.json")
-    if text is not None:
+def _command(value) -> str | None:
+    return value.strip() if isinstance(value, str) and value.strip() else None
+
+
+def _railway(directory: Path, section: str = "deploy", key: str = "startCommand") -> Declared | None:
+    for name, parse, errors in (("railway.json", json.loads, ValueError),
+                                ("railway.toml", tomllib.loads, tomllib.TOMLDecodeError)):
+        text = read_text(directory, directory / name)
+        if text is None:
+            continue
         try:
-            deploy = json.loads(text).get("deploy") or {}
-        except (ValueError, AttributeError):
-            deploy = {}
-        command = deploy.get("startCommand") if isinstance(deploy, dict) else None
-        if isinstance(command, str) and command.strip():
-            return Declared(command.strip(), "detected: railway.json deploy.startCommand")
-    text = read_text(directory, directory / "railway.toml")
-    if text is not None:
-        try:
-            deploy = tomllib.loads(text).get("deploy") or {}
-        except tomllib.TOMLDecodeError:
-            deploy = {}
-        command = deploy.get("startCommand") if isinstance(deploy, dict) else None
-        if isinstance(command, str) and command.strip():
-            return Declared(command.strip(), "detected: railway.toml deploy.startCommand")
+            doc = parse(text)
+        except errors:
+            continue
+        part = doc.get(section) if isinstance(doc, dict) else None
+        command = _command(part.get(key)) if isinstance(part, dict) else None
+        if command:
+            return Declared(command, f"detected: {name} {section}.{key}")
     return None
 
 
-def _render(directory: Path) -> Declared | None:
+def _render(directory: Path, key: str = "startCommand") -> Declared | None:
     text = read_text(directory, directory / "render.yaml")
     if text is None:
         return None
@@ -73,26 +78,58 @@ def _render(directory: Path) -> Declared | None:
     except yaml.YAMLError:
         return None
     services = doc.get("services") if isinstance(doc, dict) else None
-    for service in services if isinstance(services, list) else ():
-        if isinstance(service, dict) and service.get("type") == "web":
-            command = service.get("startCommand")
-            if isinstance(command, str) and command.strip():
-                return Declared(command.strip(), "detected: render.yaml startCommand")
-    return None
+    webs = [s for s in (services if isinstance(services, list) else ())
+            if isinstance(s, dict) and s.get("type") == "web"]
+    # the web service that starts (its build goes with it), else the first one
+    web = next((s for s in webs if _command(s.get("startCommand"))), webs[0] if webs else {})
+    command = _command(web.get(key))
+    return Declared(command, f"detected: render.yaml {key}") if command else None
 
 
-def _nixpacks(directory: Path) -> Declared | None:
+def _nixpacks(directory: Path, build: bool = False) -> Declared | None:
     text = read_text(directory, directory / "nixpacks.toml")
     if text is None:
         return None
     try:
-        start = tomllib.loads(text).get("start") or {}
+        doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError:
         return None
-    command = start.get("cmd") if isinstance(start, dict) else None
-    if isinstance(command, str) and command.strip():
-        return Declared(command.strip(), "detected: nixpacks.toml [start] cmd")
-    return None
+    if build:
+        phase = (doc.get("phases") or {}).get("build") if isinstance(doc.get("phases"), dict) else None
+        if not isinstance(phase, dict):
+            return None
+        cmds = phase.get("cmds")
+        parts = [c.strip() for c in cmds if isinstance(c, str) and c.strip()] if isinstance(cmds, list) else []
+        command = " && ".join(parts) or _command(phase.get("cmd"))
+        return Declared(command, "detected: nixpacks.toml [phases.build] cmds") if command else None
+    start = doc.get("start")
+    command = _command(start.get("cmd")) if isinstance(start, dict) else None
+    return Declared(command, "detected: nixpacks.toml [start] cmd") if command else None
+
+
+def declared_build(directory: Path) -> Declared | None:
+    """The build step the project declares for another platform, or None."""
+    return (_railway(directory, "build", "buildCommand") or _render(directory, "buildCommand")
+            or _nixpacks(directory, build=True))
+
+
+# Parts of a declared build that only install the dependencies, as the runtime already did
+# (with frozen locks): pip of requirement files or of pip itself, a package manager's install.
+_INSTALL_ONLY = re.compile(
+    r"^(?:(?:python3? -m )?pip3? install(?: (?:-U|--upgrade|-q|--quiet|--no-cache-dir|(?:-r|--requirement)"
+    r" \S+|pip|setuptools|wheel))+"
+    r"|(?:npm (?:install|i|ci)|yarn(?: install)?|pnpm (?:install|i)|uv sync|poetry install)(?: --?[\w-]+(?:=\S+)?)*)$")
+
+
+def build_parts(command: str) -> tuple[str | None, tuple[str, ...]]:
+    """(what to run, the install-only parts left out). Only a plain ``a && b`` or ``a; b`` list is
+    split; anything with quotes, pipes or subshells runs as it is."""
+    if re.search(r"""['"`|()\\$<>]|\|\|""", command) or "\n" in command:
+        return command, ()
+    parts = [p.strip() for p in re.split(r"&&|;", command) if p.strip()]
+    dropped = tuple(p for p in parts if _INSTALL_ONLY.match(re.sub(r"\s+", " ", p)))
+    kept = [p for p in parts if p not in dropped]
+    return (" && ".join(kept) if kept else None), dropped
 
 
 def declared_web(directory: Path) -> Declared | None:

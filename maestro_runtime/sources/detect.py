@@ -234,15 +234,34 @@ def _python(directory: Path, venv_dir: Path | None) -> Detection | None:
     return None
 
 
-def _has_python(directory: Path) -> bool:
-    # Sources, not manifests: a static site may carry a requirements.txt for its tooling.
-    return any(p.is_file() for p in directory.glob("*.py"))
+_SITE_DIRS = ("public", "dist", "build", "site", "_site")
+_PY_MANIFESTS = ("pyproject.toml", "setup.py", "setup.cfg", "Pipfile", "requirements.txt")
+_START_HINT = ("add a Procfile with a web: line (or main.py/app.py, or a server such as gunicorn or uvicorn "
+               "in the requirements), or give a cmd")
+
+
+def _python_problem(directory: Path) -> str | None:
+    """Why a folder is Python code with no way to start rather than a static site, or None.
+
+    Sources at the root always are (the site would be the code's listing). A Python manifest or
+    sources in sub-folders (``src/pkg/``) are, unless there is a site to serve (``index.html``):
+    a static site may carry a requirements.txt or scripts for its tooling."""
+    if any(p.is_file() for p in directory.glob("*.py")):
+        return f"Python sources but no way to start them: {_START_HINT}"
+    if (directory / "index.html").is_file() or any((directory / d / "index.html").is_file() for d in _SITE_DIRS):
+        return None
+    manifest = next((m for m in _PY_MANIFESTS if (directory / m).is_file()), None)
+    nested = next(iter(_python_files(directory, depth=3)), None)
+    if manifest or nested:
+        what = manifest or f"{nested.relative_to(directory)}"
+        return f"a Python project ({what}) with nothing to serve and no way to start it: {_START_HINT}"
+    return None
 
 
 def _static(directory: Path) -> Detection:
     # A built site often lives in a sub-folder; serve it when the root has no index.html.
     if not (directory / "index.html").is_file():
-        for sub in ("public", "dist", "build", "site", "_site"):
+        for sub in _SITE_DIRS:
             if (directory / sub / "index.html").is_file():
                 return Detection(static_command(directory / sub), f"detected: static site in {sub}/")
     return Detection(static_command(directory), "detected: static site")
@@ -259,7 +278,7 @@ def detect_command(directory: Path, venv_dir: Path | None = None) -> Detection:
         return found
     if (directory / "package.json").is_file():
         raise NoStartCommand(_node_missing(directory))
-    if _has_python(directory):
-        raise NoStartCommand("Python sources but no way to start them: add a Procfile with a web: line, "
-                             "or main.py/app.py, or a cmd")
+    problem = _python_problem(directory)
+    if problem:
+        raise NoStartCommand(problem)
     return _static(directory)

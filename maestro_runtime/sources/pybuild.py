@@ -21,9 +21,10 @@ import shutil
 import stat
 import subprocess
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 
-from maestro_runtime.sources import pyversion
+from maestro_runtime.sources import pyinstall, pyversion
 from maestro_runtime.sources.buildplan import PYTHON_INPUTS, STAMP_NAME, BuildError, Plan, venv_is_fresh_needed
 from maestro_runtime.sources.projectfiles import read_text
 
@@ -47,13 +48,14 @@ def _version_of(path: str) -> str | None:
 
 
 def interpreters(opts) -> list[pyversion.Interpreter]:
-    """The operator's interpreter alone when given; else every ``python3.N`` here and MAESTRO_PYTHONS."""
+    """The operator's interpreter alone when given; else every ``python3.N`` here, MAESTRO_PYTHONS
+    and those installed in MAESTRO_PYTHON_INSTALL_DIR."""
     if opts.python_explicit:
         paths = [opts.python]
     else:
         found = sorted(p for d in ("/usr/local/bin", "/usr/bin") for p in glob.glob(f"{d}/python3.*")
                        if re.fullmatch(r"python3\.\d+", os.path.basename(p)))
-        paths = [*found, opts.python, *opts.extra_pythons]
+        paths = [*found, opts.python, *opts.extra_pythons, *pyinstall.installed(opts.python_install_dir)]
     seen, out = set(), []
     for path in paths:
         real = os.path.realpath(path)
@@ -101,9 +103,27 @@ def installer_uv(opts) -> str | None:
 
 
 def choose_interpreter(directory: Path, opts) -> pyversion.Choice:
+    """What the project asks for: installed first when it is not here and an install source is
+    configured; then chosen among what is here, with the install's failure in the warning."""
     texts = {name: text for name in REQUEST_FILES
              if (text := read_text(directory, directory / name)) is not None}
-    return pyversion.choose(pyversion.read_request(texts), interpreters(opts))
+    request = pyversion.read_request(texts)
+    available = interpreters(opts)
+    target = pyversion.install_target(request, available)
+    failed = None
+    if target and not opts.python_explicit and pyinstall.configured(opts):
+        failed = pyinstall.install(target, opts)
+        if failed is None:
+            available = interpreters(opts)
+    try:
+        choice = pyversion.choose(request, available)
+    except pyversion.NoInterpreter as exc:
+        raise pyversion.NoInterpreter(f"{exc}; installing Python {target}: {failed}" if failed else str(exc)) \
+            from None
+    if failed and choice.warning:
+        return replace(choice, warning=f"{choice.warning} (installing Python {target} from "
+                                       f"{pyinstall.source_name(opts)}: {failed})")
+    return choice
 
 
 def plan(directory: Path, files: set[str], venv_dir: Path, opts, trusted: Path) -> tuple[Plan, str, str | None]:

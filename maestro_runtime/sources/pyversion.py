@@ -121,3 +121,27 @@ def choose(request: Request, available: Sequence[Interpreter]) -> Choice:
         return Choice(chosen, f"the project asks for Python {request.pin} ({request.pin_source}), which is not "
                               f"here; using {chosen.version}, the newest available that fits{why}")
     return Choice(fits[0][1])
+
+
+def install_target(request: Request, available: Sequence[Interpreter]) -> str | None:
+    """What to ask an installer (``uv python install``) for, or None when an interpreter here
+    already serves the request: the pin when none here matches it (and it fits the
+    constraints); with no usable pin, the constraints when no interpreter here satisfies them."""
+    known = []
+    for interp in available:
+        try:
+            known.append(Version(interp.version))
+        except InvalidVersion:
+            continue
+    if request.pin:
+        if any(_matches_pin(v, request.pin) and _satisfies(v, request.constraints) for v in known):
+            return None
+        if _satisfies(Version(request.pin), request.constraints):
+            return request.pin
+    if request.constraints and not any(_satisfies(v, request.constraints) for v in known):
+        # The project's text goes to root's installer: only as packaging reads it back (">=3.12,<4").
+        try:
+            return str(SpecifierSet(",".join(spec for spec, _ in request.constraints))) or None
+        except InvalidSpecifier:
+            return None
+    return None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -142,6 +143,22 @@ def test_python_sources_without_a_start_are_an_error(tmp_path):
     write(tmp_path, {"requirements.txt": "requests\n", "lib.py": "x = 1\n", "index.html": ""})
     with pytest.raises(NoStartCommand, match="add a Procfile with a web: line"):
         detect_command(tmp_path)
+
+
+@pytest.mark.parametrize("files, what", [
+    ({"pyproject.toml": '[project]\nname = "x"\n', "src/pkg/__init__.py": "X = 1\n"}, "(pyproject.toml)"),
+    ({"app/core.py": "X = 1\n"}, "(app/core.py)"),
+    ({"requirements.txt": "mkdocs\n", "docs/index.md": "# docs\n"}, "(requirements.txt)"),
+])
+def test_a_python_project_with_nothing_to_serve_is_an_error_not_a_listing(tmp_path, files, what):
+    write(tmp_path, files)
+    with pytest.raises(NoStartCommand, match=rf"a Python project {re.escape(what)} with nothing to serve.*Procfile"):
+        detect_command(tmp_path)
+
+
+def test_a_site_with_python_tooling_is_still_a_site(tmp_path):
+    write(tmp_path, {"requirements.txt": "mkdocs\n", "scripts/gen.py": "", "site/index.html": "<h1>x</h1>"})
+    assert detect_command(tmp_path).reason == "detected: static site in site/"
 
 
 @pytest.mark.parametrize("package, files, command, reason", [

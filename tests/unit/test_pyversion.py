@@ -65,3 +65,65 @@ def test_collectstatic_only_with_static_root(tmp_path):
     (proj / "site" / "settings.py").write_text("STATIC_ROOT = BASE_DIR / 'staticfiles'\n")
     assert collectstatic_step(proj, venv, {})[-2:] == ("collectstatic", "--noinput")
     assert collectstatic_step(proj, venv, {"DISABLE_COLLECTSTATIC": "1"}) is None
+
+
+def test_install_target_only_when_nothing_here_serves_the_request():
+    from maestro_runtime.sources.pyversion import install_target
+
+    constraint = ((">=3.12", "pyproject.toml requires-python"),)
+    assert install_target(Request("3.12", ".python-version"), HERE) is None
+    assert install_target(Request("3.14", ".python-version", constraint), HERE) == "3.14"
+    assert install_target(Request("3.12.4", ".python-version"), HERE) == "3.12.4"
+    # a pin the constraints exclude is not installed; the constraints are, when nothing fits them
+    assert install_target(Request("3.10", ".python-version", constraint), HERE) is None
+    assert install_target(Request(None, "", ((">=3.14", "uv.lock requires-python"),)), HERE) == ">=3.14"
+    assert install_target(Request(None, "", constraint), HERE) is None
+    assert install_target(Request(), HERE) is None
+    both = ((">= 3.14", "pyproject.toml requires-python"), ("<4", "uv.lock requires-python"))
+    assert install_target(Request(None, "", both), HERE) == "<4,>=3.14"
+    # a project's text never reaches root's installer as an option
+    hostile = (("--install-dir=/etc", "pyproject.toml requires-python"),)
+    assert install_target(Request(None, "", hostile), HERE) is None
+
+
+def test_no_install_source_means_no_install_attempt(tmp_path, monkeypatch):
+    """Without MAESTRO_PYTHON_INSTALL_MIRROR/_DOWNLOADS_JSON_URL nothing is installed (no outside
+    name is ever looked up): the pin falls back at once, with the warning."""
+    from maestro_runtime.sources import pybuild, pyinstall
+    from maestro_runtime.sources.builds import BuildOptions
+
+    def refuse(*_a, **_k):
+        raise AssertionError("install attempted")
+
+    monkeypatch.setattr(pyinstall, "install", refuse)  # a spy: the assertion is that it is never called
+    (tmp_path / ".python-version").write_text("3.99\n")
+    opts = BuildOptions(python_explicit=False, python_install_dir=str(tmp_path / "none"))
+    choice = pybuild.choose_interpreter(tmp_path, opts)
+    assert "3.99 (.python-version), which is not here" in choice.warning and "installing" not in choice.warning
+
+
+def test_install_folder_must_be_roots_alone(tmp_path):
+    import os
+
+    from maestro_runtime.sources.pyinstall import first_and_cause, unsafe_folder
+
+    safe = tmp_path / "py"
+    safe.mkdir(mode=0o755)
+    tmp_path.chmod(0o755)
+    if os.geteuid() == 0:
+        assert unsafe_folder(safe) is None
+        assert unsafe_folder(safe / "not-yet") is None
+        open_dir = tmp_path / "open"
+        open_dir.mkdir()
+        open_dir.chmod(0o777)
+        assert "may be changed by others" in unsafe_folder(open_dir / "py")
+        os.chown(safe, 1000, 1000)
+        assert "is not root's" in unsafe_folder(safe)
+        link = tmp_path / "link"
+        link.symlink_to(open_dir)
+        assert "may be changed by others" in unsafe_folder(link / "py"), "a link is judged by its target"
+    text = ("error: Failed to install cpython-3.12.8-linux-x86_64-gnu\n  cause: Failed to download "
+            "`http://u:secret@m/x`\n  cause: Connection refused (os error 111)\n")
+    assert first_and_cause(text, 1) == ("error: Failed to install cpython-3.12.8-linux-x86_64-gnu: "
+                                        "Connection refused (os error 111)")
+    assert first_and_cause("", 2) == "exit 2"

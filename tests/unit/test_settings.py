@@ -48,6 +48,10 @@ BAD = [
     ("HEALTHCHECK_PORTS", "80,http", "port numbers"),
     ("MAESTRO_ALLOW_SYSTEM_PATHS", "maybe", "1, 0, true, false, yes or no"),
     ("MAESTRO_LOCAL_SOURCE_ROOTS", "/srv/a, src", "absolute paths"),
+    ("MAESTRO_PYTHON_INSTALL_MIRROR", "mirror.example/pbs", "file:/// URL"),
+    ("MAESTRO_PYTHON_DOWNLOADS_JSON_URL", "downloads.json", "an absolute path"),
+    ("MAESTRO_PYTHON_INSTALL_DIR", "pythons", "absolute path"),
+    ("MAESTRO_PYTHON_INSTALL_TIMEOUT", "0", "seconds > 0"),
 ]
 
 
@@ -75,6 +79,7 @@ GOOD = {
     "MAESTRO_FIREWALL_DISABLE": "yes", "ENTRYPOINT_LOG_LEVEL": "WARNING", "MAESTRO_PRESEEDED_MODE": "never",
     "PIP_INSTALL_OPTIONS": "--index-url 'https://mirror.example/simple'", "HEALTHCHECK_PORTS": "80, 81;82",
     "MAESTRO_STATE_DIR": "/srv/state", "MAESTRO_RUNTIME_DIR": "/srv/run", "MAESTRO_FETCH_BACKOFF": "0",
+    "MAESTRO_PYTHON_INSTALL_MIRROR": "file:///srv/pbs/", "MAESTRO_PYTHON_DOWNLOADS_JSON_URL": "/srv/pbs.json",
 }
 
 
@@ -83,6 +88,8 @@ def test_good_and_empty_values_are_accepted():
     assert (settings.startsecs, settings.startretries, settings.stopwaitsecs) == (0, 10, 3)
     assert settings.port_range == (9000, 9100) and settings.log_level == "warn"
     assert settings.preseeded_mode == "never"
+    assert (settings.build.python_install_mirror, settings.build.python_install_dir) == (
+        "file:///srv/pbs", "/usr/local/lib/maestro/python")
     # An empty value means the default, as it always did.
     empty = Settings.from_env({key: "" for key, _, _ in RULES})
     assert (empty.startsecs, empty.port_range, empty.log_level) == (1, (8000, 8999), "info")

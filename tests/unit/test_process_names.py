@@ -1,0 +1,81 @@
+"""A program name is one service's or one process type's, never both (ops/processes.py)."""
+
+from pathlib import Path
+
+import pytest
+
+from maestro_runtime.engine.programs import ProgramFiles
+from maestro_runtime.ops.processes import clash, holders, refuse_clash
+from maestro_runtime.spec import SpecError
+from maestro_runtime.state.records import RecordStore, ServiceRecord
+
+
+def test_clash_names_both():
+    held = {"web-worker": "service web-worker", "api-clock": "the clock process type of service api"}
+    field, reason = clash("web", {"worker": "python w.py"}, held)
+    assert field == "processes"
+    assert reason == ("process type worker would be program web-worker, which is already service web-worker: "
+                      "rename one of them")
+    field, reason = clash("api-clock", {}, held)
+    assert field == "name" and reason.startswith("api-clock is already the clock process type of service api")
+    assert clash("web", {"Worker": "a", "worker": "b"}, {})[1] == \
+        "process types Worker and worker would both be program web-worker"
+    assert "not a valid name" in clash("web", {"w" * 70: "x"}, {})[1]
+    assert clash("web", {"worker": "x", "clock": "y"}, {"api": "service api", "api-worker": "service api-worker"}) \
+        is None
+
+
+def _folders(tmp_path: Path) -> tuple[ProgramFiles, RecordStore]:
+    for sub in ("conf", "launch", "records"):
+        (tmp_path / sub).mkdir()
+    return ProgramFiles(tmp_path / "conf", tmp_path / "launch"), RecordStore(tmp_path / "records")
+
+
+def _active(programs: ProgramFiles, *names: str) -> None:
+    for name in names:
+        (programs.conf_dir / f"{name}.conf").write_text("[program:x]\n")
+
+
+def test_holders_read_active_programs_records_and_current_type_lists(tmp_path):
+    programs, _ = _folders(tmp_path)
+    _active(programs, "web", "web-worker", "solo")
+    (programs.launch_dir / "web.types").write_text("web-worker\n")
+    (programs.launch_dir / "gone.types").write_text("gone-clock\n")  # from an earlier boot: gone holds nothing
+    held, stale = holders("new", programs, ["failed-one"])
+    assert held == {"web-worker": "the worker process type of service web", "web": "service web",
+                    "solo": "service solo", "failed-one": "service failed-one"}
+    assert stale is None
+    # the active service's own process programs are its own
+    held, _ = holders("web", programs, [])
+    assert "web-worker" not in held and "web" not in held
+
+
+def test_a_type_list_left_from_an_earlier_boot_loses_what_others_hold(tmp_path):
+    """web had a worker last boot; this boot web-worker is a service and started first: web's
+    failure must not take the program of web-worker with it."""
+    programs, store = _folders(tmp_path)
+    _active(programs, "web-worker")
+    (programs.launch_dir / "web.types").write_text("web-worker\nweb-clock\n")
+    store.save(ServiceRecord(id="web-worker", name="web-worker", kind="env", origin="SERVICES[2]", source="",
+                             directory="", user="u", port=1))
+    record = ServiceRecord(id="web", name="web", kind="env", origin="SERVICES[1]", source="", directory="",
+                           user="u", port=2, processes={"worker": "python w.py"})
+    with pytest.raises(SpecError) as caught:
+        refuse_clash(record, programs, store)
+    assert str(caught.value) == ("SERVICES[1]: processes: process type worker would be program web-worker, which "
+                                 "is already service web-worker: rename one of them")
+    assert programs.process_ids("web") == ["web-clock"]
+    programs.remove_all("web")  # what the failure does
+    assert (programs.conf_dir / "web-worker.conf").exists()
+
+
+def test_a_service_named_like_an_active_process_type_is_refused_and_its_removal_spares_it(tmp_path):
+    programs, store = _folders(tmp_path)
+    _active(programs, "web", "web-worker")
+    (programs.launch_dir / "web.types").write_text("web-worker\n")
+    record = ServiceRecord(id="web-worker", name="web-worker", kind="deploy", origin="deploy", source="",
+                           directory="", user="u", port=3)
+    with pytest.raises(SpecError, match="web-worker is already the worker process type of service web"):
+        refuse_clash(record, programs, store)
+    programs.remove_all("web-worker")
+    assert (programs.conf_dir / "web-worker.conf").exists(), "web's worker program stays"
