@@ -97,10 +97,10 @@ def task_source(provisioner: Provisioner, a: Assignment, previous: ServiceRecord
                 workspace={"store": str(store), "branch": spec.ref, "base": tip})
 
 
-def bind_store(wrapper: tuple[str, ...], bwrap: str, record: ServiceRecord) -> tuple[str, ...]:
-    """Inside bubblewrap, the workspace's object store must be visible (read-only) at its path."""
-    store = record.workspace.get("store")
-    if not store or bwrap not in wrapper or not Path(store).is_dir():
+def bind_store(wrapper: tuple[str, ...], bwrap: str, store: str | None) -> tuple[str, ...]:
+    """Inside bubblewrap, the workspace's object store (``store``: its folder, None when there is
+    none) must be visible (read-only) at its path. Pure: the caller checked the folder is there."""
+    if not store or bwrap not in wrapper:
         return wrapper
     start = wrapper.index(bwrap)
     end = wrapper.index("--", start)
