@@ -1,30 +1,33 @@
 """A service's files for supervisord: its launch script(s) and program file(s), written and removed together.
 
-One service may own several programs: its own, one per further Procfile process type
+The texts are planned elsewhere (``ops/plan.py``, pure); this module only writes and removes
+them. One service may own several programs: its own, one per further Procfile process type
 (listed in ``<id>.types`` beside the launch scripts, so removal takes exactly these and never
 another service that happens to share the prefix), and an exec health probe script.
 """
 
 from __future__ import annotations
 
-import hashlib
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
-from maestro_runtime.engine.launch import render_launch_script
-from maestro_runtime.engine.supervisord import ProgramOptions, remove_program, render_program, write_program
-from maestro_runtime.state.records import ServiceRecord, atomic_write
+from maestro_runtime.engine.supervisord import remove_program, write_program
+from maestro_runtime.state.records import atomic_write
 
 
-def program_revision(script: str, record: ServiceRecord) -> str:
-    """Changes whenever the launch script or the fetched code does, so supervisord restarts it."""
-    return hashlib.sha256(f"{script}\0{record.revision}".encode()).hexdigest()[:16]
+def script_path(launch_dir: Path, program_id: str) -> Path:
+    """Where a program's launch script lives (its program file names it)."""
+    return launch_dir / f"{program_id}.sh"
 
 
-def launch_text(record: ServiceRecord, plan) -> str:
-    """The launch script of ``record`` under its sandbox ``plan`` (a ``sandbox.policy.LaunchPlan``)."""
-    return render_launch_script(record, wrapper=plan.wrapper, cgroup_procs=plan.cgroup_procs)
+@dataclass(frozen=True)
+class ProgramText:
+    """One supervisord program as text: its launch script and its program file."""
+
+    id: str
+    script: str
+    conf: str
 
 
 @dataclass(frozen=True)
@@ -33,34 +36,36 @@ class ProgramFiles:
     launch_dir: Path  # root-only: launch scripts, probe scripts, process-type lists
 
     def script(self, program_id: str) -> Path:
-        return self.launch_dir / f"{program_id}.sh"
+        return script_path(self.launch_dir, program_id)
 
-    def write(self, program_id: str, script_text: str, options: ProgramOptions, revision: str) -> bool:
+    def write(self, program: ProgramText) -> bool:
         """Launch script and program file; True when the program file changed."""
-        atomic_write(self.script(program_id), script_text, mode=0o700)
-        text = render_program(program_id, self.script(program_id), options, revision=revision)
-        return write_program(self.conf_dir, program_id, text)
+        atomic_write(self.script(program.id), program.script, mode=0o700)
+        return write_program(self.conf_dir, program.id, program.conf)
 
-    def write_probe(self, record: ServiceRecord, plan) -> None:
-        """An exec health probe runs through the same launch chain: same sandbox, same user."""
-        path = self.launch_dir / f"{record.id}.probe.sh"
-        command = record.health.get("command") if record.health.get("kind") == "exec" else None
-        if command:
-            atomic_write(path, launch_text(replace(record, command=str(command)), plan), mode=0o700)
+    def write_service(self, program: ProgramText, processes: Sequence[ProgramText], probe: str | None) -> bool:
+        """All of a service's files; True when supervisord must apply a change."""
+        self.write_probe(program.id, probe)
+        changed = self.write(program)
+        return self.write_processes(program.id, processes) or changed
+
+    def write_probe(self, service_id: str, text: str | None) -> None:
+        """An exec health probe's script (None: the service has none)."""
+        path = self.launch_dir / f"{service_id}.probe.sh"
+        if text is not None:
+            atomic_write(path, text, mode=0o700)
         else:
             path.unlink(missing_ok=True)
 
-    def write_processes(self, record: ServiceRecord, extras: Sequence[ServiceRecord], options: ProgramOptions,
-                        plan_for: Callable[[ServiceRecord], object]) -> bool:
+    def write_processes(self, service_id: str, extras: Sequence[ProgramText]) -> bool:
         """Programs for the service's further process types; True when supervisord must apply a change."""
         changed = False
-        for gone in set(self.process_ids(record.id)) - {e.id for e in extras}:
+        for gone in set(self.process_ids(service_id)) - {e.id for e in extras}:
             self.remove(gone)
             changed = True
         for extra in extras:
-            text = launch_text(extra, plan_for(extra))
-            changed = self.write(extra.id, text, options, program_revision(text, extra)) or changed
-        types_file = self.launch_dir / f"{record.id}.types"
+            changed = self.write(extra) or changed
+        types_file = self.launch_dir / f"{service_id}.types"
         if extras:
             atomic_write(types_file, "".join(f"{e.id}\n" for e in extras), mode=0o600)
         else:

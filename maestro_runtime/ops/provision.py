@@ -1,8 +1,9 @@
 """The pipeline for one service: spec -> account -> source -> build -> port -> command -> program.
 
-``assign_ids`` is pure; :class:`Provisioner` is the imperative shell that
-performs each step and turns any failure into a recorded, logged outcome,
-so one bad service never stops the others.
+``assign_ids`` is pure, and so is the plan (``ops/plan.py``: the record from what was found,
+then every text to write); :class:`Provisioner` is the imperative shell that performs each
+step, applies the plan, and turns any failure into a recorded, logged outcome, so one bad
+service never stops the others.
 """
 
 from __future__ import annotations
@@ -15,12 +16,10 @@ from pathlib import Path
 
 from maestro_runtime import safefs
 from maestro_runtime.control.runstate import RunStateStore
-from maestro_runtime.engine.programs import ProgramFiles, launch_text, program_revision
-from maestro_runtime.engine.supervisord import (
-    ProgramOptions,
-    RenderError,
-)
+from maestro_runtime.engine.programs import ProgramFiles
+from maestro_runtime.engine.supervisord import RenderError
 from maestro_runtime.ops import accounts, processes
+from maestro_runtime.ops.plan import Facts, Found, plan_service, service_record
 from maestro_runtime.sandbox.policy import SandboxError, SandboxPolicy, boot_report
 from maestro_runtime.settings import Settings
 from maestro_runtime.sources import builds, detect, fetch
@@ -29,8 +28,8 @@ from maestro_runtime.sources.redact import redact
 from maestro_runtime.spec import ServiceSpec, SpecError
 from maestro_runtime.spec.naming import PROGRAM_ID_RE, default_user, reserved, unique_id
 from maestro_runtime.state.ports import PortError, PortLedger
-from maestro_runtime.state.records import FAILED, READY, RecordError, RecordStore, ServiceRecord
-from maestro_runtime.tasks.hooks import record_fields, task_program_options, task_source
+from maestro_runtime.state.records import FAILED, RecordError, RecordStore, ServiceRecord
+from maestro_runtime.tasks.hooks import task_source
 
 log = logging.getLogger("maestro")
 
@@ -231,21 +230,10 @@ class Provisioner:
         else:
             found = detect.detect_command(directory, account.venv_dir if account.venv_dir.is_dir() else None)
             command, reason = found.command, found.reason
-        return ServiceRecord(
-            id=a.id, name=spec.name or a.id, kind=spec.kind, origin=spec.origin, source=code.source,
-            ref=spec.ref if spec.repo else None, directory=str(directory), user=account.user,
-            uid=account.uid, gid=account.gid, home=str(account.home), tmp_dir=str(account.tmp_dir),
-            cache_dir=str(account.cache_dir),
-            venv_dir=str(account.venv_dir) if account.venv_dir.is_dir() else "",
-            port=port, command=command, command_reason=reason, env=env, processes=types,
-            health=spec.health.as_record(), policy=spec.policy.as_record(), autostart=spec.autostart,
-            keep=list(spec.keep), allow_hosts=list(spec.allow_hosts),
-            limits=spec.limits.overrides(),
-            state=READY, error=None, updated=time.time(), revision=code.revision,
-            degraded=["identity: runs as root without capabilities (no CAP_SETUID/CAP_CHOWN)"]
-            if self.identity_degraded else [],
-            **record_fields(spec, code.workspace),
-        )
+        found = Found(directory=directory, source=code.source, revision=code.revision, account=account,
+                      has_venv=account.venv_dir.is_dir(), port=port, command=command, command_reason=reason,
+                      env=env, processes=types, workspace=code.workspace)
+        return service_record(spec, a.id, found, identity_degraded=self.identity_degraded, now=time.time())
 
     def _source(self, a: Assignment, previous: ServiceRecord | None, refetch: bool) -> Code:
         """Where the service's code is. A pre-seeded folder is used in place; a source is fetched
@@ -320,27 +308,22 @@ class Provisioner:
     # ------------------------------------------------------------ supervisord programs
 
     def activate(self, record: ServiceRecord) -> tuple[ServiceRecord, bool]:
-        """Plan the sandbox, save the record (with the sandbox report), write the launch script and
-        program file. Returns the saved record, and True when supervisord must apply a change."""
+        """Gather the facts -> plan (pure, ops/plan.py) -> apply: the cgroups and their limits, the
+        record, the launch scripts and program files. Returns the saved record, and True when
+        supervisord must apply a change."""
         processes.refuse_clash(record, self.programs, self.store)  # a program name is one service's
-        plan = self.policy.plan(record)
-        script_text = launch_text(record, plan)
-        record = replace(record, sandbox=plan.report, program_revision=program_revision(script_text, record))
-        self.store.save(record)
-        self.programs.write_probe(record, plan)
-        # The controller restarts, with backoff (control/supervision.py); supervisord only runs.
-        # An operator's `maestro stop` holds across boots: the program then does not autostart.
-        stopped = RunStateStore(self.settings.state_dir).stopped(record.id)
-        options = ProgramOptions(
-            autostart=record.autostart and not stopped,
-            startsecs=0,
-            startretries=0,
-            stopwaitsecs=self.settings.stopwaitsecs,
-        )
-        options = task_program_options(record, options)
-        changed = self.programs.write(record.id, script_text, options, record.program_revision)
-        extras = processes.process_records(record)
-        return record, self.programs.write_processes(record, extras, options, self.policy.plan) or changed
+        facts = self._facts(record)
+        planned = plan_service(record, facts)
+        refused = {g.name: kinds for g in planned.groups if (kinds := self.policy.make_groups(g))}
+        if refused:  # a limit the kernel refuses is learned only by trying: planned again, it falls back
+            planned = plan_service(record, replace(facts, refused=refused))
+        self.store.save(planned.record)
+        return planned.record, self.programs.write_service(planned.program, planned.processes, planned.probe)
+
+    def _facts(self, record: ServiceRecord) -> Facts:
+        return Facts(sandbox=self.policy.config, host=self.policy.facts(record), launch_dir=self.launch_dir,
+                     stopwaitsecs=self.settings.stopwaitsecs,
+                     stopped=RunStateStore(self.settings.state_dir).stopped(record.id))
 
     def deactivate(self, service_id: str) -> None:
         self.programs.remove_all(service_id)

@@ -1,8 +1,9 @@
 """Resource limits: cgroup v2 where writable, else cgroup v1 controllers, else rlimits.
 
-Pure: size parsing, limit resolution and the choice of mechanism per limit
-(:func:`choose`). Imperative shell: :func:`detect` looks at what this
-machine really lets us write, :func:`prepare` creates one service's groups.
+Pure: limit resolution, the choice of mechanism per limit (:func:`choose`) and a
+program's folders and values (:func:`plan_groups`). Imperative shell: :func:`detect`
+looks at what this machine really lets us write, :func:`apply` creates the folders
+and writes the values.
 Nothing is assumed: a limit is reported as enforced only by the mechanism
 that was actually written.
 """
@@ -227,6 +228,69 @@ def detect(cgroup_root: Path | None = None, *, proc: Path = Path("/proc")) -> La
     return Layout(v2=v2, v2_controllers=v2_ctl, v1=v1, notes=tuple(notes))
 
 
+def service_dirs(layout: Layout, name: str) -> list[Path]:
+    dirs = [layout.v2 / name] if layout.v2 is not None else []
+    dirs += [path / name for path in layout.v1.values()]
+    return list(dict.fromkeys(dirs))  # co-mounted controllers (cpu,cpuacct) share a folder
+
+
+@dataclass(frozen=True)
+class GroupDir:
+    """One limit's folder to create, and the values to write into it, in order."""
+
+    kind: str
+    folder: Path
+    writes: tuple[tuple[str, str], ...]
+    swap: tuple[str, str] | None = None  # written last, and only where the kernel accounts swap
+
+
+@dataclass(frozen=True)
+class GroupPlan:
+    """One program's cgroups (pure, :func:`plan_groups`): what to create and what that enforces."""
+
+    name: str
+    dirs: tuple[GroupDir, ...]
+    procs: tuple[str, ...]  # cgroup.procs files the program's launch joins
+    enforced: Mapping[str, str | None]  # per limit kind: mechanism, 'unlimited' or None
+    prlimit: tuple[str, ...]  # argv prefix for rlimit fallbacks
+
+
+def plan_groups(layout: Layout, name: str, limits: Limits, refused: frozenset[str] = frozenset()) -> GroupPlan:
+    """``<hierarchy>/maestro/<name>`` per limit a writable controller enforces. ``refused``: the
+    kinds whose folder or values the kernel refused (:func:`apply`): they fall back to rlimits."""
+    chosen = choose(layout, limits)
+    dirs: list[GroupDir] = []
+    for kind, mech in list(chosen.items()):
+        if mech not in ("cgroup-v2", "cgroup-v1"):
+            continue
+        if kind in refused:
+            chosen[kind] = RLIMIT_FALLBACK.get(kind)
+            continue
+        version = 2 if mech == "cgroup-v2" else 1
+        folder = (layout.v2 if version == 2 else layout.v1[kind]) / name
+        writes = limit_files(kind, version, limits)
+        swap = limit_files(kind, version, limits, has_swap=True)[-1] if kind == "memory" else None
+        dirs.append(GroupDir(kind, folder, tuple(writes), swap))
+    procs = tuple(dict.fromkeys(str(d.folder / "cgroup.procs") for d in dirs))
+    return GroupPlan(name, tuple(dirs), procs, chosen, prlimit_argv(limits, chosen))
+
+
+def apply(plan: GroupPlan) -> tuple[frozenset[str], tuple[str, ...]]:
+    """Create the folders and write the limits: (the kinds the kernel refused, one line per refusal)."""
+    refused: set[str] = set()
+    errors: list[str] = []
+    for group in plan.dirs:
+        try:
+            group.folder.mkdir(exist_ok=True)
+            swap = group.swap is not None and (group.folder / group.swap[0]).exists()
+            for filename, value in (*group.writes, *([group.swap] if swap and group.swap else [])):
+                _write(group.folder / filename, value)
+        except OSError as exc:
+            errors.append(f"{group.kind} limit in {group.folder}: {exc.strerror or exc}")
+            refused.add(group.kind)
+    return frozenset(refused), tuple(errors)
+
+
 @dataclass(frozen=True)
 class Prepared:
     procs: tuple[str, ...]  # cgroup.procs files the service's launch joins
@@ -235,34 +299,13 @@ class Prepared:
     errors: tuple[str, ...] = ()
 
 
-def service_dirs(layout: Layout, name: str) -> list[Path]:
-    dirs = [layout.v2 / name] if layout.v2 is not None else []
-    dirs += [path / name for path in layout.v1.values()]
-    return list(dict.fromkeys(dirs))  # co-mounted controllers (cpu,cpuacct) share a folder
-
-
 def prepare(layout: Layout, name: str, limits: Limits) -> Prepared:
-    """Create ``<hierarchy>/maestro/<name>`` where needed and write the limits."""
-    chosen = choose(layout, limits)
-    procs: list[str] = []
-    errors: list[str] = []
-    for kind, mech in list(chosen.items()):
-        if mech not in ("cgroup-v2", "cgroup-v1"):
-            continue
-        version = 2 if mech == "cgroup-v2" else 1
-        folder = (layout.v2 if version == 2 else layout.v1[kind]) / name
-        try:
-            folder.mkdir(exist_ok=True)
-            swap = (folder / ("memory.swap.max" if version == 2 else "memory.memsw.limit_in_bytes")).exists()
-            for filename, value in limit_files(kind, version, limits, has_swap=swap):
-                _write(folder / filename, value)
-        except OSError as exc:
-            errors.append(f"{kind} limit in {folder}: {exc.strerror or exc}")
-            chosen[kind] = RLIMIT_FALLBACK.get(kind)
-            continue
-        procs.append(str(folder / "cgroup.procs"))
-    return Prepared(procs=tuple(dict.fromkeys(procs)), enforced=chosen,
-                    prlimit=prlimit_argv(limits, chosen), errors=tuple(errors))
+    """Plan, create and write in one step (one sandboxed command: sandbox/runner.py)."""
+    planned = plan_groups(layout, name, limits)
+    refused, errors = apply(planned)
+    if refused:
+        planned = plan_groups(layout, name, limits, refused)
+    return Prepared(procs=planned.procs, enforced=dict(planned.enforced), prlimit=planned.prlimit, errors=errors)
 
 
 def remove(layout: Layout, name: str, wait: float = 1.0) -> None:

@@ -1,10 +1,12 @@
 """Sandbox policy: what provisioning asks for (bubblewrap, resource limits, network policy).
 
-:class:`SandboxPolicy` measures the host once (the bwrap probe, the cgroup layout) and
-turns a service record into a :class:`LaunchPlan`; :func:`boot_report` says what is and
-is not enforced. The pure argv building is in :mod:`.bwrap`; one sandboxed command (the
-``maestro-sandbox`` CLI and builds) is :mod:`.runner`. Their public names are re-exported
-here, the sandbox's surface for the rest of the runtime.
+:func:`launch_plan` (pure) turns a service record and the :class:`SandboxFacts` into a
+:class:`LaunchPlan`: the wrapper argv, the cgroups to make, the report. :class:`SandboxPolicy`
+measures the host once (the bwrap probe, the cgroup layout), gathers a service's facts and
+makes its cgroups; :func:`boot_report` says what is and is not enforced. The pure argv
+building is in :mod:`.bwrap`; one sandboxed command (the ``maestro-sandbox`` CLI and builds)
+is :mod:`.runner`. Their public names are re-exported here, the sandbox's surface for the
+rest of the runtime.
 """
 
 from __future__ import annotations
@@ -38,8 +40,8 @@ from maestro_runtime.state.records import atomic_write
 
 __all__ = [  # the sandbox's surface: what provisioning and the CLI use, and the pure parts tests check
     "CAPABILITY_HINT", "DEFAULT_SIGNALS", "IGNORE_SIGNALS", "PROXY_PORT", "LaunchPlan", "Probe", "SandboxConfig",
-    "SandboxError", "SandboxPolicy", "Shape", "View", "boot_report", "bwrap_argv", "limits_report", "probe",
-    "service_shape", "system_view", "wrap",
+    "SandboxError", "SandboxFacts", "SandboxPolicy", "Shape", "View", "boot_report", "bwrap_argv", "launch_plan",
+    "limits_report", "probe", "service_shape", "system_view", "wrap",
 ]
 
 log = logging.getLogger("maestro.sandbox")
@@ -48,10 +50,50 @@ log = logging.getLogger("maestro.sandbox")
 
 
 @dataclass(frozen=True)
+class SandboxFacts:
+    """What planning one service's sandbox needs to know that only the machine can tell."""
+
+    sandboxed: bool
+    reason: str  # why not sandboxed
+    private_proc: bool
+    view: View | None  # the system folders the sandbox sees (None: not sandboxed)
+    layout: cgroups.Layout
+    net: netpolicy.NetDecision
+    egress: str  # how egress is enforced, for the report
+
+
+@dataclass(frozen=True)
 class LaunchPlan:
     wrapper: tuple[str, ...] = ()  # argv placed before the privilege drop, ending in "--"
     cgroup_procs: tuple[str, ...] = ()  # cgroup.procs files the launch script joins
     report: dict = field(default_factory=dict)  # what is enforced, for record.sandbox / list-services
+    groups: cgroups.GroupPlan | None = None  # the cgroup folders and limit values to write
+
+
+def launch_plan(config: SandboxConfig, facts: SandboxFacts, record,
+                refused: frozenset[str] = frozenset()) -> LaunchPlan:
+    """How ``record`` is launched (pure). ``refused``: limit kinds whose cgroup the kernel refused."""
+    try:
+        limits = cgroups.resolve_limits(config.limits, record.limits)
+    except ValueError as exc:
+        raise SandboxError(f"limits of {record.id}: {exc}") from exc
+    groups = cgroups.plan_groups(facts.layout, record.id, limits, refused)
+    on = facts.sandboxed and facts.view is not None
+    if on:
+        argv = bwrap_argv(config.bwrap, facts.view, service_shape(record, facts.private_proc))
+        wrapper = wrap(argv, groups.prlimit)
+    else:
+        wrapper = tuple(groups.prlimit)
+    report = {
+        "sandbox": "bubblewrap" if on else "none",
+        "mode": config.mode,
+        "reason": facts.reason or None,
+        "private_proc": bool(on and facts.private_proc),
+        "limits": limits_report(limits, groups.enforced),
+        "network": {**facts.net.describe(), "namespace": "shared with the container (ports reachable)",
+                    "egress_enforced_by": facts.egress},
+    }
+    return LaunchPlan(wrapper=wrapper, cgroup_procs=groups.procs, report=report, groups=groups)
 
 
 class SandboxPolicy:
@@ -62,6 +104,7 @@ class SandboxPolicy:
         self._lock = threading.Lock()
         self._probe: Probe | None = None
         self._layout: cgroups.Layout | None = None
+        self._view: View | None = None
         self._firewall = None
         self._config_file: Path | None = None
 
@@ -111,33 +154,33 @@ class SandboxPolicy:
         check = netpolicy.read_policy_file(self.config.net_allow_file)
         return netpolicy.decide(self.config.net_policy, check, (*record.allow_hosts, *extra))
 
-    def plan(self, record) -> LaunchPlan:
+    def view(self) -> View:
+        with self._lock:
+            if self._view is None:
+                self._view = system_view(self.config)
+            return self._view
+
+    def facts(self, record) -> SandboxFacts:
+        """Raises SandboxError in require mode when bwrap cannot work."""
         on, why = self.sandboxed()
-        try:
-            limits = cgroups.resolve_limits(self.config.limits, record.limits)
-        except ValueError as exc:
-            raise SandboxError(f"limits of {record.id}: {exc}") from exc
-        prepared = cgroups.prepare(self.layout(), record.id, limits)
-        for error in prepared.errors:
-            log.warning("service %s: %s", record.id, error)
-        if on:
-            view = system_view(self.config)
-            argv = bwrap_argv(self.config.bwrap, view, service_shape(record, self.probe().private_proc))
-            wrapper = wrap(argv, prepared.prlimit)
-        else:
-            wrapper = tuple(prepared.prlimit)
         net = self.service_net(record)
-        egress = self.firewall().egress_status(net)
-        report = {
-            "sandbox": "bubblewrap" if on else "none",
-            "mode": self.mode,
-            "reason": why or None,
-            "private_proc": bool(on and self.probe().private_proc),
-            "limits": limits_report(limits, prepared.enforced),
-            "network": {**net.describe(), "namespace": "shared with the container (ports reachable)",
-                        "egress_enforced_by": egress},
-        }
-        return LaunchPlan(wrapper=wrapper, cgroup_procs=prepared.procs, report=report)
+        return SandboxFacts(sandboxed=on, reason=why, private_proc=self.probe().private_proc,
+                            view=self.view() if on else None, layout=self.layout(), net=net,
+                            egress=self.firewall().egress_status(net))
+
+    def make_groups(self, groups: cgroups.GroupPlan) -> frozenset[str]:
+        """Create a program's cgroups and write its limits; the kinds the kernel refused (each logged)."""
+        refused, errors = cgroups.apply(groups)
+        for error in errors:
+            log.warning("service %s: %s", groups.name, error)
+        return refused
+
+    def prepare(self, record) -> LaunchPlan:
+        """Plan one launch and make its cgroups (a refused limit falls back, as planned again)."""
+        facts = self.facts(record)
+        plan = launch_plan(self.config, facts, record)
+        refused = self.make_groups(plan.groups) if plan.groups else frozenset()
+        return launch_plan(self.config, facts, record, refused) if refused else plan
 
     def forget(self, record) -> None:
         cgroups.remove(self.layout(), record.id)

@@ -239,7 +239,7 @@ def test_sigterm_reaches_service_handler(tmp_path, users):
     settings = Settings.from_env({"MAESTRO_RUNTIME_DIR": str(tmp_path / "run"), "MAESTRO_FIREWALL_DISABLE": "1",
                                   "MAESTRO_SANDBOX_MODE": "require"})
     policy = sandbox.SandboxPolicy.from_settings(settings)
-    plan = policy.plan(record)
+    plan = policy.prepare(record)
     assert plan.report["sandbox"] == "bubblewrap"
     script = tmp_path / "launch.sh"
     script.write_text(render_launch_script(record, wrapper=plan.wrapper, cgroup_procs=plan.cgroup_procs))
