@@ -37,6 +37,7 @@ RELAY_CHUNK = 256 * 1024  # bytes per read when splicing (tarballs are large)
 HEAD_TIMEOUT = 30.0
 CONNECT_TIMEOUT = 15.0
 DNS_TTL = 60.0  # seconds a name's addresses are reused: one lookup per name per minute of a build
+CACHE_LIMIT = 1024  # entries before the expired ones are dropped
 HAPPY_EYEBALLS_DELAY = 0.25  # RFC 8305: an address family that hangs (IPv6 without a route) is not waited for
 _HOP_BY_HOP = {"proxy-connection", "proxy-authorization", "connection", "keep-alive"}
 
@@ -148,6 +149,8 @@ class Resolver:
     async def lookup(self, loop: asyncio.AbstractEventLoop, *key) -> list:
         entry = self._entries.get(key)
         if entry is None or not _usable(*entry):
+            if len(self._entries) >= CACHE_LIMIT:  # a build may ask for endless names below a *.domain
+                self._entries = {k: e for k, e in self._entries.items() if _usable(*e)}
             future = loop.run_in_executor(None, self.resolve, *key)
             future.add_done_callback(lambda f: f.cancelled() or f.exception())  # retrieved even if no one waits
             entry = self._entries[key] = (time.monotonic() + self.ttl, future)

@@ -131,3 +131,20 @@ def test_refused_names_are_never_resolved(upstream):
         _through_tunnel(proxy_port, upstream)
     proxy.stop()
     assert resolve.calls == []
+
+
+def test_expired_entries_are_dropped_past_the_limit():
+    import asyncio
+
+    from maestro_runtime.sandbox import proxy
+
+    # a stand-in resolver: this checks the cache's bookkeeping, not name resolution
+    resolver = Resolver(lambda host, *rest: [host], ttl=0.0)
+
+    async def many():
+        loop = asyncio.get_running_loop()
+        for i in range(proxy.CACHE_LIMIT + 10):
+            assert await resolver.lookup(loop, f"n{i}.example.test", 443, 0, 0, 0, 0) == [f"n{i}.example.test"]
+
+    asyncio.run(many())
+    assert len(resolver._entries) <= 11
