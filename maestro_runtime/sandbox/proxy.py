@@ -9,7 +9,12 @@ listening socket that was created *inside* the sandbox's network namespace,
 so it is reachable from that sandbox only, and nothing runs inside the
 sandbox to bridge it.
 
-Pure: :func:`parse_head`. Shell: :func:`handle`, :class:`ProxyThread`.
+Every connection of a sandbox is resolved through one per-proxy cache (:class:`Resolver`):
+npm (up to 9, the image's) opens a new CONNECT tunnel per request, ~100 for one install,
+and a getaddrinfo per tunnel, many at once, met the container resolver's dropped replies
+(5 s retries) while npm outside the sandbox resolves each name once.
+
+Pure: :func:`parse_head`, :func:`summary`. Shell: :class:`Resolver`, :func:`handle`, :class:`ProxyThread`.
 """
 
 from __future__ import annotations
@@ -19,16 +24,21 @@ import contextlib
 import logging
 import socket
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 log = logging.getLogger("maestro.egress")
 
 HEAD_LIMIT = 64 * 1024
+RELAY_CHUNK = 256 * 1024  # bytes per read when splicing (tarballs are large)
 HEAD_TIMEOUT = 30.0
 CONNECT_TIMEOUT = 15.0
+DNS_TTL = 60.0  # seconds a name's addresses are reused: one lookup per name per minute of a build
+CACHE_LIMIT = 1024  # entries before the expired ones are dropped
+HAPPY_EYEBALLS_DELAY = 0.25  # RFC 8305: an address family that hangs (IPv6 without a route) is not waited for
 _HOP_BY_HOP = {"proxy-connection", "proxy-authorization", "connection", "keep-alive"}
 
 
@@ -98,9 +108,76 @@ def _reply(status: str, body: str = "") -> bytes:
             f"Connection: close\r\n\r\n").encode() + data
 
 
+@dataclass
+class EgressStats:
+    """What one proxy did, for the build log's summary line (mutated by the proxy's loop only)."""
+
+    connections: Counter = field(default_factory=Counter)  # host:port -> tunnels/requests opened
+    refused: Counter = field(default_factory=Counter)  # host:port -> requests refused by the allowlist
+    failed: Counter = field(default_factory=Counter)  # host:port -> allowed but unreachable (502)
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+def summary(stats: EgressStats) -> str | None:
+    """One line for a whole sandboxed command (its own log's), or None when it made no request."""
+    if not (stats.connections or stats.refused or stats.failed):
+        return None
+    hosts = ", ".join(f"{k} x{n}" for k, n in sorted(stats.connections.items()))
+    line = (f"egress: {_plural(sum(stats.connections.values()), 'connection')} to "
+            f"{_plural(len(stats.connections), 'host')} via proxy{f' ({hosts})' if hosts else ''}, "
+            f"{sum(stats.refused.values())} refused")
+    if stats.refused:
+        line += f" ({', '.join(sorted(stats.refused))})"
+    if stats.failed:
+        line += f", {sum(stats.failed.values())} failed ({', '.join(sorted(stats.failed))})"
+    return line
+
+
+class Resolver:
+    """getaddrinfo through a cache shared by every connection of one proxy: one lookup per name
+    (and port) per :data:`DNS_TTL`, and concurrent connections to a name wait for the same lookup.
+    A failed lookup is not kept: the next connection asks again."""
+
+    def __init__(self, resolve: Callable = socket.getaddrinfo, ttl: float = DNS_TTL):
+        self.resolve = resolve
+        self.ttl = ttl
+        self._entries: dict[tuple, tuple[float, asyncio.Future]] = {}
+
+    async def lookup(self, loop: asyncio.AbstractEventLoop, *key) -> list:
+        entry = self._entries.get(key)
+        if entry is None or not _usable(*entry):
+            if len(self._entries) >= CACHE_LIMIT:  # a build may ask for endless names below a *.domain
+                self._entries = {k: e for k, e in self._entries.items() if _usable(*e)}
+            future = loop.run_in_executor(None, self.resolve, *key)
+            future.add_done_callback(lambda f: f.cancelled() or f.exception())  # retrieved even if no one waits
+            entry = self._entries[key] = (time.monotonic() + self.ttl, future)
+        # shield: one waiter's timeout must not cancel the lookup the others share
+        return await asyncio.shield(entry[1])
+
+
+def _usable(expires: float, future: asyncio.Future) -> bool:
+    if expires < time.monotonic():
+        return False
+    return not (future.done() and (future.cancelled() or future.exception() is not None))
+
+
+class _Loop(asyncio.SelectorEventLoop):
+    """The proxy's own loop: asyncio's connect (happy eyeballs included) resolves through it."""
+
+    def __init__(self, resolver: Resolver):
+        super().__init__()
+        self.resolver = resolver
+
+    async def getaddrinfo(self, host, port, *, family=0, type=0, proto=0, flags=0):
+        return await self.resolver.lookup(self, host, port, family, type, proto, flags)
+
+
 async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
     try:
-        while data := await reader.read(65536):
+        while data := await reader.read(RELAY_CHUNK):
             writer.write(data)
             await writer.drain()
     except (ConnectionError, asyncio.IncompleteReadError):
@@ -112,7 +189,8 @@ async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
 
 
 async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *,
-                 allowed: Callable[[str, int], bool], label: str, counts: Counter | None = None) -> None:
+                 allowed: Callable[[str, int], bool], label: str, stats: EgressStats | None = None) -> None:
+    stats = stats if stats is not None else EgressStats()
     upstream_writer = None
     try:
         try:
@@ -121,22 +199,28 @@ async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *,
         except (BadRequest, asyncio.IncompleteReadError, asyncio.LimitOverrunError, TimeoutError) as exc:
             writer.write(_reply("400 Bad Request", f"{exc}\n"))
             return
+        endpoint = f"{request.host}:{request.port}"
         if not allowed(request.host, request.port):
-            log.warning("egress refused: host %s port %d is not in the allowlist of %s",
-                        request.host, request.port, label)
-            writer.write(_reply("403 Forbidden", f"maestro: {request.host}:{request.port} is not in the allowlist "
+            if not stats.refused[endpoint]:  # named once per host; the summary counts the rest
+                log.warning("egress refused: host %s port %d is not in the allowlist of %s",
+                            request.host, request.port, label)
+            stats.refused[endpoint] += 1
+            writer.write(_reply("403 Forbidden", f"maestro: {endpoint} is not in the allowlist "
                                                  "(an entry without :port allows 80 and 443)\n"))
             return
         try:
             up_reader, upstream_writer = await asyncio.wait_for(
-                asyncio.open_connection(request.host, request.port), CONNECT_TIMEOUT)
+                asyncio.open_connection(request.host, request.port, limit=RELAY_CHUNK,
+                                        happy_eyeballs_delay=HAPPY_EYEBALLS_DELAY), CONNECT_TIMEOUT)
         except (OSError, TimeoutError) as exc:
-            writer.write(_reply("502 Bad Gateway", f"maestro: {request.host}:{request.port}: {exc}\n"))
+            if not stats.failed[endpoint]:
+                log.warning("egress to %s failed for %s: %s", endpoint, label, exc or "timed out")
+            stats.failed[endpoint] += 1
+            writer.write(_reply("502 Bad Gateway", f"maestro: {endpoint}: {exc}\n"))
             return
         # one line per connection only at debug: a build makes dozens; the summary comes at stop()
-        log.debug("egress %s %s:%d for %s", request.method, request.host, request.port, label)
-        if counts is not None:
-            counts[f"{request.host}:{request.port}"] += 1
+        log.debug("egress %s %s for %s", request.method, endpoint, label)
+        stats.connections[endpoint] += 1
         if request.upstream_head is None:
             writer.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
         else:
@@ -152,29 +236,41 @@ async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *,
 class ProxyThread:
     """Serves the proxy on an already listening socket, in a daemon thread with its own loop."""
 
-    def __init__(self, listener: socket.socket, allowed: Callable[[str, int], bool], label: str):
+    def __init__(self, listener: socket.socket, allowed: Callable[[str, int], bool], label: str,
+                 resolver: Resolver | None = None):
         self.listener = listener
         self.allowed = allowed
         self.label = label
-        self.loop = asyncio.new_event_loop()
+        self.resolver = resolver or Resolver()
+        self.loop = _Loop(self.resolver)
         self.thread = threading.Thread(target=self._run, name="maestro-egress-proxy", daemon=True)
         self._ready = threading.Event()
-        self.counts: Counter = Counter()  # host:port -> connections, for one summary line
+        self._stop: asyncio.Event | None = None
+        self.stats = EgressStats()
 
     def _run(self) -> None:
         asyncio.set_event_loop(self.loop)
 
         async def client(reader, writer):
-            await handle(reader, writer, allowed=self.allowed, label=self.label, counts=self.counts)
+            await handle(reader, writer, allowed=self.allowed, label=self.label, stats=self.stats)
 
         async def main():
+            self._stop = asyncio.Event()
             server = await asyncio.start_server(client, sock=self.listener, limit=HEAD_LIMIT)
             self._ready.set()
-            async with server:
-                await server.serve_forever()
+            await self._stop.wait()
+            server.close()
+            # The command has ended: its connections go too, and are awaited, so none is left pending.
+            current = asyncio.current_task()
+            tasks = [t for t in asyncio.all_tasks() if t is not current]
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
 
-        with contextlib.suppress(asyncio.CancelledError):
+        try:
             self.loop.run_until_complete(main())
+        finally:
+            self.loop.close()
 
     def start(self) -> ProxyThread:
         self.thread.start()
@@ -182,12 +278,10 @@ class ProxyThread:
         return self
 
     def stop(self) -> None:
-        def cancel_all():
-            for task in asyncio.all_tasks(self.loop):
-                task.cancel()
-        if self.loop.is_running():
-            self.loop.call_soon_threadsafe(cancel_all)
+        if self._stop is not None and self.thread.is_alive():
+            with contextlib.suppress(RuntimeError):  # the loop already closed
+                self.loop.call_soon_threadsafe(self._stop.set)
         self.thread.join(5)
-        if self.counts:
-            hosts = ", ".join(f"{k} x{n}" for k, n in sorted(self.counts.items()))
-            log.info("egress for %s: %d connection(s): %s", self.label, sum(self.counts.values()), hosts)
+        line = summary(self.stats)
+        if line:
+            log.info("%s", line)

@@ -28,6 +28,7 @@ ask(f"CONNECT allowed.maestro.test:{other} HTTP/1.1\r\nHost: allowed.maestro.tes
 ask(f"GET http://allowed.maestro.test:{port}/ HTTP/1.1\r\nHost: allowed.maestro.test:{port}\r\n\r\n")
 ask(f"GET http://allowed.maestro.test:{port}/ HTTP/1.1\r\nHost: other.maestro.test:{port}\r\n\r\n")
 ask(f"GET http://other.maestro.test:{port}/ HTTP/1.1\r\nHost: allowed.maestro.test:{port}\r\n\r\n")
+ask(f"CONNECT allowed.maestro.test:{other} HTTP/1.1\r\nHost: allowed.maestro.test:{other}\r\n\r\n")
 """
 
 
@@ -47,9 +48,18 @@ def test_proxy_checks_port_and_host_header(tmp_path, users):  # noqa: F811
     finally:
         hosts.write_text(saved)
     assert proc.returncode == 0, proc.stderr
-    connect_ok, connect_other_port, get_ok, get_other_host, get_other_target = proc.stdout.splitlines()
+    connect_ok, connect_other_port, get_ok, get_other_host, get_other_target, again = proc.stdout.splitlines()
     assert connect_ok == "HTTP/1.1 200 Connection established"
     assert connect_other_port.startswith("HTTP/1.1 403"), "CONNECT to an allowed name on another port"
     assert get_ok == "HTTP/1.1 200 OK"
     assert get_other_host.startswith("HTTP/1.1 400"), "a Host header naming another host was forwarded"
     assert get_other_target.startswith(("HTTP/1.1 400", "HTTP/1.1 403"))  # refused either way
+    assert again.startswith("HTTP/1.1 403")
+    # the build log: the refused host named once, then one summary line for the whole command
+    egress = [line for line in proc.stderr.splitlines() if "egress" in line]
+    assert egress == [
+        f"maestro-sandbox: egress refused: host allowed.maestro.test port {other} is not in the allowlist "
+        "of maestro-sandbox",
+        f"maestro-sandbox: egress: 2 connections to 1 host via proxy (allowed.maestro.test:{port} x2), "
+        f"2 refused (allowed.maestro.test:{other})",
+    ], proc.stderr

@@ -1,0 +1,150 @@
+"""The egress proxy's connection handling, for real over loopback (no sandbox needed).
+
+npm up to 9 opens one CONNECT tunnel per request, dozens at once: the proxy must resolve each
+name once for all of them (the resolver below is the real one, slowed down like a container's
+resolver that drops replies), must not keep a failed lookup, and a tunnel must carry a client's
+keep-alive requests (npm 10+, pip) without a new connection each."""
+
+import concurrent.futures
+import http.client
+import http.server
+import socket
+import threading
+import time
+
+import pytest
+
+from maestro_runtime.sandbox.proxy import ProxyThread, Resolver
+
+SLOW = 0.3
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive
+
+    def do_GET(self):
+        body = f"hello {self.path}".encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def upstream():
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield server.server_address[1]
+    server.shutdown()
+    server.server_close()
+
+
+class CountingResolver:
+    """The system's getaddrinfo, counted and slowed down; ``fail_first`` fails the first call."""
+
+    def __init__(self, fail_first: bool = False):
+        self.calls = []
+        self.fail_first = fail_first
+        self.lock = threading.Lock()
+
+    def __call__(self, host, port, *rest):
+        with self.lock:
+            self.calls.append(host)
+            fail = self.fail_first and len(self.calls) == 1
+        time.sleep(SLOW)
+        if fail:
+            raise socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution")
+        # "localhost" only: /etc/hosts answers, no query leaves the machine
+        return socket.getaddrinfo(host, port, *rest)
+
+
+def _proxy(resolve, allowed=lambda host, port: True):
+    listener = socket.create_server(("127.0.0.1", 0))
+    return ProxyThread(listener, allowed, "test", Resolver(resolve)).start(), listener.getsockname()[1]
+
+
+def _through_tunnel(proxy_port: int, port: int, paths=("/",)) -> list[str]:
+    conn = http.client.HTTPConnection("127.0.0.1", proxy_port, timeout=10)
+    conn.set_tunnel("localhost", port)
+    try:
+        bodies = []
+        for path in paths:
+            conn.request("GET", path)
+            bodies.append(conn.getresponse().read().decode())
+        return bodies
+    finally:
+        conn.close()
+
+
+def test_parallel_tunnels_share_one_lookup(upstream):
+    resolve = CountingResolver()
+    proxy, proxy_port = _proxy(resolve)
+    with concurrent.futures.ThreadPoolExecutor(12) as pool:
+        bodies = list(pool.map(lambda i: _through_tunnel(proxy_port, upstream, (f"/{i}",))[0], range(12)))
+    proxy.stop()
+    assert bodies == [f"hello /{i}" for i in range(12)]
+    # all twelve asked while the first lookup was still running: they waited for it
+    assert resolve.calls == ["localhost"], "one lookup for the twelve tunnels"
+    assert sum(proxy.stats.connections.values()) == 12
+
+
+def test_a_failed_lookup_is_not_kept(upstream):
+    resolve = CountingResolver(fail_first=True)
+    proxy, proxy_port = _proxy(resolve)
+    with pytest.raises(OSError, match="502"):
+        _through_tunnel(proxy_port, upstream)
+    assert _through_tunnel(proxy_port, upstream) == ["hello /"]
+    proxy.stop()
+    assert resolve.calls == ["localhost", "localhost"]
+    assert dict(proxy.stats.failed) == {f"localhost:{upstream}": 1}
+
+
+def test_the_cache_expires():
+    resolve = CountingResolver()
+    resolver = Resolver(resolve, ttl=0.0)
+    import asyncio
+
+    async def twice():
+        loop = asyncio.get_running_loop()
+        await resolver.lookup(loop, "localhost", 80, 0, socket.SOCK_STREAM, 0, 0)
+        await resolver.lookup(loop, "localhost", 80, 0, socket.SOCK_STREAM, 0, 0)
+
+    asyncio.run(twice())
+    assert resolve.calls == ["localhost", "localhost"]
+
+
+def test_a_tunnel_carries_keep_alive_requests(upstream):
+    proxy, proxy_port = _proxy(CountingResolver())
+    assert _through_tunnel(proxy_port, upstream, ("/a", "/b", "/c")) == ["hello /a", "hello /b", "hello /c"]
+    proxy.stop()
+    assert dict(proxy.stats.connections) == {f"localhost:{upstream}": 1}
+
+
+def test_refused_names_are_never_resolved(upstream):
+    resolve = CountingResolver()
+    proxy, proxy_port = _proxy(resolve, allowed=lambda host, port: False)
+    with pytest.raises(OSError, match="403"):
+        _through_tunnel(proxy_port, upstream)
+    proxy.stop()
+    assert resolve.calls == []
+
+
+def test_expired_entries_are_dropped_past_the_limit():
+    import asyncio
+
+    from maestro_runtime.sandbox import proxy
+
+    # a stand-in resolver: this checks the cache's bookkeeping, not name resolution
+    resolver = Resolver(lambda host, *rest: [host], ttl=0.0)
+
+    async def many():
+        loop = asyncio.get_running_loop()
+        for i in range(proxy.CACHE_LIMIT + 10):
+            assert await resolver.lookup(loop, f"n{i}.example.test", 443, 0, 0, 0, 0) == [f"n{i}.example.test"]
+
+    asyncio.run(many())
+    assert len(resolver._entries) <= 11
