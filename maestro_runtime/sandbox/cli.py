@@ -71,6 +71,7 @@ def main(config_file: Path | None, workdir: Path, net: str | None, allow_hosts: 
     request = runner.RunRequest(
         argv=command, user=user, workdir=workdir, net=net or config.net_policy, allow_hosts=hosts,
         env=dict(_env_pair(p) for p in env_pairs), uid=uid, gid=gid, home=home,
+        label=user,  # the log format already says maestro-sandbox: name whose command this is
     )
     try:
         code = runner.run(config, request, term=term)

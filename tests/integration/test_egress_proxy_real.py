@@ -59,7 +59,7 @@ def test_proxy_checks_port_and_host_header(tmp_path, users):  # noqa: F811
     egress = [line for line in proc.stderr.splitlines() if "egress" in line]
     assert egress == [
         f"maestro-sandbox: egress refused: host allowed.maestro.test port {other} is not in the allowlist "
-        "of maestro-sandbox",
+        f"of {users[0].pw_name}",  # whose command it is: the prefix already says maestro-sandbox
         f"maestro-sandbox: egress: 2 connections to 1 host via proxy (allowed.maestro.test:{port} x2), "
         f"2 refused (allowed.maestro.test:{other})",
     ], proc.stderr
