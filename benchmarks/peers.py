@@ -176,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--install", action="store_true", help=f"install circus {CIRCUS_VERSION} into {CIRCUS_VENV}")
     args = parser.parse_args(argv)
     if args.install:
-        print(f"circus: {install_circus()}")
+        install_circus()
     have, missing = available()
     for peer in have:
         print(f"{peer}: {binary(peer)}")

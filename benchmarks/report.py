@@ -158,6 +158,8 @@ def markdown(result: dict, info: dict[str, str], seconds: float) -> str:
                   + "".join(f", {p} {sc.get(f'{p}_ms_per_service', '-')} ms" for p in peers) + "."
                   " Boot time / N: " + ", ".join(f"N={k.rsplit('_', 1)[1]}: {v} ms" for k, v in sc.items()
                                                   if k.startswith("maestro_ms_per_service_at_"))]
+    if not result["config"]["extras_n"]:  # --boot-only
+        return "\n".join(lines) + "\n"
     lines += ["", "### Operator commands", "", "| figure | maestro | baseline |", "|---|---|---|"]
     for n, h in result["healthcheck"].items():
         lines.append(f"| healthcheck wall, N={n} | {_f(h['wall'], 1000, 'ms', 0)} | "
