@@ -180,12 +180,16 @@ def report(projects: tuple[Project, ...], began: float, answered: dict[str, floa
         spawn = spawned[project.name] - began if project.name in spawned else None
         start = answer - spawn if answer is not None and spawn is not None else None
         limit, ok = verdict(answer, build_end, start)
+        error = status.get(project.name, ("", ""))[1][:300]
+        if project.kind != "static" and build_end is None:  # a renamed log line must not pass for "no build"
+            limit, ok = None, False
+            error = error or "no 'build done' line for it in the boot log"
         rows.append({
             "project": project.name, "kind": project.kind,
             "build_s": win.get("seconds"), "build_began": win["start"] - began if "start" in win else None,
             "build_ended": build_end, "spawned": spawn, "start_s": start, "answered": answer,
             "limit": limit, "within": ok, "status": status.get(project.name, ("?", ""))[0],
-            "error": status.get(project.name, ("", ""))[1][:300],
+            "error": error,
         })
     tail = "" if all(r["answered"] is not None for r in rows) else log[-4000:]
     return {"sandbox": sandbox, "prepared_at": prepared, "rows": rows, "log_tail": tail}
