@@ -124,8 +124,26 @@ def spawn_time(port: int) -> float | None:
     return None
 
 
+def free_range(count: int) -> tuple[int, int]:
+    """A port range nothing listens on now (the machine may be shared with other test runs)."""
+    alloc = PortAllocator()
+    while True:
+        low, high = alloc.take(count)
+        if not any(port_open(port) for port in range(low, high + 1)):
+            return low, high
+
+
+def ended(host: Host) -> dict[str, tuple[str, str]]:
+    """Status and error of every service that will not answer any more (FATAL, FAILED...)."""
+    proc = host.cli("list-services", "--json", timeout=60)
+    if proc.returncode != 0:
+        return {}
+    return {s["name"]: (s["status"], s.get("error") or "") for s in json.loads(proc.stdout)
+            if s["status"] in ("FATAL", "FAILED", "EXITED", "STOPPED")}
+
+
 def boot_once(projects: tuple[Project, ...], bin_dir: Path, sandbox: bool, timeout: float) -> dict:
-    low, high = PortAllocator().take(len(projects) + 2)
+    low, high = free_range(len(projects) + 2)
     host = Host.create((low, high), bin_dir=bin_dir)
     ports = {p.name: low + i for i, p in enumerate(projects)}
     entries = []
@@ -149,7 +167,11 @@ def boot_once(projects: tuple[Project, ...], bin_dir: Path, sandbox: bool, timeo
             began, began_boot = time.time(), time.clock_gettime(time.CLOCK_BOOTTIME)
             host.start()
             deadline = time.monotonic() + timeout
-            while len(answered) < len(projects) and time.monotonic() < deadline:
+            next_status, gone = time.monotonic() + 5, {}
+            while len(answered) + len(gone) < len(projects) and time.monotonic() < deadline:
+                if (answered or host.exec_done()) and time.monotonic() > next_status:  # ask who gave up
+                    gone = {name: v for name, v in ended(host).items() if name not in answered}
+                    next_status = time.monotonic() + 5
                 for project in projects:
                     if project.name not in answered and own_content(ports[project.name], project.marker):
                         answered[project.name] = time.time()
