@@ -36,7 +36,7 @@ VOLUMES = -v $(NAME)-state:/var/lib/maestro -v $(NAME)-projects:/opt/projects -v
 HARDENED = --read-only --cap-drop ALL --security-opt no-new-privileges \
 	--pids-limit 512 --memory 1g --cpus 1.0 --tmpfs /tmp:rw,noexec,nosuid,size=64m
 
-.PHONY: help engine build buildx run run-hardened stop smoke demo demo-stop test test-deps test-image lint bench bench-quick clean
+.PHONY: help engine build buildx run run-hardened stop smoke demo demo-stop test test-deps test-image lint bench bench-deps bench-quick clean
 
 help: ## this list
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{ printf "  %-14s %s\n", $$1, $$2 }'
@@ -104,8 +104,22 @@ lint: ## ruff, hadolint on the Dockerfile, shellcheck on every shell script (scr
 	hadolint Dockerfile
 	shellcheck scripts/*.sh .ci/run iac/provision.sh
 
-bench: test-deps ## the benchmarks (benchmarks/README.md), 5 runs per figure
+# The boot benchmark's peers (benchmarks/peers.py). s6 and runit from Debian without their
+# recommendations: runit recommends runit-init, which would replace /sbin/init. runit's postinst
+# starts nothing (no init script); it writes /etc/sv, the /etc/service link and two system users.
+# circus from PyPI into its own venv (/var/cache/maestro-bench/circus-venv).
+BENCH_APT = s6 runit
+bench-deps: test-deps ## the benchmarks' peer supervisors: s6, runit (apt), circus (PyPI)
+	@missing=$$(for p in $(BENCH_APT); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "apt: installing $$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+	$(PYTHON) -m benchmarks.peers --install
+
+bench: bench-deps ## the benchmarks (benchmarks/README.md): boot against peers, 5 runs per figure; ten real projects, 3 boots
 	$(PYTHON) -m benchmarks
+	$(PYTHON) -m benchmarks.bench_projects --runs 3
 
 bench-quick: test-deps ## the benchmark harness in its quick mode (small N, few runs)
 	$(PYTHON) -m benchmarks --quick

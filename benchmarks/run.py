@@ -1,4 +1,4 @@
-"""The benchmark harness: every figure measured beside its floor, repeated, median and min-max.
+"""The benchmark harness: every figure measured beside its floor and peers, repeated, median and min-max.
 
     python3 -m benchmarks            # full: N = 1, 10, 30, 100, 5 runs; updates benchmarks/README.md
     python3 -m benchmarks --quick    # CI: N = 1, 3, 1 run, results/quick.{json,md}
@@ -11,16 +11,15 @@ creates its users like a fresh container does. Sandbox off, firewall off.
 from __future__ import annotations
 
 import argparse
-import contextlib
+import functools
 import json
 import os
-import platform
 import re
 import resource
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import psutil
@@ -32,32 +31,18 @@ from .common import (
     BareHost,
     Host,
     PortAllocator,
-    Stat,
     isolate_etc,
     restored_accounts,
     silent_resolver,
     wait_ports,
 )
-from .install import SYSTEM_PYTHON, shipped_bin
+from .install import DEFAULT_VENV, SYSTEM_PYTHON, shipped_bin
+from .peers import PEERS, PeerHost, available
+from .report import DNS_HOSTS, DNS_N, README, Samples, machine, markdown, summarise, update_readme
 
 RESULTS = Path(__file__).resolve().parent / "results"
-README = Path(__file__).resolve().parent / "README.md"
 PREPARED_RE = re.compile(r"prepared (\d+) service\(s\).*\[(\d+\.\d+)s\]")
 MiB = 1024 * 1024
-
-
-@dataclass
-class Samples:
-    """Raw samples of one figure; summarised at the end."""
-
-    values: dict[str, list[float]] = field(default_factory=dict)
-
-    def add(self, key: str, value: float) -> None:
-        self.values.setdefault(key, []).append(value)
-
-    def stat(self, key: str) -> Stat | None:
-        vals = self.values.get(key)
-        return Stat.of(vals) if vals else None
 
 
 @dataclass(frozen=True)
@@ -72,6 +57,7 @@ class Config:
     rebuild_requirements: str
     rebuild_runs: int
     bin_dir: Path = BIN  # the install being timed (see install.py)
+    peers: tuple[str, ...] = PEERS  # peer supervisors booted beside the floor (see peers.py)
 
 
 FULL = Config(mode="full", ns=(1, 10, 30, 100), runs=5, runs_large=5, health_ns=(1, 30, 100), list_ns=(30, 100),
@@ -174,6 +160,19 @@ def floor_boot(n: int, alloc: PortAllocator, cfg: Config, s: Samples) -> None:
         scratch.destroy()
 
 
+def peer_boot(peer: str, n: int, alloc: PortAllocator, cfg: Config, s: Samples) -> None:
+    """A peer supervisor with the floor's N commands, until every port answers (peers.py)."""
+    low, _ = alloc.take(n)
+    ports = list(range(low, low + n))
+    host = PeerHost.create(peer, ports)
+    try:
+        started = time.monotonic()
+        host.start()
+        s.add(f"{peer}_boot_{n}", wait_ports(ports, timeout=60 + n) - started)
+    finally:
+        host.destroy()
+
+
 def maestro_boot(n: int, alloc: PortAllocator, cfg: Config, s: Samples) -> None:
     low, high = alloc.take(n + 2)
     ports = list(range(low, low + n))
@@ -249,10 +248,6 @@ def extras(host: Host, n: int, ports: list[int], cfg: Config, s: Samples) -> Non
         s.add("maestro_remove_cpu", cpu)
 
 
-DNS_HOSTS = tuple(f"h{i}.maestro-bench-unresolvable.example" for i in range(4))
-DNS_N = 3
-
-
 def dns_case(alloc: PortAllocator, cfg: Config, s: Samples) -> None:
     """remove-service and deploy with the firewall disabled, an allowlist of names and a resolver
     that never answers (glibc's default 5 s x 2 per lookup): no rules are made, so no DNS either."""
@@ -303,150 +298,6 @@ def rebuild(cfg: Config, s: Samples) -> str:
     return ""
 
 
-# ---------------------------------------------------------------- report
-
-
-def machine(bin_dir: Path) -> dict[str, str]:
-    cpu = ""
-    with contextlib.suppress(OSError, StopIteration):
-        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                   if line.startswith("model name"))
-    # Versions as the timed install sees them (it may be another interpreter than this harness).
-    versions = subprocess.run(
-        [str(bin_dir / "python3"), "-c", "import importlib.metadata as m, platform, sys; "
-         "print(platform.python_version(), sys.executable, m.version('supervisor'))"],
-        capture_output=True, text=True, check=True).stdout.split()
-    return {
-        "cpu": f"{cpu} x {os.cpu_count()}",
-        "memory": f"{psutil.virtual_memory().total / 2**30:.1f} GiB",
-        "kernel": platform.release(),
-        "os": Path("/etc/os-release").read_text().split('PRETTY_NAME="')[1].split('"')[0]
-        if Path("/etc/os-release").exists() else "",
-        "python": f"{versions[0]} ({versions[1]}); services: /usr/bin/python3",
-        "supervisor": versions[2],
-        "loadavg_at_start": " ".join(f"{x:.2f}" for x in os.getloadavg()),
-    }
-
-
-def summarise(cfg: Config, s: Samples) -> dict:
-    def st(key: str) -> dict | None:
-        stat = s.stat(key)
-        return asdict(stat) if stat else None
-
-    def ratio(a: str, b: str) -> float | None:
-        sa, sb = s.stat(a), s.stat(b)
-        return round(sa.median / sb.median, 3) if sa and sb and sb.median else None
-
-    boot = {}
-    for n in cfg.ns:
-        boot[str(n)] = {
-            "maestro": st(f"maestro_boot_{n}"), "floor": st(f"floor_boot_{n}"),
-            "ratio": ratio(f"maestro_boot_{n}", f"floor_boot_{n}"),
-            "entrypoint_exec": st(f"maestro_exec_{n}"), "provision": st(f"maestro_provision_{n}"),
-        }
-    ns = [n for n in cfg.ns if s.stat(f"maestro_boot_{n}")]
-    scaling = {}
-    if len(ns) >= 2:
-        lo, hi = ns[0], ns[-1]
-        for who in ("maestro", "floor"):
-            a, b = s.stat(f"{who}_boot_{lo}"), s.stat(f"{who}_boot_{hi}")
-            if a and b:
-                scaling[f"{who}_ms_per_service"] = round((b.median - a.median) / (hi - lo) * 1000, 1)
-        for n in ns:
-            m = s.stat(f"maestro_boot_{n}")
-            scaling[f"maestro_ms_per_service_at_{n}"] = round(m.median / n * 1000, 1) if m else None
-    memory = {}
-    mem_keys = sorted({k.split("_mem_", 1)[1] for k in s.values if "_mem_" in k})
-    for key in mem_keys:
-        memory[key] = {"maestro": st(f"maestro_mem_{key}"), "floor": st(f"floor_mem_{key}")}
-    added = {}
-    for kind in ("rss", "pss"):
-        m, f = s.stat(f"maestro_mem_total_{kind}"), s.stat(f"floor_mem_total_{kind}")
-        if m and f:
-            added[f"added_{kind}_mib_per_service"] = round((m.median - f.median) / cfg.extras_n, 3)
-    return {
-        "mode": cfg.mode,
-        "config": {**asdict(cfg), "bin_dir": str(cfg.bin_dir)},
-        "boot": boot,
-        "scaling": scaling,
-        "healthcheck": {str(n): {"wall": st(f"health_wall_{n}"), "cpu": st(f"health_cpu_{n}"),
-                                 "curl_serial_wall": st(f"curl_wall_{n}")} for n in cfg.health_ns},
-        "list_services": {str(n): {"wall": st(f"list_wall_{n}"), "cpu": st(f"list_cpu_{n}"),
-                                   "supervisorctl_status_wall": st(f"supervisorctl_status_{n}")}
-                          for n in cfg.list_ns},
-        "remove_service": {"wall": st("maestro_remove"), "cpu": st("maestro_remove_cpu"),
-                           "floor_stop_remove": st("floor_remove"), "n": cfg.extras_n},
-        "deploy": {"until_answers": st("maestro_deploy"), "floor_update": st("floor_deploy"), "n": cfg.extras_n},
-        "unresolvable_allowlist": {"remove": st("dns_remove"), "deploy": st("dns_deploy"),
-                                   "dns_queries": st("dns_queries"), "n": DNS_N, "hosts": len(DNS_HOSTS)},
-        "rebuild": {"first": st("rebuild_first"), "second": st("rebuild_second"),
-                    "requirements": cfg.rebuild_requirements},
-        "memory": {"n": cfg.extras_n, "by_role_mib": memory, **added},
-        "raw": s.values,
-    }
-
-
-def _f(d: dict | None, scale: float = 1.0, unit: str = "s", digits: int = 2) -> str:
-    if not d:
-        return "-"
-    return Stat(**d).fmt(unit, scale, digits)
-
-
-def markdown(result: dict, info: dict[str, str], seconds: float) -> str:
-    lines = [f"Mode: {result['mode']}; median (min-max) of {result['config']['runs']} run(s) "
-             f"({result['config']['runs_large']} at N >= 100); harness wall time {seconds / 60:.1f} min.", "",
-             "Machine: " + "; ".join(f"{k}: {v}" for k, v in info.items()), "",
-             "### Boot to ready (every port answers HTTP)", "",
-             "| N | maestro | bare supervisord (floor) | ratio | entrypoint until exec | of which provisioning |",
-             "|---|---|---|---|---|---|"]
-    for n, b in result["boot"].items():
-        lines.append(f"| {n} | {_f(b['maestro'])} | {_f(b['floor'])} | {b['ratio'] or '-'} | "
-                     f"{_f(b['entrypoint_exec'])} | {_f(b['provision'])} |")
-    sc = result["scaling"]
-    if sc:
-        lines += ["", "Scaling (marginal cost per service between the smallest and largest N): "
-                  f"maestro {sc.get('maestro_ms_per_service', '-')} ms, floor {sc.get('floor_ms_per_service', '-')} ms."
-                  " Boot time / N: " + ", ".join(f"N={k.rsplit('_', 1)[1]}: {v} ms" for k, v in sc.items()
-                                                  if k.startswith("maestro_ms_per_service_at_"))]
-    lines += ["", "### Operator commands", "", "| figure | maestro | baseline |", "|---|---|---|"]
-    for n, h in result["healthcheck"].items():
-        lines.append(f"| healthcheck wall, N={n} | {_f(h['wall'], 1000, 'ms', 0)} | "
-                     f"{_f(h['curl_serial_wall'], 1000, 'ms', 0)} (serial curl) |")
-        lines.append(f"| healthcheck CPU, N={n} | {_f(h['cpu'], 1000, 'ms', 0)} | |")
-    for n, li in result["list_services"].items():
-        lines.append(f"| list-services --json, N={n} | {_f(li['wall'], 1000, 'ms', 0)} (CPU "
-                     f"{_f(li['cpu'], 1000, 'ms', 0)}) | {_f(li['supervisorctl_status_wall'], 1000, 'ms', 0)}"
-                     " (supervisorctl status) |")
-    r, d = result["remove_service"], result["deploy"]
-    lines.append(f"| remove-service, N={r['n']} | {_f(r['wall'], 1000, 'ms', 0)} | "
-                 f"{_f(r['floor_stop_remove'], 1000, 'ms', 0)} (supervisorctl stop + remove) |")
-    lines.append(f"| deploy until it answers, N={d['n']} | {_f(d['until_answers'], 1000, 'ms', 0)} | "
-                 f"{_f(d['floor_update'], 1000, 'ms', 0)} (program file + supervisorctl update) |")
-    u = result.get("unresolvable_allowlist") or {}
-    if u.get("remove"):
-        why = f"firewall off, {u['hosts']} unresolvable allowlist hosts, resolver never answers"
-        lines.append(f"| remove-service, N={u['n']}, {why} | {_f(u['remove'], 1000, 'ms', 0)} | goal < 300 ms |")
-        lines.append(f"| deploy until it answers, N={u['n']}, same | {_f(u['deploy'], 1000, 'ms', 0)} | "
-                     f"DNS queries: {int(u['dns_queries']['high'])} |")
-    rb = result["rebuild"]
-    lines.append(f"| rebuild: first boot ({rb['requirements']}) | {_f(rb['first'])} | |")
-    lines.append(f"| rebuild: second boot (skipped) | {_f(rb['second'], 1000, 'ms', 1)} | |")
-    mem = result["memory"]
-    lines += ["", f"### Memory at N={mem['n']} (MiB; median)", "", "| process | maestro RSS | maestro PSS | "
-              "floor RSS | floor PSS |", "|---|---|---|---|---|"]
-    roles = sorted({k.rsplit("_", 1)[0] for k in mem["by_role_mib"]})
-    for role in roles:
-        cells = []
-        for who in ("maestro", "floor"):
-            for kind in ("rss", "pss"):
-                v = mem["by_role_mib"].get(f"{role}_{kind}", {}).get(who)
-                cells.append(f"{v['median']:.1f}" if v else "-")
-        lines.append(f"| {role} | " + " | ".join(cells) + " |")
-    lines += ["", f"Added per service: RSS {mem.get('added_rss_mib_per_service', '-')} MiB, "
-              f"PSS {mem.get('added_pss_mib_per_service', '-')} MiB."]
-    return "\n".join(lines) + "\n"
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python3 -m benchmarks", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small N, one run (for CI)")
@@ -458,6 +309,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-readme", action="store_true", help="do not update benchmarks/README.md")
     parser.add_argument("--dev-install", action="store_true",
                         help="time the current interpreter's install, not a venv installed as the image does")
+    parser.add_argument("--venv", type=Path, default=DEFAULT_VENV,
+                        help=f"where the timed install lives (default {DEFAULT_VENV})")
+    parser.add_argument("--peers", default=",".join(PEERS),
+                        help=f"peer supervisors booted beside the floor (default {','.join(PEERS)}; '' for none)")
+    parser.add_argument("--boot-only", action="store_true",
+                        help="boot figures only (no operator commands, memory, DNS case or rebuild)")
     args = parser.parse_args(argv)
     if os.geteuid() != 0:
         print("benchmarks need root (real users, supervisord)", file=sys.stderr)
@@ -471,7 +328,17 @@ def main(argv: list[str] | None = None) -> int:
                       list_ns=tuple(n for n in cfg.list_ns if n in ns) or (ns[-1],),
                       extras_n=cfg.extras_n if cfg.extras_n in ns else ns[-1])
     if not args.dev_install and SYSTEM_PYTHON.exists():
-        cfg = replace(cfg, bin_dir=shipped_bin())
+        cfg = replace(cfg, bin_dir=shipped_bin(args.venv))
+    wanted = tuple(p for p in args.peers.split(",") if p)
+    unknown = [p for p in wanted if p not in PEERS]
+    if unknown:
+        parser.error(f"--peers: unknown {', '.join(unknown)} (known: {', '.join(PEERS)})")
+    have, missing = available(wanted)
+    for line in missing:
+        print(f"skipped peer {line}", file=sys.stderr)
+    cfg = replace(cfg, peers=have)
+    if args.boot_only:
+        cfg = replace(cfg, health_ns=(), list_ns=(), extras_n=0, rebuild_runs=0)
     isolate_etc()
     hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
@@ -479,21 +346,21 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     s = Samples()
     alloc = PortAllocator()
+    contenders = [("floor", floor_boot), ("maestro", maestro_boot),
+                  *((peer, functools.partial(peer_boot, peer)) for peer in cfg.peers)]
     for n in cfg.ns:
         runs = cfg.runs_large if n >= 100 else cfg.runs
         for run in range(runs):
-            # Alternate the order so a drift of the machine's load hits both sides alike.
-            order = (floor_boot, maestro_boot) if run % 2 == 0 else (maestro_boot, floor_boot)
-            for fn in order:
+            # Rotate the order each run so a drift of the machine's load hits every contender alike.
+            k = run % len(contenders)
+            for _, fn in contenders[k:] + contenders[:k]:
                 fn(n, alloc, cfg, s)
-            b = s.stat(f"maestro_boot_{n}")
-            f = s.stat(f"floor_boot_{n}")
-            print(f"N={n} run {run + 1}/{runs}: maestro {s.values[f'maestro_boot_{n}'][-1]:.2f}s "
-                  f"floor {s.values[f'floor_boot_{n}'][-1]:.2f}s (medians {b.median:.2f}/{f.median:.2f})",
-                  flush=True)
-    for _ in range(cfg.runs):
-        dns_case(alloc, cfg, s)
-    note = "" if args.no_rebuild else rebuild(cfg, s)
+            print(f"N={n} run {run + 1}/{runs}: " + ", ".join(
+                f"{who} {s.values[f'{who}_boot_{n}'][-1]:.2f}s" for who, _ in contenders), flush=True)
+    if not args.boot_only:
+        for _ in range(cfg.runs):
+            dns_case(alloc, cfg, s)
+    note = "" if args.no_rebuild or args.boot_only else rebuild(cfg, s)
     seconds = time.monotonic() - started
     result = summarise(cfg, s)
     result["machine"] = info
@@ -509,12 +376,3 @@ def main(argv: list[str] | None = None) -> int:
         update_readme(table)
     print(table)
     return 0
-
-
-def update_readme(table: str) -> None:
-    text = README.read_text()
-    begin, end = "<!-- bench:begin -->", "<!-- bench:end -->"
-    if begin in text and end in text:
-        head, rest = text.split(begin, 1)
-        tail = rest.split(end, 1)[1]
-        README.write_text(f"{head}{begin}\n{table}{end}{tail}")

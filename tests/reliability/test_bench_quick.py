@@ -26,6 +26,10 @@ def test_quick_benchmark_is_complete(tmp_path):
         for key in ("maestro", "floor", "entrypoint_exec", "provision"):
             assert boot[key] and boot[key]["runs"] >= 1, (n, key)
         assert boot["ratio"] > 0
+        for peer in result["config"]["peers"]:  # the installed ones (make bench-deps installs them)
+            assert boot["peers"][peer] and boot["peers"][peer]["runs"] >= 1, (n, peer)
+        if result["config"]["peers"]:
+            assert boot["fastest_peer"] and boot["ratio_fastest_peer"] > 0
     assert result["scaling"]["maestro_ms_per_service"] is not None
     for figure in result["healthcheck"].values():
         assert figure["wall"] and figure["cpu"] and figure["curl_serial_wall"]
