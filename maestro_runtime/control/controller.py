@@ -31,6 +31,7 @@ from typing import Any
 from maestro_runtime.control import probes, supervision
 from maestro_runtime.control.alerts import Alerts
 from maestro_runtime.control.policy import Policy, resolve
+from maestro_runtime.control.rpc import process_states
 from maestro_runtime.control.runstate import RUNNING, RunState, RunStateStore, describe_exit
 from maestro_runtime.control.sampling import Sample, children_map, sample_tree
 from maestro_runtime.engine.supervisord import Supervisor, SupervisorUnavailable
@@ -103,7 +104,7 @@ class Controller:
 
     async def supervise_once(self) -> None:
         try:
-            self.processes = await asyncio.to_thread(self.supervisor.processes)
+            self.processes = await asyncio.to_thread(process_states, self.supervisor)
         except (SupervisorUnavailable, xmlrpc.client.Fault):  # not answering, or shutting down
             self.processes = None
             return
