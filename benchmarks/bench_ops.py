@@ -1,7 +1,8 @@
 """Operations figures at N services (issue 13): the controller's CPU while it probes every service,
 ``list-services --json`` with rich status, and the HEALTHCHECK reading the probe states.
 
-    python3 -m benchmarks.bench_ops [--n 100] [--interval 10] [--window 60] [--runs 10]
+    python3 -m benchmarks.bench_ops [--n 100] [--interval 10] [--window 60] [--runs 10] \
+        [--installed [--baseline-installed /work/main]]
 
 Root; a relocated host (benchmarks.common.Host) with N pre-seeded static projects,
 each probed by HTTP every ``--interval`` seconds. Commands are timed from this
@@ -14,17 +15,25 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import hashlib
 import json
 import os
 import statistics
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import psutil
 
 from .common import HEALTHCHECK, Host, PortAllocator, isolate_etc, restored_accounts, wait_ports
-from .install import shipped_bin
+from .install import DEFAULT_VENV, REPO, SYSTEM_PYTHON, shipped_bin
+
+
+def own_venv(checkout: Path) -> Path:
+    """bin/ of a venv per checkout: helpers benchmarking their own trees at once never share one."""
+    tag = hashlib.sha256(str(checkout.resolve()).encode()).hexdigest()[:10]
+    return shipped_bin(DEFAULT_VENV.with_name(f"venv-{tag}"), repo=checkout)
 
 
 def controller_process(host: Host) -> psutil.Process:
@@ -60,7 +69,11 @@ def main() -> None:
     parser.add_argument("--baseline-path", default="")
     parser.add_argument("--installed", action="store_true",
                         help="also time list-services from a wheel install in a venv of the system python3 "
-                             "(benchmarks/install.py), as the image runs it")
+                             "(benchmarks/install.py), and the HEALTHCHECK with /usr/bin/python3 -I -S, as the "
+                             "image runs them")
+    parser.add_argument("--baseline-installed", default="",
+                        help="a checkout (e.g. /work/main) installed the same way and timed beside, on the same "
+                             "host: its list-services and its healthcheck.py (with --installed)")
     args = parser.parse_args()
     isolate_etc()
     low, high = PortAllocator().take(args.n)
@@ -82,12 +95,20 @@ def main() -> None:
                                                 text=True, timeout=60).stdout)
             healthy = sum(1 for row in listing if row["health"] == "healthy")
             listing_cmd = [str(host.bin_dir / "list-services"), "--json"]
-            shipped = [str(shipped_bin() / "list-services"), "--json"] if args.installed else None
-            ls, base, hc, inst = [], [], [], []
-            for _ in range(args.runs):  # interleaved: a noisy neighbour weighs on both alike
+            shipped = [str(own_venv(REPO) / "list-services"), "--json"] if args.installed else None
+            peer = Path(args.baseline_installed) if args.baseline_installed and args.installed else None
+            peer_ls = [str(own_venv(peer) / "list-services"), "--json"] if peer else None
+            image_hc = [str(SYSTEM_PYTHON), "-I", "-S", str(HEALTHCHECK)]
+            peer_hc = [str(SYSTEM_PYTHON), "-I", "-S", str(peer / "healthcheck" / "healthcheck.py")] if peer else None
+            ls, base, hc, inst, inst_base, hc_img, hc_base = [], [], [], [], [], [], []
+            for _ in range(args.runs):  # interleaved: a noisy neighbour weighs on all alike
                 ls += timed(listing_cmd, env, 1)
                 if shipped:
                     inst += timed(shipped, env, 1)
+                    hc_img += timed(image_hc, env, 1)
+                if peer_ls and peer_hc:
+                    inst_base += timed(peer_ls, env, 1)
+                    hc_base += timed(peer_hc, env, 1)
                 if args.baseline_path:
                     base += timed(listing_cmd, {**env, "PYTHONPATH": args.baseline_path}, 1)
                 hc += timed([sys.executable, "-I", "-S", str(HEALTHCHECK)], env, 1)
@@ -97,6 +118,14 @@ def main() -> None:
             print(f"list-services --json (rich status): {ms(ls)}")
             if inst:
                 print(f"list-services --json (rich status), installed as the image does: {ms(inst)}")
+            if inst_base:
+                print(f"list-services --json of {peer}, installed the same way, same host: {ms(inst_base)} "
+                      f"(ratio of medians {statistics.median(inst) / statistics.median(inst_base):.2f})")
+            if hc_img:
+                print(f"HEALTHCHECK wall, /usr/bin/python3 -I -S as the image runs it: {ms(hc_img)}")
+            if hc_base:
+                print(f"HEALTHCHECK wall of {peer}, same way, same host: {ms(hc_base)} "
+                      f"(ratio of medians {statistics.median(hc_img) / statistics.median(hc_base):.2f})")
             if base:
                 print(f"list-services --json of {args.baseline_path} (no rich status), same host: {ms(base)}")
             print(f"HEALTHCHECK wall (reads the probe states): {ms(hc)}")
