@@ -13,6 +13,8 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
+from maestro_runtime.sources.buildplan import STAMP_NAME, BuildError, Plan
+from maestro_runtime.sources.declared import procfile
 from maestro_runtime.state.records import ServiceRecord
 
 NOT_PROCESSES = frozenset({"web", "release"})
@@ -20,8 +22,6 @@ NOT_PROCESSES = frozenset({"web", "release"})
 
 def declared(directory: Path) -> tuple[str | None, dict[str, str]]:
     """(release command, {type: command}) from the project's Procfile (pure read)."""
-    from maestro_runtime.sources.declared import procfile  # ~15 ms: list-services needs process_records only
-
     types = procfile(directory)
     return types.get("release"), {t: c for t, c in types.items() if t not in NOT_PROCESSES}
 
@@ -40,7 +40,6 @@ def process_records(record: ServiceRecord) -> list[ServiceRecord]:
 def run_release(directory: Path, account, command: str, env: dict[str, str], *, settings, policy,
                 service_id: str) -> None:
     from maestro_runtime.sources import builds  # the build machinery: list-services never needs it
-    from maestro_runtime.sources.buildplan import STAMP_NAME, BuildError, Plan
 
     opts = builds.BuildOptions.from_settings(settings)
     # The service's own variables (DATABASE_URL...), under the build's fixed HOME/PATH/USER.
