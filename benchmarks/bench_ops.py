@@ -1,7 +1,8 @@
 """Operations figures at N services (issue 13): the controller's CPU while it probes every service,
 ``list-services --json`` with rich status, and the HEALTHCHECK reading the probe states.
 
-    python3 -m benchmarks.bench_ops [--n 100] [--interval 10] [--window 60] [--runs 10]
+    python3 -m benchmarks.bench_ops [--n 100] [--interval 10] [--window 60] [--runs 10] \
+        [--installed [--baseline-installed /work/main]]
 
 Root; a relocated host (benchmarks.common.Host) with N pre-seeded static projects,
 each probed by HTTP every ``--interval`` seconds. Commands are timed from this
@@ -14,17 +15,26 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import hashlib
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import psutil
 
 from .common import HEALTHCHECK, Host, PortAllocator, isolate_etc, restored_accounts, wait_ports
-from .install import shipped_bin
+from .install import DEFAULT_VENV, REPO, SYSTEM_PYTHON, shipped_bin
+
+
+def own_venv(checkout: Path) -> Path:
+    """bin/ of a venv per checkout: helpers benchmarking their own trees at once never share one."""
+    tag = hashlib.sha256(str(checkout.resolve()).encode()).hexdigest()[:10]
+    return shipped_bin(DEFAULT_VENV.with_name(f"venv-{tag}"), repo=checkout)
 
 
 def controller_process(host: Host) -> psutil.Process:
@@ -36,19 +46,53 @@ def controller_process(host: Host) -> psutil.Process:
     raise RuntimeError("no controller process found")
 
 
+# CPU seconds of each timed command (its own + supervisord's meanwhile), by command line: on a
+# machine shared with other jobs, wall times swing with the load, CPU times far less.
+CPU: dict[str, list[float]] = {}
+SUPERVISORD: list[psutil.Process] = []
+
+
+def _cpu(proc: psutil.Process | None) -> float:
+    if proc is None:
+        return 0.0
+    times = proc.cpu_times()
+    return times.user + times.system
+
+
 def timed(argv: list[str], env: dict[str, str], runs: int) -> list[float]:
     out = []
+    server = SUPERVISORD[0] if SUPERVISORD else None
     for _ in range(runs):
+        before, server_before = resource.getrusage(resource.RUSAGE_CHILDREN), _cpu(server)
         began = time.perf_counter()
         proc = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=60)
         out.append(time.perf_counter() - began)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        CPU.setdefault(" ".join(argv), []).append(after.ru_utime + after.ru_stime - before.ru_utime
+                                                  - before.ru_stime + _cpu(server) - server_before)
         if proc.returncode not in (0, 1):
             raise RuntimeError(f"{argv[0]} failed: {proc.stderr[-500:]}")
     return out
 
 
-def ms(values: list[float]) -> str:
-    return f"{statistics.median(values) * 1000:.0f} ms ({min(values) * 1000:.0f}-{max(values) * 1000:.0f})"
+def ms(values: list[float], argv: list[str] | None = None) -> str:
+    text = f"{statistics.median(values) * 1000:.0f} ms ({min(values) * 1000:.0f}-{max(values) * 1000:.0f})"
+    cpu = CPU.get(" ".join(argv or ()))
+    if cpu:
+        text += f", CPU {statistics.median(cpu) * 1000:.0f} ms ({min(cpu) * 1000:.0f}-{max(cpu) * 1000:.0f})"
+    return text
+
+
+def cpu_ratio(argv: list[str], peer: list[str]) -> str:
+    return f"{statistics.median(CPU[' '.join(argv)]) / statistics.median(CPU[' '.join(peer)]):.2f}"
+
+
+def supervisord_process(host: Host) -> psutil.Process | None:
+    for proc in psutil.process_iter(["cmdline"]):
+        cmd = proc.info["cmdline"] or ()
+        if any(part.endswith("supervisord") for part in cmd[:2]) and str(host.root) in " ".join(cmd):
+            return proc
+    return None
 
 
 def main() -> None:
@@ -60,7 +104,11 @@ def main() -> None:
     parser.add_argument("--baseline-path", default="")
     parser.add_argument("--installed", action="store_true",
                         help="also time list-services from a wheel install in a venv of the system python3 "
-                             "(benchmarks/install.py), as the image runs it")
+                             "(benchmarks/install.py), and the HEALTHCHECK with /usr/bin/python3 -I -S, as the "
+                             "image runs them")
+    parser.add_argument("--baseline-installed", default="",
+                        help="a checkout (e.g. /work/main) installed the same way and timed beside, on the same "
+                             "host: its list-services and its healthcheck.py (with --installed)")
     args = parser.parse_args()
     isolate_etc()
     low, high = PortAllocator().take(args.n)
@@ -82,21 +130,42 @@ def main() -> None:
                                                 text=True, timeout=60).stdout)
             healthy = sum(1 for row in listing if row["health"] == "healthy")
             listing_cmd = [str(host.bin_dir / "list-services"), "--json"]
-            shipped = [str(shipped_bin() / "list-services"), "--json"] if args.installed else None
-            ls, base, hc, inst = [], [], [], []
-            for _ in range(args.runs):  # interleaved: a noisy neighbour weighs on both alike
+            shipped = [str(own_venv(REPO) / "list-services"), "--json"] if args.installed else None
+            peer = Path(args.baseline_installed) if args.baseline_installed and args.installed else None
+            peer_ls = [str(own_venv(peer) / "list-services"), "--json"] if peer else None
+            image_hc = [str(SYSTEM_PYTHON), "-I", "-S", str(HEALTHCHECK)]
+            peer_hc = [str(SYSTEM_PYTHON), "-I", "-S", str(peer / "healthcheck" / "healthcheck.py")] if peer else None
+            ls, base, hc, inst, inst_base, hc_img, hc_base = [], [], [], [], [], [], []
+            SUPERVISORD[:] = [p for p in (supervisord_process(host),) if p is not None]
+            # The installs run as in the image: no PYTHONPATH (a checkout's would shadow the wheel).
+            image_env = {k: v for k, v in env.items() if k != "PYTHONPATH"}
+            for _ in range(args.runs):  # interleaved: a noisy neighbour weighs on all alike
                 ls += timed(listing_cmd, env, 1)
                 if shipped:
-                    inst += timed(shipped, env, 1)
+                    inst += timed(shipped, image_env, 1)
+                    hc_img += timed(image_hc, image_env, 1)
+                if peer_ls and peer_hc:
+                    inst_base += timed(peer_ls, image_env, 1)
+                    hc_base += timed(peer_hc, image_env, 1)
                 if args.baseline_path:
                     base += timed(listing_cmd, {**env, "PYTHONPATH": args.baseline_path}, 1)
                 hc += timed([sys.executable, "-I", "-S", str(HEALTHCHECK)], env, 1)
             print(f"N = {args.n}, probe interval {args.interval} s, {healthy} healthy by the controller's probes")
             print(f"controller CPU over {wall:.0f} s: {cpu:.2f}% of one core "
                   f"(RSS {controller.memory_info().rss / 2**20:.1f} MiB)")
-            print(f"list-services --json (rich status): {ms(ls)}")
-            if inst:
-                print(f"list-services --json (rich status), installed as the image does: {ms(inst)}")
+            print(f"list-services --json (rich status): {ms(ls, listing_cmd)}")
+            if shipped:
+                print(f"list-services --json (rich status), installed as the image does: {ms(inst, shipped)}")
+            if peer_ls and peer_hc and shipped:
+                print(f"list-services --json of {peer}, installed the same way, same host: {ms(inst_base, peer_ls)} "
+                      f"(ratio of medians: wall {statistics.median(inst) / statistics.median(inst_base):.2f}, "
+                      f"CPU {cpu_ratio(shipped, peer_ls)})")
+            if hc_img:
+                print(f"HEALTHCHECK wall, /usr/bin/python3 -I -S as the image runs it: {ms(hc_img, image_hc)}")
+            if peer_hc:
+                print(f"HEALTHCHECK wall of {peer}, same way, same host: {ms(hc_base, peer_hc)} "
+                      f"(ratio of medians: wall {statistics.median(hc_img) / statistics.median(hc_base):.2f}, "
+                      f"CPU {cpu_ratio(image_hc, peer_hc)})")
             if base:
                 print(f"list-services --json of {args.baseline_path} (no rich status), same host: {ms(base)}")
             print(f"HEALTHCHECK wall (reads the probe states): {ms(hc)}")

@@ -29,6 +29,7 @@ def _targets(store, names: tuple[str, ...], everything: bool) -> list:
 def _lifecycle(action: str, names: tuple[str, ...], everything: bool) -> None:
     from maestro_runtime.control.runstate import RunStateStore
     from maestro_runtime.ops import lifecycle
+    from maestro_runtime.ops.inventory import programs_of
     from maestro_runtime.state.records import RecordStore
 
     settings = _settings()
@@ -41,7 +42,8 @@ def _lifecycle(action: str, names: tuple[str, ...], everything: bool) -> None:
     failed = False
     for record in records:
         try:
-            outcome = do(supervisor, runs, record.id, settings.stopwaitsecs + 5.0)
+            extras = [x.id for x in programs_of(record)[1:]]  # its Procfile types go with it
+            outcome = do(supervisor, runs, record.id, settings.stopwaitsecs + 5.0, extras)
         except SupervisorUnavailable as exc:
             raise click.ClickException(str(exc)) from None
         except Exception as exc:
@@ -56,7 +58,7 @@ def _lifecycle(action: str, names: tuple[str, ...], everything: bool) -> None:
 @click.argument("names", nargs=-1)
 @click.option("--all", "everything", is_flag=True, help="Every service.")
 def start(names: tuple[str, ...], everything: bool) -> None:
-    """Start services (and forget an earlier maestro stop)."""
+    """Start services, with their Procfile process types (and forget an earlier maestro stop)."""
     _lifecycle("start", names, everything)
 
 
@@ -64,7 +66,8 @@ def start(names: tuple[str, ...], everything: bool) -> None:
 @click.argument("names", nargs=-1)
 @click.option("--all", "everything", is_flag=True, help="Every service.")
 def stop(names: tuple[str, ...], everything: bool) -> None:
-    """Stop services gracefully (TERM, then KILL after stopwaitsecs); they stay stopped across restarts."""
+    """Stop services and their process types gracefully (TERM, then KILL after stopwaitsecs); they stay
+    stopped across restarts."""
     _lifecycle("stop", names, everything)
 
 
@@ -72,7 +75,7 @@ def stop(names: tuple[str, ...], everything: bool) -> None:
 @click.argument("names", nargs=-1)
 @click.option("--all", "everything", is_flag=True, help="Every service.")
 def restart(names: tuple[str, ...], everything: bool) -> None:
-    """Restart services, one at a time; no other service is touched."""
+    """Restart services (with their process types), one at a time; no other service is touched."""
     _lifecycle("restart", names, everything)
 
 

@@ -51,6 +51,7 @@ def list_services(as_json: bool, kind: str | None, state: str | None, watch: boo
 
 def _services_text(settings: Settings, as_json: bool, kind: str | None = None,
                    state: str | None = None) -> tuple[str, str]:
+    from maestro_runtime.control.rpc import process_states
     from maestro_runtime.ops.inventory import build_views, format_table, gather_extras
     from maestro_runtime.tasks.state import PhaseStore
     from maestro_runtime.tasks.view import enrich, matches
@@ -62,7 +63,7 @@ def _services_text(settings: Settings, as_json: bool, kind: str | None = None,
     try:
         supervisor = Supervisor(settings.supervisor_socket, timeout=5)
         if settings.supervisor_socket.exists():
-            processes = supervisor.processes()
+            processes = process_states(supervisor)
     except SupervisorUnavailable:
         processes = None
     views = build_views(records, processes, gather_extras(settings.state_dir, records), settings.startsecs)

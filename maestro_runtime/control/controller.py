@@ -30,7 +30,8 @@ from typing import Any
 
 from maestro_runtime.control import probes, supervision
 from maestro_runtime.control.alerts import Alerts
-from maestro_runtime.control.policy import Policy, resolve
+from maestro_runtime.control.policy import Policy, for_process_type, resolve
+from maestro_runtime.control.rpc import process_states
 from maestro_runtime.control.runstate import RUNNING, RunState, RunStateStore, describe_exit
 from maestro_runtime.control.sampling import Sample, children_map, sample_tree
 from maestro_runtime.engine.supervisord import Supervisor, SupervisorUnavailable
@@ -62,6 +63,7 @@ class Controller:
         self.next_probe: dict[str, float] = {}
         self.probing: set[str] = set()
         self.failed_seen: dict[str, float] = {}
+        self.parent_of: dict[str, str] = {}  # process-type program -> its service
         self._records_stamp: tuple[float, int] | None = None
         self.stopping = asyncio.Event()
         self.busy_until = time.time() + BUSY_FOR
@@ -82,9 +84,18 @@ class Controller:
         if stamp == self._records_stamp:
             return
         self._records_stamp = stamp
+        from maestro_runtime.ops.processes import process_records
+
         # One-shot tasks belong to the task runner (tasks/runner.py): never restarted or probed here.
-        self.records = {r.id: r for r in self.records_store.all() if r.role != "task"}
-        self.policies = {i: resolve(r, self.ops) for i, r in self.records.items() if r.ready}
+        services = [r for r in self.records_store.all() if r.role != "task"]
+        self.records = {r.id: r for r in services}
+        self.policies = {r.id: resolve(r, self.ops, self.settings.startsecs) for r in services if r.ready}
+        # A service's Procfile types (<id>-worker...) are supervised like it, with its policy, no probe.
+        self.parent_of = {}
+        for r in services:
+            for extra in process_records(r) if r.ready else ():
+                self.records[extra.id], self.parent_of[extra.id] = extra, r.id
+                self.policies[extra.id] = for_process_type(self.policies[r.id])
         for service_id in self.records:
             if service_id not in self.runs:
                 self.runs[service_id] = self.runs_store.load(service_id)
@@ -103,7 +114,7 @@ class Controller:
 
     async def supervise_once(self) -> None:
         try:
-            self.processes = await asyncio.to_thread(self.supervisor.processes)
+            self.processes = await asyncio.to_thread(process_states, self.supervisor)
         except (SupervisorUnavailable, xmlrpc.client.Fault):  # not answering, or shutting down
             self.processes = None
             return
@@ -115,7 +126,7 @@ class Controller:
                 continue
             policy, before = self.policies[service_id], self.runs[service_id]
             info = self.processes.get(service_id)
-            new, actions = supervision.step(policy, before, info, now, self.runs_store.stopped(service_id))
+            new, actions = supervision.step(policy, before, info, now, self.operator_stopped(service_id))
             if new.phase == RUNNING and new.last_start != before.last_start:
                 new = probes.new_run(new)
                 self.next_probe[service_id] = now + FIRST_PROBE_AFTER
@@ -124,6 +135,10 @@ class Controller:
             self.save(service_id, new)
             for action in actions:
                 await self.act(record, policy, action)
+
+    def operator_stopped(self, program_id: str) -> bool:
+        """``maestro stop`` of a service holds for its process types too."""
+        return any(self.runs_store.stopped(i) for i in (program_id, self.parent_of.get(program_id)) if i)
 
     def _note_failed(self, record: ServiceRecord) -> None:
         if self.failed_seen.get(record.id) != record.updated:
@@ -234,7 +249,7 @@ class Controller:
             await asyncio.to_thread(self.supervisor.call, "supervisor.stopProcess", service_id, True)
         except Exception as exc:
             log.info("service %s: stop before restart: %s", service_id, exc)
-        if not self.runs_store.stopped(service_id):
+        if not self.operator_stopped(service_id):
             try:
                 await asyncio.to_thread(self.supervisor.call, "supervisor.startProcess", service_id, False)
             except Exception as exc:
@@ -314,9 +329,9 @@ class Controller:
         """The metrics' view: the same rows as list-services --json."""
         from maestro_runtime.ops.inventory import Extras, build_views
 
-        records = list(self.records.values())
+        records = [r for r in self.records.values() if r.id not in self.parent_of]  # build_views adds the types
         extras = {}
-        for r in records:
+        for r in self.records.values():
             sample = self.samples.get(r.id)
             extras[r.id] = Extras(
                 run=self.runs.get(r.id), build_seconds=self.builds.get(r.id, (0, None))[1],

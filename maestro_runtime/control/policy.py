@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from maestro_runtime.control.backoff import Backoff
@@ -32,6 +32,10 @@ class Policy:
     restart_on_unhealthy: bool
     essential: bool
     probe: Probe | None  # None: nothing to probe (no port and no exec)
+    # A web program: it must keep running and listen on its port. A clean exit within `startsecs`
+    # of its start is a failed start (FATAL), not a success to restart silently (supervision.py).
+    listens: bool = False
+    startsecs: float = 1.0
 
     def should_restart(self, exit_code: int | None, expected: bool) -> bool:
         """``expected``: the exit code is a clean one (0) and no signal ended it."""
@@ -43,8 +47,9 @@ class Policy:
         return self.max_restarts > 0 and attempts >= self.max_restarts
 
 
-def resolve(record: Any, ops: OpsSettings) -> Policy:
-    """``record`` is a ServiceRecord (or anything with .policy, .health, .port, .id)."""
+def resolve(record: Any, ops: OpsSettings, startsecs: float = 1.0) -> Policy:
+    """``record`` is a ServiceRecord (or anything with .policy, .health, .port, .id); ``startsecs``:
+    MAESTRO_STARTSECS, how long a run lasts before it counts as started."""
     raw: Mapping[str, Any] = record.policy or {}
     backoff: Mapping[str, Any] = raw.get("backoff") or {}
     health: Mapping[str, Any] = record.health or {}
@@ -71,4 +76,12 @@ def resolve(record: Any, ops: OpsSettings) -> Policy:
         restart_on_unhealthy=bool(raw.get("restart_on_unhealthy")),
         essential=essential,
         probe=probe,
+        listens=bool(record.port) and getattr(record, "role", "service") != "task",
+        startsecs=float(startsecs),
     )
+
+
+def for_process_type(service: Policy) -> Policy:
+    """A Procfile process type (worker, clock...) of a service: its restart policy and essential flag,
+    no probe (the service's port is its web program's) and nothing it must listen on."""
+    return replace(service, probe=None, listens=False)

@@ -28,7 +28,7 @@ class RunState:
     attempts: int = 0  # restarts in a row since the last stable run (what max_restarts counts)
     restarts: int = 0  # restarts ever, kept across container restarts
     last_exit_code: int | None = None
-    last_exit_signal: str | None = None
+    last_exit_signal: str | None = None  # SIGKILL...: the signal that ended the last run
     last_exit_at: float | None = None
     last_start: float | None = None
     handled_start: float = 0.0  # supervisord's start time of the run whose end was handled
@@ -38,6 +38,7 @@ class RunState:
     health_detail: str = ""
     health_since: float | None = None
     health_alerted: bool = False  # an "unhealthy" event went out and no "recovered" yet
+    fatal_reason: str = ""  # why the controller gave up (FATAL), in words for list-services
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -55,7 +56,7 @@ def describe_exit(state: RunState) -> str:
     if state.last_exit_code is None:
         return "could not start"
     if state.last_exit_code < 0:
-        return "killed by a signal"
+        return f"killed by {state.last_exit_signal}" if state.last_exit_signal else "killed by a signal"
     return f"exit {state.last_exit_code}"
 
 

@@ -17,6 +17,7 @@ from maestro_runtime.control.runstate import (  # noqa: F401 - display_state: re
     ENDED_STATES,
     EXITED,
     FATAL,
+    HEALTHY,
     RUNNING,
     STOPPED,
     RunState,
@@ -49,7 +50,7 @@ def step(policy: Policy, state: RunState, info: dict[str, Any] | None, now: floa
         if state.phase != RUNNING or state.last_start != start:
             # Started by someone else (boot, maestro start): a fresh count of restarts in a row.
             ours = state.phase == BACKOFF
-            new = replace(new, phase=RUNNING, last_start=start, next_restart_at=None,
+            new = replace(new, phase=RUNNING, last_start=start, next_restart_at=None, fatal_reason="",
                           attempts=state.attempts if ours else 0)
         if new.attempts and name == "RUNNING" and now - start >= STABLE_AFTER:
             new = replace(new, attempts=0)  # a stable run: the next crash backs off from the start
@@ -75,17 +76,35 @@ def _ended(policy: Policy, state: RunState, info: dict[str, Any], now: float, ra
     # verdict, even when it ended before the controller saw it alive.
     external = state.phase in (FATAL, EXITED, STOPPED, "")
     attempts = 0 if stop - start >= STABLE_AFTER or external else state.attempts
+    # supervisord reports a run killed by a signal as exit status -1; maestro.processStates (rpc.py) names it.
+    signal = (info.get("signal") or None) if code == -1 else None
     new = replace(state, handled_start=start or now, attempts=attempts,
-                  last_exit_code=code, last_exit_signal="signal" if code == -1 else None, last_exit_at=stop)
+                  last_exit_code=code, last_exit_signal=signal, last_exit_at=stop)
     clean = code == 0
     actions = [] if clean else [Action("alert", "exited", f"{describe_exit(new)}" + (
         f": {info['spawnerr']}" if info.get("spawnerr") else ""))]
+    served = state.health == HEALTHY and state.last_start == start  # a probe of this run got an answer
+    # supervisord's times are whole seconds: "<= startsecs" is a run shorter than startsecs + 1 s.
+    if clean and policy.listens and policy.restart != "never" and stop - start <= policy.startsecs and not served:
+        # A web service that ends cleanly at once never served: a daemonizing server (it forked into
+        # the background) or a one-shot command. Restarting it would only repeat that, silently.
+        return _give_up(policy, new, actions, QUICK_CLEAN_EXIT)
     if not policy.should_restart(code, clean):
         return replace(new, phase=EXITED, next_restart_at=None), actions
     if policy.gives_up(attempts):
-        actions.append(Action("alert", "gave_up", f"gave up after {attempts} restarts ({describe_exit(new)})"))
-        if policy.essential:
-            actions.append(Action("exit_container", detail="an essential service gave up"))
-        return replace(new, phase=FATAL, next_restart_at=None), actions
+        return _give_up(policy, new, actions, f"gave up after {attempts} restarts ({describe_exit(new)})")
     delay = policy.backoff.delay(attempts, rand)
     return replace(new, phase=BACKOFF, next_restart_at=now + delay), actions
+
+
+QUICK_CLEAN_EXIT = (
+    "exited with status 0 right after it started: a service must keep running in the foreground and listen "
+    "on $PORT; if the command starts a daemon and returns (nginx, apachectl start, redis --daemonize yes), "
+    "run it in the foreground, and make a one-shot command a task (kind: task)")
+
+
+def _give_up(policy: Policy, new: RunState, actions: list[Action], reason: str) -> tuple[RunState, list[Action]]:
+    actions = [*actions, Action("alert", "gave_up", reason)]
+    if policy.essential:
+        actions.append(Action("exit_container", detail="an essential service gave up"))
+    return replace(new, phase=FATAL, next_restart_at=None, fatal_reason=reason), actions

@@ -20,7 +20,7 @@ JSON_KEYS = (
     # schema 2 (rich status)
     "schema", "health", "health_detail", "restarts", "last_exit", "last_exit_code", "last_exit_at",
     "cpu_percent", "cpu_seconds", "memory_rss", "last_activity", "next_restart_in", "operator_stopped",
-    "build_seconds",
+    "build_seconds", "last_exit_signal",
 )
 # Attention first: what has given up or fails, then what waits or is unwell, then the rest.
 ATTENTION = {"FATAL": 0, "FAILED": 0, "BACKOFF": 1, "EXITED": 2, "unknown": 2, "NOT_LOADED": 2}
@@ -51,8 +51,9 @@ class ServiceView:
     health: str | None = None  # starting | healthy | unhealthy; None: not probed
     health_detail: str | None = None
     restarts: int = 0
-    last_exit: str | None = None  # "exit 3", "killed by a signal", "could not start"
+    last_exit: str | None = None  # "exit 3", "killed by SIGKILL", "could not start"
     last_exit_code: int | None = None
+    last_exit_signal: str | None = None  # "SIGKILL" when a signal ended the last run
     last_exit_at: float | None = None
     cpu_percent: float | None = None  # of one core, whole process tree, over the controller's last sample
     cpu_seconds: float | None = None
@@ -103,11 +104,14 @@ def enrich(base: ServiceView, extras: Extras, now: float, startsecs: float = 0) 
         live = base.pid is not None
         changes.update(
             status=status, restarts=run.restarts, last_exit_code=run.last_exit_code, last_exit_at=run.last_exit_at,
+            last_exit_signal=run.last_exit_signal if run.last_exit_at else None,
             last_exit=describe_exit(run) if run.last_exit_at else None,
             health=(run.health or None) if live else None, health_detail=(run.health_detail or None) if live else None,
             next_restart_in=round(max(0.0, run.next_restart_at - now), 1)
             if status == "BACKOFF" and run.next_restart_at else None,
         )
+        if status == "FATAL" and run.fatal_reason:  # why the controller gave up, in words, first
+            changes["error"] = run.fatal_reason + (f" ({base.error})" if base.error else "")
     if base.pid is not None and sample.get("pid") == base.pid:
         changes.update(cpu_percent=sample.get("cpu_percent"), cpu_seconds=sample.get("cpu_seconds"),
                        memory_rss=sample.get("rss"))
@@ -140,14 +144,21 @@ def view(record: ServiceRecord, process: dict[str, Any] | None, now: float, supe
     )
 
 
+def programs_of(record: ServiceRecord) -> tuple[ServiceRecord, ...]:
+    """The service and one record per Procfile process type (``<id>-worker``...), each a program."""
+    if not record.processes:
+        return (record,)
+    from maestro_runtime.ops.processes import process_records
+
+    return (record, *process_records(record))
+
+
 def build_views(records: list[ServiceRecord], processes: dict[str, dict[str, Any]] | None,
                 extras: dict[str, Extras] | None = None, startsecs: float = 0) -> list[ServiceView]:
     now = time.time()
     up = processes is not None
-    from maestro_runtime.ops.processes import process_records
-
     # A service's other Procfile types follow it, as their own rows.
-    views = [view(x, (processes or {}).get(x.id), now, up) for r in records for x in (r, *process_records(r))]
+    views = [view(x, (processes or {}).get(x.id), now, up) for r in records for x in programs_of(r)]
     if extras is not None:
         views = [enrich(v, extras.get(v.name) or Extras(), now, startsecs) for v in views]
     return views
@@ -223,11 +234,15 @@ def gather_extras(state_dir: Path, records: list[ServiceRecord], now: float | No
     builds = status.get("builds", {})
     logs = state_dir / "logs"
     out = {}
-    for record in records:
-        try:
-            last_output: float | None = (logs / f"{record.id}.log").stat().st_mtime
-        except OSError:
-            last_output = None
-        out[record.id] = Extras(run=store.load(record.id), sample=samples.get(record.id), last_output=last_output,
-                                build_seconds=builds.get(record.id), operator_stopped=store.stopped(record.id))
+    for service in records:
+        stopped = store.stopped(service.id)  # `maestro stop` of a service holds for its process types
+        for record in programs_of(service):
+            try:
+                last_output: float | None = (logs / f"{record.id}.log").stat().st_mtime
+            except OSError:
+                last_output = None
+            out[record.id] = Extras(
+                run=store.load(record.id), sample=samples.get(record.id), last_output=last_output,
+                build_seconds=builds.get(record.id),
+                operator_stopped=stopped or (record is not service and store.stopped(record.id)))
     return out

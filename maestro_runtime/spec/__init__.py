@@ -10,18 +10,28 @@ Modules: ``model`` (the value objects), ``fields`` (one check per field), ``pars
 ``naming`` (names, ids, user names), ``gather`` (all of the above, in order).
 """
 
-from maestro_runtime.spec.fields import MAX_FIELD, make_spec, parse_env, parse_host, parse_port, parse_ref
-from maestro_runtime.spec.model import DEFAULT_REF, Health, Limits, ParseResult, ServiceSpec, SpecError
-from maestro_runtime.spec.parsers import (
-    SERVICE_FIELDS,
-    YAML_FIELDS,
-    legacy_variables,
-    parse_services_string,
-    parse_services_yaml,
-    parse_svc_vars,
-    parse_yaml_entry,
-)
-from maestro_runtime.spec.preseeded import parse_preseeded, parse_preseeded_folder
+from importlib import import_module
+
+# Loaded on first use (PEP 562): a command that needs one light module of the package (naming,
+# sizes) does not pay for the parsers and YAML (~10 ms of every list-services).
+_HOMES = {
+    "fields": ("MAX_FIELD", "make_spec", "parse_env", "parse_host", "parse_port", "parse_ref"),
+    "model": ("DEFAULT_REF", "Health", "Limits", "ParseResult", "ServiceSpec", "SpecError"),
+    "parsers": ("SERVICE_FIELDS", "YAML_FIELDS", "legacy_variables", "parse_services_string", "parse_services_yaml",
+                "parse_svc_vars", "parse_yaml_entry"),
+    "preseeded": ("parse_preseeded", "parse_preseeded_folder"),
+}
+_HOME_OF = {name: module for module, names in _HOMES.items() for name in names}
+
+
+def __getattr__(name: str):
+    module = _HOME_OF.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "DEFAULT_REF", "MAX_FIELD", "SERVICE_FIELDS", "YAML_FIELDS", "Health", "Limits", "ParseResult",

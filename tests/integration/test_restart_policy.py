@@ -117,3 +117,26 @@ def test_a_killed_controller_comes_back_and_no_service_notices(maestro):
     after = maestro.services()["steady"]
     assert after["pid"] == steady["pid"] and after["status"] == "RUNNING" and after["restarts"] == 0
     assert second != first
+
+
+def test_a_run_killed_by_a_signal_is_recorded_by_name_across_a_container_restart(maestro):
+    """supervisord reports exit status -1 for a killed run; maestro.processStates keeps the signal's name."""
+    import os
+    import signal
+
+    spec = services_file(maestro, [
+        {"name": "victim", "cmd": "python3 -m http.server $PORT", "backoff": {"initial": "30s"}},
+    ])
+    maestro.boot(MAESTRO_SERVICES_FILE=str(spec))
+    pid = maestro.wait_running(["victim"])["victim"]["pid"]
+    os.kill(pid, signal.SIGKILL)  # a real process, killed for real: supervisord reaps it
+    row = wait_for(lambda: (v := maestro.services()["victim"])["last_exit_signal"] and v, 20, what="the exit seen")
+    assert row["last_exit_signal"] == "SIGKILL" and row["last_exit"] == "killed by SIGKILL"
+    assert row["last_exit_code"] == -1 and row["status"] == "BACKOFF" and row["schema"] == 2
+    table = maestro.run("list-services").stdout
+    assert "killed by SIGKILL" in next(line for line in table.splitlines() if line.startswith("victim"))
+    # Kept across a container restart (the boot starts it afresh; its last exit stays until the next one).
+    assert maestro.stop() == 0
+    maestro.boot()
+    again = maestro.wait_running(["victim"])["victim"]
+    assert again["last_exit_signal"] == "SIGKILL" and again["last_exit"] == "killed by SIGKILL", again

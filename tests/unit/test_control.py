@@ -7,6 +7,7 @@ import json
 import random
 import threading
 import time
+from dataclasses import replace
 
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -230,3 +231,73 @@ def test_a_boot_after_fatal_starts_a_fresh_count_even_when_unseen_alive():
     state = RunState(phase="FATAL", attempts=3, restarts=3, handled_start=50)
     state, actions = step(policy(), state, info("EXITED", 200, 200, 3), 201, False)
     assert state.phase == "BACKOFF" and state.attempts == 0 and not [a for a in actions if a.event == "gave_up"]
+
+
+def test_a_web_service_ending_cleanly_at_once_is_fatal_not_restarted():
+    from maestro_runtime.control.supervision import QUICK_CLEAN_EXIT
+
+    web = policy(listens=True, startsecs=1.0, essential=True)
+    seen, _ = step(web, RunState(), info("RUNNING", 100), 100.2, False)
+    state, actions = step(web, seen, info("EXITED", 100, 101, 0), 101.3, False)
+    assert state.phase == "FATAL" and state.fatal_reason == QUICK_CLEAN_EXIT and state.restarts == 0
+    assert [(a.kind, a.event) for a in actions] == [("alert", "gave_up"), ("exit_container", "")]
+    assert step(policy(listens=True, restart="on-failure"), seen, info("EXITED", 100, 100, 0), 101, False)[0].phase \
+        == "FATAL"
+    # restart: never accepts an end; a run that lasted, or one a probe saw serving, is an ordinary end.
+    assert step(policy(listens=True, restart="never"), seen, info("EXITED", 100, 100, 0), 101, False)[0].phase \
+        == "EXITED"
+    assert step(web, seen, info("EXITED", 100, 105, 0), 106, False)[0].phase == "BACKOFF"
+    served = replace(seen, health="healthy")
+    assert step(web, served, info("EXITED", 100, 101, 0), 102, False)[0].phase == "BACKOFF"
+    # Not a web program (a Procfile worker, or no port): the policy alone decides.
+    assert step(policy(), seen, info("EXITED", 100, 100, 0), 101, False)[0].phase == "BACKOFF"
+    # Running again clears the reason.
+    again, _ = step(web, state, info("RUNNING", 200), 200.5, False)
+    assert again.phase == "RUNNING" and again.fatal_reason == ""
+
+
+def test_a_run_killed_by_a_signal_keeps_its_name():
+    from maestro_runtime.control.runstate import describe_exit
+
+    seen, _ = step(policy(), RunState(), info("RUNNING", 100), 100.2, False)
+    killed = {**info("EXITED", 100, 150, -1), "signal": "SIGKILL"}
+    state, actions = step(policy(), seen, killed, 151, False)
+    assert state.last_exit_signal == "SIGKILL" and describe_exit(state) == "killed by SIGKILL"
+    assert [a.detail for a in actions if a.event == "exited"] == ["killed by SIGKILL"]
+    # getAllProcessInfo (no maestro.processStates) has no name for it.
+    state, _ = step(policy(), seen, info("EXITED", 100, 150, -1), 151, False)
+    assert state.last_exit_signal is None and describe_exit(state) == "killed by a signal"
+    assert RunState.from_dict(state.to_dict()) == state  # kept across restarts in runstate/<id>.json
+
+
+def test_process_states_client_reads_the_json_and_says_none_on_a_fault(tmp_path):
+    """A stand-in for supervisord's HTTP answer (the real one is in tests/integration): the client
+    parses maestro.processStates' string and returns None on a fault, so callers fall back."""
+    import socket
+
+    from maestro_runtime.control import rpc
+
+    def serve_once(path, body: bytes):
+        server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        server.bind(str(path))
+        server.listen(1)
+
+        def answer():
+            conn, _ = server.accept()
+            conn.recv(65536)
+            conn.sendall(b"HTTP/1.0 200 OK\r\nContent-Type: text/xml\r\n\r\n" + body)
+            conn.close()
+            server.close()
+
+        threading.Thread(target=answer, daemon=True).start()
+
+    rows = [{"name": "api", "statename": "EXITED", "exitstatus": -1, "signal": "SIGTERM", "spawnerr": "<&>"}]
+    text = json.dumps(rows).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    serve_once(tmp_path / "a.sock", b"<?xml version='1.0'?><methodResponse><params><param><value><string>"
+               + text.encode() + b"</string></value></param></params></methodResponse>")
+    assert rpc.fetch(tmp_path / "a.sock", 5) == rows
+    serve_once(tmp_path / "b.sock", b"<?xml version='1.0'?><methodResponse><fault><value><struct><member><name>"
+               b"faultCode</name><value><int>1</int></value></member></struct></value></fault></methodResponse>")
+    assert rpc.fetch(tmp_path / "b.sock", 5) is None
+    assert rpc.fetch(tmp_path / "none.sock", 5) is None
+    assert rpc.signal_name(9) == "SIGKILL" and rpc.signal_name(200) == "signal 200"
