@@ -1,7 +1,9 @@
 #!/usr/bin/python3 -IS
 """maestro-runtime HEALTHCHECK: probe every registered service at once.
 
-Exit 0 healthy, 1 unhealthy; one summary line naming what fails.
+Exit 0 healthy, 1 unhealthy; one summary line naming what fails. ``--live`` asks only
+whether the runtime itself works (supervisord answers, its controller runs): a liveness
+probe, which must not restart every service because one of them failed.
 
 Startup time is most of a healthcheck's cost, so this file is standalone and
 imports almost nothing (run it with ``python3 -I -S``): no maestro_runtime,
@@ -266,6 +268,35 @@ def runtime_location(configured: str, state_dir: str) -> str:
     return fallback if _read_only(configured) and not _read_only(fallback) else configured
 
 
+def supervisor_socket(env: dict[str, str], state_dir: str) -> str:
+    runtime_dir = runtime_location(env.get("MAESTRO_RUNTIME_DIR", "").strip() or "/run/maestro", state_dir)
+    return os.path.join(runtime_dir, "control", "supervisor.sock")
+
+
+def process_table(query: SupervisorQuery) -> dict[str, dict] | None:
+    """The answer of a query already run; getAllProcessInfo when supervisord lacks maestro.processStates."""
+    if query.processes is None and query.answered:  # a supervisord of another config
+        query = SupervisorQuery(query.socket_path, RPC_BODIES[1])
+        probe_all([], query)
+    return query.processes
+
+
+def check_live(env: dict[str, str]) -> tuple[int, str]:
+    """Liveness (``--live``): is the runtime itself working? supervisord answers and the controller,
+    which restarts services and stops the container when an essential one gives up, runs. A service
+    that failed or is unhealthy is not a reason to restart every other one with the container."""
+    state_dir = env.get("MAESTRO_STATE_DIR", "").strip() or "/var/lib/maestro"
+    query = SupervisorQuery(supervisor_socket(env, state_dir))
+    probe_all([], query)
+    processes = process_table(query)
+    if processes is None:
+        return 1, "unhealthy: supervisord is not answering"
+    controller = processes.get("maestro-controller", {}).get("statename", "NOT_LOADED")
+    if controller not in ("RUNNING", "STARTING"):
+        return 1, f"unhealthy: maestro-controller {controller}"
+    return 0, f"live: supervisord answers, maestro-controller {controller}"
+
+
 def check(env: dict[str, str]) -> tuple[int, str]:
     override = [int(p) for p in re.split(r"[\s,;]+", env.get("HEALTHCHECK_PORTS", "").strip()) if p]
     if override:
@@ -273,7 +304,6 @@ def check(env: dict[str, str]) -> tuple[int, str]:
         return summary([f"{n} ({why})" for n, why in results.items() if why], len(override), [], "port(s)")
 
     state_dir = env.get("MAESTRO_STATE_DIR", "").strip() or "/var/lib/maestro"
-    runtime_dir = runtime_location(env.get("MAESTRO_RUNTIME_DIR", "").strip() or "/run/maestro", state_dir)
     start_period = float(env.get("HEALTHCHECK_START_PERIOD", "20"))
     now = time.time()
     stopped = os.path.join(state_dir, "runstate", "{}.stopped")
@@ -286,12 +316,9 @@ def check(env: dict[str, str]) -> tuple[int, str]:
     targets = [(r["id"], int(r["port"]), (r.get("health") or {}).get("kind", "http"),
                 (r.get("health") or {}).get("path", "/")) for r in ready
                if (r.get("health") or {}).get("kind", "http") in ("http", "tcp")]
-    query = SupervisorQuery(os.path.join(runtime_dir, "control", "supervisor.sock"))
+    query = SupervisorQuery(supervisor_socket(env, state_dir))
     answers = probe_all(targets, query)  # probes and the supervisord query run together
-    if query.processes is None and query.answered:  # no maestro.processStates: a supervisord of another config
-        query = SupervisorQuery(query.socket_path, RPC_BODIES[1])
-        probe_all([], query)
-    processes = query.processes
+    processes = process_table(query)
     if processes is None:
         return 1, "unhealthy: supervisord is not answering"
     failing, starting, healthy = [], [], 0
@@ -333,7 +360,7 @@ def main() -> None:
     try:
         if BUDGET_ERROR:
             raise ValueError(BUDGET_ERROR)
-        code, line = check(dict(os.environ))
+        code, line = (check_live if "--live" in sys.argv[1:] else check)(dict(os.environ))
     except ValueError as exc:
         code, line = 1, f"unhealthy: bad HEALTHCHECK_* setting: {exc}"
     print(line, flush=True)

@@ -48,9 +48,9 @@ def k8s_resources(res: Resources) -> dict[str, Any]:
     return {"requests": requests, **({"limits": limits} if limits else {})}
 
 
-def probe(period: int, failures: int) -> dict[str, Any]:
-    return {"exec": {"command": list(HEALTHCHECK)}, "periodSeconds": period, "timeoutSeconds": 5,
-            "failureThreshold": failures}
+def probe(period: int, failures: int, *, live: bool = False) -> dict[str, Any]:
+    command = [*HEALTHCHECK, *(["--live"] if live else [])]
+    return {"exec": {"command": command}, "periodSeconds": period, "timeoutSeconds": 5, "failureThreshold": failures}
 
 
 def container(options: Options, units: Sequence[Unit], res: Resources) -> dict[str, Any]:
@@ -74,10 +74,13 @@ def container(options: Options, units: Sequence[Unit], res: Resources) -> dict[s
             "seccompProfile": {"type": "RuntimeDefault"},
         },
         "resources": k8s_resources(res),
-        # First boot fetches and builds every project: up to 15 minutes before liveness counts.
-        "startupProbe": probe(10, 90),
-        "readinessProbe": probe(10, 3),
-        "livenessProbe": probe(30, 3),
+        # Startup and liveness ask whether the runtime works (--live), never whether every service
+        # does: a project whose build fails must not restart the pod, and every service with it.
+        # Readiness is every service's health where the pod holds one service (split); with all
+        # services in one pod, one failing service must not take the others out of their Services.
+        "startupProbe": probe(5, 60, live=True),
+        "readinessProbe": probe(10, 3, live=not options.split),
+        "livenessProbe": probe(30, 3, live=True),
         "volumeMounts": mounts,
     }
 

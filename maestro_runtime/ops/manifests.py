@@ -230,9 +230,12 @@ def notes_for(units: Sequence[Unit], options: Options, warnings: Iterable[str] =
         notes.append("One runtime holds every service: it scales up, not out; `--split` gives one "
                      + ("Deployment" if kube else "compose service") + " per service.")
     if kube:
-        notes.append("The liveness probe is the image's HEALTHCHECK: one service that stays unhealthy restarts "
-                     "its pod" + ("" if options.split else " and with it every service") + "; drop livenessProbe "
-                     "if that is not wanted (readiness still takes the pod out of its Services).")
+        notes.append("Startup and liveness probes run `maestro-healthcheck --live`: they restart the pod only "
+                     "when the runtime itself stops working (supervisord or its controller), never for one "
+                     "service; a service that gives up stops the pod only when it is `essential`. Readiness "
+                     + ("is the service's own health (the full HEALTHCHECK)." if options.split else
+                        "is --live too: with every service in one pod, one failing service must not take the "
+                        "others out of their Services (list-services and the metrics show each one)."))
     for unit in units:
         spec = unit.spec
         if spec.allow_hosts:

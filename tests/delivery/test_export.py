@@ -187,8 +187,10 @@ def test_all_in_one_statefulset():
     assert security["readOnlyRootFilesystem"] is True
     assert security["allowPrivilegeEscalation"] is False  # no-new-privileges
     assert security["capabilities"] == {"drop": ["ALL"], "add": list(ex.IDENTITY_CAPS)}
+    # One pod holds every service: no probe judges the pod by one service (a failed build would
+    # restart, or take out of their Services, all the others).
     for name in ("readinessProbe", "livenessProbe", "startupProbe"):
-        assert main[name]["exec"]["command"] == list(ex.HEALTHCHECK)
+        assert main[name]["exec"]["command"] == [*ex.HEALTHCHECK, "--live"]
     mounts = {m["mountPath"]: m for m in main["volumeMounts"]}
     assert set(mounts) == {"/var/lib/maestro", "/home", "/opt/projects", "/tmp", "/run", ex.SERVICES_FILE}
     assert mounts[ex.SERVICES_FILE]["readOnly"] is True
@@ -213,6 +215,10 @@ def test_split_sizes_each_pod_from_the_spec():
         text = next(d["data"]["services.yml"] for d in docs if d["metadata"]["name"] == config)
         assert len(parsed_from(text).specs) == 1, "a one-service spec per pod"
         assert deployment["spec"]["template"]["spec"]["containers"][0]["image"] == ex.DEFAULT_IMAGE
+        probes = {k: v["exec"]["command"] for k, v in pod["containers"][0].items() if k.endswith("Probe")}
+        # The pod is its one service: readiness is its health; restarts only when the runtime is stuck.
+        assert probes == {"readinessProbe": list(ex.HEALTHCHECK), "livenessProbe": [*ex.HEALTHCHECK, "--live"],
+                          "startupProbe": [*ex.HEALTHCHECK, "--live"]}
 
 
 def test_split_without_limits_uses_the_runtime_defaults():

@@ -74,12 +74,26 @@ def test_port_override_and_supervisord_down(maestro):
     assert proc.returncode == 1 and "supervisord is not answering" in proc.stdout
 
 
+def run_live(maestro) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-I", "-S", str(HEALTHCHECK), "--live"], env=maestro.env,
+                          capture_output=True, text=True, timeout=10)
+
+
 def test_a_service_that_failed_to_provision_is_unhealthy(maestro):
     maestro.preseed("good")
     maestro.boot(SERVICES="/nope/missing|||broken")
     maestro.wait_running(["good"])
     proc = run_check(maestro)
     assert proc.returncode == 1 and proc.stdout.strip() == "unhealthy: broken (FAILED)"
+    # Liveness judges the runtime, not one service: restarting the container would not fix a build.
+    live = run_live(maestro)
+    assert live.returncode == 0 and live.stdout.strip() == "live: supervisord answers, maestro-controller RUNNING"
+    maestro.run("supervisorctl", "-c", str(maestro.root / "run" / "supervisord.conf"), "stop", "maestro-controller")
+    live = run_live(maestro)
+    assert live.returncode == 1 and live.stdout.strip() == "unhealthy: maestro-controller STOPPED"
+    maestro.stop()
+    live = run_live(maestro)
+    assert live.returncode == 1 and "supervisord is not answering" in live.stdout
 
 
 def test_the_script_runs_by_itself():
