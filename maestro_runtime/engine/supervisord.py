@@ -101,7 +101,10 @@ def controller_command() -> str:
 def render_main_config(
     *, conf_path: Path, socket: Path, include_dir: Path, pidfile: Path, childlogdir: Path, loglevel: str,
     logs_dir: Path | None = None, log_max_bytes: int = 10 << 20, log_backups: int = 3, with_controller: bool = False,
+    add_program: bool = False,
 ) -> str:
+    """``add_program``: load engine/rpc_add.py into supervisord (``maestro.addProgram``, used at boot);
+    supervisord must then run on an interpreter that imports maestro_runtime."""
     return _environment().get_template("supervisord.conf.j2").render(
         conf_path=_safe_path(conf_path, "config path"),
         socket=_safe_path(socket, "control socket"),
@@ -111,6 +114,7 @@ def render_main_config(
         loglevel=LOGLEVELS.get(loglevel, "info"),
         log_listener=log_listener_command(logs_dir, log_max_bytes, log_backups),
         controller=controller_command() if with_controller else "",
+        add_program=add_program,
     )
 
 
@@ -201,6 +205,27 @@ class Supervisor:
         for group in added:
             self._add(group)
         return added, changed, removed
+
+    def add_program(self, name: str) -> bool | None:
+        """Add one program from its own file (engine/rpc_add.py), without rereading the others and
+        without touching one supervisord already has: True when added, False when supervisord had
+        it (it read the file at its start-up and started it itself), None when there is no file."""
+        import xmlrpc.client
+
+        try:
+            return bool(self.call("maestro.addProgram", name))
+        except xmlrpc.client.Fault as fault:
+            if "BAD_NAME" in fault.faultString:
+                return None
+            raise
+
+    def add_new(self) -> tuple[list[str], list[str]]:
+        """Reread, and add only the groups supervisord does not have: nothing it runs is stopped,
+        removed or started again (boot's hand-over). Returns (added, changed but left as they are)."""
+        added, changed, _removed = self.call("supervisor.reloadConfig")[0]
+        for group in added:
+            self._add(group)
+        return added, changed
 
     def _add(self, group: str) -> None:
         # ALREADY_ADDED: an update from outside got there first.
