@@ -56,7 +56,8 @@ def prepare_runtime(settings: Settings) -> None:
         log_max_bytes=ops.log_max_bytes,
         log_backups=ops.log_backups,
         with_controller=True,
-        add_program=True,
+        # maestro.addProgram runs inside supervisord: only when it is this interpreter's (it imports us)
+        add_program=own_supervisord(settings) is not None,
     )
     atomic_write(settings.supervisord_conf, text)
     exit_status_file(settings).unlink(missing_ok=True)  # a verdict of the previous run is not ours
@@ -99,8 +100,13 @@ def start_supervisord(settings: Settings) -> subprocess.Popen:
     provisioning. Our program files are cleared first, so it starts with (almost) none: each
     service is added as soon as it is provisioned (:class:`EarlyStart`)."""
     remove_orphan_programs(settings.supervisor_conf_dir, wanted=set())
-    supervisord = shutil.which(settings.supervisord_bin, path=os.path.dirname(sys.executable))
+    supervisord = own_supervisord(settings)
     return subprocess.Popen([supervisord or settings.supervisord_bin, "-n", "-c", str(settings.supervisord_conf)])
+
+
+def own_supervisord(settings: Settings) -> str | None:
+    """supervisord installed beside this interpreter (the image's venv), if there is one."""
+    return shutil.which(settings.supervisord_bin, path=os.path.dirname(sys.executable))
 
 
 def stop_on_signals() -> None:
@@ -188,9 +194,10 @@ def hand_over(settings: Settings, daemon: subprocess.Popen, early: EarlyStart | 
     if early is not None:
         early.answering = True
         early.flush()
-    # One reread for whatever was not added early; still only adds: a program supervisord runs is
-    # never stopped or started again here.
-    _added, changed = supervisor.add_new()
+    # One reread for whatever was not added early (and a program whose file is gone, e.g. of a
+    # service that failed after supervisord read it at start-up, stops); a program supervisord runs
+    # is never started again here.
+    _added, changed, _removed = supervisor.update(restart_changed=False)
     if changed:
         log.warning("program files changed during boot, left running as started: %s", ", ".join(changed))
 

@@ -194,12 +194,15 @@ class Supervisor:
     def processes(self) -> dict[str, dict[str, Any]]:
         return {info["name"]: info for info in self.call("supervisor.getAllProcessInfo")}
 
-    def update(self) -> tuple[list[str], list[str], list[str]]:
-        """Reread the config and apply it like ``supervisorctl update``: only what changed."""
+    def update(self, *, restart_changed: bool = True) -> tuple[list[str], list[str], list[str]]:
+        """Reread the config and apply it like ``supervisorctl update``: only what changed.
+        ``restart_changed=False`` (boot's hand-over) leaves a changed program running as it is:
+        stop + remove + add of a program that has just started is how one runs twice (see
+        tests/integration/test_early_start.py)."""
         added, changed, removed = self.call("supervisor.reloadConfig")[0]
         for group in removed:
             self._stop_and_remove(group)
-        for group in changed:
+        for group in changed if restart_changed else ():
             self._stop_and_remove(group)
             self._add(group)
         for group in added:
@@ -218,14 +221,6 @@ class Supervisor:
             if "BAD_NAME" in fault.faultString:
                 return None
             raise
-
-    def add_new(self) -> tuple[list[str], list[str]]:
-        """Reread, and add only the groups supervisord does not have: nothing it runs is stopped,
-        removed or started again (boot's hand-over). Returns (added, changed but left as they are)."""
-        added, changed, _removed = self.call("supervisor.reloadConfig")[0]
-        for group in added:
-            self._add(group)
-        return added, changed
 
     def _add(self, group: str) -> None:
         # ALREADY_ADDED: an update from outside got there first.
