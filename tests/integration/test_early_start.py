@@ -234,3 +234,18 @@ def test_builds_run_in_parallel_bounded_by_build_jobs(maestro, jobs):
     # ports in input order, whatever order the builds ended in
     ports = [services[e["name"]]["port"] for e in entries]
     assert ports == sorted(ports) and len(set(ports)) == len(ports)
+
+
+def test_sigterm_while_builds_run_in_parallel_ends_everything(maestro):
+    """docker stop during boot with two builds running at once: the entrypoint exits soon, the
+    third service never starts building, and no process is left (the fixture checks)."""
+    marks = spawn_folder(maestro.root)
+    entries = [{"name": f"w{i}", "repo": str(source(maestro, f"w{i}")), "cmd": "python3 -m http.server $PORT",
+                "release": f"touch {marks}/w{i} && sleep 120"} for i in range(3)]
+    maestro.boot(wait=False, MAESTRO_SERVICES_FILE=services_spec(maestro, entries), MAESTRO_BUILD_JOBS="2")
+    wait_for(lambda: len(list(marks.iterdir())) == 2, 60, 0.05, what="two release steps running")
+    started = time.monotonic()
+    code = maestro.stop(timeout=30)
+    assert code == 128 + 15, maestro.log()[-2000:]
+    assert time.monotonic() - started < 15
+    assert len(list(marks.iterdir())) == 2  # the third never began
