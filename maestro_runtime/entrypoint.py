@@ -20,10 +20,10 @@ from pathlib import Path
 import click
 
 from maestro_runtime.engine import reaper
-from maestro_runtime.engine.supervisord import Supervisor, render_main_config
+from maestro_runtime.engine.supervisord import Supervisor, SupervisorUnavailable, render_main_config
 from maestro_runtime.log_format import setup_logging
 from maestro_runtime.ops.provision import Provisioner
-from maestro_runtime.ops.reconcile import reconcile, remove_orphan_programs, write_report
+from maestro_runtime.ops.reconcile import OnReady, reconcile, remove_orphan_programs, write_report
 from maestro_runtime.settings import OpsSettings, Settings, load_or_exit, read_only
 from maestro_runtime.spec.gather import gather_specs
 from maestro_runtime.state.records import RecordStore, atomic_write
@@ -56,6 +56,8 @@ def prepare_runtime(settings: Settings) -> None:
         log_max_bytes=ops.log_max_bytes,
         log_backups=ops.log_backups,
         with_controller=True,
+        # maestro.addProgram runs inside supervisord: only when it is this interpreter's (it imports us)
+        maestro_rpc=own_supervisord(settings) is not None,
     )
     atomic_write(settings.supervisord_conf, text)
     exit_status_file(settings).unlink(missing_ok=True)  # a verdict of the previous run is not ours
@@ -79,12 +81,13 @@ def ensure_tmpdir(settings: Settings) -> None:
     log.warning("%s is on a read-only file system: temporary files go to %s", current, folder)
 
 
-def boot(settings: Settings) -> int:
-    """Provision everything; return the number of failures."""
+def boot(settings: Settings, on_ready: OnReady | None = None) -> int:
+    """Provision everything, ``settings.build_jobs`` services at a time; ``on_ready`` gets each
+    service's programs as soon as they are written. Returns the number of failures."""
     provisioner = Provisioner(settings)
     for warning in provisioner.boot_warnings():
         log.warning("%s", warning)
-    report = reconcile(provisioner, gather_specs(settings))
+    report = reconcile(provisioner, gather_specs(settings), jobs=settings.build_jobs, on_ready=on_ready)
     for problem in provisioner.policy.sync_firewall(provisioner.store.all()):
         log.warning("%s", problem)
     write_report(settings.boot_report, report)
@@ -94,11 +97,16 @@ def boot(settings: Settings) -> int:
 
 def start_supervisord(settings: Settings) -> subprocess.Popen:
     """supervisord spends its first second before it starts anything: let that second overlap
-    provisioning. Our program files are cleared first, so it starts with none and every service
-    is added by one update once provisioned (like supervisorctl update)."""
+    provisioning. Our program files are cleared first, so it starts with (almost) none: each
+    service is added as soon as it is provisioned (:class:`EarlyStart`)."""
     remove_orphan_programs(settings.supervisor_conf_dir, wanted=set())
-    supervisord = shutil.which(settings.supervisord_bin, path=os.path.dirname(sys.executable))
+    supervisord = own_supervisord(settings)
     return subprocess.Popen([supervisord or settings.supervisord_bin, "-n", "-c", str(settings.supervisord_conf)])
+
+
+def own_supervisord(settings: Settings) -> str | None:
+    """supervisord installed beside this interpreter (the image's venv), if there is one."""
+    return shutil.which(settings.supervisord_bin, path=os.path.dirname(sys.executable))
 
 
 def stop_on_signals() -> None:
@@ -126,8 +134,53 @@ def stop_supervisord(daemon: subprocess.Popen, timeout: float = 30.0) -> None:
             daemon.wait()
 
 
-def hand_over(settings: Settings, daemon: subprocess.Popen, timeout: float = 60.0) -> None:
-    """Wait until supervisord answers, then add every provisioned program."""
+class EarlyStart:
+    """Each service's programs go to supervisord as soon as they are written and supervisord answers.
+
+    Only ``maestro.addProgram`` (engine/rpc_add.py): the one program, parsed alone, added only when
+    supervisord does not have it. Never ``update()`` (reloadConfig, then stop + remove + add of
+    every group it calls changed) while supervisord may be starting programs on its own: that is
+    how an earlier early start (reverted in 336b212) could run a service twice. A program whose
+    file supervisord read at its start-up was started by supervisord itself and is left alone.
+    Called in the boot's own thread (reconcile's ``on_ready``), with [] while nothing ends.
+    """
+
+    def __init__(self, settings: Settings, daemon: subprocess.Popen):
+        self.supervisor = Supervisor(settings.supervisor_socket)
+        self.daemon = daemon
+        self.pending: list[str] = []
+        self.answering = False
+        self.enabled = True
+
+    def __call__(self, programs: list[str]) -> None:
+        self.pending += programs
+        if self.pending and self.enabled and (self.answering or self._answers()):
+            self.flush()
+
+    def _answers(self) -> bool:
+        self.answering = self.daemon.poll() is None and self.supervisor.available()
+        return self.answering
+
+    def flush(self) -> None:
+        import xmlrpc.client
+
+        while self.pending and self.enabled:
+            try:
+                self.supervisor.add_program(self.pending[0])
+            except SupervisorUnavailable:
+                self.answering = False  # the rest waits for hand_over
+                return
+            except xmlrpc.client.Fault as fault:
+                if "UNKNOWN_METHOD" in fault.faultString:
+                    self.enabled = False  # no rpc_add in this supervisord: hand_over adds them all
+                    return
+                log.warning("%s: not added early (%s); added at hand-over", self.pending[0], fault.faultString)
+            self.pending.pop(0)
+
+
+def hand_over(settings: Settings, daemon: subprocess.Popen, early: EarlyStart | None = None,
+              timeout: float = 60.0) -> None:
+    """Wait until supervisord answers, then add every provisioned program it does not have yet."""
     supervisor = Supervisor(settings.supervisor_socket)
     deadline = time.monotonic() + timeout
     while not supervisor.available():
@@ -138,7 +191,15 @@ def hand_over(settings: Settings, daemon: subprocess.Popen, timeout: float = 60.
             log.error("supervisord did not answer on %s within %.0fs", settings.supervisor_socket, timeout)
             raise SystemExit(1)
         time.sleep(0.02)
-    supervisor.update()
+    if early is not None:
+        early.answering = True
+        early.flush()
+    # One reread for whatever was not added early (and a program whose file is gone, e.g. of a
+    # service that failed after supervisord read it at start-up, stops); a program supervisord runs
+    # is never started again here.
+    _added, changed, _removed = supervisor.update(restart_changed=False)
+    if changed:
+        log.warning("program files changed during boot, left running as started: %s", ", ".join(changed))
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -174,10 +235,11 @@ def main(prepare_only: bool) -> None:
                 boot(settings)
             return
         daemon = start_supervisord(settings)
+        early = EarlyStart(settings, daemon)
         # Held until every program is added: a deploy run during boot waits instead of racing it.
         with store.lock():
-            boot(settings)
-            hand_over(settings, daemon)
+            boot(settings, on_ready=early)
+            hand_over(settings, daemon, early)
         handed_over = True
     except OSError as exc:  # e.g. a full or read-only state disk: one line naming the file
         log.error("boot failed: %s", exc)

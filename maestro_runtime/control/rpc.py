@@ -57,10 +57,17 @@ def _record_signals() -> None:
 
 
 class MaestroInterface:
-    def __init__(self, supervisord: Any):
+    def __init__(self, supervisord: Any, programs: str):
         from supervisor.rpcinterface import SupervisorNamespaceRPCInterface
 
+        from maestro_runtime.engine.rpc_add import AddProgram
+
         self._main = SupervisorNamespaceRPCInterface(supervisord)
+        self._adder = AddProgram(supervisord, programs)
+
+    def addProgram(self, name: str) -> bool:  # camelCase: the XML-RPC name
+        """Add program group ``name`` from its own file (engine/rpc_add.py); False when present."""
+        return self._adder.addProgram(name)
 
     def processStates(self) -> str:  # camelCase: the XML-RPC name, as supervisord spells its own
         """getAllProcessInfo's rows (name, group, state, statename, pid, start, stop, exitstatus,
@@ -76,9 +83,11 @@ class MaestroInterface:
         return json.dumps(rows, separators=(",", ":"))  # ASCII: control characters escaped for XML
 
 
-def make_interface(supervisord: Any, **_config: Any) -> MaestroInterface:
+def make_interface(supervisord: Any, **config: Any) -> MaestroInterface:
+    """The ``supervisor.rpcinterface_factory`` of ``[rpcinterface:maestro]`` (``programs``: the folder
+    of program files)."""
     _record_signals()
-    return MaestroInterface(supervisord)
+    return MaestroInterface(supervisord, config["programs"])
 
 
 # ---------------------------------------------------------------- in the runtime

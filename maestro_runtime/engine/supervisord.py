@@ -101,7 +101,11 @@ def controller_command() -> str:
 def render_main_config(
     *, conf_path: Path, socket: Path, include_dir: Path, pidfile: Path, childlogdir: Path, loglevel: str,
     logs_dir: Path | None = None, log_max_bytes: int = 10 << 20, log_backups: int = 3, with_controller: bool = False,
+    maestro_rpc: bool = False,
 ) -> str:
+    """``maestro_rpc``: load the runtime's XML-RPC methods into supervisord (control/rpc.py:
+    ``maestro.processStates``, ``maestro.addProgram``); supervisord must then run on an
+    interpreter that imports maestro_runtime. Without them, clients fall back to supervisor's own."""
     return _environment().get_template("supervisord.conf.j2").render(
         conf_path=_safe_path(conf_path, "config path"),
         socket=_safe_path(socket, "control socket"),
@@ -111,6 +115,7 @@ def render_main_config(
         loglevel=LOGLEVELS.get(loglevel, "info"),
         log_listener=log_listener_command(logs_dir, log_max_bytes, log_backups),
         controller=controller_command() if with_controller else "",
+        maestro_rpc=maestro_rpc,
     )
 
 
@@ -190,17 +195,33 @@ class Supervisor:
     def processes(self) -> dict[str, dict[str, Any]]:
         return {info["name"]: info for info in self.call("supervisor.getAllProcessInfo")}
 
-    def update(self) -> tuple[list[str], list[str], list[str]]:
-        """Reread the config and apply it like ``supervisorctl update``: only what changed."""
+    def update(self, *, restart_changed: bool = True) -> tuple[list[str], list[str], list[str]]:
+        """Reread the config and apply it like ``supervisorctl update``: only what changed.
+        ``restart_changed=False`` (boot's hand-over) leaves a changed program running as it is:
+        stop + remove + add of a program that has just started is how one runs twice (see
+        tests/integration/test_early_start.py)."""
         added, changed, removed = self.call("supervisor.reloadConfig")[0]
         for group in removed:
             self._stop_and_remove(group)
-        for group in changed:
+        for group in changed if restart_changed else ():
             self._stop_and_remove(group)
             self._add(group)
         for group in added:
             self._add(group)
         return added, changed, removed
+
+    def add_program(self, name: str) -> bool | None:
+        """Add one program from its own file (engine/rpc_add.py), without rereading the others and
+        without touching one supervisord already has: True when added, False when supervisord had
+        it (it read the file at its start-up and started it itself), None when there is no file."""
+        import xmlrpc.client
+
+        try:
+            return bool(self.call("maestro.addProgram", name))
+        except xmlrpc.client.Fault as fault:
+            if "BAD_NAME" in fault.faultString:
+                return None
+            raise
 
     def _add(self, group: str) -> None:
         # ALREADY_ADDED: an update from outside got there first.

@@ -7,6 +7,8 @@ import logging
 import os
 import pwd
 import subprocess
+import threading
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -18,6 +20,15 @@ log = logging.getLogger("maestro")
 
 class AccountError(Exception):
     pass
+
+
+# Boot provisions services in parallel (ops/reconcile.py). useradd/userdel take /etc/passwd's lock
+# and fail at once on contention ("cannot lock /etc/passwd; try again later"), and the lookup and
+# the creation must be one step: one at a time in this process.
+_PASSWD = threading.Lock()
+# accounts.json is read, changed and written whole: one change at a time.
+_REGISTRY = threading.RLock()
+_LOCKED_TRIES = 5  # another process (an operator's useradd) holding the lock: wait a little
 
 
 COMMENT = "maestro service"  # the passwd comment of accounts the runtime creates
@@ -61,7 +72,11 @@ class Account:
 
 
 def _run(argv: list[str]) -> None:
-    proc = subprocess.run(argv, capture_output=True, text=True)
+    for attempt in range(_LOCKED_TRIES):
+        proc = subprocess.run(argv, capture_output=True, text=True)
+        if proc.returncode == 0 or "cannot lock" not in proc.stderr or attempt == _LOCKED_TRIES - 1:
+            break
+        time.sleep(0.1 * (attempt + 1))
     if proc.returncode != 0:
         detail = (proc.stderr or proc.stdout).strip().splitlines()
         raise AccountError(f"{argv[0]} failed ({proc.returncode}): {detail[-1] if detail else 'no output'}")
@@ -108,13 +123,14 @@ def ensure_account(user: str, home_root: Path, prefix: Path | None = None) -> Ac
     # The home is always under home_root (a volume in the image), even for an account that
     # existed before with another home: services get HOME from us, not from passwd.
     home = home_root / user
-    ids = _lookup(user, prefix)
-    if ids is None:
-        _run(["useradd", *_prefix_args(prefix), "--system", "--user-group", "--home-dir", str(home),
-              "--no-create-home", "--shell", "/usr/sbin/nologin", "--comment", COMMENT, user])
+    with _PASSWD:
         ids = _lookup(user, prefix)
         if ids is None:
-            raise AccountError(f"useradd reported success but user {user} cannot be found")
+            _run(["useradd", *_prefix_args(prefix), "--system", "--user-group", "--home-dir", str(home),
+                  "--no-create-home", "--shell", "/usr/sbin/nologin", "--comment", COMMENT, user])
+            ids = _lookup(user, prefix)
+            if ids is None:
+                raise AccountError(f"useradd reported success but user {user} cannot be found")
     account = Account(user=user, uid=ids[0], gid=ids[1], home=home)
     make_folders(account, home_root, chown=True)
     return account
@@ -161,9 +177,10 @@ def own_tree(root: Path, account: Account, mode: int = 0o750, leave: tuple[str, 
 
 
 def delete_account(user: str, prefix: Path | None = None) -> None:
-    if _lookup(user, prefix) is None:
-        return
-    _run(["userdel", *(["--prefix", str(prefix)] if prefix else []), user])
+    with _PASSWD:
+        if _lookup(user, prefix) is None:
+            return
+        _run(["userdel", *(["--prefix", str(prefix)] if prefix else []), user])
 
 
 def purge_tree(path: Path, under: Path | None = None) -> None:
@@ -215,6 +232,10 @@ class AccountRegistry:
 
     def admit(self, user: str, service: str, *, explicit: bool) -> None:
         """Allow ``service`` to run as ``user`` (and remember it), or raise AccountError."""
+        with _REGISTRY:
+            self._admit(user, service, explicit=explicit)
+
+    def _admit(self, user: str, service: str, *, explicit: bool) -> None:
         holders = self.load()
         holder = holders.get(user)
         if holder is None:
@@ -248,9 +269,10 @@ class AccountRegistry:
         return holder is not None and holder.created
 
     def forget(self, user: str) -> None:
-        holders = self.load()
-        if holders.pop(user, None) is not None:
-            self._save(holders)
+        with _REGISTRY:
+            holders = self.load()
+            if holders.pop(user, None) is not None:
+                self._save(holders)
 
 
 def allowed_users(raw: str) -> frozenset[str]:

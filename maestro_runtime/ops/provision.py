@@ -9,6 +9,7 @@ service never stops the others.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
@@ -104,6 +105,8 @@ class Provisioner:
         self.accounts = accounts.AccountRegistry(
             settings.state_dir / "accounts.json", prefix=settings.accounts_prefix,
             allowed=accounts.allowed_users(settings.allowed_users))
+        # Boot provisions in parallel (ops/reconcile.py): tasks' git workspaces share stores.
+        self._workspaces = threading.Lock()
 
     def _ports_from_records(self) -> dict[str, int]:
         """What a lost port ledger is rebuilt from: the ports the ready services were given."""
@@ -243,7 +246,8 @@ class Provisioner:
             return Code(spec.directory, str(spec.directory), "")
         assert spec.repo is not None
         self._check_system_path(spec)
-        workspace = task_source(self, a, previous, refetch)
+        with self._workspaces:
+            workspace = task_source(self, a, previous, refetch)
         if workspace is not None:  # a writable git checkout on its branch (tasks/workspace.py)
             return workspace
         directory, source = self.settings.projects_dir / a.id, redact(spec.repo)

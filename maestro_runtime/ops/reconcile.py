@@ -4,20 +4,26 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from maestro_runtime.engine.supervisord import PROGRAM_MARKER
+from maestro_runtime.ops.parallel import map_bounded
 from maestro_runtime.ops.provision import Assignment, Outcome, Provisioner, assign_ids
 from maestro_runtime.sources.redact import redact
 from maestro_runtime.spec import ParseResult, SpecError
-from maestro_runtime.spec.naming import unique_id
+from maestro_runtime.spec.naming import reserved, unique_id
+from maestro_runtime.state.ports import PortError
 from maestro_runtime.state.records import ServiceRecord, atomic_write
 
 log = logging.getLogger("maestro")
 KEPT_KINDS = ("deploy",)  # services added at run time; they are not in the environment
+# Called with the programs of each service as soon as it is provisioned (boot starts them there
+# and then), and with [] while nothing ends; always in reconcile's own thread.
+OnReady = Callable[[list[str]], None]
 
 
 @dataclass
@@ -72,8 +78,10 @@ def roster(parsed: ParseResult, existing: Sequence[ServiceRecord], corrupt: Sequ
     return Roster(assignments, kept, tuple(invalid), removed, frozenset(taken), unusable)
 
 
-def reconcile(provisioner: Provisioner, parsed: ParseResult, *, refetch: bool = False) -> Report:
-    """Provision every spec, re-activate services deployed at run time, unregister the rest."""
+def reconcile(provisioner: Provisioner, parsed: ParseResult, *, refetch: bool = False, jobs: int = 1,
+              on_ready: OnReady | None = None) -> Report:
+    """Provision every spec (``jobs`` at a time), re-activate services deployed at run time,
+    unregister the rest. ``on_ready`` gets each service's programs as soon as they are written."""
     started = time.monotonic()
     report = Report(warnings=list(parsed.warnings))
     for warning in parsed.warnings:
@@ -86,12 +94,18 @@ def reconcile(provisioner: Provisioner, parsed: ParseResult, *, refetch: bool = 
     # An unusable record of a service in the specs is rebuilt by provisioning it; any other
     # fails its service alone, visibly (see Provisioner.record_corrupt).
     outcomes = [provisioner.record_corrupt(p) for p in corrupt if p.service_id in plan.corrupt]
-    outcomes += [provision_logged(provisioner, a, refetch=refetch) for a in plan.assignments]
+    reserve_ports(provisioner, plan.assignments)  # before anything runs in parallel: same input, same ports
+    ready = announce(provisioner, on_ready)
+    outcomes += map_bounded(per_user(provisioner, refetch), plan.assignments, jobs, on_result=ready,
+                            on_idle=(lambda: on_ready([])) if on_ready else None)
     # Entries that failed validation are recorded too (after the good ones, so no id shifts),
     # which makes them visible in list-services with their reason.
     for failed_id, error in plan.invalid:
         provisioner.record_invalid(failed_id, error)
-    outcomes += [provisioner.reactivate(record) for record in plan.kept if record.ready]
+    for record in plan.kept:
+        if record.ready:
+            outcomes.append(provisioner.reactivate(record))
+            ready(outcomes[-1])
     for service_id in plan.removed:
         provisioner.deactivate(service_id)
         provisioner.store.delete(service_id)
@@ -108,6 +122,42 @@ def reconcile(provisioner: Provisioner, parsed: ParseResult, *, refetch: bool = 
             report.changed.append(outcome.id)
     report.seconds = time.monotonic() - started
     return report
+
+
+def reserve_ports(provisioner: Provisioner, assignments: Sequence[Assignment]) -> None:
+    """Every port in input order, in one ledger write; provisioning then finds its port remembered.
+    A port that cannot be given (taken, none left) fails its service later, with the reason."""
+    wanted = [(a.id, a.spec.port) for a in assignments if not reserved(a.id)]
+    try:
+        provisioner.ledger.reserve(wanted, provisioner.settings.port_range)
+    except (PortError, OSError) as exc:  # each service's own assign says it again, in its failure
+        log.debug("ports not reserved ahead: %s", exc)
+
+
+def per_user(provisioner: Provisioner, refetch: bool) -> Callable[[Assignment], Outcome]:
+    """Provisioning of one service, never at once with another of the same user: they share the
+    user's home, caches and venv (ops/accounts.py)."""
+    locks: dict[str, threading.Lock] = {}
+    guard = threading.Lock()
+
+    def work(assignment: Assignment) -> Outcome:
+        with guard:
+            lock = locks.setdefault(assignment.user, threading.Lock())
+        with lock:
+            return provision_logged(provisioner, assignment, refetch=refetch)
+
+    return work
+
+
+def announce(provisioner: Provisioner, on_ready: OnReady | None) -> Callable[[Outcome], None]:
+    """Hand a provisioned service's programs to ``on_ready``: its own and its process types', when
+    its program is written (a failed redeploy's previous version too); none for a failure."""
+
+    def ready(outcome: Outcome) -> None:
+        if on_ready is not None and outcome.record is not None and outcome.record.ready:
+            on_ready([outcome.id, *provisioner.process_ids(outcome.id)])
+
+    return ready
 
 
 def provision_logged(provisioner: Provisioner, assignment: Assignment, *, refetch: bool) -> Outcome:

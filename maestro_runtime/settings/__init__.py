@@ -101,6 +101,8 @@ class Settings:
     startsecs: int
     startretries: int
     stopwaitsecs: int
+    # Services provisioned (fetched, built) at once at boot: MAESTRO_BUILD_JOBS, default the core count.
+    build_jobs: int = 1
     # Set when the configured runtime dir is read-only and the state dir holds it (said at boot).
     runtime_note: str | None = None
     log_timestamps: bool = True  # MAESTRO_LOG_TIMESTAMPS: ISO 8601 times on the runtime's own lines
@@ -170,6 +172,7 @@ class Settings:
             startsecs=int(get("MAESTRO_STARTSECS", "1")),
             startretries=int(get("MAESTRO_STARTRETRIES", "3")),
             stopwaitsecs=int(get("MAESTRO_STOPWAITSECS", "5")),
+            build_jobs=int(get("MAESTRO_BUILD_JOBS", str(os.cpu_count() or 1))),
             runtime_note=runtime_note,
             fetch=fetch_settings(env, problems),
             build=build_settings(env, problems),

@@ -111,6 +111,7 @@ RULES: tuple[tuple[str, str, object], ...] = (
     ("MAESTRO_STARTSECS", _WHOLE_0 + " (seconds, e.g. 1)", _whole(0)),
     ("MAESTRO_STARTRETRIES", _WHOLE_0 + " (e.g. 3)", _whole(0)),
     ("MAESTRO_STOPWAITSECS", _WHOLE_0 + " (seconds, e.g. 5)", _whole(0)),
+    ("MAESTRO_BUILD_JOBS", _WHOLE_1 + " (services built at once at boot, e.g. 4)", _whole(1)),
     ("MAESTRO_BUILD_TIMEOUT", _SECONDS, _number(positive=True)),
     ("MAESTRO_NPM_INCLUDE_DEV", _BOOL, _choice(tuple(BOOLEANS))),
     ("PIP_INSTALL_OPTIONS", "shell words with balanced quotes", _shell_words),

@@ -10,7 +10,7 @@ import os
 import socket
 import stat
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 from maestro_runtime.state.records import atomic_write
@@ -145,6 +145,25 @@ class PortLedger:
             port = choose_port(service_id, requested, ledger, port_range, is_free)
             ledger[service_id] = port
             return port
+
+    def reserve(
+        self,
+        requests: Sequence[tuple[str, int | None]],
+        port_range: tuple[int, int],
+        is_free: Callable[[int], bool] = port_is_free,
+    ) -> dict[str, int]:
+        """:meth:`assign` for many services in one locked write, in the order given (the boot does
+        this before it provisions in parallel, so ports never depend on which build ends first).
+        A service whose port cannot be given is left out: its own :meth:`assign` raises why."""
+        given: dict[str, int] = {}
+        with self.locked() as ledger:
+            for service_id, requested in requests:
+                try:
+                    port = choose_port(service_id, requested, ledger, port_range, is_free)
+                except PortError:
+                    continue
+                ledger[service_id] = given[service_id] = port
+        return given
 
     def release(self, service_id: str) -> int | None:
         with self.locked() as ledger:

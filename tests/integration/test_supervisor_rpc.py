@@ -20,7 +20,8 @@ from .conftest import wait_for
 
 pytestmark = pytest.mark.integration
 HEALTHCHECK = Path(__file__).resolve().parents[2] / "healthcheck" / "healthcheck.py"
-PLUGIN = "[rpcinterface:maestro]\nsupervisor.rpcinterface_factory = maestro_runtime.control.rpc:make_interface\n"
+PLUGIN = ("[rpcinterface:maestro]\nsupervisor.rpcinterface_factory = maestro_runtime.control.rpc:make_interface\n"
+          "programs = /nonexistent\n")
 
 
 def _supervisord(root: Path, with_plugin: bool) -> subprocess.Popen:
