@@ -97,13 +97,15 @@ def holders(service_id: str, programs, record_ids: Iterable[str]) -> tuple[dict[
     return held, stale
 
 
-def refuse_clash(record: ServiceRecord, programs, store) -> None:
+def refuse_clash(record: ServiceRecord, programs, store, roster_ids: Iterable[str] = ()) -> None:
     """Before a service's programs are written: SpecError (one line, both named) when one of them
-    is another's. A list of process programs left from an earlier boot loses what others hold
+    is another's. ``roster_ids``, every service of this boot, are taken before any is provisioned:
+    a service's name wins over another's process type whatever order they are provisioned in.
+    A list of process programs left from an earlier boot loses what others hold
     now, so removing this service (as its failure does) never removes theirs."""
     if not record.processes and not _names(programs.launch_dir, ".types"):
         return  # no process type anywhere (the common case): no name can clash
-    found, stale = holders(record.id, programs, _names(store.folder, ".json"))
+    found, stale = holders(record.id, programs, {*_names(store.folder, ".json"), *roster_ids})
     if stale is not None:
         types_file = programs.launch_dir / f"{record.id}.types"
         if stale:

@@ -107,6 +107,10 @@ class Provisioner:
             allowed=accounts.allowed_users(settings.allowed_users))
         # Boot provisions in parallel (ops/reconcile.py): tasks' git workspaces share stores.
         self._workspaces = threading.Lock()
+        # Every service id of the boot's roster (reconcile sets it): a process type program never
+        # takes one, whichever service is provisioned first.
+        self.roster_ids: frozenset[str] = frozenset()
+        self._naming = threading.Lock()  # a program name is checked and written as one step
 
     def _ports_from_records(self) -> dict[str, int]:
         """What a lost port ledger is rebuilt from: the ports the ready services were given."""
@@ -315,14 +319,15 @@ class Provisioner:
         """Gather the facts -> plan (pure, ops/plan.py) -> apply: the cgroups and their limits, the
         record, the launch scripts and program files. Returns the saved record, and True when
         supervisord must apply a change."""
-        processes.refuse_clash(record, self.programs, self.store)  # a program name is one service's
         facts = self._facts(record)
         planned = plan_service(record, facts)
         refused = {g.name: kinds for g in planned.groups if (kinds := self.policy.make_groups(g))}
         if refused:  # a limit the kernel refuses is learned only by trying: planned again, it falls back
             planned = plan_service(record, replace(facts, refused=refused))
-        self.store.save(planned.record)
-        return planned.record, self.programs.write_service(planned.program, planned.processes, planned.probe)
+        with self._naming:  # a program name is one service's
+            processes.refuse_clash(record, self.programs, self.store, self.roster_ids)
+            self.store.save(planned.record)
+            return planned.record, self.programs.write_service(planned.program, planned.processes, planned.probe)
 
     def _facts(self, record: ServiceRecord) -> Facts:
         return Facts(sandbox=self.policy.config, host=self.policy.facts(record), launch_dir=self.launch_dir,

@@ -95,6 +95,7 @@ def reconcile(provisioner: Provisioner, parsed: ParseResult, *, refetch: bool = 
     # fails its service alone, visibly (see Provisioner.record_corrupt).
     outcomes = [provisioner.record_corrupt(p) for p in corrupt if p.service_id in plan.corrupt]
     reserve_ports(provisioner, plan.assignments)  # before anything runs in parallel: same input, same ports
+    provisioner.roster_ids = plan.wanted  # names taken before any build ends (Provisioner.activate)
     ready = announce(provisioner, on_ready)
     outcomes += map_bounded(per_user(provisioner, refetch), plan.assignments, jobs, on_result=ready,
                             on_idle=(lambda: on_ready([])) if on_ready else None)

@@ -41,17 +41,17 @@ def failed(maestro, name: str) -> dict:
                     what=f"{name} FAILED")
 
 
-def test_a_later_service_named_like_a_process_type_fails(maestro):
+def test_a_service_name_wins_over_an_earlier_services_process_type(maestro):
+    """Provisioning runs in parallel: the outcome must not depend on which build ends first."""
     web = paas.write(maestro.root / "sources" / "web", WEB)
     other = paas.write(maestro.root / "sources" / "other", OTHER)
     maestro.boot(SERVICES=f"{web}|||web; {other}|||web-worker")
-    port = maestro.wait_running(["web"], timeout=60)["web"]["port"]
-    assert http_get(port, "beat") == "web beat from web worker\n"
-    error = failed(maestro, "web-worker")["error"]
-    assert "web-worker is already the worker process type of service web" in error, error
-    conf = Path(maestro.env["SUPERVISOR_CONF_DIR"]) / "web-worker.conf"
-    assert conf.exists(), "web's worker program is still there"
-    assert "worker.py" in (Path(maestro.env["MAESTRO_RUNTIME_DIR"]) / "launch" / "web-worker.sh").read_text()
+    port = maestro.wait_running(["web-worker"], timeout=60)["web-worker"]["port"]
+    assert http_get(port, "alone") == "the service web-worker alone\n"
+    error = failed(maestro, "web")["error"]
+    assert ("processes: process type worker would be program web-worker, which is already service "
+            "web-worker: rename one of them") in error, error
+    assert "python3 main.py" in (Path(maestro.env["MAESTRO_RUNTIME_DIR"]) / "launch" / "web-worker.sh").read_text()
 
 
 def test_a_later_process_type_named_like_a_service_fails_its_service(maestro):
