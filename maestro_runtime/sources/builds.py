@@ -55,7 +55,7 @@ from maestro_runtime.sources.buildplan import (  # noqa: F401 (re-exported: call
     tool_version,
     venv_is_fresh_needed,
 )
-from maestro_runtime.sources.declared import declared_build
+from maestro_runtime.sources.declared import declared_build, platform_env
 from maestro_runtime.sources.pybuild import python_plan  # noqa: F401 (re-exported)
 
 log = logging.getLogger("maestro.builds")
@@ -148,7 +148,7 @@ def compute_stamp(plan: Plan, contents: Mapping[str, bytes], tool_version: str, 
 
 def build_environment(directory: Path, account, opts: BuildOptions) -> dict[str, str]:
     cache = Path(account.cache_dir)
-    env = dict(opts.passthrough)
+    env = {**platform_env(directory), **dict(opts.passthrough)}  # the platform's, then the operator's
     env.update(
         HOME=str(account.home),
         USER=account.user,
