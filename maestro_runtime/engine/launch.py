@@ -62,12 +62,27 @@ def command_argv(command: str) -> list[str]:
     return ["/bin/sh", "-c", _WAIT_THEN_EXIT + command]
 
 
+def shims_dir(home: str) -> str:
+    """Where a build puts corepack's ``yarn``/``pnpm`` shims (``corepack enable``), as the
+    project's user: on the PATH of its build steps and processes, after the system's."""
+    return f"{home}/.maestro/bin"
+
+
 def service_path(record: ServiceRecord) -> str:
     parts = []
     if record.venv_dir:
         parts.append(f"{record.venv_dir}/bin")
     parts.append(f"{record.directory}/node_modules/.bin")
-    return ":".join([*parts, SYSTEM_PATH])
+    tail = [shims_dir(record.home)] if getattr(record, "home", "") else []
+    return ":".join([*parts, SYSTEM_PATH, *tail])
+
+
+def corepack_environment(cache_dir: str) -> dict[str, str]:
+    """The package managers the build fetched through corepack, as the build had them: its
+    COREPACK_HOME (the versions it installed, and the one it chose), never a download (a
+    service starting must not depend on a registry), never a packageManager field added."""
+    return {"COREPACK_HOME": f"{cache_dir}/corepack", "COREPACK_ENABLE_NETWORK": "0",
+            "COREPACK_ENABLE_DOWNLOAD_PROMPT": "0", "COREPACK_ENABLE_AUTO_PIN": "0"}
 
 
 def service_environment(record: ServiceRecord) -> dict[str, str]:
@@ -84,6 +99,8 @@ def service_environment(record: ServiceRecord) -> dict[str, str]:
     }
     if record.venv_dir:
         env["VIRTUAL_ENV"] = record.venv_dir
+    if record.cache_dir:
+        env.update(corepack_environment(record.cache_dir))
     env.update(record.env)
     # Set last: the service cannot change where and as whom it runs.
     env.update(PORT=str(record.port), HOME=record.home, USER=record.user, LOGNAME=record.user)

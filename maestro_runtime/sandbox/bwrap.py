@@ -155,7 +155,10 @@ def bwrap_argv(bwrap: str, view: View, shape: Shape) -> list[str]:
         argv += ["--tmpfs", folder, "--remount-ro", folder]
     for path in view.masked_files:
         argv += ["--ro-bind", "/dev/null", path]
-    argv += ["--dev", "/dev"]
+    # --dev makes /dev/shm root's 0755: POSIX semaphores and shared memory (multiprocessing's
+    # locks, hypercorn, uvicorn --workers) failed with EACCES. A private tmpfs per sandbox,
+    # sticky and world-writable like the host's (--perms applies to the next --tmpfs, bwrap >= 0.5).
+    argv += ["--dev", "/dev", "--perms", "1777", "--tmpfs", "/dev/shm"]
     if shape.mask_tty:
         # No controlling terminal to push input into (TIOCSTI) through /dev/tty.
         argv += ["--ro-bind", "/dev/null", "/dev/tty"]

@@ -80,28 +80,56 @@ class Layout:
 
 
 # rlimits are per process (RLIMIT_DATA) or per UID (RLIMIT_NPROC: each service has its own user),
-# so they stand in for memory and pids; nothing stands in for a CPU rate. RLIMIT_DATA, not
-# RLIMIT_AS: V8 and the JVM reserve far more address space than they use, and node/npm abort
-# under an address-space limit of 512M, while RLIMIT_DATA counts only writable private memory.
+# so they stand in for memory and pids; nothing stands in for a CPU rate (RLIMIT_RSS is a no-op
+# on Linux). RLIMIT_DATA, not RLIMIT_AS: V8 and the JVM reserve far more address space than they
+# use. Even RLIMIT_DATA counts writable memory reserved, not resident: a vite build peaking at
+# 382 MB RSS aborted under --data=512M (V8 worker isolates). So the memory rlimit is only a
+# services' guard against one runaway process, at DATA_FACTOR times the limit; one-shot commands
+# (builds, maestro-sandbox) get none: a per-process cap does not bound a build of many processes
+# anyway, and it failed ordinary builds. Only a cgroup bounds their memory.
 RLIMIT_FALLBACK = {"memory": "rlimit-data", "pids": "rlimit-nproc"}
+DATA_FACTOR = 2
 
 
-def choose(layout: Layout, limits: Limits) -> dict[str, str | None]:
-    """Per limit: the mechanism that will enforce it, 'unlimited', or None (cannot be enforced)."""
+def fallback(kind: str, one_shot: bool = False) -> str | None:
+    """The rlimit standing in for ``kind`` where no cgroup controller can (None: nothing does)."""
+    if one_shot and kind == "memory":
+        return None
+    return RLIMIT_FALLBACK.get(kind)
+
+
+def choose(layout: Layout, limits: Limits, *, one_shot: bool = False) -> dict[str, str | None]:
+    """Per limit: the mechanism that will enforce it, 'unlimited', or None (cannot be enforced).
+    ``one_shot``: for a build step or a ``maestro-sandbox`` command rather than a service."""
     out: dict[str, str | None] = {}
     for kind, wanted in limits.wanted().items():
         if not wanted:
             out[kind] = "unlimited"
         else:
-            out[kind] = layout.mechanism(kind) or RLIMIT_FALLBACK.get(kind)
+            out[kind] = layout.mechanism(kind) or fallback(kind, one_shot)
     return out
+
+
+def data_limit(limits: Limits) -> int | None:
+    """RLIMIT_DATA for a service whose memory limit falls back to it."""
+    return None if limits.memory is None else limits.memory * DATA_FACTOR
+
+
+def fallback_note(kind: str, limits: Limits, mechanism: str) -> str:
+    """The boot report's line for a limit left to an rlimit."""
+    value = limits.describe()[kind]
+    if kind == "memory":
+        return (f"memory limit {value} is enforced only for services, by {mechanism} at {DATA_FACTOR}x "
+                f"({format_size(data_limit(limits))} of writable memory per process, reserved or not; "
+                "resident memory is not capped), and not for builds (no writable cgroup controller)")
+    return f"{kind} limit {value} is enforced only by {mechanism} (no writable cgroup controller)"
 
 
 def prlimit_argv(limits: Limits, chosen: Mapping[str, str | None]) -> tuple[str, ...]:
     """util-linux ``prlimit`` options for the limits left to rlimits (empty when none)."""
     opts = []
     if chosen.get("memory") == "rlimit-data" and limits.memory is not None:
-        opts.append(f"--data={limits.memory}")
+        opts.append(f"--data={data_limit(limits)}")
     if chosen.get("pids") == "rlimit-nproc" and limits.pids_max is not None:
         opts.append(f"--nproc={limits.pids_max}")
     return ("/usr/bin/prlimit", *opts, "--") if opts else ()
@@ -255,16 +283,17 @@ class GroupPlan:
     prlimit: tuple[str, ...]  # argv prefix for rlimit fallbacks
 
 
-def plan_groups(layout: Layout, name: str, limits: Limits, refused: frozenset[str] = frozenset()) -> GroupPlan:
+def plan_groups(layout: Layout, name: str, limits: Limits, refused: frozenset[str] = frozenset(), *,
+                one_shot: bool = False) -> GroupPlan:
     """``<hierarchy>/maestro/<name>`` per limit a writable controller enforces. ``refused``: the
     kinds whose folder or values the kernel refused (:func:`apply`): they fall back to rlimits."""
-    chosen = choose(layout, limits)
+    chosen = choose(layout, limits, one_shot=one_shot)
     dirs: list[GroupDir] = []
     for kind, mech in list(chosen.items()):
         if mech not in ("cgroup-v2", "cgroup-v1"):
             continue
         if kind in refused:
-            chosen[kind] = RLIMIT_FALLBACK.get(kind)
+            chosen[kind] = fallback(kind, one_shot)
             continue
         version = 2 if mech == "cgroup-v2" else 1
         folder = (layout.v2 if version == 2 else layout.v1[kind]) / name
@@ -300,11 +329,12 @@ class Prepared:
 
 
 def prepare(layout: Layout, name: str, limits: Limits) -> Prepared:
-    """Plan, create and write in one step (one sandboxed command: sandbox/runner.py)."""
-    planned = plan_groups(layout, name, limits)
+    """Plan, create and write in one step for one command (a build step, ``maestro-sandbox``:
+    sandbox/runner.py), which gets no memory rlimit (see RLIMIT_FALLBACK)."""
+    planned = plan_groups(layout, name, limits, one_shot=True)
     refused, errors = apply(planned)
     if refused:
-        planned = plan_groups(layout, name, limits, refused)
+        planned = plan_groups(layout, name, limits, refused, one_shot=True)
     return Prepared(procs=planned.procs, enforced=dict(planned.enforced), prlimit=planned.prlimit, errors=errors)
 
 

@@ -234,8 +234,7 @@ def boot_report(config: SandboxConfig) -> list[str]:
             warnings.append(f"{kind} limit {config.limits.describe()[kind]} is NOT enforced "
                             f"(no writable cgroup controller: {'; '.join(layout.notes) or 'none found'})")
         elif mech.startswith("rlimit"):
-            warnings.append(f"{kind} limit {config.limits.describe()[kind]} is enforced only by {mech} "
-                            "(no writable cgroup controller)")
+            warnings.append(cgroups.fallback_note(kind, config.limits, mech))
     if config.net_policy == netpolicy.ALLOW:
         decision = netpolicy.decide(netpolicy.ALLOW, netpolicy.read_policy_file(config.net_allow_file))
         if decision.warning:

@@ -35,7 +35,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from maestro_runtime import safefs
-from maestro_runtime.engine.launch import ROOT_ENVIRONMENT, SYSTEM_PATH, drop_privileges_argv, service_env_argv
+from maestro_runtime.engine.launch import (
+    ROOT_ENVIRONMENT,
+    SYSTEM_PATH,
+    drop_privileges_argv,
+    service_env_argv,
+    shims_dir,
+)
 from maestro_runtime.sandbox.netpolicy import is_proxy_key
 from maestro_runtime.sources import buildstep, node, pybuild
 from maestro_runtime.sources.buildplan import (  # noqa: F401 (re-exported: callers use builds.*)
@@ -49,7 +55,7 @@ from maestro_runtime.sources.buildplan import (  # noqa: F401 (re-exported: call
     tool_version,
     venv_is_fresh_needed,
 )
-from maestro_runtime.sources.declared import declared_build
+from maestro_runtime.sources.declared import declared_build, platform_env
 from maestro_runtime.sources.pybuild import python_plan  # noqa: F401 (re-exported)
 
 log = logging.getLogger("maestro.builds")
@@ -106,16 +112,19 @@ def default_python() -> str:
 
 
 def node_plan(files: set[str], package: Mapping, opts: BuildOptions, node_modules: Path,
-              declared_build: bool = False) -> Plan | None:
+              declared_build: bool = False, shims: Path | None = None) -> Plan | None:
     """``declared_build``: the project declares its build step elsewhere (render.yaml...), which
-    then replaces ``scripts.build`` (it usually runs it) and needs the dev dependencies too."""
+    then replaces ``scripts.build`` (it usually runs it) and needs the dev dependencies too.
+    ``shims``: where a pnpm or yarn project gets its manager's command (``corepack enable``), so
+    that a declared step or start command saying ``yarn build``/``pnpm start`` finds it."""
     if "package.json" not in files:
         return None
     choice = node.choose_manager(files, package)
     building = node.has_build(package)
     # A build needs its bundler, which lives in devDependencies.
     prod = not (opts.include_dev or building or declared_build)
-    steps = [(*node.install_argv(choice, files, package, prod=prod), *opts.npm_options)]
+    steps = list(node.enable_steps(choice, str(shims))) if shims and choice.manager != "npm" else []
+    steps.append((*node.install_argv(choice, files, package, prod=prod), *opts.npm_options))
     if building and not declared_build:
         steps.append(node.build_argv(choice))
     inputs = ("package.json", *(f for f in (*NODE_LOCKS, ".yarnrc.yml", ".npmrc") if f in files))
@@ -139,13 +148,13 @@ def compute_stamp(plan: Plan, contents: Mapping[str, bytes], tool_version: str, 
 
 def build_environment(directory: Path, account, opts: BuildOptions) -> dict[str, str]:
     cache = Path(account.cache_dir)
-    env = dict(opts.passthrough)
+    env = {**platform_env(directory), **dict(opts.passthrough)}  # the platform's, then the operator's
     env.update(
         HOME=str(account.home),
         USER=account.user,
         LOGNAME=account.user,
         LANG="C.UTF-8",
-        PATH=f"{account.venv_dir}/bin:{directory}/node_modules/.bin:{SYSTEM_PATH}",
+        PATH=f"{account.venv_dir}/bin:{directory}/node_modules/.bin:{SYSTEM_PATH}:{shims_dir(str(account.home))}",
         TMPDIR=str(account.tmp_dir),
         XDG_CACHE_HOME=str(cache),
         PIP_CACHE_DIR=str(cache / "pip"),
@@ -153,6 +162,7 @@ def build_environment(directory: Path, account, opts: BuildOptions) -> dict[str,
         npm_config_update_notifier="false",
         COREPACK_HOME=str(cache / "corepack"),
         COREPACK_ENABLE_DOWNLOAD_PROMPT="0",
+        COREPACK_ENABLE_AUTO_PIN="0",  # never a packageManager field written into package.json
         PIP_DISABLE_PIP_VERSION_CHECK="1",
         PYTHONDONTWRITEBYTECODE="1",
     )
@@ -169,6 +179,12 @@ def command_prefix(account, directory: Path, policy) -> list[str]:
     if os.geteuid() == 0 and account.uid != 0:
         return drop_privileges_argv(account.uid, account.gid)
     return []
+
+
+def _shims_present(plan: Plan) -> bool:
+    """A home made anew (its volume lost) has neither the shims nor corepack's cache: build again."""
+    enable = next((s for s in plan.steps if s[:2] == ("corepack", "enable")), None)
+    return enable is None or os.path.lexists(os.path.join(enable[3], enable[4]))
 
 
 def _read_stamp(path: Path, trusted: Path) -> str | None:
@@ -327,8 +343,9 @@ def build(directory: Path, account, *, settings, policy, service_id: str,
             plan, version, warning = pybuild.plan(directory, files, Path(account.venv_dir), opts,
                                                   Path(account.home).parent)
         else:
+            shims = Path(shims_dir(str(account.home)))
             plan = node_plan(files, package if isinstance(package, Mapping) else {}, opts,
-                             directory / "node_modules", declared_build=step is not None)
+                             directory / "node_modules", declared_build=step is not None, shims=shims)
             version = tool_version(plan.tool) if plan else ""
             warning = node.engines_warning(package, version) if plan else None
         if warning:
@@ -338,7 +355,7 @@ def build(directory: Path, account, *, settings, policy, service_id: str,
         contents = _read_inputs(directory, plan.inputs)
         stamp = compute_stamp(plan, contents, version, directory)
         trusted = _trusted(plan.stamp_path, account, directory)
-        if _read_stamp(plan.stamp_path, trusted) == stamp:
+        if _read_stamp(plan.stamp_path, trusted) == stamp and _shims_present(plan):
             log.info("service %s: %s dependencies up to date, build skipped", service_id, ecosystem)
             continue
         logfile = _log_path(opts, service_id, account)

@@ -10,6 +10,9 @@ Build, in the same order of files: ``railway.json``/``railway.toml`` ``build.bui
 ``cmds`` (or ``cmd``). Its parts that only install the dependencies (``pip install -r
 requirements.txt``, ``npm ci``, ``yarn``...) are left out: the runtime's own install did that,
 with the lock files untouched (see :func:`build_parts`).
+
+Environment: a project whose commands come from ``render.yaml`` gets Render's constant
+variables for its builds and processes (:func:`platform_env`), under the operator's.
 """
 
 from __future__ import annotations
@@ -69,20 +72,23 @@ def _railway(directory: Path, section: str = "deploy", key: str = "startCommand"
     return None
 
 
-def _render(directory: Path, key: str = "startCommand") -> Declared | None:
+def _render_web(directory: Path) -> dict:
+    """render.yaml's web service that starts (its build goes with it), else the first one; {}."""
     text = read_text(directory, directory / "render.yaml")
     if text is None:
-        return None
+        return {}
     try:
         doc = yaml.safe_load(text)
     except yaml.YAMLError:
-        return None
+        return {}
     services = doc.get("services") if isinstance(doc, dict) else None
     webs = [s for s in (services if isinstance(services, list) else ())
             if isinstance(s, dict) and s.get("type") == "web"]
-    # the web service that starts (its build goes with it), else the first one
-    web = next((s for s in webs if _command(s.get("startCommand"))), webs[0] if webs else {})
-    command = _command(web.get(key))
+    return next((s for s in webs if _command(s.get("startCommand"))), webs[0] if webs else {})
+
+
+def _render(directory: Path, key: str = "startCommand") -> Declared | None:
+    command = _command(_render_web(directory).get(key))
     return Declared(command, f"detected: render.yaml {key}") if command else None
 
 
@@ -139,11 +145,47 @@ def declared_web(directory: Path) -> Declared | None:
     return _railway(directory) or _render(directory) or _nixpacks(directory)
 
 
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def _literal(value) -> str | None:
+    if isinstance(value, bool):  # YAML's true/false: Render's values are strings
+        return "true" if value else "false"
+    return str(value) if isinstance(value, (str, int, float)) else None
+
+
+def platform_env(directory: Path) -> dict[str, str]:
+    """What the platform a project's commands come from sets for its builds and processes, where
+    constant. Render (its start or build command is render.yaml's): ``RENDER=true``,
+    ``IS_PULL_REQUEST=false``, ``RENDER_SERVICE_TYPE=web``, ``RENDER_SERVICE_NAME`` and that
+    service's ``envVars`` given a literal ``value:`` (never ``generateValue``, ``sync: false``
+    or ``from*``: secrets and other services are not in the file). Railway documents no constant
+    marker (its variables name the project, environment and domains), nixpacks none either."""
+    used = [d.reason for d in (declared_web(directory), declared_build(directory)) if d]
+    if not any(reason.startswith("detected: render.yaml") for reason in used):
+        return {}
+    web = _render_web(directory)
+    env = {"RENDER": "true", "IS_PULL_REQUEST": "false", "RENDER_SERVICE_TYPE": "web"}
+    if isinstance(web.get("name"), str) and web["name"].strip():
+        env["RENDER_SERVICE_NAME"] = web["name"].strip()
+    for item in web.get("envVars") if isinstance(web.get("envVars"), list) else ():
+        if isinstance(item, dict) and isinstance(item.get("key"), str) and _NAME.match(item["key"]):
+            value = _literal(item.get("value"))
+            if value is not None and "\0" not in value and item["key"] not in envvars.FIXED_KEYS:
+                env[item["key"]] = value
+    return env
+
+
 def service_env(directory: Path, spec_env: dict, service_id: str) -> dict[str, str]:
-    """The project's own ``.env`` (the honcho/foreman convention) under the spec's env; PORT, HOME,
-    USER are the runtime's (set last at launch): a value for them is dropped, with a warning."""
+    """The project's own ``.env`` (the honcho/foreman convention) under the spec's env, both over
+    :func:`platform_env`; PORT, HOME, USER are the runtime's (set last at launch): a value for
+    them is dropped, with a warning."""
     text = read_text(directory, directory / ".env")
-    env = {**(envvars.parse_dotenv(text) if text else {}), **spec_env}
+    platform = platform_env(directory)
+    if platform:  # keys only: values are never printed
+        log.info("service %s: render.yaml: %s set as Render sets them (the service's own env wins)",
+                 service_id, ", ".join(sorted(platform)))
+    env = {**platform, **(envvars.parse_dotenv(text) if text else {}), **spec_env}
     fixed = envvars.fixed_keys(env)
     if fixed:
         log.warning("service %s: %s set by the runtime; the value given is ignored", service_id, ", ".join(fixed))

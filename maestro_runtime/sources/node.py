@@ -66,6 +66,13 @@ def install_argv(choice: NodeChoice, files: set[str], package: Mapping, *, prod:
     return ("npm", "install", "--no-package-lock", *omit, "--no-audit", "--no-fund")
 
 
+def enable_steps(choice: NodeChoice, folder: str) -> tuple[tuple[str, ...], ...]:
+    """corepack's shims for the project's manager (``yarn`` and ``yarnpkg``, ``pnpm`` and ``pnpx``)
+    in ``folder`` (which corepack wants to exist): commands the project declares (``yarn start``)
+    then run the version its install used."""
+    return (("mkdir", "-p", folder), ("corepack", "enable", "--install-directory", folder, choice.manager))
+
+
 def build_argv(choice: NodeChoice) -> tuple[str, ...]:
     if choice.manager == "npm":
         return ("npm", "run", "build")

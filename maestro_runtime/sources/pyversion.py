@@ -4,8 +4,9 @@ What a project asks for, as modern platforms read it: an exact pin from ``.pytho
 (else ``runtime.txt``, ``python-3.11.4``), and constraints from ``pyproject.toml``
 ``requires-python`` and ``uv.lock`` ``requires-python``. The pin is used when an
 interpreter of that version is here; otherwise the newest interpreter satisfying every
-constraint (and the pin's minor version when possible), with a warning naming both; an
-error only when none does. Versions and specifiers are PEP 440, read with ``packaging``.
+constraint (and the pin's minor version when possible), with a warning naming both and
+saying whether the one used satisfies the pin; an error only when none satisfies the
+constraints. Versions and specifiers are PEP 440, read with ``packaging``.
 """
 
 from __future__ import annotations
@@ -117,10 +118,22 @@ def choose(request: Request, available: Sequence[Interpreter]) -> Choice:
         minor = ".".join(request.pin.split(".")[:2])
         same_minor = [i for v, i in fits if _matches_pin(v, minor)]
         chosen = same_minor[0] if same_minor else fits[0][1]
-        why = f" and satisfies {wanted}" if wanted else ""
-        return Choice(chosen, f"the project asks for Python {request.pin} ({request.pin_source}), which is not "
-                              f"here; using {chosen.version}, the newest available that fits{why}")
+        return Choice(chosen, _fallback_warning(request, chosen, bool(same_minor), wanted))
     return Choice(fits[0][1])
+
+
+def _fallback_warning(request: Request, chosen: Interpreter, same_minor: bool, wanted: str) -> str:
+    """Says plainly whether the interpreter used satisfies the pin: only a same-minor one does."""
+    asked = f"the project pins Python {request.pin} ({request.pin_source}), which is not here"
+    also = f"; it satisfies {wanted}" if wanted else ""
+    if same_minor:
+        return f"{asked}; using {chosen.version}, the same minor version (not the pinned release){also}"
+    pin = Version(request.pin or "0")
+    side = "older" if Version(chosen.version) < pin else "newer"
+    return (f"{asked}; using {chosen.version}, the newest here that the project's constraints allow, but "
+            f"{chosen.version} does not satisfy the pin {request.pin} ({request.pin_source}): it is {side}, and "
+            f"dependencies that need {request.pin} may not install{also}. Provide Python {request.pin} "
+            "(MAESTRO_PYTHON_INSTALL_MIRROR, MAESTRO_PYTHONS) or change the pin")
 
 
 def install_target(request: Request, available: Sequence[Interpreter]) -> str | None:

@@ -86,6 +86,6 @@ def test_install_source_that_cannot_serve_falls_back_with_a_warning_naming_both(
     answer = http_get(port)
     assert answer.startswith("pinned python 3."), answer
     used = answer.split()[2]
-    line = next(x for x in maestro.log().splitlines() if "asks for Python 3.12.8" in x)
+    line = next(x for x in maestro.log().splitlines() if "pins Python 3.12.8" in x)
     assert f"using {used}" in line and f"installing Python 3.12.8 from {mirror}" in line, line
     assert "Connection refused" in line, line

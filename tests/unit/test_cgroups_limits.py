@@ -37,7 +37,11 @@ def test_choose_prefers_v2_then_v1_then_rlimit():
     assert cgroups.choose(v1, limits) == {"memory": "cgroup-v1", "cpu": "cgroup-v1", "pids": "rlimit-nproc"}
     none = cgroups.choose(Layout(), limits)
     assert none == {"memory": "rlimit-data", "cpu": None, "pids": "rlimit-nproc"}
-    assert cgroups.prlimit_argv(limits, none) == ("/usr/bin/prlimit", "--data=1", "--nproc=1", "--")
+    assert cgroups.prlimit_argv(limits, none) == ("/usr/bin/prlimit", "--data=2", "--nproc=1", "--")
+    # A build step or maestro-sandbox command: no memory rlimit (it failed ordinary Node builds).
+    assert cgroups.choose(Layout(), limits, one_shot=True)["memory"] is None
+    assert cgroups.prlimit_argv(limits, cgroups.choose(Layout(), limits, one_shot=True)) == \
+        ("/usr/bin/prlimit", "--nproc=1", "--")
     assert cgroups.prlimit_argv(limits, cgroups.choose(v2, limits)) == ()
     assert cgroups.choose(Layout(), Limits(memory=None, pids_max=None))["memory"] == "unlimited"
 

@@ -130,7 +130,7 @@ def test_limits_without_cgroups_fall_back_to_rlimits():
     assert [g.dirs for g in plan.groups] == [()]
     assert "echo $$" not in plan.program.script
     argv = _exec_argv(plan.program.script)
-    assert argv[argv.index("/usr/bin/prlimit"):][:4] == ["/usr/bin/prlimit", f"--data={1 << 30}", "--nproc=128", "--"]
+    assert argv[argv.index("/usr/bin/prlimit"):][:4] == ["/usr/bin/prlimit", f"--data={2 << 30}", "--nproc=128", "--"]
     assert plan.record.sandbox["limits"]["memory"]["enforced_by"] == "rlimit-data"
 
 
@@ -138,7 +138,7 @@ def test_a_limit_the_kernel_refused_falls_back():
     plan = plan_service(_record(), _facts(V2, refused={"web": frozenset({"memory"})}))
     assert [d.kind for d in plan.groups[0].dirs] == ["pids"]
     assert "/cg/maestro/web/cgroup.procs" in plan.program.script  # pids still joins the group
-    assert f"--data={512 << 20}" in _exec_argv(plan.program.script)
+    assert f"--data={2 * 512 << 20}" in _exec_argv(plan.program.script)  # cgroups.DATA_FACTOR
     assert plan.record.sandbox["limits"]["memory"]["enforced_by"] == "rlimit-data"
     assert plan.record.sandbox["limits"]["pids"]["enforced_by"] == "cgroup-v2"
 

@@ -32,6 +32,20 @@ def test_newest_fitting_with_a_warning_naming_both():
     assert c.interpreter.version == "3.12.7" and "3.12.1" in c.warning, "same minor first"
 
 
+def test_a_fallback_that_misses_the_pin_says_so():
+    """Issue 12 re-run: with only 3.11 here a 3.14 pin got "using 3.11.2, the newest available that
+    fits", although 3.11 fits nothing the project asked for."""
+    c = choose(Request("3.14", ".python-version"), [Interpreter("/usr/bin/python3.11", "3.11.2")])
+    assert c.interpreter.version == "3.11.2"
+    assert "fits" not in c.warning
+    assert "3.11.2 does not satisfy the pin 3.14 (.python-version)" in c.warning and "older" in c.warning
+    assert "MAESTRO_PYTHON_INSTALL_MIRROR" in c.warning  # how to get the pinned one
+    newer = choose(Request("3.10", "runtime.txt"), HERE)
+    assert "3.13.5 does not satisfy the pin 3.10 (runtime.txt)" in newer.warning and "newer" in newer.warning
+    same = choose(Request("3.12.1", ".python-version"), HERE)
+    assert "same minor version" in same.warning and "does not satisfy" not in same.warning
+
+
 def test_constraints_alone_pick_the_newest_that_fits():
     assert choose(Request(None, "", (("<3.13", "pyproject.toml requires-python"),)), HERE).interpreter.version \
         == "3.12.7"
