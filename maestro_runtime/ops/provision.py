@@ -8,6 +8,7 @@ service never stops the others.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -24,6 +25,7 @@ from maestro_runtime.ops.plan import Facts, Found, plan_service, service_record
 from maestro_runtime.sandbox.policy import SandboxError, SandboxPolicy, boot_report
 from maestro_runtime.settings import Settings
 from maestro_runtime.sources import builds, detect, fetch
+from maestro_runtime.sources.buildplan import may_build
 from maestro_runtime.sources.declared import service_env
 from maestro_runtime.sources.redact import redact
 from maestro_runtime.spec import ServiceSpec, SpecError
@@ -111,6 +113,18 @@ class Provisioner:
         # takes one, whichever service is provisioned first.
         self.roster_ids: frozenset[str] = frozenset()
         self._naming = threading.Lock()  # a program name is checked and written as one step
+        # Builds and release phases (CPU and network heavy) run MAESTRO_BUILD_JOBS at a time; the rest
+        # of provisioning (fetch, account, start) goes on meanwhile, so a static site never queues
+        # behind other projects' builds.
+        self._build_slots = threading.BoundedSemaphore(max(settings.build_jobs, 1))
+        self.stopping = threading.Event()  # the boot is unwinding (SIGTERM): no build begins any more
+
+    @contextlib.contextmanager
+    def _build_slot(self):
+        with self._build_slots:
+            if self.stopping.is_set():  # a slot freed by a build the stop just ended
+                raise builds.BuildError("not started: the boot is stopping")
+            yield
 
     def _ports_from_records(self) -> dict[str, int]:
         """What a lost port ledger is rebuilt from: the ports the ready services were given."""
@@ -216,14 +230,16 @@ class Provisioner:
                 leave = IDENTITY_FILES if spec.kind == "preseeded" else ()
                 for skipped in accounts.own_tree(directory, account, leave=leave):
                     log.warning("service %s: %s left as it is (not given to %s)", a.id, skipped, account.user)
-            built = builds.build(directory, account, settings=settings, policy=self.policy, service_id=a.id)
+            with self._build_slot() if may_build(directory) else contextlib.nullcontext():
+                built = builds.build(directory, account, settings=settings, policy=self.policy, service_id=a.id)
             release, types = processes.declared(directory)
             release, types = spec.release or release, {**types, **spec.processes}  # the spec wins
             env = service_env(directory, spec.env, a.id)
             if release and (built or code.fetched or previous is None or not previous.ready):
                 log.info("service %s: release phase: %s", a.id, release)
-                processes.run_release(directory, account, release, env, settings=settings, policy=self.policy,
-                                      service_id=a.id)
+                with self._build_slot():
+                    processes.run_release(directory, account, release, env, settings=settings,
+                                          policy=self.policy, service_id=a.id)
         except BaseException:
             if code.fetched:  # the previous version (or nothing) comes back: never a half-built service
                 fetch.roll_back(directory, code.previous_dir, spec.keep)

@@ -21,6 +21,7 @@ from maestro_runtime.state.records import ServiceRecord, atomic_write
 
 log = logging.getLogger("maestro")
 KEPT_KINDS = ("deploy",)  # services added at run time; they are not in the environment
+PROVISION_THREADS = 32  # services provisioned at once (threads waiting for a build slot cost nothing)
 # Called with the programs of each service as soon as it is provisioned (boot starts them there
 # and then), and with [] while nothing ends; always in reconcile's own thread.
 OnReady = Callable[[list[str]], None]
@@ -97,8 +98,15 @@ def reconcile(provisioner: Provisioner, parsed: ParseResult, *, refetch: bool = 
     reserve_ports(provisioner, plan.assignments)  # before anything runs in parallel: same input, same ports
     provisioner.roster_ids = plan.wanted  # names taken before any build ends (Provisioner.activate)
     ready = announce(provisioner, on_ready)
-    outcomes += map_bounded(per_user(provisioner, refetch), plan.assignments, jobs, on_result=ready,
-                            on_idle=(lambda: on_ready([])) if on_ready else None)
+    # More threads than build slots (Provisioner._build_slots): a project with nothing to build is
+    # fetched and started while others build.
+    threads = max(jobs, PROVISION_THREADS)
+    try:
+        outcomes += map_bounded(per_user(provisioner, refetch), plan.assignments, threads, on_result=ready,
+                                on_idle=(lambda: on_ready([])) if on_ready else None)
+    except BaseException:  # SIGTERM: threads waiting for a build slot must not begin one
+        provisioner.stopping.set()
+        raise
     # Entries that failed validation are recorded too (after the good ones, so no id shifts),
     # which makes them visible in list-services with their reason.
     for failed_id, error in plan.invalid:

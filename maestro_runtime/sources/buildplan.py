@@ -56,3 +56,15 @@ def tool_version(argv: Sequence[str]) -> str:
     if proc.returncode != 0:
         raise BuildError(f"{argv[0]} --version failed: {tail(proc.stderr or proc.stdout, 3)}")
     return (proc.stdout or proc.stderr).strip()
+
+
+MANIFESTS = frozenset({"requirements.txt", "pyproject.toml", "setup.py", "package.json"})
+
+
+def may_build(directory: Path) -> bool:
+    """Whether builds.build may run anything here (a manifest, or a build step a platform file
+    declares): what waits for a build slot at boot. A static site never does."""
+    from maestro_runtime.sources.declared import declared_build
+
+    names = {p.name for p in directory.iterdir()} if directory.is_dir() else set()
+    return bool(names & MANIFESTS) or declared_build(directory) is not None
