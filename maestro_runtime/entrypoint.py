@@ -19,7 +19,7 @@ from pathlib import Path
 
 import click
 
-from maestro_runtime.engine import reaper
+from maestro_runtime.engine import parent, reaper
 from maestro_runtime.engine.supervisord import Supervisor, SupervisorUnavailable, render_main_config
 from maestro_runtime.log_format import setup_logging
 from maestro_runtime.ops.provision import Provisioner
@@ -240,6 +240,10 @@ def main(prepare_only: bool) -> None:
         with store.lock():
             boot(settings, on_ready=early)
             hand_over(settings, daemon, early)
+        # From here a stop signal waits (blocked, pending across exec) for engine.parent's handlers:
+        # delivered between exec and their installation, its default action would kill the parent
+        # and leave supervisord and every service running without it.
+        signal.pthread_sigmask(signal.SIG_BLOCK, parent.FORWARDED)
         handed_over = True
     except OSError as exc:  # e.g. a full or read-only state disk: one line naming the file
         log.error("boot failed: %s", exc)

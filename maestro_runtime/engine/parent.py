@@ -79,6 +79,8 @@ def main() -> None:
 
     for signum in FORWARDED:
         signal.signal(signum, forward)
+    # The entrypoint blocked them before exec (a stop signal meanwhile is pending, not lost).
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, FORWARDED)
     while True:
         try:
             child, status = os.wait()
