@@ -41,26 +41,18 @@ def failed(maestro, name: str) -> dict:
                     what=f"{name} FAILED")
 
 
-def test_a_service_name_wins_over_an_earlier_services_process_type(maestro):
-    """Provisioning runs in parallel: the outcome must not depend on which build ends first."""
+@pytest.mark.parametrize("web_first", [True, False], ids=["web-first", "web-worker-first"])
+def test_a_service_name_wins_over_another_services_process_type(maestro, web_first):
+    """Provisioning runs in parallel: the outcome depends on neither input order nor which build
+    ends first. The service keeps its name; the one whose process type would take it fails."""
     web = paas.write(maestro.root / "sources" / "web", WEB)
     other = paas.write(maestro.root / "sources" / "other", OTHER)
-    maestro.boot(SERVICES=f"{web}|||web; {other}|||web-worker")
-    port = maestro.wait_running(["web-worker"], timeout=60)["web-worker"]["port"]
-    assert http_get(port, "alone") == "the service web-worker alone\n"
-    error = failed(maestro, "web")["error"]
-    assert ("processes: process type worker would be program web-worker, which is already service "
-            "web-worker: rename one of them") in error, error
-    assert "python3 main.py" in (Path(maestro.env["MAESTRO_RUNTIME_DIR"]) / "launch" / "web-worker.sh").read_text()
-
-
-def test_a_later_process_type_named_like_a_service_fails_its_service(maestro):
-    web = paas.write(maestro.root / "sources" / "web", WEB)
-    other = paas.write(maestro.root / "sources" / "other", OTHER)
-    maestro.boot(SERVICES=f"{other}|||web-worker; {web}|||web")
+    entries = [f"{web}|||web", f"{other}|||web-worker"]
+    maestro.boot(SERVICES="; ".join(entries if web_first else reversed(entries)))
     port = maestro.wait_running(["web-worker"], timeout=60)["web-worker"]["port"]
     assert http_get(port, "alone") == "the service web-worker alone\n"
     error = failed(maestro, "web")["error"]
     assert ("processes: process type worker would be program web-worker, which is already service "
             "web-worker: rename one of them") in error, error
     assert "\n" not in error
+    assert "python3 main.py" in (Path(maestro.env["MAESTRO_RUNTIME_DIR"]) / "launch" / "web-worker.sh").read_text()
