@@ -81,8 +81,9 @@ def roster(parsed: ParseResult, existing: Sequence[ServiceRecord], corrupt: Sequ
 
 def reconcile(provisioner: Provisioner, parsed: ParseResult, *, refetch: bool = False, jobs: int = 1,
               on_ready: OnReady | None = None) -> Report:
-    """Provision every spec (``jobs`` at a time), re-activate services deployed at run time,
-    unregister the rest. ``on_ready`` gets each service's programs as soon as they are written."""
+    """Provision every spec (up to ``max(jobs, PROVISION_THREADS)`` at once; their builds take the
+    provisioner's MAESTRO_BUILD_JOBS slots), re-activate services deployed at run time, unregister
+    the rest. ``on_ready`` gets each service's programs as soon as they are written."""
     started = time.monotonic()
     report = Report(warnings=list(parsed.warnings))
     for warning in parsed.warnings:
