@@ -40,7 +40,7 @@ def own_venv(checkout: Path) -> Path:
 def controller_process(host: Host) -> psutil.Process:
     for proc in psutil.process_iter(["cmdline"]):
         cmd = " ".join(proc.info["cmdline"] or ())
-        if "maestro_runtime.control.controller" in cmd and proc.environ().get("MAESTRO_STATE_DIR") == str(
+        if "-m maestro_runtime.control" in cmd and proc.environ().get("MAESTRO_STATE_DIR") == str(
                 host.root / "state"):
             return proc
     raise RuntimeError("no controller process found")

@@ -89,7 +89,7 @@ def memory_of(pid: int) -> dict[str, float]:
             role = "supervisord"
         elif "maestro-logs" in cmd or "maestro_runtime.engine.log_listener" in cmd:
             role = "log_listener"
-        elif "maestro_runtime.control.controller" in cmd:
+        elif "-m maestro_runtime.control" in cmd:
             role = "controller"
         else:
             role = "services"

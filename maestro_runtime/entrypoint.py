@@ -19,6 +19,7 @@ from pathlib import Path
 
 import click
 
+from maestro_runtime.control import bootnice
 from maestro_runtime.engine import parent, reaper
 from maestro_runtime.engine.supervisord import Supervisor, SupervisorUnavailable, render_main_config
 from maestro_runtime.log_format import setup_logging
@@ -26,6 +27,7 @@ from maestro_runtime.ops.provision import Provisioner
 from maestro_runtime.ops.reconcile import OnReady, reconcile, remove_orphan_programs, write_report
 from maestro_runtime.settings import OpsSettings, Settings, load_or_exit, read_only
 from maestro_runtime.spec.gather import gather_specs
+from maestro_runtime.spec.naming import reserved
 from maestro_runtime.state.records import RecordStore, atomic_write
 
 log = logging.getLogger("maestro")
@@ -61,6 +63,8 @@ def prepare_runtime(settings: Settings) -> None:
     )
     atomic_write(settings.supervisord_conf, text)
     exit_status_file(settings).unlink(missing_ok=True)  # a verdict of the previous run is not ours
+    # Until hand-over the controller runs at a lower CPU priority (control/bootnice.py).
+    bootnice.boot_marker(settings.runtime_dir).touch()
 
 
 def exit_status_file(settings: Settings):
@@ -194,12 +198,30 @@ def hand_over(settings: Settings, daemon: subprocess.Popen, early: EarlyStart | 
     if early is not None:
         early.answering = True
         early.flush()
+        if not early.pending and nothing_to_reread(settings, supervisor):
+            return
     # One reread for whatever was not added early (and a program whose file is gone, e.g. of a
     # service that failed after supervisord read it at start-up, stops); a program supervisord runs
     # is never started again here.
     _added, changed, _removed = supervisor.update(restart_changed=False)
     if changed:
         log.warning("program files changed during boot, left running as started: %s", ", ".join(changed))
+
+
+def nothing_to_reread(settings: Settings, supervisor: Supervisor) -> bool:
+    """supervisord has a group for every program file and none whose file is gone: the reread
+    (every file parsed again inside supervisord's loop, ~3 ms each) would change nothing.
+    Each file was written once this boot, after the start-up cleared ours, so none changed."""
+    import xmlrpc.client
+
+    from maestro_runtime.control.rpc import process_states
+
+    files = {path.stem for path in settings.supervisor_conf_dir.glob("*.conf")}
+    try:
+        groups = {row["group"] for row in process_states(supervisor).values()}
+    except (SupervisorUnavailable, OSError, xmlrpc.client.Fault):
+        return False
+    return files <= groups and all(reserved(group) for group in groups - files)
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -255,6 +277,7 @@ def main(prepare_only: bool) -> None:
         log.error("boot failed: internal error: %r (ENTRYPOINT_LOG_LEVEL=debug shows where)", exc)
         raise SystemExit(1) from None
     finally:
+        bootnice.boot_marker(settings.runtime_dir).unlink(missing_ok=True)
         if not handed_over:  # failed, stopped, or --prepare-only: leave nothing running
             if daemon is not None:
                 stop_supervisord(daemon)

@@ -1,4 +1,4 @@
-"""``python -m maestro_runtime.control.controller``: the one long-lived controller.
+"""The one long-lived controller (``python -m maestro_runtime.control``, control/__main__.py).
 
 It runs as supervisord's program ``maestro-controller`` (autorestart), not inside the
 parent process: when it crashes or is restarted, supervisord brings it back and no
@@ -28,7 +28,7 @@ import xmlrpc.client
 from dataclasses import replace
 from typing import Any
 
-from maestro_runtime.control import probes, supervision
+from maestro_runtime.control import bootnice, probes, supervision
 from maestro_runtime.control.alerts import Alerts
 from maestro_runtime.control.policy import Policy, for_process_type, resolve
 from maestro_runtime.control.rpc import process_states
@@ -48,8 +48,9 @@ FIRST_PROBE_AFTER = 1.0
 
 
 class Controller:
-    def __init__(self, settings: Settings, ops: OpsSettings):
+    def __init__(self, settings: Settings, ops: OpsSettings, *, niced: bool = False):
         self.settings, self.ops = settings, ops
+        self.niced = niced  # at boot priority until the entrypoint's marker is gone (bootnice.py)
         self.supervisor = Supervisor(settings.supervisor_socket, timeout=10)
         self.records_store = RecordStore(settings.records_dir)
         self.runs_store = RunStateStore(settings.state_dir)
@@ -308,6 +309,9 @@ class Controller:
         tasks: set[asyncio.Task] = set()
         next_sample = 0.0
         while not self.stopping.is_set():
+            if self.niced and not bootnice.boot_marker(self.settings.runtime_dir).exists():
+                bootnice.restore()
+                self.niced = False
             await self.supervise_once()
             await self.step_tasks()
             now = time.time()
@@ -362,10 +366,10 @@ def runtime_version() -> str:
         return "unknown"
 
 
-def main() -> None:
+def main(settings: Settings, *, niced: bool = False) -> None:
+    """``niced``: started at boot priority (bootnice.py), restored once the boot has handed over."""
     from maestro_runtime.log_format import setup_logging
 
-    settings = Settings.from_env()
     setup_logging(settings.log_level, settings.log_timestamps)
     try:
         ops = OpsSettings.from_env(settings.environ)
@@ -373,12 +377,8 @@ def main() -> None:
         log.error("controller: %s", exc)
         raise SystemExit(2) from None
     try:
-        asyncio.run(Controller(settings, ops).run())
+        asyncio.run(Controller(settings, ops, niced=niced).run())
     except Exception as exc:  # one line, never a traceback; supervisord starts it again, services untouched
         log.debug("controller stopped", exc_info=True)
         log.error("controller stopped: %r (supervisord restarts it; ENTRYPOINT_LOG_LEVEL=debug shows where)", exc)
         raise SystemExit(1) from None
-
-
-if __name__ == "__main__":
-    main()

@@ -249,3 +249,69 @@ def test_sigterm_while_builds_run_in_parallel_ends_everything(maestro):
     assert code == 128 + 15, maestro.log()[-2000:]
     assert time.monotonic() - started < 15
     assert len(list(marks.iterdir())) == 2  # the third never began
+
+
+# ---------------------------------------------------------------- hand-over
+
+
+def test_hand_over_rereads_only_when_supervisord_and_the_files_differ(maestro):
+    """The full reread at hand-over is skipped when supervisord runs exactly the program files there
+    are; a file it lacks is added, and a group whose file is gone (its service failed after
+    supervisord read it at start-up) is removed, as before."""
+    from maestro_runtime.entrypoint import nothing_to_reread
+
+    settings = Settings.from_env(maestro.env)
+    prepare_runtime(settings)
+    launch = maestro.root / "sleep.sh"
+    launch.write_text("exec sleep 600\n")
+
+    def program(name: str) -> None:
+        write_program(settings.supervisor_conf_dir, name, render_program(name, launch, ProgramOptions(), revision="1"))
+
+    program("kept")
+    program("gone")
+    daemon = subprocess.Popen([str(Path(sys.executable).parent / "supervisord"), "-n", "-c",
+                               str(settings.supervisord_conf)], stdout=subprocess.DEVNULL)
+    supervisor = Supervisor(settings.supervisor_socket)
+    try:
+        wait_for(supervisor.available, 30, 0.05, what="supervisord to answer")
+        assert nothing_to_reread(settings, supervisor)
+        (settings.supervisor_conf_dir / "gone.conf").unlink()
+        assert not nothing_to_reread(settings, supervisor)
+        program("late")  # provisioned, but never handed to EarlyStart
+        early = EarlyStart(settings, daemon)
+        early(["kept"])
+        hand_over(settings, daemon, early)
+        groups = {info["group"] for info in supervisor.processes().values()}
+        assert {"kept", "late"} <= groups and "gone" not in groups
+        assert nothing_to_reread(settings, supervisor)
+    finally:
+        daemon.terminate()
+        daemon.wait(30)
+
+
+def test_the_controller_yields_during_boot_and_is_back_at_nice_0_after(maestro):
+    """The controller runs at nice 10 while the entrypoint's marker exists (control/bootnice.py):
+    after hand-over the marker is gone and every thread of the controller is at 0 again."""
+    import psutil
+
+    maestro.preseed("web")
+    maestro.boot()
+    maestro.wait_running(["web"])
+    settings = Settings.from_env(maestro.env)
+    assert not (settings.runtime_dir / "booting").exists()
+
+    def controller():
+        for proc in psutil.process_iter(["cmdline", "environ"]):
+            if "-m maestro_runtime.control" in " ".join(proc.info["cmdline"] or ()) and \
+                    (proc.info["environ"] or {}).get("MAESTRO_STATE_DIR") == maestro.env["MAESTRO_STATE_DIR"]:
+                return proc
+        return None
+
+    proc = wait_for(controller, 20, 0.1, what="the controller")
+
+    def nices():
+        tasks = Path(f"/proc/{proc.pid}/task")
+        return {int((tasks / tid / "stat").read_text().rsplit(")", 1)[1].split()[16]) for tid in os.listdir(tasks)}
+
+    wait_for(lambda: nices() == {0}, 10, 0.1, what="every controller thread at nice 0")

@@ -89,7 +89,7 @@ def _controller_pid(maestro) -> int | None:
 
     for proc in psutil.process_iter(["cmdline", "environ"]):
         cmd = " ".join(proc.info["cmdline"] or ())
-        if "maestro_runtime.control.controller" in cmd and \
+        if "-m maestro_runtime.control" in cmd and \
                 (proc.info["environ"] or {}).get("MAESTRO_STATE_DIR") == str(maestro.root / "state"):
             return proc.pid
     return None
