@@ -26,7 +26,8 @@ from maestro_runtime.state.records import ServiceRecord
 SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 SETPRIV = "/usr/bin/setpriv"
 _SHELL_SYNTAX = re.compile(r"[;&|<>()`\n{}]")
-_NEEDS_SHELL = re.compile(r"[;&|<>()`\n{}$*?\[\]~#\\'\"=]")
+# "=" needs no shell past the leading words (checked as assignments): --port=80 is a plain word.
+_NEEDS_SHELL = re.compile(r"[;&|<>()`\n{}$*?\[\]~#\\'\"]")
 _SHELL_WORDS = frozenset((
     "if", "then", "else", "elif", "fi", "case", "esac", "for", "while", "until", "do", "done", "in",
     "function", "select", "time", "cd", "export", "set", "unset", "exec", "eval", "source", ".",
@@ -34,6 +35,7 @@ _SHELL_WORDS = frozenset((
 ))
 
 
+_PORT_REF = re.compile(r"\$\{PORT\}|\$PORT(?![A-Za-z0-9_])")
 _ASSIGNMENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=[^'\"\\$`]*$")
 # When the shell must stay, it waits for the running command before it exits on a signal
 # (POSIX defers traps until the foreground command ends): inside a bubblewrap PID namespace
@@ -41,14 +43,20 @@ _ASSIGNMENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=[^'\"\\$`]*$")
 _WAIT_THEN_EXIT = "trap 'exit 143' TERM; trap 'exit 130' INT; trap 'exit 129' HUP\n"
 
 
-def command_argv(command: str) -> list[str]:
+def command_argv(command: str, port: str | None = None) -> list[str]:
     """How to exec a user command so that, where possible, no shell stays behind.
 
-    Plain words are exec'd directly; a simple command that needs expansion
-    ($PORT, quotes, globs, leading VAR=value) runs as ``sh -c '... exec ...'`` so
-    the shell replaces itself; anything else (pipes, lists, multi-line scripts)
-    keeps ``sh -c``, and supervisord signals the whole process group on stop.
+    Plain words are exec'd directly, and so are words whose only expansion is ``$PORT``
+    (``gunicorn -b 0.0.0.0:$PORT app:app``, the static server): ``port`` is the value the
+    shell would have put there, so one shell fewer starts per service. A simple command
+    that needs other expansion (variables, quotes, globs, leading VAR=value) runs as
+    ``sh -c '... exec ...'`` so the shell replaces itself; anything else (pipes, lists,
+    multi-line scripts) keeps ``sh -c``, and supervisord signals the whole process group on stop.
     """
+    if port is not None and port.isdigit():
+        expanded = _PORT_REF.sub(port, command)
+        if expanded != command and not _NEEDS_SHELL.search(expanded):
+            command = expanded
     words = command.split()
     lead = 0
     while lead < len(words) and _ASSIGNMENT.match(words[lead]):
@@ -142,7 +150,7 @@ def render_launch_script(
         *wrapper,
         *drop_privileges_argv(record.uid, record.gid),
         *service_env_argv(env),
-        *command_argv(record.command),
+        *command_argv(record.command, env.get("PORT")),
     ]
     lines = [
         "#!/bin/sh",

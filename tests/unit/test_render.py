@@ -5,6 +5,7 @@ yield exactly the intended programs and keys; launch scripts are run for real
 by /bin/sh and must deliver each hostile value byte for byte.
 """
 
+import json
 import os
 import subprocess
 from pathlib import Path
@@ -151,17 +152,34 @@ def test_command_argv_avoids_a_resident_shell_when_it_can(command, argv):
     assert command_argv(command) == argv
 
 
-def test_a_kept_shell_waits_for_its_command_before_exiting_on_term(tmp_path):
-    """The shell must outlive its child's graceful stop (a PID namespace dies with it)."""
-    import signal
-    import time
+@pytest.mark.parametrize(
+    ("command", "argv"),
+    [
+        # $PORT is the only expansion: the value the shell would have put there, no shell at all
+        ("python3 -m http.server $PORT --bind 0.0.0.0", ["python3", "-m", "http.server", "8123", "--bind", "0.0.0.0"]),
+        ("gunicorn -b 0.0.0.0:$PORT app:app", ["gunicorn", "-b", "0.0.0.0:8123", "app:app"]),
+        ("node srv.js --port=${PORT}", ["node", "srv.js", "--port=8123"]),
+        # anything else the shell must do keeps the shell, which expands $PORT itself
+        ("node x $PORTAL", ["/bin/sh", "-c", "exec node x $PORTAL"]),
+        ("node x $PORT $HOME", ["/bin/sh", "-c", "exec node x $PORT $HOME"]),
+        ('node x "$PORT"', ["/bin/sh", "-c", 'exec node x "$PORT"']),
+        ("FOO=1 node x $PORT", ["/bin/sh", "-c", "FOO=1 exec node x 8123"]),  # same value, sh for FOO
+        ("node x $PORT | tee log", ["/bin/sh", "-c", WAIT + "node x $PORT | tee log"]),
+    ],
+)
+def test_port_is_expanded_without_a_shell_only_when_nothing_else_needs_one(command, argv):
+    assert command_argv(command, "8123") == argv
+    assert command_argv(command, None) == command_argv(command)  # a process type without PORT
 
-    marker = tmp_path / "done"
-    handler = f"lambda *a: (time.sleep(0.5), open('{marker}', 'w').write('x'), sys.exit(0))"
-    child = f'python3 -c "import signal, time, sys\nsignal.signal(15, {handler})\ntime.sleep(30)"'
-    argv = command_argv(f"true && {child}")
-    proc = subprocess.Popen(argv, start_new_session=True)
-    time.sleep(0.5)
-    os.killpg(proc.pid, signal.SIGTERM)
-    assert proc.wait(10) == 143
-    assert marker.exists()  # the shell exited only after the child finished its handler
+
+def test_the_port_expanded_by_us_is_the_one_the_shell_would_give(tmp_path):
+    """Run both ways for real: the program gets the same arguments."""
+    (tmp_path / "prog.py").write_text("import json, sys\nprint(json.dumps(sys.argv[1:]))\n")
+    command = "python3 prog.py a:$PORT --p=${PORT} $PORT"
+    env = {"PATH": "/usr/bin:/bin", "PORT": "8123"}
+    argv = command_argv(command, "8123")
+    assert argv[0] == "python3"  # no shell
+    direct = subprocess.run(argv, capture_output=True, text=True, env=env, cwd=tmp_path, check=True)
+    shell = subprocess.run(["/bin/sh", "-c", command], capture_output=True, text=True, env=env, cwd=tmp_path,
+                           check=True)
+    assert json.loads(direct.stdout) == json.loads(shell.stdout) == ["a:8123", "--p=8123", "8123"]
