@@ -166,20 +166,21 @@ class EarlyStart:
         return self.answering
 
     def flush(self) -> None:
-        import xmlrpc.client
-
+        """Every pending program in one request (several are ready at once under load)."""
         while self.pending and self.enabled:
+            batch = list(self.pending)
             try:
-                self.supervisor.add_program(self.pending[0])
+                results = self.supervisor.add_programs(batch)
             except SupervisorUnavailable:
                 self.answering = False  # the rest waits for hand_over
                 return
-            except xmlrpc.client.Fault as fault:
-                if "UNKNOWN_METHOD" in fault.faultString:
-                    self.enabled = False  # no rpc_add in this supervisord: hand_over adds them all
-                    return
-                log.warning("%s: not added early (%s); added at hand-over", self.pending[0], fault.faultString)
-            self.pending.pop(0)
+            for name, result in zip(batch, results, strict=True):
+                if isinstance(result, str):
+                    if "UNKNOWN_METHOD" in result:
+                        self.enabled = False  # no rpc_add in this supervisord: hand_over adds them all
+                        return
+                    log.warning("%s: not added early (%s); added at hand-over", name, result)
+            del self.pending[:len(batch)]
 
 
 def hand_over(settings: Settings, daemon: subprocess.Popen, early: EarlyStart | None = None,

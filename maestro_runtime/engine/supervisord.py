@@ -210,18 +210,23 @@ class Supervisor:
             self._add(group)
         return added, changed, removed
 
-    def add_program(self, name: str) -> bool | None:
-        """Add one program from its own file (engine/rpc_add.py), without rereading the others and
-        without touching one supervisord already has: True when added, False when supervisord had
-        it (it read the file at its start-up and started it itself), None when there is no file."""
-        import xmlrpc.client
-
-        try:
-            return bool(self.call("maestro.addProgram", name))
-        except xmlrpc.client.Fault as fault:
-            if "BAD_NAME" in fault.faultString:
-                return None
-            raise
+    def add_programs(self, names: list[str]) -> list[bool | str | None]:
+        """``maestro.addProgram`` (engine/rpc_add.py) for each name, all in one request
+        (``system.multicall``: one round trip and one turn of supervisord's loop): adds a program
+        from its own file without rereading the others or touching one supervisord already has.
+        Per name: True when added, False when supervisord had it (read at its start-up and
+        started by itself), None when there is no such file, else the fault's text (e.g.
+        UNKNOWN_METHOD from a supervisord without our interface)."""
+        answers = self.call("system.multicall",
+                            [{"methodName": "maestro.addProgram", "params": [name]} for name in names])
+        results: list[bool | str | None] = []
+        for answer in answers:
+            if isinstance(answer, dict):  # a fault
+                text = str(answer.get("faultString", answer))
+                results.append(None if "BAD_NAME" in text else text)
+            else:
+                results.append(bool(answer))
+        return results
 
     def _add(self, group: str) -> None:
         # ALREADY_ADDED: an update from outside got there first.

@@ -21,10 +21,10 @@ from .conftest import wait_for
 pytestmark = pytest.mark.integration
 HEALTHCHECK = Path(__file__).resolve().parents[2] / "healthcheck" / "healthcheck.py"
 PLUGIN = ("[rpcinterface:maestro]\nsupervisor.rpcinterface_factory = maestro_runtime.control.rpc:make_interface\n"
-          "programs = /nonexistent\n")
+          "programs = {programs}\n")
 
 
-def _supervisord(root: Path, with_plugin: bool) -> subprocess.Popen:
+def _supervisord(root: Path, with_plugin: bool, programs: Path = Path("/nonexistent")) -> subprocess.Popen:
     control = root / "run" / "control"
     control.mkdir(parents=True)
     (root / "state").mkdir()
@@ -33,7 +33,7 @@ def _supervisord(root: Path, with_plugin: bool) -> subprocess.Popen:
         f"[unix_http_server]\nfile={control}/supervisor.sock\nchmod=0700\n"
         f"[supervisord]\nnodaemon=true\nlogfile=/dev/null\npidfile={root}/s.pid\n"
         "[rpcinterface:supervisor]\nsupervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface\n"
-        + (PLUGIN if with_plugin else "")
+        + (PLUGIN.format(programs=programs) if with_plugin else "")
         + "[program:sleeper]\ncommand=sleep 600\nautorestart=false\nstartsecs=0\n")
     binary = shutil.which("supervisord") or str(Path(sys.executable).parent / "supervisord")
     return subprocess.Popen([binary, "-n", "-c", str(conf)], env={**os.environ}, stdout=subprocess.DEVNULL,
@@ -76,3 +76,28 @@ def _states(supervisor: Supervisor) -> dict:
     except SupervisorUnavailable:  # not up yet
         time.sleep(0.1)
         return {}
+
+
+@pytest.mark.parametrize("with_plugin", [True, False])
+def test_add_programs_in_one_request(tmp_path, with_plugin):
+    """maestro.addProgram for several names in one multicall: added, already there, no file;
+    a supervisord without our interface answers UNKNOWN_METHOD for each (the boot then adds
+    them at hand-over)."""
+    programs = tmp_path / "programs"
+    programs.mkdir()
+    for name in ("one", "two"):
+        (programs / f"{name}.conf").write_text(f"[program:{name}]\ncommand=sleep 600\nautorestart=false\n")
+    daemon = _supervisord(tmp_path, with_plugin, programs)
+    try:
+        supervisor = Supervisor(tmp_path / "run" / "control" / "supervisor.sock")
+        wait_for(supervisor.available, 30, 0.05, what="supervisord to answer")
+        results = supervisor.add_programs(["one", "missing", "one", "two"])
+        if not with_plugin:
+            assert all(isinstance(r, str) and "UNKNOWN_METHOD" in r for r in results), results
+            return
+        assert results == [True, None, False, True]
+        wait_for(lambda: {i["name"]: i["statename"] for i in supervisor.processes().values()}
+                 == {"sleeper": "RUNNING", "one": "RUNNING", "two": "RUNNING"}, 20, 0.1, what="both started")
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        daemon.wait(30)
