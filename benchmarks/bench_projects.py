@@ -1,6 +1,6 @@
 """Ten projects with real builds in one boot: does each answer within its own build + start + 2 s?
 
-    python3 -m benchmarks.bench_projects [--sandbox] [--runs N] [--out PREFIX] [--check]
+    python3 -m benchmarks.bench_projects [--sandbox] [--runs N] [--out PREFIX] [--check] [--log-level debug]
 
 The ten fixture projects of ``benchmarks/projects.py`` (Flask, FastAPI, Django, Bottle, Starlette
 from PyPI; Express, Fastify, an esbuild-bundled Koa server and a Vite site from npm; one static
@@ -18,6 +18,10 @@ is spawned. Per project:
 
 The check is ``answered <= build ended + start + 2 s`` (a project without a build: ``start + 2 s``
 after the boot began): a service starts once it is ready, not after the slowest build.
+
+The whole boot log of a run where a project failed or never answered is kept as
+``PREFIX-failed-<UTC time>.log`` (path printed), so a rare failure can be read afterwards;
+``--log-level debug`` makes it hold an internal error's traceback.
 
 Runs the checkout this module is imported from (``PYTHONPATH``), installed as the image installs
 it (``benchmarks/install.py``; ``--dev-install`` runs the current interpreter's install). Root, a
@@ -143,9 +147,11 @@ def ended(host: Host) -> dict[str, tuple[str, str]]:
             if s["status"] in ("FATAL", "FAILED")}
 
 
-def boot_once(projects: tuple[Project, ...], bin_dir: Path, sandbox: bool, timeout: float) -> dict:
+def boot_once(projects: tuple[Project, ...], bin_dir: Path, sandbox: bool, timeout: float,
+              log_level: str = "info", keep_prefix: Path = RESULTS / "projects") -> dict:
     low, high = free_range(len(projects) + 2)
-    host = Host.create((low, high), bin_dir=bin_dir)
+    began = time.time()
+    host = Host.create((low, high), bin_dir=bin_dir, ENTRYPOINT_LOG_LEVEL=log_level)
     ports = {p.name: low + i for i, p in enumerate(projects)}
     entries = []
     for project in projects:
@@ -186,6 +192,10 @@ def boot_once(projects: tuple[Project, ...], bin_dir: Path, sandbox: bool, timeo
             if proc.returncode == 0:
                 status = {s["name"]: (s["status"], s.get("error") or "") for s in json.loads(proc.stdout)}
             log = host.log()
+    except BaseException:  # the harness itself failed (a CLI timeout, ^C): the boot log survives it
+        if host.log():
+            print(f"boot log kept in {keep_log({'log': host.log()}, keep_prefix, began)}", file=sys.stderr)
+        raise
     finally:
         host.destroy()
     return report(projects, began, answered, spawned, log_events(log), status, sandbox, log)
@@ -215,7 +225,23 @@ def report(projects: tuple[Project, ...], began: float, answered: dict[str, floa
             "error": error,
         })
     tail = "" if all(r["answered"] is not None for r in rows) else log[-4000:]
-    return {"sandbox": sandbox, "prepared_at": prepared, "rows": rows, "log_tail": tail}
+    return {"sandbox": sandbox, "prepared_at": prepared, "rows": rows, "log_tail": tail,
+            "failed": failed(rows), "log": log}
+
+
+def failed(rows: list[dict]) -> bool:
+    """A run whose boot log is worth keeping: a project never answered, or one failed (a status
+    error), even if it answered later (a previous version, a restart)."""
+    return any(r["answered"] is None or r["error"] or r["status"] in ("FATAL", "FAILED") for r in rows)
+
+
+def keep_log(run: dict, prefix: Path, when: float) -> Path:
+    """The whole boot log of a failed run, beside the results (never overwritten: time-stamped)."""
+    stamp = datetime.fromtimestamp(when, UTC).strftime("%Y%m%dT%H%M%S.%fZ")
+    path = prefix.with_name(f"{prefix.name}-failed-{stamp}.log")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(run["log"])
+    return path
 
 
 # ---------------------------------------------------------------- output
@@ -270,6 +296,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--check", action="store_true", help="exit 1 unless every project answered within its limit")
     parser.add_argument("--dev-install", action="store_true", help="run the current interpreter's install")
     parser.add_argument("--venv", type=Path, default=DEFAULT_VENV, help=f"the timed install (default {DEFAULT_VENV})")
+    parser.add_argument("--log-level", default="info", choices=("debug", "info", "warn", "error"),
+                        help="ENTRYPOINT_LOG_LEVEL of the boots (debug: an internal error's traceback)")
     args = parser.parse_args(argv)
     if os.geteuid() != 0:
         print("bench_projects needs root (real users, supervisord)", file=sys.stderr)
@@ -286,8 +314,14 @@ def main(argv: list[str] | None = None) -> int:
     load = " ".join(f"{x:.2f}" for x in os.getloadavg())
     runs = []
     for i in range(args.runs):
-        runs.append(boot_once(projects, bin_dir, args.sandbox, args.timeout))
-        rows = runs[-1]["rows"]
+        began = time.time()
+        run = boot_once(projects, bin_dir, args.sandbox, args.timeout, args.log_level, args.out)
+        if run["failed"]:
+            run["log_kept"] = str(keep_log(run, args.out, began))
+            print(f"run {i + 1}: a project failed; its boot log is kept in {run['log_kept']}", flush=True)
+        del run["log"]  # the json keeps rows and the tail; the whole log only for a failed run, as a file
+        runs.append(run)
+        rows = run["rows"]
         print(f"run {i + 1}/{args.runs}: {sum(r['within'] for r in rows)}/{len(rows)} within limit; answered "
               + ", ".join(f"{r['project']} {_s(r['answered'])}" for r in rows), flush=True)
     table = markdown(runs, load)

@@ -1,8 +1,9 @@
 """Log lines as ``2026-11-29T22:01:02.123Z [maestro][level] message`` on stderr.
 
 The time is ISO 8601 in UTC (``MAESTRO_LOG_TIMESTAMPS=0`` leaves it out, for a log collector
-that stamps lines itself). A multi-line message (a failed build's tail) is printed as lines,
-each continuation prefixed ``[maestro][level] | `` so no line can pass for another event.
+that stamps lines itself). A multi-line message (a failed build's tail, a traceback logged with
+``exc_info``) is printed as lines, each continuation prefixed ``[maestro][level] | `` so no line
+can pass for another event.
 """
 
 from __future__ import annotations
@@ -24,8 +25,13 @@ class _Formatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         level = NAMES.get(record.levelno, record.levelname.lower())
+        text = record.getMessage()
+        if record.exc_info and not record.exc_text:  # logging.Formatter.format's cache, reused
+            record.exc_text = self.formatException(record.exc_info)
+        if record.exc_text:  # a traceback (logged at debug for a bug) is printed, never dropped
+            text = f"{text.rstrip()}\n{record.exc_text}"
         # Never a credential of a URL, whatever logged it.
-        lines = redact(record.getMessage()).rstrip("\n").split("\n")
+        lines = redact(text).rstrip("\n").split("\n")
         stamp = ""
         if self.timestamps:
             stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + \

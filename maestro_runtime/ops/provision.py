@@ -194,8 +194,9 @@ class Provisioner:
             record, changed = self.activate(self._provision(assignment, previous, refetch))
         except PROVISION_ERRORS as exc:
             return self._fail(assignment, previous, exc)
-        except Exception as exc:  # a bug here must not stop the other services: say so loudly
-            log.exception("service %s: unexpected error while provisioning", assignment.id)
+        except Exception as exc:  # a bug here must not stop the other services: one error line (_fail)
+            # and, at ENTRYPOINT_LOG_LEVEL=debug, where it happened.
+            log.debug("service %s: unexpected error while provisioning", assignment.id, exc_info=True)
             return self._fail(assignment, previous, RuntimeError(f"internal error: {exc!r}"))
         return Outcome(record.id, True, changed=changed, record=record)
 

@@ -24,7 +24,7 @@ from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
 
-from maestro_runtime.sources import pyinstall, pyversion
+from maestro_runtime.sources import pyinstall, pyversion, uvbin
 from maestro_runtime.sources.buildplan import PYTHON_INPUTS, STAMP_NAME, BuildError, Plan, venv_is_fresh_needed
 from maestro_runtime.sources.projectfiles import read_text
 
@@ -81,13 +81,7 @@ def runnable_by_all(path: str) -> bool:
 def find_uv(given: str) -> str | None:
     candidates = [given] if given else []
     if not given:
-        try:
-            import uv  # the registry package ships the binary
-
-            candidates.append(uv.find_uv_bin())
-        except (ImportError, FileNotFoundError):
-            pass
-        candidates.append(shutil.which("uv") or "")
+        candidates += [uvbin.packaged_uv() or "", shutil.which("uv") or ""]  # the registry package ships one
     return next((c for c in candidates if c and runnable_by_all(c)), None)
 
 

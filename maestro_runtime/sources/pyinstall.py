@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 from maestro_runtime.engine.launch import SYSTEM_PATH
+from maestro_runtime.sources import uvbin
 from maestro_runtime.sources.redact import redact
 
 log = logging.getLogger("maestro.builds")
@@ -68,14 +69,7 @@ def unsafe_folder(path: Path) -> str | None:
 
 def uv_binary(given: str) -> str | None:
     """Root runs it: the operator's (MAESTRO_UV), the uv package's, or the one on root's PATH."""
-    if given:
-        return given
-    try:
-        import uv
-
-        return uv.find_uv_bin()
-    except (ImportError, FileNotFoundError):
-        return shutil.which("uv")
+    return given or uvbin.packaged_uv() or shutil.which("uv")
 
 
 def install_argv(uv: str, request: str, install_dir: str) -> list[str]:

@@ -200,7 +200,12 @@ def test_failed_build_keeps_the_previous_version_running(maestro):
 
 
 def test_an_unexpected_error_in_one_service_does_not_stop_the_others(maestro, monkeypatch):
-    """A bug (here an AttributeError, like a stdlib API missing on an older Python) fails one service only."""
+    """A bug (here an AttributeError, like a stdlib API missing on an older Python) fails one service
+    only, with one error line; ENTRYPOINT_LOG_LEVEL=debug adds where it happened (the traceback)."""
+    import io
+    import logging
+
+    from maestro_runtime.log_format import setup_logging
     from maestro_runtime.ops.provision import Provisioner
     from maestro_runtime.ops.reconcile import reconcile
     from maestro_runtime.settings import Settings
@@ -219,9 +224,26 @@ def test_an_unexpected_error_in_one_service_does_not_stop_the_others(maestro, mo
     monkeypatch.setattr(detect, "detect_command", flaky)
     settings = Settings.from_env(maestro.env)
     Path(maestro.env["SUPERVISOR_CONF_DIR"]).mkdir(parents=True)
-    report = reconcile(Provisioner(settings), gather_specs(settings))
+    logger = logging.getLogger("maestro")
+    saved = (list(logger.handlers), logger.level, logger.propagate)
+    setup_logging("debug", timestamps=False)
+    stream = io.StringIO()
+    logger.handlers[0].setStream(stream)
+    try:
+        report = reconcile(Provisioner(settings), gather_specs(settings))
+    finally:
+        logger.handlers[:] = saved[0]
+        logger.setLevel(saved[1])
+        logger.propagate = saved[2]
     assert report.prepared == ["fine"]
     assert "internal error" in report.failed["buggy"] and "data_filter" in report.failed["buggy"]
+    lines = stream.getvalue().splitlines()
+    errors = [line for line in lines if line.startswith("[maestro][error] service buggy:")]
+    assert len(errors) == 1 and "internal error: AttributeError" in errors[0]
+    where = [line for line in lines if line.startswith("[maestro][debug] | ")]
+    assert "[maestro][debug] | Traceback (most recent call last):" in where
+    assert any("in flaky" in line for line in where)  # the frame that raised
+    assert not any(line.startswith("[maestro][error] | ") for line in lines)  # no traceback at error level
 
 
 def test_boot_over_a_stale_control_socket(maestro):

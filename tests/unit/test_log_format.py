@@ -24,3 +24,19 @@ def test_timestamps_off():
     assert _Formatter(False).format(record("hello")) == "[maestro][error] hello"
     assert not Settings.from_env({"MAESTRO_LOG_TIMESTAMPS": "0"}).log_timestamps
     assert Settings.from_env({}).log_timestamps
+
+
+def test_a_traceback_is_printed_as_prefixed_lines():
+    """exc_info is never dropped (an internal error's only trace at ENTRYPOINT_LOG_LEVEL=debug)."""
+    try:
+        raise KeyError("key")
+    except KeyError:
+        import sys
+
+        entry = logging.LogRecord("maestro", logging.DEBUG, __file__, 1, "service web: unexpected error", None,
+                                  sys.exc_info())
+    lines = _Formatter(False).format(entry).split("\n")
+    assert lines[0] == "[maestro][debug] service web: unexpected error"
+    assert lines[1] == "[maestro][debug] | Traceback (most recent call last):"
+    assert lines[-1] == "[maestro][debug] | KeyError: 'key'"
+    assert all(line.startswith("[maestro][debug] ") for line in lines)
