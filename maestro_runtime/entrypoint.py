@@ -13,6 +13,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import sysconfig
 import tempfile
 import time
 from pathlib import Path
@@ -88,6 +89,9 @@ def ensure_tmpdir(settings: Settings) -> None:
 def boot(settings: Settings, on_ready: OnReady | None = None) -> int:
     """Provision everything, ``settings.build_jobs`` services at a time; ``on_ready`` gets each
     service's programs as soon as they are written. Returns the number of failures."""
+    # Python 3.11's sysconfig publishes its cache before filling it (gh-92452): a library asking
+    # from a provisioning thread could get None (sources/uvbin.py). Filled once here, first.
+    sysconfig.get_config_vars()
     provisioner = Provisioner(settings)
     for warning in provisioner.boot_warnings():
         log.warning("%s", warning)
