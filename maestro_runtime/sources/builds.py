@@ -56,6 +56,7 @@ from maestro_runtime.sources.buildplan import (  # noqa: F401 (re-exported: call
     venv_is_fresh_needed,
 )
 from maestro_runtime.sources.declared import declared_build, platform_env
+from maestro_runtime.sources.projectfiles import ProjectFiles
 from maestro_runtime.sources.pybuild import python_plan  # noqa: F401 (re-exported)
 
 log = logging.getLogger("maestro.builds")
@@ -318,16 +319,18 @@ def _check_untouched(directory: Path, before: Mapping[str, bytes]) -> None:
                          "(or name the tool in package.json packageManager) and commit it up to date")
 
 
-def build(directory: Path, account, *, settings, policy, service_id: str,
+def build(project: Path | ProjectFiles, account, *, settings, policy, service_id: str,
           options: BuildOptions | None = None) -> list[str]:
     """Install the project's dependencies, then run the build step it declares (:mod:`buildstep`);
     return what actually ran: the ecosystems and ``"build step"`` (empty when up to date).
+    ``project``: its folder, or the look at it taken before the build (nothing ran since).
 
     Raises :class:`BuildError` (with the tail of the build log) when a build fails.
     """
     opts = options or BuildOptions.from_settings(settings)
-    directory = Path(directory)
-    files = {p.name for p in directory.iterdir()} if directory.is_dir() else set()
+    snapshot = ProjectFiles.of(project)
+    directory = snapshot.directory
+    files = set(snapshot.names)
     package: Mapping = {}
     if "package.json" in files:
         try:
@@ -335,7 +338,7 @@ def build(directory: Path, account, *, settings, policy, service_id: str,
         except ValueError as exc:
             raise BuildError(f"package.json is not valid JSON: {exc}") from exc
     built = []
-    step = declared_build(directory)
+    step = declared_build(snapshot)
     for ecosystem in ("python", "node"):
         if ecosystem == "python":
             if not files & {"requirements.txt", "pyproject.toml", "setup.py"}:
