@@ -39,8 +39,14 @@ class ProgramFiles:
         return script_path(self.launch_dir, program_id)
 
     def write(self, program: ProgramText) -> bool:
-        """Launch script and program file; True when the program file changed."""
-        atomic_write(self.script(program.id), program.script, mode=0o700)
+        """Launch script and program file; True when the program file changed.
+
+        Launch and probe scripts are not fsynced (``durable=False``): every boot writes them again
+        when it activates the service, before its program file, and supervisord runs a program
+        only once this boot wrote it (ours are cleared or rewritten before it reads them), so a
+        script a host crash lost is never run. Program files (supervisord reads the folder as it
+        starts) and the process-type lists (what a later boot removes) stay fsynced."""
+        atomic_write(self.script(program.id), program.script, mode=0o700, durable=False)
         return write_program(self.conf_dir, program.id, program.conf)
 
     def write_service(self, program: ProgramText, processes: Sequence[ProgramText], probe: str | None) -> bool:
@@ -53,7 +59,7 @@ class ProgramFiles:
         """An exec health probe's script (None: the service has none)."""
         path = self.launch_dir / f"{service_id}.probe.sh"
         if text is not None:
-            atomic_write(path, text, mode=0o700)
+            atomic_write(path, text, mode=0o700, durable=False)  # as launch scripts (see write)
         else:
             path.unlink(missing_ok=True)
 

@@ -8,6 +8,7 @@ character set, so nothing can add a line, a section, a comment or a
 
 from __future__ import annotations
 
+import contextlib
 import re
 import shutil
 import sys
@@ -126,8 +127,9 @@ def program_file(conf_dir: Path, program_id: str) -> Path:
 def write_program(conf_dir: Path, program_id: str, text: str) -> bool:
     """Write atomically; False when the file already says exactly this (nothing to update)."""
     path = program_file(conf_dir, program_id)
-    if path.exists() and path.read_text() == text:
-        return False
+    with contextlib.suppress(FileNotFoundError):
+        if path.read_text() == text:
+            return False
     atomic_write(path, text)
     return True
 
