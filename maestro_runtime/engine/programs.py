@@ -41,11 +41,13 @@ class ProgramFiles:
     def write(self, program: ProgramText) -> bool:
         """Launch script and program file; True when the program file changed.
 
-        Launch and probe scripts are not fsynced (``durable=False``): every boot writes them again
-        when it activates the service, before its program file, and supervisord runs a program
-        only once this boot wrote it (ours are cleared or rewritten before it reads them), so a
-        script a host crash lost is never run. Program files (supervisord reads the folder as it
-        starts) and the process-type lists (what a later boot removes) stay fsynced."""
+        Launch scripts, probe scripts and program files are not fsynced (``durable=False``; the
+        rename still shows every reader a whole old or whole new file): they are made from the
+        record, which is fsynced, and every boot writes them again when it activates the service,
+        before supervisord is given its program (ours are cleared when it starts early, rewritten
+        otherwise). A host crash can at worst leave one empty, on ext4 and XFS (they never show
+        unwritten blocks), and the next boot writes it again. The process-type lists (what a
+        later boot removes) stay fsynced."""
         atomic_write(self.script(program.id), program.script, mode=0o700, durable=False)
         return write_program(self.conf_dir, program.id, program.conf)
 

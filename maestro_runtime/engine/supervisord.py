@@ -125,12 +125,13 @@ def program_file(conf_dir: Path, program_id: str) -> Path:
 
 
 def write_program(conf_dir: Path, program_id: str, text: str) -> bool:
-    """Write atomically; False when the file already says exactly this (nothing to update)."""
+    """Write atomically; False when the file already says exactly this (nothing to update).
+    Not fsynced: each boot writes it again from the record (engine/programs.py says why)."""
     path = program_file(conf_dir, program_id)
     with contextlib.suppress(FileNotFoundError):
         if path.read_text() == text:
             return False
-    atomic_write(path, text)
+    atomic_write(path, text, durable=False)
     return True
 
 

@@ -54,12 +54,16 @@ def test_a_failed_write_leaves_the_old_file_and_no_temp(tmp_path, monkeypatch):
     assert [p.name for p in tmp_path.iterdir()] == ["f.txt"]
 
 
-def test_launch_scripts_are_not_fsynced_but_program_files_are(tmp_path, fsyncs):
+def test_runtime_files_are_not_fsynced_but_process_type_lists_are(tmp_path, fsyncs):
     files = ProgramFiles(tmp_path / "conf.d", tmp_path / "launch")
     (tmp_path / "conf.d").mkdir()
     (tmp_path / "launch").mkdir()
     assert files.write_service(ProgramText("web", "#!/bin/sh\nexec true\n", "[program:web]\n"), (), "probe\n")
-    assert len(fsyncs) == 1, "the program file only: launch and probe scripts are remade every boot"
+    assert fsyncs == [], "launch script, probe script and program file are remade every boot"
+    worker = ProgramText("web-worker", "#!/bin/sh\nexec w\n", "[program:web-worker]\n")
+    files.write_processes("web", [worker])
+    assert len(fsyncs) == 1, "the process-type list: what a later boot removes"
+    assert (tmp_path / "launch" / "web.types").read_text() == "web-worker\n"
     assert (tmp_path / "launch" / "web.sh").read_text() == "#!/bin/sh\nexec true\n"
     assert not files.write(ProgramText("web", "#!/bin/sh\nexec true\n", "[program:web]\n")), "unchanged"
 
