@@ -43,7 +43,7 @@ from maestro_runtime.engine.launch import (
     shims_dir,
 )
 from maestro_runtime.sandbox.netpolicy import is_proxy_key
-from maestro_runtime.sources import buildstep, node, pybuild
+from maestro_runtime.sources import buildplan, buildstep, node, pybuild
 from maestro_runtime.sources.buildplan import (  # noqa: F401 (re-exported: callers use builds.*)
     META_LIMIT,
     PYTHON_INPUTS,
@@ -327,10 +327,13 @@ def build(project: Path | ProjectFiles, account, *, settings, policy, service_id
 
     Raises :class:`BuildError` (with the tail of the build log) when a build fails.
     """
-    opts = options or BuildOptions.from_settings(settings)
     snapshot = ProjectFiles.of(project)
     directory = snapshot.directory
     files = set(snapshot.names)
+    step = declared_build(snapshot)
+    if not files & (buildplan.MANIFESTS | {"manage.py"}) and step is None:
+        return []  # nothing to install, build or collect (a static site): no options to gather
+    opts = options or BuildOptions.from_settings(settings)
     package: Mapping = {}
     if "package.json" in files:
         try:
@@ -338,7 +341,6 @@ def build(project: Path | ProjectFiles, account, *, settings, policy, service_id
         except ValueError as exc:
             raise BuildError(f"package.json is not valid JSON: {exc}") from exc
     built = []
-    step = declared_build(snapshot)
     for ecosystem in ("python", "node"):
         if ecosystem == "python":
             if not files & {"requirements.txt", "pyproject.toml", "setup.py"}:
