@@ -47,7 +47,7 @@ class ProjectFiles:
     directory: Path
     names: frozenset[str]
     _texts: dict[str, str | None] = field(default_factory=dict, repr=False)
-    _docs: dict[tuple[str, str], object] = field(default_factory=dict, repr=False)
+    _docs: dict[tuple[str, Callable], object] = field(default_factory=dict, repr=False)
 
     @classmethod
     def take(cls, directory: Path) -> ProjectFiles:
@@ -69,8 +69,9 @@ class ProjectFiles:
         return self._texts[relative]
 
     def doc(self, name: str, parse: Callable[[str], object], errors: type[Exception] | tuple) -> object | None:
-        """The file parsed by ``parse`` (None when missing or when it raises ``errors``), parsed once."""
-        key = (name, getattr(parse, "__qualname__", repr(parse)))
+        """The file parsed by ``parse`` (None when missing or when it raises ``errors``), parsed once:
+        every caller gets the same object, to read, never to change."""
+        key = (name, parse)
         if key not in self._docs:
             text = self.text(name)
             try:
