@@ -39,8 +39,16 @@ class ProgramFiles:
         return script_path(self.launch_dir, program_id)
 
     def write(self, program: ProgramText) -> bool:
-        """Launch script and program file; True when the program file changed."""
-        atomic_write(self.script(program.id), program.script, mode=0o700)
+        """Launch script and program file; True when the program file changed.
+
+        Launch scripts, probe scripts and program files are not fsynced (``durable=False``; the
+        rename still shows every reader a whole old or whole new file): they are made from the
+        record, which is fsynced, and every boot writes them again when it activates the service,
+        before supervisord is given its program (ours are cleared when it starts early, rewritten
+        otherwise). A host crash can at worst leave one empty, on ext4 and XFS (they never show
+        unwritten blocks), and the next boot writes it again. The process-type lists (what a
+        later boot removes) stay fsynced."""
+        atomic_write(self.script(program.id), program.script, mode=0o700, durable=False)
         return write_program(self.conf_dir, program.id, program.conf)
 
     def write_service(self, program: ProgramText, processes: Sequence[ProgramText], probe: str | None) -> bool:
@@ -53,7 +61,7 @@ class ProgramFiles:
         """An exec health probe's script (None: the service has none)."""
         path = self.launch_dir / f"{service_id}.probe.sh"
         if text is not None:
-            atomic_write(path, text, mode=0o700)
+            atomic_write(path, text, mode=0o700, durable=False)  # as launch scripts (see write)
         else:
             path.unlink(missing_ok=True)
 

@@ -8,6 +8,7 @@ character set, so nothing can add a line, a section, a comment or a
 
 from __future__ import annotations
 
+import contextlib
 import re
 import shutil
 import sys
@@ -124,11 +125,13 @@ def program_file(conf_dir: Path, program_id: str) -> Path:
 
 
 def write_program(conf_dir: Path, program_id: str, text: str) -> bool:
-    """Write atomically; False when the file already says exactly this (nothing to update)."""
+    """Write atomically; False when the file already says exactly this (nothing to update).
+    Not fsynced: each boot writes it again from the record (engine/programs.py says why)."""
     path = program_file(conf_dir, program_id)
-    if path.exists() and path.read_text() == text:
-        return False
-    atomic_write(path, text)
+    with contextlib.suppress(FileNotFoundError):
+        if path.read_text() == text:
+            return False
+    atomic_write(path, text, durable=False)
     return True
 
 

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from maestro_runtime.sources.buildplan import STAMP_NAME, BuildError, Plan
 from maestro_runtime.sources.declared import procfile
+from maestro_runtime.sources.projectfiles import ProjectFiles
 from maestro_runtime.spec.model import SpecError
 from maestro_runtime.spec.naming import PROGRAM_ID_RE
 from maestro_runtime.state.records import ServiceRecord, atomic_write
@@ -27,9 +28,9 @@ from maestro_runtime.state.records import ServiceRecord, atomic_write
 NOT_PROCESSES = frozenset({"web", "release"})
 
 
-def declared(directory: Path) -> tuple[str | None, dict[str, str]]:
+def declared(project: Path | ProjectFiles) -> tuple[str | None, dict[str, str]]:
     """(release command, {type: command}) from the project's Procfile (pure read)."""
-    types = procfile(directory)
+    types = procfile(project)
     return types.get("release"), {t: c for t, c in types.items() if t not in NOT_PROCESSES}
 
 

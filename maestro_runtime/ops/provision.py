@@ -27,6 +27,7 @@ from maestro_runtime.settings import Settings
 from maestro_runtime.sources import builds, detect, fetch
 from maestro_runtime.sources.buildplan import may_build
 from maestro_runtime.sources.declared import service_env
+from maestro_runtime.sources.projectfiles import ProjectFiles
 from maestro_runtime.sources.redact import redact
 from maestro_runtime.spec import ServiceSpec, SpecError
 from maestro_runtime.spec.naming import PROGRAM_ID_RE, default_user, reserved, unique_id
@@ -42,12 +43,8 @@ IDENTITY_WARNING = (
     "--cap-add FOWNER --cap-add KILL to give each project its own user"
 )
 # Everything a single service's failure can raise; anything else is a bug and propagates.
-PROVISION_ERRORS = (
-    SpecError, PortError, RenderError, OSError,
-    accounts.AccountError, fetch.SourceError, builds.BuildError, SandboxError, detect.NoStartCommand,
-)
-
-
+PROVISION_ERRORS = (SpecError, PortError, RenderError, OSError, accounts.AccountError, fetch.SourceError,
+                    builds.BuildError, SandboxError, detect.NoStartCommand)
 IDENTITY_FILES = (".maestro-name", ".maestro-user")
 
 
@@ -231,16 +228,19 @@ class Provisioner:
                 leave = IDENTITY_FILES if spec.kind == "preseeded" else ()
                 for skipped in accounts.own_tree(directory, account, leave=leave):
                     log.warning("service %s: %s left as it is (not given to %s)", a.id, skipped, account.user)
-            with self._build_slot() if may_build(directory) else contextlib.nullcontext():
-                built = builds.build(directory, account, settings=settings, policy=self.policy, service_id=a.id)
-            release, types = processes.declared(directory)
+            files = ProjectFiles.take(directory)  # read once per step, never kept beyond it (projectfiles.py)
+            with self._build_slot() if may_build(files) else contextlib.nullcontext():
+                built = builds.build(files, account, settings=settings, policy=self.policy, service_id=a.id)
+            files = ProjectFiles.take(directory)  # the build (or collectstatic) may have changed them
+            release, types = processes.declared(files)
             release, types = spec.release or release, {**types, **spec.processes}  # the spec wins
-            env = service_env(directory, spec.env, a.id)
+            env = service_env(files, spec.env, a.id)
             if release and (built or code.fetched or previous is None or not previous.ready):
                 log.info("service %s: release phase: %s", a.id, release)
                 with self._build_slot():
                     processes.run_release(directory, account, release, env, settings=settings,
                                           policy=self.policy, service_id=a.id)
+                files = ProjectFiles.take(directory)  # and again after the release phase
         except BaseException:
             if code.fetched:  # the previous version (or nothing) comes back: never a half-built service
                 fetch.roll_back(directory, code.previous_dir, spec.keep)
@@ -252,7 +252,7 @@ class Provisioner:
         if spec.cmd:
             command, reason = spec.cmd, "explicit"
         else:
-            found = detect.detect_command(directory, account.venv_dir if account.venv_dir.is_dir() else None)
+            found = detect.detect_command(files, account.venv_dir if account.venv_dir.is_dir() else None)
             command, reason = found.command, found.reason
         found = Found(directory=directory, source=code.source, revision=code.revision, account=account,
                       has_venv=account.venv_dir.is_dir(), port=port, command=command, command_reason=reason,

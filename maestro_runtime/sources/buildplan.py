@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from maestro_runtime import safefs
+from maestro_runtime.sources.projectfiles import ProjectFiles
 
 STAMP_NAME = ".maestro-build-stamp"
 PYTHON_INPUTS = ("requirements.txt", "pyproject.toml", "setup.py", "setup.cfg", "uv.lock", ".python-version",
@@ -61,10 +62,10 @@ def tool_version(argv: Sequence[str]) -> str:
 MANIFESTS = frozenset({"requirements.txt", "pyproject.toml", "setup.py", "package.json"})
 
 
-def may_build(directory: Path) -> bool:
+def may_build(project: Path | ProjectFiles) -> bool:
     """Whether builds.build may run anything here (a manifest, or a build step a platform file
     declares): what waits for a build slot at boot. A static site never does."""
     from maestro_runtime.sources.declared import declared_build
 
-    names = {p.name for p in directory.iterdir()} if directory.is_dir() else set()
-    return bool(names & MANIFESTS) or declared_build(directory) is not None
+    files = ProjectFiles.of(project)
+    return bool(files.names & MANIFESTS) or declared_build(files) is not None

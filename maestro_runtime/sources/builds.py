@@ -43,7 +43,7 @@ from maestro_runtime.engine.launch import (
     shims_dir,
 )
 from maestro_runtime.sandbox.netpolicy import is_proxy_key
-from maestro_runtime.sources import buildstep, node, pybuild
+from maestro_runtime.sources import buildplan, buildstep, node, pybuild
 from maestro_runtime.sources.buildplan import (  # noqa: F401 (re-exported: callers use builds.*)
     META_LIMIT,
     PYTHON_INPUTS,
@@ -56,6 +56,7 @@ from maestro_runtime.sources.buildplan import (  # noqa: F401 (re-exported: call
     venv_is_fresh_needed,
 )
 from maestro_runtime.sources.declared import declared_build, platform_env
+from maestro_runtime.sources.projectfiles import ProjectFiles
 from maestro_runtime.sources.pybuild import python_plan  # noqa: F401 (re-exported)
 
 log = logging.getLogger("maestro.builds")
@@ -318,16 +319,21 @@ def _check_untouched(directory: Path, before: Mapping[str, bytes]) -> None:
                          "(or name the tool in package.json packageManager) and commit it up to date")
 
 
-def build(directory: Path, account, *, settings, policy, service_id: str,
+def build(project: Path | ProjectFiles, account, *, settings, policy, service_id: str,
           options: BuildOptions | None = None) -> list[str]:
     """Install the project's dependencies, then run the build step it declares (:mod:`buildstep`);
     return what actually ran: the ecosystems and ``"build step"`` (empty when up to date).
+    ``project``: its folder, or the look at it taken before the build (nothing ran since).
 
     Raises :class:`BuildError` (with the tail of the build log) when a build fails.
     """
+    snapshot = ProjectFiles.of(project)
+    directory = snapshot.directory
+    files = set(snapshot.names)
+    step = declared_build(snapshot)
+    if not files & (buildplan.MANIFESTS | {"manage.py"}) and step is None:
+        return []  # nothing to install, build or collect (a static site): no options to gather
     opts = options or BuildOptions.from_settings(settings)
-    directory = Path(directory)
-    files = {p.name for p in directory.iterdir()} if directory.is_dir() else set()
     package: Mapping = {}
     if "package.json" in files:
         try:
@@ -335,7 +341,6 @@ def build(directory: Path, account, *, settings, policy, service_id: str,
         except ValueError as exc:
             raise BuildError(f"package.json is not valid JSON: {exc}") from exc
     built = []
-    step = declared_build(directory)
     for ecosystem in ("python", "node"):
         if ecosystem == "python":
             if not files & {"requirements.txt", "pyproject.toml", "setup.py"}:

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import yaml
 
-from maestro_runtime.sources.projectfiles import read_text
+from maestro_runtime.sources.projectfiles import ProjectFiles
 from maestro_runtime.spec import envvars
 
 log = logging.getLogger("maestro")
@@ -40,9 +40,9 @@ class Declared:
     reason: str
 
 
-def procfile(directory: Path) -> dict[str, str]:
+def procfile(project: Path | ProjectFiles) -> dict[str, str]:
     """Process types in order (``web``, ``worker``, ``release``...); comments and blanks skipped."""
-    text = read_text(directory, directory / "Procfile")
+    text = ProjectFiles.of(project).text("Procfile")
     types: dict[str, str] = {}
     for line in (text or "").splitlines():
         match = _TYPE.match(line.strip())
@@ -55,16 +55,10 @@ def _command(value) -> str | None:
     return value.strip() if isinstance(value, str) and value.strip() else None
 
 
-def _railway(directory: Path, section: str = "deploy", key: str = "startCommand") -> Declared | None:
+def _railway(files: ProjectFiles, section: str = "deploy", key: str = "startCommand") -> Declared | None:
     for name, parse, errors in (("railway.json", json.loads, ValueError),
                                 ("railway.toml", tomllib.loads, tomllib.TOMLDecodeError)):
-        text = read_text(directory, directory / name)
-        if text is None:
-            continue
-        try:
-            doc = parse(text)
-        except errors:
-            continue
+        doc = files.doc(name, parse, errors)
         part = doc.get(section) if isinstance(doc, dict) else None
         command = _command(part.get(key)) if isinstance(part, dict) else None
         if command:
@@ -72,33 +66,23 @@ def _railway(directory: Path, section: str = "deploy", key: str = "startCommand"
     return None
 
 
-def _render_web(directory: Path) -> dict:
+def _render_web(files: ProjectFiles) -> dict:
     """render.yaml's web service that starts (its build goes with it), else the first one; {}."""
-    text = read_text(directory, directory / "render.yaml")
-    if text is None:
-        return {}
-    try:
-        doc = yaml.safe_load(text)
-    except yaml.YAMLError:
-        return {}
+    doc = files.doc("render.yaml", yaml.safe_load, yaml.YAMLError)
     services = doc.get("services") if isinstance(doc, dict) else None
     webs = [s for s in (services if isinstance(services, list) else ())
             if isinstance(s, dict) and s.get("type") == "web"]
     return next((s for s in webs if _command(s.get("startCommand"))), webs[0] if webs else {})
 
 
-def _render(directory: Path, key: str = "startCommand") -> Declared | None:
-    command = _command(_render_web(directory).get(key))
+def _render(files: ProjectFiles, key: str = "startCommand") -> Declared | None:
+    command = _command(_render_web(files).get(key))
     return Declared(command, f"detected: render.yaml {key}") if command else None
 
 
-def _nixpacks(directory: Path, build: bool = False) -> Declared | None:
-    text = read_text(directory, directory / "nixpacks.toml")
-    if text is None:
-        return None
-    try:
-        doc = tomllib.loads(text)
-    except tomllib.TOMLDecodeError:
+def _nixpacks(files: ProjectFiles, build: bool = False) -> Declared | None:
+    doc = files.doc("nixpacks.toml", tomllib.loads, tomllib.TOMLDecodeError)
+    if not isinstance(doc, dict):
         return None
     if build:
         phase = (doc.get("phases") or {}).get("build") if isinstance(doc.get("phases"), dict) else None
@@ -113,10 +97,11 @@ def _nixpacks(directory: Path, build: bool = False) -> Declared | None:
     return Declared(command, "detected: nixpacks.toml [start] cmd") if command else None
 
 
-def declared_build(directory: Path) -> Declared | None:
+def declared_build(project: Path | ProjectFiles) -> Declared | None:
     """The build step the project declares for another platform, or None."""
-    return (_railway(directory, "build", "buildCommand") or _render(directory, "buildCommand")
-            or _nixpacks(directory, build=True))
+    files = ProjectFiles.of(project)
+    return (_railway(files, "build", "buildCommand") or _render(files, "buildCommand")
+            or _nixpacks(files, build=True))
 
 
 # Parts of a declared build that only install the dependencies, as the runtime already did
@@ -138,11 +123,12 @@ def build_parts(command: str) -> tuple[str | None, tuple[str, ...]]:
     return (" && ".join(kept) if kept else None), dropped
 
 
-def declared_web(directory: Path) -> Declared | None:
-    web = procfile(directory).get("web")
+def declared_web(project: Path | ProjectFiles) -> Declared | None:
+    files = ProjectFiles.of(project)
+    web = procfile(files).get("web")
     if web:
         return Declared(web, "detected: Procfile web")
-    return _railway(directory) or _render(directory) or _nixpacks(directory)
+    return _railway(files) or _render(files) or _nixpacks(files)
 
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -154,17 +140,18 @@ def _literal(value) -> str | None:
     return str(value) if isinstance(value, (str, int, float)) else None
 
 
-def platform_env(directory: Path) -> dict[str, str]:
+def platform_env(project: Path | ProjectFiles) -> dict[str, str]:
     """What the platform a project's commands come from sets for its builds and processes, where
     constant. Render (its start or build command is render.yaml's): ``RENDER=true``,
     ``IS_PULL_REQUEST=false``, ``RENDER_SERVICE_TYPE=web``, ``RENDER_SERVICE_NAME`` and that
     service's ``envVars`` given a literal ``value:`` (never ``generateValue``, ``sync: false``
     or ``from*``: secrets and other services are not in the file). Railway documents no constant
     marker (its variables name the project, environment and domains), nixpacks none either."""
-    used = [d.reason for d in (declared_web(directory), declared_build(directory)) if d]
+    files = ProjectFiles.of(project)
+    used = [d.reason for d in (declared_web(files), declared_build(files)) if d]
     if not any(reason.startswith("detected: render.yaml") for reason in used):
         return {}
-    web = _render_web(directory)
+    web = _render_web(files)
     env = {"RENDER": "true", "IS_PULL_REQUEST": "false", "RENDER_SERVICE_TYPE": "web"}
     if isinstance(web.get("name"), str) and web["name"].strip():
         env["RENDER_SERVICE_NAME"] = web["name"].strip()
@@ -176,12 +163,13 @@ def platform_env(directory: Path) -> dict[str, str]:
     return env
 
 
-def service_env(directory: Path, spec_env: dict, service_id: str) -> dict[str, str]:
+def service_env(project: Path | ProjectFiles, spec_env: dict, service_id: str) -> dict[str, str]:
     """The project's own ``.env`` (the honcho/foreman convention) under the spec's env, both over
     :func:`platform_env`; PORT, HOME, USER are the runtime's (set last at launch): a value for
     them is dropped, with a warning."""
-    text = read_text(directory, directory / ".env")
-    platform = platform_env(directory)
+    files = ProjectFiles.of(project)
+    text = files.text(".env")
+    platform = platform_env(files)
     if platform:  # keys only: values are never printed
         log.info("service %s: render.yaml: %s set as Render sets them (the service's own env wins)",
                  service_id, ", ".join(sorted(platform)))

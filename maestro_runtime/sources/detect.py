@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from maestro_runtime.sources.declared import declared_web, procfile  # noqa: F401 (re-exported)
-from maestro_runtime.sources.projectfiles import READ_LIMIT, read_text  # noqa: F401 (re-exported)
+from maestro_runtime.sources.projectfiles import READ_LIMIT, ProjectFiles, read_text  # noqa: F401 (re-exported)
 
 # Folders that never hold the app's own modules.
 _SKIP_DIRS = frozenset({"node_modules", ".git", ".venv", "venv", "env", "__pycache__", "site-packages",
@@ -48,8 +48,9 @@ def static_command(directory: Path) -> str:
     return f"python3 -m http.server $PORT --directory {shlex.quote(str(directory))} --bind 0.0.0.0"
 
 
-def _node(directory: Path) -> Detection | None:
-    text = read_text(directory, directory / "package.json")
+def _node(files: ProjectFiles) -> Detection | None:
+    directory = files.directory
+    text = files.text("package.json")
     if text is None:
         return None
     try:
@@ -73,8 +74,8 @@ def _node(directory: Path) -> Detection | None:
     return None
 
 
-def _node_missing(directory: Path) -> str:
-    text = read_text(directory, directory / "package.json") or ""
+def _node_missing(files: ProjectFiles) -> str:
+    text = files.text("package.json") or ""
     what = "its build made no server or site known here" if '"build"' in text else "it has no scripts.build"
     return (f"package.json has no scripts.start, no main/server.js/index.js, and {what}: "
             "add scripts.start or a Procfile with a web: line")
@@ -120,11 +121,12 @@ def _normalise(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
-def declared_packages(directory: Path) -> set[str]:
+def declared_packages(project: Path | ProjectFiles) -> set[str]:
     """Distribution names in requirements*.txt / pyproject.toml / setup.py (a rough, forgiving read)."""
+    files = ProjectFiles.of(project)
     names: set[str] = set()
-    for path in sorted(directory.glob("requirements*.txt")):
-        for line in (read_text(directory, path) or "").splitlines():
+    for requirements in files.matching("requirements*.txt"):
+        for line in (files.text(requirements) or "").splitlines():
             line = line.split("#", 1)[0]
             if line.strip().startswith("-"):
                 continue
@@ -132,7 +134,7 @@ def declared_packages(directory: Path) -> set[str]:
             if match:
                 names.add(_normalise(match.group(1)))
     for name in ("pyproject.toml", "setup.py", "setup.cfg"):
-        text = read_text(directory, directory / name)
+        text = files.text(name)
         if text is not None:
             for quoted in re.findall(r"""["']\s*([A-Za-z0-9][A-Za-z0-9._-]*)\s*(?:\[[^\]]*\])?\s*[<>=!~;"']""", text):
                 names.add(_normalise(quoted))
@@ -148,10 +150,10 @@ def installed_packages(venv_dir: Path) -> set[str]:
     return names
 
 
-def available_packages(directory: Path, venv_dir: Path | None) -> set[str]:
+def available_packages(project: Path | ProjectFiles, venv_dir: Path | None) -> set[str]:
     if venv_dir is not None and venv_dir.is_dir():
         return installed_packages(venv_dir)
-    return declared_packages(directory)
+    return declared_packages(project)
 
 
 # ---------------------------------------------------------------- finding the app module
@@ -197,9 +199,10 @@ def find_wsgi_module(directory: Path) -> str | None:
     return None
 
 
-def _python(directory: Path, venv_dir: Path | None) -> Detection | None:
-    packages = available_packages(directory, venv_dir)
-    if (directory / "manage.py").is_file() and "django" in packages:
+def _python(files: ProjectFiles, venv_dir: Path | None) -> Detection | None:
+    directory = files.directory
+    packages = available_packages(files, venv_dir)
+    if files.is_file("manage.py") and "django" in packages:
         wsgi = find_wsgi_module(directory)
         if wsgi and "gunicorn" in packages:
             return Detection(f"gunicorn {wsgi}:application --bind 0.0.0.0:$PORT",
@@ -223,7 +226,7 @@ def _python(directory: Path, venv_dir: Path | None) -> Detection | None:
     # Without a venv there is no `python` on Debian, only `python3`.
     python = "python" if venv_dir is not None and venv_dir.is_dir() else "python3"
     for script in ("main.py", "app.py", "server.py"):
-        text = read_text(directory, directory / script)
+        text = files.text(script)
         if text is None:
             continue
         if (_ASGI_APP.search(text) or _FLASK_APP.search(text)) and "__main__" not in text:
@@ -240,17 +243,18 @@ _START_HINT = ("add a Procfile with a web: line (or main.py/app.py, or a server 
                "in the requirements), or give a cmd")
 
 
-def _python_problem(directory: Path) -> str | None:
+def _python_problem(files: ProjectFiles) -> str | None:
     """Why a folder is Python code with no way to start rather than a static site, or None.
 
     Sources at the root always are (the site would be the code's listing). A Python manifest or
     sources in sub-folders (``src/pkg/``) are, unless there is a site to serve (``index.html``):
     a static site may carry a requirements.txt or scripts for its tooling."""
-    if any(p.is_file() for p in directory.glob("*.py")):
+    directory = files.directory
+    if any(files.is_file(name) for name in files.matching("*.py")):
         return f"Python sources but no way to start them: {_START_HINT}"
-    if (directory / "index.html").is_file() or any((directory / d / "index.html").is_file() for d in _SITE_DIRS):
+    if files.is_file("index.html") or any((directory / d / "index.html").is_file() for d in _SITE_DIRS):
         return None
-    manifest = next((m for m in _PY_MANIFESTS if (directory / m).is_file()), None)
+    manifest = next((m for m in _PY_MANIFESTS if files.is_file(m)), None)
     nested = next(iter(_python_files(directory, depth=3)), None)
     if manifest or nested:
         what = manifest or f"{nested.relative_to(directory)}"
@@ -258,27 +262,29 @@ def _python_problem(directory: Path) -> str | None:
     return None
 
 
-def _static(directory: Path) -> Detection:
+def _static(files: ProjectFiles) -> Detection:
+    directory = files.directory
     # A built site often lives in a sub-folder; serve it when the root has no index.html.
-    if not (directory / "index.html").is_file():
+    if not files.is_file("index.html"):
         for sub in _SITE_DIRS:
             if (directory / sub / "index.html").is_file():
                 return Detection(static_command(directory / sub), f"detected: static site in {sub}/")
     return Detection(static_command(directory), "detected: static site")
 
 
-def detect_command(directory: Path, venv_dir: Path | None = None) -> Detection:
-    """Raises :class:`NoStartCommand` for code with no way to start (never a static site then)."""
-    directory = Path(directory)
-    declared = declared_web(directory)
+def detect_command(project: Path | ProjectFiles, venv_dir: Path | None = None) -> Detection:
+    """Raises :class:`NoStartCommand` for code with no way to start (never a static site then).
+    Given a :class:`ProjectFiles`, each file is read once (the memo of one provisioning step)."""
+    files = ProjectFiles.of(project)
+    declared = declared_web(files)
     if declared:
         return Detection(declared.command, declared.reason)
-    found = _node(directory) or _python(directory, Path(venv_dir) if venv_dir else None)
+    found = _node(files) or _python(files, Path(venv_dir) if venv_dir else None)
     if found:
         return found
-    if (directory / "package.json").is_file():
-        raise NoStartCommand(_node_missing(directory))
-    problem = _python_problem(directory)
+    if files.is_file("package.json"):
+        raise NoStartCommand(_node_missing(files))
+    problem = _python_problem(files)
     if problem:
         raise NoStartCommand(problem)
-    return _static(directory)
+    return _static(files)

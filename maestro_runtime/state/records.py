@@ -20,7 +20,7 @@ import stat
 import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import MISSING, asdict, dataclass, field, fields
+from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 
 READY = "ready"
@@ -75,7 +75,8 @@ class ServiceRecord:
         return self.state == READY
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=1, sort_keys=True)
+        # The fields as they are (asdict would deep-copy every dict and list only to be encoded).
+        return json.dumps({f.name: getattr(self, f.name) for f in fields(self)}, indent=1, sort_keys=True)
 
     @classmethod
     def from_dict(cls, data: object) -> ServiceRecord:
@@ -143,16 +144,24 @@ def read_record(path: Path) -> ServiceRecord:
         raise RecordError(path, reason[:120]) from None
 
 
-def atomic_write(path: Path, text: str, mode: int = 0o644) -> None:
-    """Write a whole file or nothing: temp file in the same folder, fsync, rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+def atomic_write(path: Path, text: str, mode: int = 0o644, *, durable: bool = True) -> None:
+    """Write a whole file or nothing: temp file in the same folder, fsync, rename.
+
+    ``durable=False`` leaves out the fsync, for files remade at every boot before anything
+    reads them (launch scripts): the rename still shows every reader the whole old file or
+    the whole new one; only a host crash can lose the write, and the next boot writes it again."""
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    except FileNotFoundError:  # the folder is made only when missing: no mkdir per write
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
             handle.flush()
             os.fchmod(handle.fileno(), mode)
-            os.fsync(handle.fileno())
+            if durable:
+                os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException as exc:
         with contextlib.suppress(OSError):

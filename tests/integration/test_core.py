@@ -216,10 +216,10 @@ def test_an_unexpected_error_in_one_service_does_not_stop_the_others(maestro, mo
     maestro.preseed("buggy")
     real = detect.detect_command
 
-    def flaky(directory, venv_dir=None):
-        if directory.name == "buggy":
+    def flaky(files, venv_dir=None):  # provisioning passes its look at the folder (ProjectFiles)
+        if files.directory.name == "buggy":
             raise AttributeError("module 'tarfile' has no attribute 'data_filter'")
-        return real(directory, venv_dir)
+        return real(files, venv_dir)
 
     monkeypatch.setattr(detect, "detect_command", flaky)
     settings = Settings.from_env(maestro.env)

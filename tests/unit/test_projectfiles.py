@@ -1,0 +1,119 @@
+"""ProjectFiles: one look at a project folder per provisioning step, each file read once,
+every read through safefs exactly as read_text does (links, FIFOs, oversize refused)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from maestro_runtime.sources import projectfiles
+from maestro_runtime.sources.declared import declared_web, procfile, service_env
+from maestro_runtime.sources.detect import detect_command
+from maestro_runtime.sources.projectfiles import ProjectFiles, read_text
+
+
+def project(tmp_path: Path, files: dict[str, str]) -> Path:
+    folder = tmp_path / "app"
+    folder.mkdir()
+    for name, text in files.items():
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_text(text)
+    return folder
+
+
+def test_names_are_the_top_of_the_folder_and_absent_files_are_none(tmp_path):
+    folder = project(tmp_path, {"Procfile": "web: x\n", "sub/app.py": "print(1)\n"})
+    files = ProjectFiles.take(folder)
+    assert files.names == {"Procfile", "sub"}
+    assert files.text("Procfile") == "web: x\n"
+    assert files.text("package.json") is None
+    assert files.text("sub/app.py") == "print(1)\n", "a path below the top is read too"
+
+
+def test_each_file_is_read_once_and_absent_names_are_not_looked_at(tmp_path, monkeypatch):
+    folder = project(tmp_path, {"Procfile": "web: gunicorn app:app\nworker: python w.py\n", "index.html": ""})
+    reads: list[str] = []
+    real = projectfiles.read_text
+    monkeypatch.setattr(projectfiles, "read_text", lambda d, p: reads.append(p.name) or real(d, p))
+    files = ProjectFiles.take(folder)
+    for _ in range(3):
+        assert declared_web(files).command == "gunicorn app:app"
+        assert procfile(files)["worker"] == "python w.py"
+    service_env(files, {}, "app")
+    assert reads == ["Procfile"], "read once; railway/render/nixpacks/.env absent from the listing: no read"
+
+
+def test_a_symlinked_procfile_is_refused_as_read_text_refuses_it(tmp_path):
+    secret = tmp_path / "secret"
+    secret.write_text("web: cat /etc/shadow\n")
+    folder = project(tmp_path, {"index.html": ""})
+    (folder / "Procfile").symlink_to(secret)
+    files = ProjectFiles.take(folder)
+    assert "Procfile" in files.names
+    assert files.text("Procfile") is None
+    assert read_text(folder, folder / "Procfile") is None
+    assert procfile(files) == {}
+    assert detect_command(files).reason == "detected: static site"
+
+
+def test_a_fifo_is_never_read_and_never_blocks(tmp_path):
+    folder = project(tmp_path, {"index.html": ""})
+    for name in ("Procfile", "package.json", "render.yaml"):
+        os.mkfifo(folder / name)
+    files = ProjectFiles.take(folder)
+    assert [files.text(n) for n in ("Procfile", "package.json", "render.yaml")] == [None, None, None]
+    assert detect_command(files).reason == "detected: static site"
+
+
+def test_an_oversized_file_is_refused(tmp_path, monkeypatch):
+    monkeypatch.setattr(projectfiles, "READ_LIMIT", 16)
+    folder = project(tmp_path, {"Procfile": "web: " + "x" * 64 + "\n"})
+    assert ProjectFiles.take(folder).text("Procfile") is None
+
+
+@pytest.mark.parametrize("kind", ["link", "missing", "file"])
+def test_a_folder_reached_through_a_link_or_missing_has_no_names(tmp_path, kind):
+    real = project(tmp_path, {"Procfile": "web: x\n"})
+    folder = tmp_path / "other"
+    {"link": lambda: folder.symlink_to(real), "missing": lambda: None,
+     "file": lambda: folder.write_text("")}[kind]()
+    files = ProjectFiles.take(folder)
+    assert files.names == frozenset()
+    assert files.text("Procfile") is None
+
+
+def test_a_new_look_sees_changes_the_old_one_does_not(tmp_path):
+    """The memo is one step's: a build that writes a Procfile is seen by the look taken after it."""
+    folder = project(tmp_path, {"index.html": ""})
+    before = ProjectFiles.take(folder)
+    assert before.text("Procfile") is None
+    (folder / "Procfile").write_text("web: python3 serve.py\n")
+    assert before.text("Procfile") is None
+    assert ProjectFiles.take(folder).text("Procfile") == "web: python3 serve.py\n"
+
+
+def test_parsed_documents_are_parsed_once_and_bad_ones_are_none(tmp_path):
+    folder = project(tmp_path, {"a.json": '{"k": 1}', "b.json": "{"})
+    files = ProjectFiles.take(folder)
+    calls: list[str] = []
+
+    def parse(text: str):
+        calls.append(text)
+        return json.loads(text)
+
+    assert files.doc("a.json", parse, ValueError) == {"k": 1}
+    assert files.doc("a.json", parse, ValueError) == {"k": 1}
+    assert files.doc("b.json", parse, ValueError) is None
+    assert files.doc("c.json", parse, ValueError) is None
+    assert calls == ['{"k": 1}', "{"]
+
+
+def test_matching_is_path_glob(tmp_path):
+    folder = project(tmp_path, {"requirements.txt": "", "requirements-dev.txt": "", ".requirements.txt": "",
+                                "x.py": "", ".y.py": "", "README": ""})
+    files = ProjectFiles.take(folder)
+    for pattern in ("requirements*.txt", "*.py"):
+        assert files.matching(pattern) == sorted(p.name for p in folder.glob(pattern))
