@@ -262,6 +262,7 @@ def main(prepare_only: bool) -> None:
                 boot(settings)
             return
         daemon = start_supervisord(settings)
+        bootnice.hurry()  # after supervisord's fork: it and the services keep nice 0
         early = EarlyStart(settings, daemon)
         # Held until every program is added: a deploy run during boot waits instead of racing it.
         with store.lock():
@@ -283,6 +284,7 @@ def main(prepare_only: bool) -> None:
         raise SystemExit(1) from None
     finally:
         bootnice.boot_marker(settings.runtime_dir).unlink(missing_ok=True)
+        bootnice.restore()  # engine.parent, and whatever runs after a failure, at nice 0
         if not handed_over:  # failed, stopped, or --prepare-only: leave nothing running
             if daemon is not None:
                 stop_supervisord(daemon)

@@ -1,10 +1,12 @@
-"""The controller's CPU priority while the container boots (stdlib only: runs before its imports).
+"""CPU priorities while the container boots (stdlib only: the controller sets its own before its imports).
 
 A first boot is CPU-bound: provisioning, supervisord's spawns and every service's own
-start-up share the cores. The controller's start (imports, first supervision ticks and
-probes of services that are still coming up) is useful but not urgent, so while the
-entrypoint's marker file exists it runs at nice ``BOOT_NICE`` and is back at 0 once the
-entrypoint has handed over. Linux keeps a nice value per thread: the lowering happens
+start-up share the cores, and provisioning (one Python process) is the chain every service
+waits on. So the entrypoint provisions at nice ``HURRY_NICE`` (set after supervisord is
+started: supervisord and the services keep 0) and is back at 0 before it hands over. The
+controller's start (imports, first ticks and probes of services still coming up) is useful
+but not urgent: while the entrypoint's marker file exists it runs at nice ``BOOT_NICE``
+and is back at 0 once the entrypoint has handed over. Linux keeps a nice value per thread: the lowering happens
 before the controller starts a thread (they inherit it), the restore walks every thread.
 Only done with CAP_SYS_NICE, without which the priority could never be restored.
 """
@@ -38,6 +40,19 @@ def lower_while_booting(marker: Path) -> bool:
         if not marker.exists() or not can_restore(Path("/proc/self/status").read_text()):
             return False
         os.setpriority(os.PRIO_PROCESS, 0, BOOT_NICE)
+    except OSError:
+        return False
+    return True
+
+
+HURRY_NICE = -5
+
+
+def hurry() -> bool:
+    """The entrypoint's provisioning ahead of the services starting up (nice -5, its threads and
+    the useradd/git/build children they start inherit it); False without CAP_SYS_NICE."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, 0, HURRY_NICE)
     except OSError:
         return False
     return True

@@ -56,3 +56,19 @@ def test_lowered_threads_inherit_it_and_restore_brings_every_thread_back(tmp_pat
     outer.join(20)
     assert seen == {"tid": seen["tid"], "lowered": bootnice.BOOT_NICE, "restored": 0, "self": 0}
     assert os.getpriority(os.PRIO_PROCESS, 0) == before
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="a negative nice needs CAP_SYS_NICE (root)")
+def test_hurry_puts_the_calling_thread_ahead_and_restore_undoes_it():
+    seen: dict[str, object] = {}
+
+    def run():
+        seen["hurried"] = bootnice.hurry()
+        seen["during"] = thread_nice(threading.get_native_id())
+        bootnice.restore()
+        seen["after"] = thread_nice(threading.get_native_id())
+
+    outer = threading.Thread(target=run)
+    outer.start()
+    outer.join(20)
+    assert seen == {"hurried": True, "during": bootnice.HURRY_NICE, "after": 0}
