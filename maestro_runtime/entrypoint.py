@@ -20,8 +20,7 @@ from pathlib import Path
 
 import click
 
-from maestro_runtime.control import bootnice
-from maestro_runtime.engine import parent, reaper
+from maestro_runtime.engine import bootnice, parent, reaper
 from maestro_runtime.engine.supervisord import Supervisor, SupervisorUnavailable, render_main_config
 from maestro_runtime.log_format import setup_logging
 from maestro_runtime.ops.provision import Provisioner
@@ -64,7 +63,7 @@ def prepare_runtime(settings: Settings) -> None:
     )
     atomic_write(settings.supervisord_conf, text)
     exit_status_file(settings).unlink(missing_ok=True)  # a verdict of the previous run is not ours
-    # Until hand-over the controller runs at a lower CPU priority (control/bootnice.py).
+    # Until hand-over the controller runs at a lower CPU priority (engine/bootnice.py).
     bootnice.boot_marker(settings.runtime_dir).touch()
 
 

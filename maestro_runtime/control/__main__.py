@@ -4,7 +4,7 @@ The boot priority is set here, before the controller's modules are imported, so 
 their import is part of what yields to the services starting up (bootnice.py).
 """
 
-from maestro_runtime.control import bootnice
+from maestro_runtime.engine import bootnice
 from maestro_runtime.settings import Settings
 
 

@@ -28,12 +28,13 @@ import xmlrpc.client
 from dataclasses import replace
 from typing import Any
 
-from maestro_runtime.control import bootnice, probes, supervision
+from maestro_runtime.control import probes, supervision
 from maestro_runtime.control.alerts import Alerts
 from maestro_runtime.control.policy import Policy, for_process_type, resolve
 from maestro_runtime.control.rpc import process_states
 from maestro_runtime.control.runstate import RUNNING, RunState, RunStateStore, describe_exit
 from maestro_runtime.control.sampling import Sample, children_map, sample_tree
+from maestro_runtime.engine import bootnice
 from maestro_runtime.engine.supervisord import Supervisor, SupervisorUnavailable
 from maestro_runtime.settings import OpsSettings, Settings
 from maestro_runtime.state.records import RecordStore, ServiceRecord

@@ -291,7 +291,7 @@ def test_hand_over_rereads_only_when_supervisord_and_the_files_differ(maestro):
 
 
 def test_the_controller_yields_during_boot_and_is_back_at_nice_0_after(maestro):
-    """The controller runs at nice 10 while the entrypoint's marker exists (control/bootnice.py):
+    """The controller runs at nice 10 while the entrypoint's marker exists (engine/bootnice.py):
     after hand-over the marker is gone and every thread of the controller is at 0 again."""
     import psutil
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from maestro_runtime.control import bootnice
+from maestro_runtime.engine import bootnice
 
 
 def thread_nice(tid: int) -> int:

@@ -58,6 +58,22 @@ def hurry() -> bool:
     return True
 
 
+@contextlib.contextmanager
+def normal_priority():
+    """A build or release phase of a hurried provisioning thread runs at nice 0 (its children
+    inherit the thread's): a long build must not slow the services already running."""
+    before = os.getpriority(os.PRIO_PROCESS, 0)  # this thread's, on Linux
+    if before >= 0:
+        yield
+        return
+    os.setpriority(os.PRIO_PROCESS, 0, 0)  # raising the value needs no capability
+    try:
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            os.setpriority(os.PRIO_PROCESS, 0, before)
+
+
 def restore() -> None:
     """Every thread of this process back to nice 0."""
     for tid in os.listdir("/proc/self/task"):
