@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from maestro_runtime import safefs
+from maestro_runtime.ops import userdb, userdb_files
 from maestro_runtime.state.records import atomic_write
 
 log = logging.getLogger("maestro")
@@ -24,14 +25,14 @@ class AccountError(Exception):
 
 # Boot provisions services in parallel (ops/reconcile.py). useradd/userdel take /etc/passwd's lock
 # and fail at once on contention ("cannot lock /etc/passwd; try again later"), and the lookup and
-# the creation must be one step: one at a time in this process.
+# the creation must be one step: one writer at a time in this process.
 _PASSWD = threading.Lock()
 # accounts.json is read, changed and written whole: one change at a time.
 _REGISTRY = threading.RLock()
 _LOCKED_TRIES = 5  # another process (an operator's useradd) holding the lock: wait a little
 
 
-COMMENT = "maestro service"  # the passwd comment of accounts the runtime creates
+COMMENT = userdb.COMMENT  # the passwd comment of accounts the runtime creates
 # Debian's statically allocated system accounts (daemon, bin, www-data...): never a service's.
 STATIC_SYSTEM_MAX = 99
 
@@ -103,34 +104,138 @@ def _lookup(user: str, prefix: Path | None) -> tuple[int, int] | None:
     return None if entry is None else entry[:2]
 
 
-def _prefix_args(prefix: Path | None) -> list[str]:
-    """With a read-only /etc, accounts go to PREFIX/etc (read through libnss-extrausers).
-    The prefix has no system users of its own, so ids come from a range nothing else uses."""
-    if prefix is None:
-        return []
+def _prefix_etc(prefix: Path) -> Path:
+    """PREFIX/etc with the four account files (empty ones made here; the image has none)."""
     etc = prefix / "etc"
     etc.mkdir(parents=True, exist_ok=True)
     for name, mode in (("passwd", 0o644), ("group", 0o644), ("shadow", 0o640), ("gshadow", 0o640)):
         path = etc / name
         if not path.exists():
             path.touch(mode=mode)
-    return ["--prefix", str(prefix), "-K", "SYS_UID_MIN=20000", "-K", "SYS_UID_MAX=29999",
-            "-K", "SYS_GID_MIN=20000", "-K", "SYS_GID_MAX=29999"]
+    return etc
+
+
+def _prefix_args(prefix: Path | None) -> list[str]:
+    """With a read-only /etc, accounts go to PREFIX/etc (read through libnss-extrausers).
+    The prefix has no system users of its own, so ids come from a range nothing else uses."""
+    if prefix is None:
+        return []
+    _prefix_etc(prefix)
+    low, high = userdb.PREFIX_RANGES_MIN, userdb.PREFIX_RANGES_MAX
+    return ["--prefix", str(prefix), "-K", f"SYS_UID_MIN={low}", "-K", f"SYS_UID_MAX={high}",
+            "-K", f"SYS_GID_MIN={low}", "-K", f"SYS_GID_MAX={high}"]
+
+
+def _useradd(user: str, home: Path, prefix: Path | None) -> tuple[int, int]:
+    _run(["useradd", *_prefix_args(prefix), "--system", "--user-group", "--home-dir", str(home),
+          "--no-create-home", "--shell", "/usr/sbin/nologin", "--comment", COMMENT, user])
+    ids = _lookup(user, prefix)
+    if ids is None:
+        raise AccountError(f"useradd reported success but user {user} cannot be found")
+    return ids
+
+
+@dataclass
+class _Request:
+    """One ensure_account() waiting for its account (mutable: the writer fills in the outcome)."""
+
+    user: str
+    home: Path
+    prefix: Path | None
+    done: bool = False
+    ids: tuple[int, int] | None = None
+    error: AccountError | None = None
+
+
+# Group commit: callers queue their user; one at a time becomes the writer and creates every
+# queued account in one locked write of the account files (ops/userdb.py), the others wait.
+_COMMIT = threading.Condition()
+_queue: list[_Request] = []
+_writing = False
+
+
+def _create(user: str, home: Path, prefix: Path | None) -> tuple[int, int]:
+    global _writing
+    request = _Request(user, home, prefix)
+    with _COMMIT:
+        _queue.append(request)
+        while _writing and not request.done:
+            _COMMIT.wait()
+        if not request.done:
+            _writing = True
+            batch = list(_queue)
+            _queue.clear()
+    if not request.done:
+        try:
+            _write(batch)
+        finally:
+            with _COMMIT:
+                for waiting in batch:  # a bug in _write: the others get an error, not a hang
+                    if not waiting.done:
+                        waiting.error, waiting.done = AccountError("internal error while creating accounts"), True
+                _writing = False
+                _COMMIT.notify_all()
+    if request.error is not None:
+        raise request.error
+    assert request.ids is not None
+    return request.ids
+
+
+def _write(batch: list[_Request]) -> None:
+    with _PASSWD:
+        for prefix in dict.fromkeys(r.prefix for r in batch):
+            _create_accounts([r for r in batch if r.prefix == prefix], prefix)
+
+
+def _finish(requests: list[_Request], ids: tuple[int, int] | None, error: AccountError | None = None) -> None:
+    for request in requests:
+        request.ids, request.error, request.done = ids, error, True
+
+
+def _create_accounts(requests: list[_Request], prefix: Path | None) -> None:
+    pending: dict[str, list[_Request]] = {}
+    for request in requests:
+        ids = _lookup(request.user, prefix)  # made meanwhile (by us or an operator)
+        if ids is not None:
+            _finish([request], ids)
+        else:
+            pending.setdefault(request.user, []).append(request)
+    if not pending:
+        return
+    wanted = [userdb.NewAccount(user, str(waiting[0].home)) for user, waiting in pending.items()]
+    fallback: dict[str, str] = {}
+    try:
+        etc = _prefix_etc(prefix) if prefix is not None else Path("/etc")
+        result = userdb_files.create(wanted, etc, prefix=prefix is not None)
+    except (userdb.Unusual, OSError) as exc:
+        log.debug("accounts: %s; creating %s with useradd", exc, ", ".join(pending))
+        fallback = dict.fromkeys(pending, "")
+    else:
+        for user, ids in {**result.created, **result.existing}.items():
+            _finish(pending[user], ids)
+        fallback = dict(result.fallback)
+    for user, why in fallback.items():
+        if why:
+            log.debug("accounts: %s; creating it with useradd", why)
+        try:
+            _finish(pending[user], _useradd(user, pending[user][0].home, prefix))
+        except AccountError as exc:
+            _finish(pending[user], None, exc)
 
 
 def ensure_account(user: str, home_root: Path, prefix: Path | None = None) -> Account:
-    """Create the system user (and its group) unless it exists; make its home 0700."""
+    """Create the system user (and its group) unless it exists; make its home 0700.
+    Concurrent calls are created together (see _create)."""
     # The home is always under home_root (a volume in the image), even for an account that
     # existed before with another home: services get HOME from us, not from passwd.
     home = home_root / user
-    with _PASSWD:
-        ids = _lookup(user, prefix)
-        if ids is None:
-            _run(["useradd", *_prefix_args(prefix), "--system", "--user-group", "--home-dir", str(home),
-                  "--no-create-home", "--shell", "/usr/sbin/nologin", "--comment", COMMENT, user])
-            ids = _lookup(user, prefix)
-            if ids is None:
-                raise AccountError(f"useradd reported success but user {user} cannot be found")
+    ids = _lookup(user, prefix)
+    if ids is None:
+        try:
+            userdb.check_fields(userdb.NewAccount(user, str(home)))
+        except userdb.Invalid as exc:
+            raise AccountError(str(exc)) from None
+        ids = _create(user, home, prefix)
     account = Account(user=user, uid=ids[0], gid=ids[1], home=home)
     make_folders(account, home_root, chown=True)
     return account

@@ -112,10 +112,10 @@ def _lock_file(path: Path) -> bool:
 
 
 @contextlib.contextmanager
-def locked(etc: Path, *, global_lock: bool, wait: float = LOCK_WAIT) -> Iterator[None]:
+def locked(etc: Path, *, global_lock: bool) -> Iterator[None]:
     """The locks useradd takes, in its order: lckpwdf (not with --prefix), then one lock per file
     (after lckpwdf shadow tries each once; with --prefix it retries for a while)."""
-    deadline = time.monotonic() + wait
+    deadline = time.monotonic() + LOCK_WAIT
     fd: int | None = None
     taken: list[Path] = []
     try:
