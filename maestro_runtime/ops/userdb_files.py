@@ -33,7 +33,8 @@ from maestro_runtime.ops.userdb import (
 )
 
 # Hooks and caches useradd runs or flushes after a change: with any of them, useradd does the work.
-USERADD_EXTRAS = ("/usr/sbin/nscd", "/usr/sbin/sss_cache", "/sbin/pam_tally2",
+# (SELinux: useradd sets the files' contexts.)
+USERADD_EXTRAS = ("/usr/sbin/nscd", "/usr/sbin/sss_cache", "/sbin/pam_tally2", "/sys/fs/selinux/enforce",
                   "/etc/shadow-maint/useradd-pre.d", "/etc/shadow-maint/useradd-post.d")
 LASTLOG_RECORD, FAILLOG_RECORD = 292, 32  # sizeof(struct lastlog), sizeof(struct faillog) on 64-bit Linux
 LOCK_ORDER = ("passwd", "group", "gshadow", "shadow")  # useradd's open_files(), then open_shadow()
