@@ -234,3 +234,14 @@ def test_lock_files_are_seen_by_useradd():
                               text=True)
     assert proc.returncode != 0 and "cannot lock /etc/passwd" in proc.stderr
     assert "op_refused:" not in (ETC / "passwd").read_text()
+
+
+def test_read_only_etc_falls_back_to_useradd_and_its_error(tmp_path, caplog):
+    subprocess.run(["mount", "-o", "remount,bind,ro", "/etc"], check=True)
+    try:
+        with caplog.at_level(logging.DEBUG, logger="maestro"), \
+                pytest.raises(accounts.AccountError, match=r"^useradd failed"):
+            accounts.ensure_account("svc_readonly", tmp_path)
+    finally:
+        subprocess.run(["mount", "-o", "remount,bind,rw", "/etc"], check=True)
+    assert "Read-only file system" in caplog.text and "creating svc_readonly with useradd" in caplog.text
