@@ -50,13 +50,12 @@ def _ulong(text: str) -> int:
     return int(text, base)
 
 
+_DEFS_RE = re.compile(r"^[ \t]*((?:SYS_)?[UG]ID_M(?:IN|AX))[ \t]+\"?([^\s\"]*)", re.MULTILINE)
+
+
 def ranges_from_login_defs(text: str) -> Ranges:
     """SYS_UID_MIN/MAX and SYS_GID_MIN/MAX with shadow's defaults (101, UID_MIN - 1, UID_MIN 1000)."""
-    defs: dict[str, str] = {}
-    for line in text.splitlines():
-        words = line.split()
-        if len(words) >= 2 and not words[0].startswith("#"):
-            defs[words[0]] = words[1].strip('"')
+    defs = dict(_DEFS_RE.findall(text))  # the last one wins, as in getdef
     try:
         def get(name: str, default: int) -> int:
             return _ulong(defs[name]) if name in defs else default
@@ -94,10 +93,10 @@ def parse(kind: str, text: str) -> Table:
         if len(fields) != FIELDS[kind] or not fields[0] or "\r" in line or "\0" in line:
             raise Unusual(f"{kind} line {number} does not parse")
         if kind in ("passwd", "group"):
-            numbers = fields[2:4] if kind == "passwd" else fields[2:3] * 2
-            if not all(n.isascii() and n.isdigit() for n in numbers):
+            first, second = fields[2], fields[3 if kind == "passwd" else 2]
+            if not (first.isascii() and first.isdigit() and second.isascii() and second.isdigit()):
                 raise Unusual(f"{kind} line {number}: id field does not parse")
-            ids[fields[0]] = (int(numbers[0]), int(numbers[1]))
+            ids[fields[0]] = (int(first), int(second))
         names.add(fields[0])
     return Table(kind, lines, frozenset(names), ids)
 
