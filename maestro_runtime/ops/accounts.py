@@ -9,10 +9,13 @@ import pwd
 import subprocess
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from maestro_runtime import safefs
+from maestro_runtime.ops import userdb, userdb_files
+from maestro_runtime.ops.groupcommit import GroupCommit
 from maestro_runtime.state.records import atomic_write
 
 log = logging.getLogger("maestro")
@@ -24,14 +27,14 @@ class AccountError(Exception):
 
 # Boot provisions services in parallel (ops/reconcile.py). useradd/userdel take /etc/passwd's lock
 # and fail at once on contention ("cannot lock /etc/passwd; try again later"), and the lookup and
-# the creation must be one step: one at a time in this process.
+# the creation must be one step: one writer at a time in this process.
 _PASSWD = threading.Lock()
 # accounts.json is read, changed and written whole: one change at a time.
 _REGISTRY = threading.RLock()
 _LOCKED_TRIES = 5  # another process (an operator's useradd) holding the lock: wait a little
 
 
-COMMENT = "maestro service"  # the passwd comment of accounts the runtime creates
+COMMENT = userdb.COMMENT  # the passwd comment of accounts the runtime creates
 # Debian's statically allocated system accounts (daemon, bin, www-data...): never a service's.
 STATIC_SYSTEM_MAX = 99
 
@@ -103,34 +106,99 @@ def _lookup(user: str, prefix: Path | None) -> tuple[int, int] | None:
     return None if entry is None else entry[:2]
 
 
-def _prefix_args(prefix: Path | None) -> list[str]:
-    """With a read-only /etc, accounts go to PREFIX/etc (read through libnss-extrausers).
-    The prefix has no system users of its own, so ids come from a range nothing else uses."""
-    if prefix is None:
-        return []
+def _prefix_etc(prefix: Path) -> Path:
+    """PREFIX/etc with the four account files (empty ones made here; the image has none)."""
     etc = prefix / "etc"
     etc.mkdir(parents=True, exist_ok=True)
     for name, mode in (("passwd", 0o644), ("group", 0o644), ("shadow", 0o640), ("gshadow", 0o640)):
         path = etc / name
         if not path.exists():
             path.touch(mode=mode)
-    return ["--prefix", str(prefix), "-K", "SYS_UID_MIN=20000", "-K", "SYS_UID_MAX=29999",
-            "-K", "SYS_GID_MIN=20000", "-K", "SYS_GID_MAX=29999"]
+    return etc
+
+
+def _prefix_args(prefix: Path | None) -> list[str]:
+    """With a read-only /etc, accounts go to PREFIX/etc (read through libnss-extrausers).
+    The prefix has no system users of its own, so ids come from a range nothing else uses."""
+    if prefix is None:
+        return []
+    _prefix_etc(prefix)
+    low, high = userdb.PREFIX_RANGES_MIN, userdb.PREFIX_RANGES_MAX
+    return ["--prefix", str(prefix), "-K", f"SYS_UID_MIN={low}", "-K", f"SYS_UID_MAX={high}",
+            "-K", f"SYS_GID_MIN={low}", "-K", f"SYS_GID_MAX={high}"]
+
+
+def _useradd(user: str, home: Path, prefix: Path | None) -> tuple[int, int]:
+    _run(["useradd", *_prefix_args(prefix), "--system", "--user-group", "--home-dir", str(home),
+          "--no-create-home", "--shell", "/usr/sbin/nologin", "--comment", COMMENT, user])
+    ids = _lookup(user, prefix)
+    if ids is None:
+        raise AccountError(f"useradd reported success but user {user} cannot be found")
+    return ids
+
+
+_Key = tuple[str, Path, Path | None]  # user, home, prefix
+_Outcome = tuple[int, int] | AccountError
+
+
+def _create_all(keys: Sequence[_Key]) -> dict[_Key, _Outcome]:
+    """The group commit's writer: every account queued so far, one locked write per prefix."""
+    outcomes: dict[_Key, _Outcome] = {}
+    with _PASSWD:
+        for prefix in dict.fromkeys(key[2] for key in keys):
+            outcomes.update(_create_accounts([key for key in keys if key[2] == prefix], prefix))
+    return outcomes
+
+
+def _create_accounts(keys: list[_Key], prefix: Path | None) -> dict[_Key, _Outcome]:
+    outcomes: dict[_Key, _Outcome] = {}
+    pending: dict[str, _Key] = {}
+    for key in keys:
+        ids = _lookup(key[0], prefix)  # made meanwhile (by us or an operator)
+        if ids is not None:
+            outcomes[key] = ids
+        else:
+            pending[key[0]] = key
+    if not pending:
+        return outcomes
+    try:
+        etc = _prefix_etc(prefix) if prefix is not None else Path("/etc")
+        result = userdb_files.create([userdb.NewAccount(user, str(key[1])) for user, key in pending.items()],
+                                     etc, prefix=prefix is not None)
+    except (userdb.Unusual, OSError) as exc:
+        log.debug("accounts: %s; creating %s with useradd", exc, ", ".join(pending))
+        fallback = dict.fromkeys(pending, "")
+    else:
+        outcomes.update({pending[user]: ids for user, ids in {**result.created, **result.existing}.items()})
+        fallback = dict(result.fallback)
+    for user, why in fallback.items():
+        if why:
+            log.debug("accounts: %s; creating it with useradd", why)
+        try:
+            outcomes[pending[user]] = _useradd(*pending[user])
+        except AccountError as exc:
+            outcomes[pending[user]] = exc
+    return outcomes
+
+
+# Concurrent ensure_account() calls (boot provisions up to 32 services at once) queue their user;
+# one at a time creates every queued account in one write of the account files (ops/userdb.py).
+_BATCHES: GroupCommit[_Key, tuple[int, int]] = GroupCommit(_create_all)
 
 
 def ensure_account(user: str, home_root: Path, prefix: Path | None = None) -> Account:
-    """Create the system user (and its group) unless it exists; make its home 0700."""
+    """Create the system user (and its group) unless it exists; make its home 0700.
+    Concurrent calls are created together (see _BATCHES)."""
     # The home is always under home_root (a volume in the image), even for an account that
     # existed before with another home: services get HOME from us, not from passwd.
     home = home_root / user
-    with _PASSWD:
-        ids = _lookup(user, prefix)
-        if ids is None:
-            _run(["useradd", *_prefix_args(prefix), "--system", "--user-group", "--home-dir", str(home),
-                  "--no-create-home", "--shell", "/usr/sbin/nologin", "--comment", COMMENT, user])
-            ids = _lookup(user, prefix)
-            if ids is None:
-                raise AccountError(f"useradd reported success but user {user} cannot be found")
+    ids = _lookup(user, prefix)
+    if ids is None:
+        try:
+            userdb.check_fields(userdb.NewAccount(user, str(home)))
+        except userdb.Invalid as exc:
+            raise AccountError(str(exc)) from None
+        ids = _BATCHES.submit((user, home, prefix))
     account = Account(user=user, uid=ids[0], gid=ids[1], home=home)
     make_folders(account, home_root, chown=True)
     return account
@@ -213,6 +281,12 @@ class AccountRegistry:
 
     def __init__(self, path: Path, *, allowed: frozenset[str] = frozenset(), prefix: Path | None = None):
         self.path, self.allowed, self.prefix = path, allowed, prefix
+        # Group commit, as for accounts: a change goes to _pending (under _REGISTRY); one caller at
+        # a time writes the latest state, and each returns once a write holding its change is done.
+        # (One write per admission was O(N^2) bytes and N fsyncs in a row at boot.)
+        self._pending: dict[str, Holder] | None = None
+        self._changes = self._written = 0
+        self._writer = threading.Lock()
 
     def load(self) -> dict[str, Holder]:
         try:
@@ -230,13 +304,37 @@ class AccountRegistry:
         atomic_write(self.path, json.dumps({u: asdict(h) for u, h in sorted(holders.items())}, indent=1),
                      mode=0o600)
 
-    def admit(self, user: str, service: str, *, explicit: bool) -> None:
-        """Allow ``service`` to run as ``user`` (and remember it), or raise AccountError."""
-        with _REGISTRY:
-            self._admit(user, service, explicit=explicit)
+    def _holders(self) -> dict[str, Holder]:
+        """The latest state (under _REGISTRY): changes not written yet, else the file."""
+        return dict(self._pending) if self._pending is not None else self.load()
 
-    def _admit(self, user: str, service: str, *, explicit: bool) -> None:
-        holders = self.load()
+    def _change(self, holders: dict[str, Holder] | None) -> int:
+        """Record a new state (None: no change; under _REGISTRY); the number to wait for."""
+        if holders is not None:
+            self._pending, self._changes = holders, self._changes + 1
+        return self._changes if self._pending is not None else 0
+
+    def _persist(self, change: int) -> None:
+        """Return once the file holds change number ``change`` or a later state."""
+        with self._writer:
+            with _REGISTRY:
+                if self._written >= change or self._pending is None:
+                    return
+                holders, last = self._pending, self._changes
+            self._save(holders)
+            with _REGISTRY:
+                self._written = last
+                if self._changes == last:
+                    self._pending = None
+
+    def admit(self, user: str, service: str, *, explicit: bool) -> None:
+        """Allow ``service`` to run as ``user`` (and remember it, on disk), or raise AccountError."""
+        with _REGISTRY:
+            change = self._change(self._admit(user, service, explicit=explicit))
+        self._persist(change)
+
+    def _admit(self, user: str, service: str, *, explicit: bool) -> dict[str, Holder] | None:
+        holders = self._holders()
         holder = holders.get(user)
         if holder is None:
             holder = self._first_holder(user, service, explicit)
@@ -248,9 +346,10 @@ class AccountRegistry:
                     f"user {user} already belongs to {', '.join(holder.services)}; two services share "
                     "a user only when the operator names it for both")
             holder = Holder((*holder.services, service), True, holder.created)
-        if holders.get(user) != holder:
-            holders[user] = holder
-            self._save(holders)
+        if holders.get(user) == holder:
+            return None
+        holders[user] = holder
+        return holders
 
     def _first_holder(self, user: str, service: str, explicit: bool) -> Holder:
         entry = _entry(user, self.prefix)
@@ -265,14 +364,15 @@ class AccountRegistry:
         return Holder((service,), explicit, False)
 
     def created(self, user: str) -> bool:
-        holder = self.load().get(user)
+        with _REGISTRY:
+            holder = self._holders().get(user)
         return holder is not None and holder.created
 
     def forget(self, user: str) -> None:
         with _REGISTRY:
-            holders = self.load()
-            if holders.pop(user, None) is not None:
-                self._save(holders)
+            holders = self._holders()
+            change = self._change(holders if holders.pop(user, None) is not None else None)
+        self._persist(change)
 
 
 def allowed_users(raw: str) -> frozenset[str]:
