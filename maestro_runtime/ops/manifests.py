@@ -105,7 +105,7 @@ def check_options(options: Options) -> Options:
 
 
 def units_of(parsed: ParseResult, name: str = DEFAULT_NAME) -> tuple[Unit, ...]:
-    """Program ids as the runtime assigns them (provision.assign_ids): input order, web, web-1..."""
+    """Program ids as the runtime assigns them (reconcile.assign_ids): input order, web, web-1..."""
     if parsed.errors:
         raise ExportError("fix the specs first: " + "; ".join(str(e) for e in parsed.errors))
     specs = [s for s in parsed.specs if s.kind != "preseeded"]

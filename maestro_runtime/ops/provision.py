@@ -1,7 +1,7 @@
 """The pipeline for one service: spec -> account -> source -> build -> port -> command -> program.
 
-``assign_ids`` is pure, and so is the plan (``ops/plan.py``: the record from what was found,
-then every text to write); :class:`Provisioner` is the imperative shell that performs each
+The plan is pure (``ops/plan.py``: the record from what was found, then every text to
+write); :class:`Provisioner` is the imperative shell that performs each
 step, applies the plan, and turns any failure into a recorded, logged outcome, so one bad
 service never stops the others.
 """
@@ -12,7 +12,6 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -31,7 +30,7 @@ from maestro_runtime.sources.declared import service_env
 from maestro_runtime.sources.projectfiles import ProjectFiles
 from maestro_runtime.sources.redact import redact
 from maestro_runtime.spec import ServiceSpec, SpecError
-from maestro_runtime.spec.naming import PROGRAM_ID_RE, default_user, reserved, unique_id
+from maestro_runtime.spec.naming import PROGRAM_ID_RE, reserved
 from maestro_runtime.state.ports import PortError, PortLedger
 from maestro_runtime.state.records import FAILED, RecordError, RecordStore, ServiceRecord
 from maestro_runtime.tasks.hooks import task_source
@@ -75,17 +74,6 @@ class Code:
     fetched: bool = False
     previous_dir: Path | None = None  # kept until the build succeeds
     workspace: dict[str, str] | None = None  # a git workspace (tasks/workspace.py)
-
-
-def assign_ids(specs: Iterable[ServiceSpec], reserved: Iterable[str] = ()) -> list[Assignment]:
-    """Unique program ids in input order (``web``, ``web-1``...); the same input gives the same ids."""
-    taken = set(reserved)
-    out = []
-    for spec in specs:
-        program_id = unique_id(spec.base_name, taken)
-        taken.add(program_id)
-        out.append(Assignment(spec, program_id, spec.user or default_user(program_id)))
-    return out
 
 
 def holder_key(a: Assignment) -> str:

@@ -6,16 +6,16 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from maestro_runtime.engine.supervisord import PROGRAM_MARKER
 from maestro_runtime.ops.parallel import map_bounded
-from maestro_runtime.ops.provision import Assignment, Outcome, Provisioner, assign_ids
+from maestro_runtime.ops.provision import Assignment, Outcome, Provisioner
 from maestro_runtime.sources.redact import redact
-from maestro_runtime.spec import ParseResult, SpecError
-from maestro_runtime.spec.naming import reserved, unique_id
+from maestro_runtime.spec import ParseResult, ServiceSpec, SpecError
+from maestro_runtime.spec.naming import default_user, reserved, unique_id
 from maestro_runtime.state.ports import PortError
 from maestro_runtime.state.records import ServiceRecord, atomic_write
 
@@ -59,6 +59,17 @@ class Roster:
     removed: tuple[str, ...]  # registered services no spec asks for any more
     wanted: frozenset[str]
     corrupt: tuple[str, ...] = ()  # unusable records of services no spec provisions: they fail, visibly
+
+
+def assign_ids(specs: Iterable[ServiceSpec], reserved: Iterable[str] = ()) -> list[Assignment]:
+    """Unique program ids in input order (``web``, ``web-1``...); the same input gives the same ids."""
+    taken = set(reserved)
+    out = []
+    for spec in specs:
+        program_id = unique_id(spec.base_name, taken)
+        taken.add(program_id)
+        out.append(Assignment(spec, program_id, spec.user or default_user(program_id)))
+    return out
 
 
 def roster(parsed: ParseResult, existing: Sequence[ServiceRecord], corrupt: Sequence[str] = ()) -> Roster:

@@ -21,7 +21,7 @@ from supervisor.options import ServerOptions
 
 from maestro_runtime.engine.launch import command_argv, render_launch_script, service_environment
 from maestro_runtime.engine.supervisord import ProgramOptions, render_main_config, render_program
-from maestro_runtime.ops.provision import assign_ids
+from maestro_runtime.ops.reconcile import assign_ids
 from maestro_runtime.spec import (
     SERVICE_FIELDS,
     SpecError,

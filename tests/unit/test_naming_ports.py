@@ -2,7 +2,7 @@
 
 import pytest
 
-from maestro_runtime.ops.provision import assign_ids
+from maestro_runtime.ops.reconcile import assign_ids
 from maestro_runtime.spec import parse_services_string
 from maestro_runtime.spec.naming import default_user, env_key, name_from_repo, sanitize_name, unique_id, valid_user
 from maestro_runtime.state.ports import PortError, PortLedger, choose_port
