@@ -60,6 +60,11 @@ def machine(bin_dir: Path) -> dict[str, str]:
     }
 
 
+CPU_ROLES = ("total", "services", "parent", "supervisord", "controller", "log_listener")
+ROLE_TITLES = {"services": "services (launch chain + servers)", "parent": "entrypoint (provisioning, useradd)",
+               "supervisord": "supervisord", "controller": "controller", "log_listener": "log listener"}
+
+
 def summarise(cfg: Config, s: Samples) -> dict:
     def st(key: str) -> dict | None:
         stat = s.stat(key)
@@ -81,6 +86,9 @@ def summarise(cfg: Config, s: Samples) -> dict:
             "fastest_peer": fastest,
             "ratio_fastest_peer": ratio(f"maestro_boot_{n}", f"{fastest}_boot_{n}") if fastest else None,
             "entrypoint_exec": st(f"maestro_exec_{n}"), "provision": st(f"maestro_provision_{n}"),
+            # CPU seconds of each process tree when its last port answered (run.py cpu_of)
+            "cpu": {"maestro": {role: st(f"maestro_cpu_{n}_{role}") for role in CPU_ROLES},
+                    **{who: st(f"{who}_cpu_{n}") for who in ("floor", *cfg.peers)}},
         }
     ns = [n for n in cfg.ns if s.stat(f"maestro_boot_{n}")]
     scaling = {}
@@ -130,6 +138,24 @@ def _f(d: dict | None, scale: float = 1.0, unit: str = "s", digits: int = 2) -> 
     return Stat(**d).fmt(unit, scale, digits)
 
 
+def cpu_table(result: dict, peers: list[str]) -> list[str]:
+    """CPU seconds each contender's process tree had used when its last port answered: the same
+    N servers everywhere, so what is left over is each supervisor's own work (less noisy than wall)."""
+    rows = [(n, b["cpu"]) for n, b in result["boot"].items() if (b.get("cpu") or {}).get("maestro", {}).get("total")]
+    if not rows:
+        return []
+    roles = [r for r in CPU_ROLES if r != "total"]
+    lines = ["", "### CPU until ready (seconds of CPU, every process of the tree)", "",
+             "| N | maestro | " + "".join(f"of which {ROLE_TITLES[r]} | " for r in roles) + "floor | "
+             + "".join(f"{PEER_TITLES.get(p, p)} | " for p in peers),
+             "|---|---|" + "---|" * len(roles) + "---|" + "---|" * len(peers)]
+    for n, cpu in rows:
+        lines.append(f"| {n} | {_f(cpu['maestro']['total'])} | "
+                     + "".join(f"{_f(cpu['maestro'].get(r))} | " for r in roles)
+                     + f"{_f(cpu.get('floor'))} | " + "".join(f"{_f(cpu.get(p))} | " for p in peers))
+    return lines
+
+
 def markdown(result: dict, info: dict[str, str], seconds: float) -> str:
     peers = list(result["config"].get("peers") or [])
     lines = [f"Mode: {result['mode']}; median (min-max) of {result['config']['runs']} run(s) "
@@ -158,6 +184,7 @@ def markdown(result: dict, info: dict[str, str], seconds: float) -> str:
                   + "".join(f", {p} {sc.get(f'{p}_ms_per_service', '-')} ms" for p in peers) + "."
                   " Boot time / N: " + ", ".join(f"N={k.rsplit('_', 1)[1]}: {v} ms" for k, v in sc.items()
                                                   if k.startswith("maestro_ms_per_service_at_"))]
+    lines += cpu_table(result, peers)
     if not result["config"]["extras_n"]:  # --boot-only
         return "\n".join(lines) + "\n"
     lines += ["", "### Operator commands", "", "| figure | maestro | baseline |", "|---|---|---|"]

@@ -69,30 +69,52 @@ QUICK = Config(mode="quick", ns=(1, 3), runs=1, runs_large=1, health_ns=(1, 3), 
 # ---------------------------------------------------------------- one boot each
 
 
+def role_of(cmd: str) -> str:
+    """Which part of the runtime a process of the tree is (by its command line)."""
+    if "maestro_runtime.engine.parent" in cmd:
+        return "parent"  # the entrypoint's PID after its exec: its CPU counts the whole boot
+    if "supervisord" in cmd:
+        return "supervisord"
+    if "maestro-logs" in cmd or "maestro_runtime.engine.log_listener" in cmd:
+        return "log_listener"
+    if "-m maestro_runtime.control" in cmd:
+        return "controller"
+    return "services"
+
+
+def tree_of(pid: int) -> list[psutil.Process]:
+    try:
+        root = psutil.Process(pid)
+        return [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return []
+
+
+def cpu_of(pid: int) -> dict[str, float]:
+    """CPU seconds (user + system) of a process tree so far, split by role: each live process's own
+    and that of its reaped children (a service's launch chain, the entrypoint's useradd...)."""
+    out: dict[str, float] = {}
+    for proc in tree_of(pid):
+        try:
+            times = proc.cpu_times()
+            role = role_of(" ".join(proc.cmdline()))
+        except psutil.Error:
+            continue
+        seconds = times.user + times.system + times.children_user + times.children_system
+        out[role] = out.get(role, 0.0) + seconds
+        out["total"] = out.get("total", 0.0) + seconds
+    return out
+
+
 def memory_of(pid: int) -> dict[str, float]:
     """RSS and PSS (MiB) of a process tree, split by role."""
     out: dict[str, float] = {}
-    try:
-        root = psutil.Process(pid)
-        procs = [root, *root.children(recursive=True)]
-    except psutil.NoSuchProcess:
-        return out
-    for proc in procs:
+    for proc in tree_of(pid):
         try:
-            cmd = " ".join(proc.cmdline())
+            role = role_of(" ".join(proc.cmdline()))
             mem = proc.memory_full_info()
         except psutil.Error:
             continue
-        if "maestro_runtime.engine.parent" in cmd:
-            role = "parent"
-        elif "supervisord" in cmd:
-            role = "supervisord"
-        elif "maestro-logs" in cmd or "maestro_runtime.engine.log_listener" in cmd:
-            role = "log_listener"
-        elif "-m maestro_runtime.control" in cmd:
-            role = "controller"
-        else:
-            role = "services"
         for kind, value in (("rss", mem.rss), ("pss", mem.pss)):
             out[f"{role}_{kind}"] = out.get(f"{role}_{kind}", 0.0) + value / MiB
             out[f"total_{kind}"] = out.get(f"total_{kind}", 0.0) + value / MiB
@@ -136,6 +158,7 @@ def floor_boot(n: int, alloc: PortAllocator, cfg: Config, s: Samples) -> None:
         bare.start()
         ready = wait_ports(ports, timeout=60 + n)
         s.add(f"floor_boot_{n}", ready - started)
+        s.add(f"floor_cpu_{n}", cpu_of(bare.proc.pid if bare.proc else 0).get("total", 0.0))
         if n == cfg.extras_n:
             time.sleep(1.5)  # past startsecs, like the maestro side
             mem = memory_of(bare.proc.pid if bare.proc else 0)
@@ -167,8 +190,9 @@ def peer_boot(peer: str, n: int, alloc: PortAllocator, cfg: Config, s: Samples) 
     host = PeerHost.create(peer, ports)
     try:
         started = time.monotonic()
-        host.start()
+        proc = host.start()
         s.add(f"{peer}_boot_{n}", wait_ports(ports, timeout=60 + n) - started)
+        s.add(f"{peer}_cpu_{n}", cpu_of(proc.pid).get("total", 0.0))
     finally:
         host.destroy()
 
@@ -190,6 +214,8 @@ def maestro_boot(n: int, alloc: PortAllocator, cfg: Config, s: Samples) -> None:
             host.start()
             ready = wait_ports(ports, timeout=120 + 2 * n, on_tick=tick)
             s.add(f"maestro_boot_{n}", ready - started)
+            for role, seconds in cpu_of(host.proc.pid if host.proc else 0).items():
+                s.add(f"maestro_cpu_{n}_{role}", seconds)
             if exec_at:
                 s.add(f"maestro_exec_{n}", exec_at[0] - started)
             match = PREPARED_RE.search(host.log())
