@@ -20,7 +20,7 @@ from pathlib import Path
 
 import click
 
-from maestro_runtime.engine import bootnice, parent, reaper
+from maestro_runtime.engine import parent, reaper
 from maestro_runtime.engine.supervisord import Supervisor, SupervisorUnavailable, render_main_config
 from maestro_runtime.log_format import setup_logging
 from maestro_runtime.ops.provision import Provisioner
@@ -63,8 +63,6 @@ def prepare_runtime(settings: Settings) -> None:
     )
     atomic_write(settings.supervisord_conf, text)
     exit_status_file(settings).unlink(missing_ok=True)  # a verdict of the previous run is not ours
-    # Until hand-over the controller runs at a lower CPU priority (engine/bootnice.py).
-    bootnice.boot_marker(settings.runtime_dir).touch()
 
 
 def exit_status_file(settings: Settings):
@@ -261,7 +259,6 @@ def main(prepare_only: bool) -> None:
                 boot(settings)
             return
         daemon = start_supervisord(settings)
-        bootnice.hurry()  # after supervisord's fork: it and the services keep nice 0
         early = EarlyStart(settings, daemon)
         # Held until every program is added: a deploy run during boot waits instead of racing it.
         with store.lock():
@@ -282,8 +279,6 @@ def main(prepare_only: bool) -> None:
         log.error("boot failed: internal error: %r (ENTRYPOINT_LOG_LEVEL=debug shows where)", exc)
         raise SystemExit(1) from None
     finally:
-        bootnice.boot_marker(settings.runtime_dir).unlink(missing_ok=True)
-        bootnice.restore()  # engine.parent, and whatever runs after a failure, at nice 0
         if not handed_over:  # failed, stopped, or --prepare-only: leave nothing running
             if daemon is not None:
                 stop_supervisord(daemon)

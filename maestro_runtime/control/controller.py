@@ -1,4 +1,4 @@
-"""The one long-lived controller (``python -m maestro_runtime.control``, control/__main__.py).
+"""``python -m maestro_runtime.control.controller``: the one long-lived controller.
 
 It runs as supervisord's program ``maestro-controller`` (autorestart), not inside the
 parent process: when it crashes or is restarted, supervisord brings it back and no
@@ -34,7 +34,6 @@ from maestro_runtime.control.policy import Policy, for_process_type, resolve
 from maestro_runtime.control.rpc import process_states
 from maestro_runtime.control.runstate import RUNNING, RunState, RunStateStore, describe_exit
 from maestro_runtime.control.sampling import Sample, children_map, sample_tree
-from maestro_runtime.engine import bootnice
 from maestro_runtime.engine.supervisord import Supervisor, SupervisorUnavailable
 from maestro_runtime.settings import OpsSettings, Settings
 from maestro_runtime.state.records import RecordStore, ServiceRecord
@@ -49,9 +48,8 @@ FIRST_PROBE_AFTER = 1.0
 
 
 class Controller:
-    def __init__(self, settings: Settings, ops: OpsSettings, *, niced: bool = False):
+    def __init__(self, settings: Settings, ops: OpsSettings):
         self.settings, self.ops = settings, ops
-        self.niced = niced  # at boot priority until the entrypoint's marker is gone (bootnice.py)
         self.supervisor = Supervisor(settings.supervisor_socket, timeout=10)
         self.records_store = RecordStore(settings.records_dir)
         self.runs_store = RunStateStore(settings.state_dir)
@@ -310,9 +308,6 @@ class Controller:
         tasks: set[asyncio.Task] = set()
         next_sample = 0.0
         while not self.stopping.is_set():
-            if self.niced and not bootnice.boot_marker(self.settings.runtime_dir).exists():
-                bootnice.restore()
-                self.niced = False
             await self.supervise_once()
             await self.step_tasks()
             now = time.time()
@@ -367,10 +362,10 @@ def runtime_version() -> str:
         return "unknown"
 
 
-def main(settings: Settings, *, niced: bool = False) -> None:
-    """``niced``: started at boot priority (bootnice.py), restored once the boot has handed over."""
+def main() -> None:
     from maestro_runtime.log_format import setup_logging
 
+    settings = Settings.from_env()
     setup_logging(settings.log_level, settings.log_timestamps)
     try:
         ops = OpsSettings.from_env(settings.environ)
@@ -378,8 +373,12 @@ def main(settings: Settings, *, niced: bool = False) -> None:
         log.error("controller: %s", exc)
         raise SystemExit(2) from None
     try:
-        asyncio.run(Controller(settings, ops, niced=niced).run())
+        asyncio.run(Controller(settings, ops).run())
     except Exception as exc:  # one line, never a traceback; supervisord starts it again, services untouched
         log.debug("controller stopped", exc_info=True)
         log.error("controller stopped: %r (supervisord restarts it; ENTRYPOINT_LOG_LEVEL=debug shows where)", exc)
         raise SystemExit(1) from None
+
+
+if __name__ == "__main__":
+    main()

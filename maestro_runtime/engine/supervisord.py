@@ -96,7 +96,7 @@ def log_listener_command(logs_dir: Path | None = None, max_bytes: int = 10 << 20
 
 
 def controller_command() -> str:
-    return f"{_safe_path(sys.executable, 'python')} -m maestro_runtime.control"
+    return f"{_safe_path(sys.executable, 'python')} -m maestro_runtime.control.controller"
 
 
 def render_main_config(

@@ -17,7 +17,6 @@ from pathlib import Path
 
 from maestro_runtime import safefs
 from maestro_runtime.control.runstate import RunStateStore
-from maestro_runtime.engine import bootnice
 from maestro_runtime.engine.programs import ProgramFiles
 from maestro_runtime.engine.supervisord import RenderError
 from maestro_runtime.ops import accounts, processes
@@ -107,7 +106,7 @@ class Provisioner:
 
     @contextlib.contextmanager
     def _build_slot(self):
-        with self._build_slots, bootnice.normal_priority():
+        with self._build_slots:
             if self.stopping.is_set():  # a slot freed by a build the stop just ended
                 raise builds.BuildError("not started: the boot is stopping")
             yield

@@ -288,30 +288,3 @@ def test_hand_over_rereads_only_when_supervisord_and_the_files_differ(maestro):
     finally:
         daemon.terminate()
         daemon.wait(30)
-
-
-def test_the_controller_yields_during_boot_and_is_back_at_nice_0_after(maestro):
-    """The controller runs at nice 10 while the entrypoint's marker exists (engine/bootnice.py):
-    after hand-over the marker is gone and every thread of the controller is at 0 again."""
-    import psutil
-
-    maestro.preseed("web")
-    maestro.boot()
-    maestro.wait_running(["web"])
-    settings = Settings.from_env(maestro.env)
-    assert not (settings.runtime_dir / "booting").exists()
-
-    def controller():
-        for proc in psutil.process_iter(["cmdline", "environ"]):
-            if "-m maestro_runtime.control" in " ".join(proc.info["cmdline"] or ()) and \
-                    (proc.info["environ"] or {}).get("MAESTRO_STATE_DIR") == maestro.env["MAESTRO_STATE_DIR"]:
-                return proc
-        return None
-
-    proc = wait_for(controller, 20, 0.1, what="the controller")
-
-    def nices():
-        tasks = Path(f"/proc/{proc.pid}/task")
-        return {int((tasks / tid / "stat").read_text().rsplit(")", 1)[1].split()[16]) for tid in os.listdir(tasks)}
-
-    wait_for(lambda: nices() == {0}, 10, 0.1, what="every controller thread at nice 0")
