@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -52,7 +53,7 @@ def list_services(as_json: bool, kind: str | None, state: str | None, watch: boo
 def _services_text(settings: Settings, as_json: bool, kind: str | None = None,
                    state: str | None = None) -> tuple[str, str]:
     from maestro_runtime.control.rpc import process_states
-    from maestro_runtime.ops.inventory import build_views, format_table, gather_extras
+    from maestro_runtime.ops.inventory import build_views, format_table, gather_extras, provisioning_views
     from maestro_runtime.tasks.state import PhaseStore
     from maestro_runtime.tasks.view import enrich, matches
 
@@ -67,6 +68,7 @@ def _services_text(settings: Settings, as_json: bool, kind: str | None = None,
     except SupervisorUnavailable:
         processes = None
     views = build_views(records, processes, gather_extras(settings.state_dir, records), settings.startsecs)
+    views += provisioning_views(_provisioning(settings), {r.id for r in records}, time.time())
     views = [v for v in enrich(views, records, PhaseStore(settings.state_dir / "tasks").all())
              if matches(v, kind, state)]
     if as_json:
@@ -74,6 +76,17 @@ def _services_text(settings: Settings, as_json: bool, kind: str | None = None,
     else:
         text = format_table(views) if views else "no services registered"
     return text, "note: supervisord is not running; statuses are unknown" if processes is None else ""
+
+
+def _provisioning(settings: Settings) -> object:
+    """The boot's list of services still being provisioned, when that boot is still running."""
+    try:
+        listed = json.loads(settings.provisioning_list.read_text())
+        alive = isinstance(listed, dict) and isinstance(listed.get("pid"), int) and os.path.exists(
+            f"/proc/{listed['pid']}")
+    except (OSError, ValueError):
+        return None
+    return listed if alive else None
 
 
 # ---------------------------------------------------------------- remove-service

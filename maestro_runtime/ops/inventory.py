@@ -23,7 +23,8 @@ JSON_KEYS = (
     "build_seconds", "last_exit_signal",
 )
 # Attention first: what has given up or fails, then what waits or is unwell, then the rest.
-ATTENTION = {"FATAL": 0, "FAILED": 0, "BACKOFF": 1, "EXITED": 2, "unknown": 2, "NOT_LOADED": 2}
+ATTENTION = {"FATAL": 0, "FAILED": 0, "BACKOFF": 1, "PROVISIONING": 1, "EXITED": 2, "unknown": 2, "NOT_LOADED": 2}
+PROVISIONING = "PROVISIONING"  # in a boot's list (ops/reconcile.py write_provisioning), no record yet
 
 
 @dataclass(frozen=True)
@@ -151,6 +152,26 @@ def programs_of(record: ServiceRecord) -> tuple[ServiceRecord, ...]:
     from maestro_runtime.ops.processes import process_records
 
     return (record, *process_records(record))
+
+
+def provisioning_views(listed: object, recorded: set[str], now: float) -> list[ServiceView]:
+    """A row per service a running boot is still fetching or building (no record yet): status
+    PROVISIONING, uptime = how long the boot has been at it. Anything malformed gives no row."""
+    if not isinstance(listed, dict) or not isinstance(listed.get("services"), dict):
+        return []
+    since = listed.get("since")
+    waited = max(0, int(now - since)) if isinstance(since, (int, float)) else None
+    views = []
+    for name, entry in listed["services"].items():
+        if name in recorded or not isinstance(entry, dict):
+            continue
+        port = entry.get("port")
+        views.append(ServiceView(
+            name=str(name), status=PROVISIONING, pid=None, uptime=waited, user=str(entry.get("user") or ""),
+            port=port if isinstance(port, int) else None, directory="", command="", command_reason="",
+            source=redact(str(entry.get("source") or "")), ref=entry.get("ref") or None,
+            kind=str(entry.get("kind") or ""), error=None, sandbox={}, degraded=[], env_keys=[]))
+    return views
 
 
 def build_views(records: list[ServiceRecord], processes: dict[str, dict[str, Any]] | None,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -107,7 +108,9 @@ def reconcile(provisioner: Provisioner, parsed: ParseResult, *, refetch: bool = 
     # An unusable record of a service in the specs is rebuilt by provisioning it; any other
     # fails its service alone, visibly (see Provisioner.record_corrupt).
     outcomes = [provisioner.record_corrupt(p) for p in corrupt if p.service_id in plan.corrupt]
-    reserve_ports(provisioner, plan.assignments)  # before anything runs in parallel: same input, same ports
+    ports = reserve_ports(provisioner, plan.assignments)  # before anything runs in parallel: same input, same ports
+    listed = provisioner.settings.provisioning_list
+    write_provisioning(listed, plan.assignments, ports)
     provisioner.roster_ids = plan.wanted  # names taken before any build ends (Provisioner.activate)
     ready = announce(provisioner, on_ready)
     # More threads than build slots (Provisioner._build_slots): a project with nothing to build is
@@ -119,6 +122,8 @@ def reconcile(provisioner: Provisioner, parsed: ParseResult, *, refetch: bool = 
     except BaseException:  # SIGTERM: threads waiting for a build slot must not begin one
         provisioner.stopping.set()
         raise
+    finally:
+        listed.unlink(missing_ok=True)
     # Entries that failed validation are recorded too (after the good ones, so no id shifts),
     # which makes them visible in list-services with their reason.
     for failed_id, error in plan.invalid:
@@ -145,14 +150,28 @@ def reconcile(provisioner: Provisioner, parsed: ParseResult, *, refetch: bool = 
     return report
 
 
-def reserve_ports(provisioner: Provisioner, assignments: Sequence[Assignment]) -> None:
+def write_provisioning(path: Path, assignments: Sequence[Assignment], ports: dict[str, int]) -> None:
+    """What is being provisioned, for list-services to show as PROVISIONING until each has its
+    record (a fetch or build can take minutes: no service should look missing meanwhile).
+    Sources redacted, 0600; ``pid`` lets a reader ignore a list a dead boot left behind."""
+    entries = {a.id: {"user": a.user, "port": ports.get(a.id), "kind": a.spec.kind,
+                      "source": redact(a.spec.repo or a.spec.origin), "ref": a.spec.ref} for a in assignments}
+    try:
+        atomic_write(path, json.dumps({"pid": os.getpid(), "since": time.time(), "services": entries}),
+                     mode=0o600, durable=False)
+    except OSError as exc:  # only a view: provisioning goes on without it
+        log.debug("cannot write %s: %s", path, exc)
+
+
+def reserve_ports(provisioner: Provisioner, assignments: Sequence[Assignment]) -> dict[str, int]:
     """Every port in input order, in one ledger write; provisioning then finds its port remembered.
     A port that cannot be given (taken, none left) fails its service later, with the reason."""
     wanted = [(a.id, a.spec.port) for a in assignments if not reserved(a.id)]
     try:
-        provisioner.ledger.reserve(wanted, provisioner.settings.port_range)
+        return provisioner.ledger.reserve(wanted, provisioner.settings.port_range)
     except (PortError, OSError) as exc:  # each service's own assign says it again, in its failure
         log.debug("ports not reserved ahead: %s", exc)
+        return {}
 
 
 def per_user(provisioner: Provisioner, refetch: bool) -> Callable[[Assignment], Outcome]:

@@ -131,6 +131,11 @@ class Settings:
     def boot_report(self) -> Path:
         return self.runtime_dir / "boot.json"
 
+    @property
+    def provisioning_list(self) -> Path:
+        """The services a boot is still provisioning (ops/reconcile.py), for list-services."""
+        return self.runtime_dir / "provisioning.json"
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         """Parse and check every setting at once; :class:`SettingsError` lists all bad ones."""

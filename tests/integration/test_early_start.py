@@ -198,7 +198,13 @@ def test_a_fast_service_answers_while_a_slow_one_still_builds(maestro):
     provisioned = _log_time(maestro.log(), r"\[maestro\]\[info\] service fast: user ")
     # its own provisioning + its start (a Python interpreter on a loaded machine) + 2 s
     assert answered - provisioned < 5.0, (answered - provisioned, maestro.log()[-3000:])
+    # Meanwhile list-services shows slow as PROVISIONING (not missing), with its user and port.
+    rows = {row["name"]: row for row in json.loads(maestro.list_json())}
+    assert rows["slow"]["status"] == "PROVISIONING", rows
+    assert rows["slow"]["user"] and rows["slow"]["port"], rows["slow"]
+    assert "PROVISIONING" in maestro.run("list-services").stdout
     maestro.wait_running(["slow", "fast"], timeout=90)
+    assert not (Path(maestro.env["MAESTRO_RUNTIME_DIR"]) / "provisioning.json").exists()
 
 
 def _port_of(maestro, name: str) -> int | None:

@@ -80,3 +80,25 @@ def test_rich_rows_and_attention_first():
     order = [line.split()[0] for line in table[1:5]]
     assert order[:2] == ["sick", "dead"] and order[2] == "waiting" and order[3] == "ok"
     assert "98%" in table[4] and "50.0M" in table[4]  # 97.5 rounds half to even
+
+
+def test_services_still_provisioning_are_rows_of_their_own():
+    """A boot's list of what it provisions (ops/reconcile.py): a row per service without a record
+    yet, PROVISIONING, with the time the boot has been at it; recorded ones and junk give none."""
+    from maestro_runtime.ops.inventory import PROVISIONING, provisioning_views
+
+    listed = {"pid": 1, "since": 100.0, "services": {
+        "web": {"user": "svc_web", "port": 8001, "kind": "env", "source": "https://u:secret@h/x.git", "ref": None},
+        "done": {"user": "svc_done", "port": 8002, "kind": "env", "source": "/x", "ref": None},
+        "odd": "not an entry",
+        "api": {"port": "8003"},
+    }}
+    rows = {v.name: v for v in provisioning_views(listed, {"done"}, now=112.5)}
+    assert set(rows) == {"web", "api"}
+    web = rows["web"]
+    assert (web.status, web.uptime, web.user, web.port, web.kind) == (PROVISIONING, 12, "svc_web", 8001, "env")
+    assert "secret" not in web.source
+    assert rows["api"].port is None and rows["api"].status == PROVISIONING
+    assert web.as_json()["status"] == "PROVISIONING"
+    for junk in (None, [], {"services": []}, {"services": None}):
+        assert provisioning_views(junk, set(), now=0) == []
