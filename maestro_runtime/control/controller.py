@@ -32,7 +32,7 @@ from maestro_runtime.control import probes, supervision
 from maestro_runtime.control.alerts import Alerts
 from maestro_runtime.control.policy import Policy, for_process_type, resolve
 from maestro_runtime.control.rpc import process_states
-from maestro_runtime.control.runstate import RUNNING, RunState, RunStateStore, describe_exit
+from maestro_runtime.control.runstate import FATAL, RUNNING, RunState, RunStateStore, describe_exit
 from maestro_runtime.control.sampling import Sample, children_map, sample_tree
 from maestro_runtime.engine.supervisord import Supervisor, SupervisorUnavailable
 from maestro_runtime.settings import OpsSettings, Settings
@@ -130,11 +130,25 @@ class Controller:
             if new.phase == RUNNING and new.last_start != before.last_start:
                 new = probes.new_run(new)
                 self.next_probe[service_id] = now + FIRST_PROBE_AFTER
+            if new.phase == FATAL and before.phase != FATAL and new.fatal_reason:
+                new, actions = self.with_last_output(service_id, new, actions)
             if new != before or new.phase == "BACKOFF":
                 self.busy_until = now + BUSY_FOR
             self.save(service_id, new)
             for action in actions:
                 await self.act(record, policy, action)
+
+    def with_last_output(self, service_id: str, run: RunState, actions: list[supervision.Action]):
+        """A service that gave up: its reason ends with the line that likely says why (its last
+        stderr line: a traceback's exception), so list-services and the alert show the cause."""
+        from maestro_runtime.ops.logs import last_error, tail_bytes
+
+        line = last_error(tail_bytes(self.settings.state_dir / "logs" / f"{service_id}.log"))
+        if not line:
+            return run, actions
+        reason = f"{run.fatal_reason}; last output: {line}"
+        actions = [replace(a, detail=reason) if a.event == "gave_up" else a for a in actions]
+        return replace(run, fatal_reason=reason), actions
 
     def operator_stopped(self, program_id: str) -> bool:
         """``maestro stop`` of a service holds for its process types too."""

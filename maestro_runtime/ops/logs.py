@@ -39,6 +39,38 @@ def display(line: str) -> str:
     return line
 
 
+def last_error(lines: Iterable[str], width: int = 200) -> str | None:
+    """The line that most likely says why a service died: its last stderr line (a traceback ends
+    with the exception), else its last line; printable and clipped (it goes into one-line errors)."""
+    last = last_err = None
+    for line in lines:
+        _stamp, _, rest = line.partition(" ")
+        tag, _, text = rest.partition(" ")
+        if text.strip():
+            last = text
+            if tag == "err":
+                last_err = text
+    found = last_err or last
+    if found is None:
+        return None
+    found = "".join(c if c.isprintable() else " " for c in found).strip()
+    return found if len(found) <= width else found[: width - 1] + "…"
+
+
+def tail_bytes(path: Path, size: int = 16384) -> list[str]:
+    """The last lines of one file, reading at most ``size`` bytes from its end."""
+    try:
+        with path.open("rb") as handle:
+            handle.seek(0, 2)
+            end = handle.tell()
+            handle.seek(max(0, end - size))
+            data = handle.read()
+    except OSError:
+        return []
+    lines = data.decode("utf-8", errors="replace").splitlines()
+    return lines[1:] if end > size else lines  # the first may be cut
+
+
 def read_lines(paths: Iterable[Path]) -> Iterator[str]:
     for path in paths:
         try:

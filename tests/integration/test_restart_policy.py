@@ -19,8 +19,9 @@ def _starts(maestro, name: str) -> list[float]:
     return [float(x) for x in path.read_text().split()] if path.exists() else []
 
 
-CRASH = ("import os, time\nopen(os.path.join(os.environ['HOME'], 'starts'), 'a').write(f'{time.time()}\\n')\n"
-         "raise SystemExit(3)\n")
+CRASH = ("import os, sys, time\nopen(os.path.join(os.environ['HOME'], 'starts'), 'a').write(f'{time.time()}\\n')\n"
+         "print('starting', flush=True)\nprint('RuntimeError: database unreachable', file=sys.stderr, flush=True)\n"
+         "print('shutting down', flush=True)\nraise SystemExit(3)\n")
 
 
 def test_crash_loop_backs_off_gives_up_once_and_essential_stops_the_container(maestro):
@@ -70,6 +71,8 @@ def test_gave_up_service_is_fatal_and_others_keep_running(maestro):
         raise AssertionError(f"{exc}\n{maestro.services()['looper']}\n{maestro.log()[-3000:]}") from None
     looper = fatal["looper"]
     assert looper["restarts"] == 2 and looper["last_exit_code"] == 3 and looper["last_exit"] == "exit 3"
+    # Why, in list-services itself: its last stderr line, not only "gave up after 2 restarts".
+    assert "; last output: RuntimeError: database unreachable" in looper["error"], looper["error"]
     assert fatal["steady"]["pid"] == steady["pid"] and fatal["steady"]["restarts"] == 0
     assert maestro.proc.poll() is None  # not essential: the container stays up
     # The counts survive a container restart.

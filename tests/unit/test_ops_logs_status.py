@@ -102,3 +102,26 @@ def test_services_still_provisioning_are_rows_of_their_own():
     assert web.as_json()["status"] == "PROVISIONING"
     for junk in (None, [], {"services": []}, {"services": None}):
         assert provisioning_views(junk, set(), now=0) == []
+
+
+def test_the_line_that_says_why_a_service_died(tmp_path):
+    """Its last stderr line (a traceback ends with the exception), else its last line; printable,
+    one line, clipped; read from the end of a large file without reading it whole."""
+    from maestro_runtime.ops.logs import last_error, tail_bytes
+
+    lines = ["2026-11-30T10:00:00.000Z out Starting gunicorn 20.0.4",
+             "2026-11-30T10:00:00.100Z err Traceback (most recent call last):",
+             "2026-11-30T10:00:00.101Z err ModuleNotFoundError: No module named 'pkg_resources'",
+             "2026-11-30T10:00:00.200Z out worker exiting",
+             "2026-11-30T10:00:00.300Z out   "]
+    assert last_error(lines) == "ModuleNotFoundError: No module named 'pkg_resources'"
+    assert last_error(lines[:1]) == "Starting gunicorn 20.0.4"
+    assert last_error([]) is None
+    assert last_error(["2026-11-30T10:00:00.000Z err bell\x07 and\x1b[31m escape"]) == "bell  and [31m escape"
+    assert len(last_error(["t err " + "x" * 500], width=50)) == 50
+    log = tmp_path / "web.log"
+    log.write_text("t out " + "y" * 40000 + "\n" + "\n".join(lines) + "\n")
+    tail = tail_bytes(log, size=4096)
+    assert tail[-5:] == lines and all(not line.startswith("t out yyy") for line in tail)
+    assert last_error(tail) == "ModuleNotFoundError: No module named 'pkg_resources'"
+    assert tail_bytes(tmp_path / "missing.log") == []
