@@ -222,7 +222,7 @@ class Provisioner:
             files = ProjectFiles.take(directory)  # the build (or collectstatic) may have changed them
             release, types = processes.declared(files)
             release, types = spec.release or release, {**types, **spec.processes}  # the spec wins
-            env = service_env(files, spec.env, a.id)
+            env = service_env(files, spec.env, a.id, dotenv=settings.build.project_dotenv)
             if release and (built or code.fetched or previous is None or not previous.ready):
                 log.info("service %s: release phase: %s", a.id, release)
                 with self._build_slot():

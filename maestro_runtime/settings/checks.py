@@ -143,6 +143,7 @@ RULES: tuple[tuple[str, str, object], ...] = (
     ("MAESTRO_PYTHON_INSTALL_DIR", _PATH, _absolute()),
     ("MAESTRO_PYTHON_INSTALL_TIMEOUT", _SECONDS, _number(positive=True)),
     ("MAESTRO_LOG_TIMESTAMPS", _BOOL + " (or off)", _choice((*BOOLEANS, "off", "on"))),
+    ("MAESTRO_PROJECT_DOTENV", _BOOL + " (or off)", _choice((*BOOLEANS, "off", "on"))),
     ("MAESTRO_LOCAL_SOURCE_ROOTS", "absolute paths separated by spaces or commas", _absolute_list),
     ("MAESTRO_STATE_DIR", _PATH, _absolute()),
     ("MAESTRO_RUNTIME_DIR", _INI_PATH, _absolute(ini_safe=True)),

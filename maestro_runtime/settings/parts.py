@@ -124,6 +124,7 @@ class BuildSettings:
     # Registry mirrors and proxies passed from the container to builds, never secrets of ours.
     passthrough: tuple[tuple[str, str], ...] = ()
     operator_pythonpath: str = ""  # the operator's PYTHONPATH (a development checkout), for the wrapper
+    project_dotenv: bool = True  # MAESTRO_PROJECT_DOTENV: a project's own .env reaches its processes
 
 
 def build_settings(env: Mapping[str, str], problems: list[str]) -> BuildSettings:
@@ -138,6 +139,7 @@ def build_settings(env: Mapping[str, str], problems: list[str]) -> BuildSettings
         pip_options=options["PIP_INSTALL_OPTIONS"],
         npm_options=options["NPM_INSTALL_OPTIONS"],
         include_dev=truthy(env.get("MAESTRO_NPM_INCLUDE_DEV")),
+        project_dotenv=env.get("MAESTRO_PROJECT_DOTENV", "1").strip().lower() not in ("0", "false", "no", "off"),
         python=env.get("MAESTRO_BUILD_PYTHON", "").strip(),
         extra_pythons=tuple(env.get("MAESTRO_PYTHONS", "").replace(":", " ").split()),
         installer=env.get("MAESTRO_PYTHON_INSTALLER", "").strip().lower() or "auto",

@@ -163,12 +163,13 @@ def platform_env(project: Path | ProjectFiles) -> dict[str, str]:
     return env
 
 
-def service_env(project: Path | ProjectFiles, spec_env: dict, service_id: str) -> dict[str, str]:
-    """The project's own ``.env`` (the honcho/foreman convention) under the spec's env, both over
-    :func:`platform_env`; PORT, HOME, USER are the runtime's (set last at launch): a value for
-    them is dropped, with a warning."""
+def service_env(project: Path | ProjectFiles, spec_env: dict, service_id: str, *,
+                dotenv: bool = True) -> dict[str, str]:
+    """The project's own ``.env`` (the honcho/foreman convention; ``dotenv=False``:
+    MAESTRO_PROJECT_DOTENV=0, left out) under the spec's env, both over :func:`platform_env`;
+    PORT, HOME, USER are the runtime's (set last at launch): a value for them is dropped, with a warning."""
     files = ProjectFiles.of(project)
-    text = files.text(".env")
+    text = files.text(".env") if dotenv else None
     platform = platform_env(files)
     if platform:  # keys only: values are never printed
         log.info("service %s: render.yaml: %s set as Render sets them (the service's own env wins)",

@@ -69,3 +69,16 @@ def test_yaml_release_and_processes():
     assert dict(spec.processes) == {"worker": "celery -A app worker", "clock": "python clock.py"}
     bad = parse_services_yaml("- repo: /src/a\n  processes:\n    web: x\n", "s.yml", {})
     assert str(bad.errors[0]).startswith("s.yml#1: processes: 'web' is not a process type")
+
+
+def test_the_projects_dotenv_is_read_unless_the_operator_leaves_it_out(tmp_path):
+    from maestro_runtime.settings import Settings
+    from maestro_runtime.sources.declared import service_env
+
+    (tmp_path / ".env").write_text("DEBUG=True\nSHARED=from-dotenv\n")
+    spec_env = {"SHARED": "from-spec"}
+    assert service_env(tmp_path, spec_env, "web") == {"DEBUG": "True", "SHARED": "from-spec"}
+    assert service_env(tmp_path, spec_env, "web", dotenv=False) == {"SHARED": "from-spec"}
+    for value, expected in (("", True), ("1", True), ("0", False), ("off", False), ("no", False)):
+        env = {"MAESTRO_PROJECT_DOTENV": value} if value else {}
+        assert Settings.from_env(env).build.project_dotenv is expected
