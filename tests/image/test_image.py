@@ -325,7 +325,8 @@ def test_full_sandbox_in_the_image(start_container, fixture_url, archive_server,
     assert "deployed pnpm-app: RUNNING" in out, out
     svc = container.wait_running(["pnpm-app"])["pnpm-app"]
     assert svc["sandbox"]["sandbox"] == "bubblewrap"
-    assert http_get(svc["port"])[1] == "pnpm-app ok true\n"
+    # RUNNING is its process started (startsecs 0); pnpm (corepack) then node take a moment to listen
+    assert wait_for(lambda: http_get(svc["port"])[1], 15, what="pnpm-app to answer") == "pnpm-app ok true\n"
     container.engine("stop", "-t", "10", container.name)
     assert container.state()["ExitCode"] == 0
 
@@ -342,4 +343,5 @@ def test_sandboxed_build_ignores_the_operators_proxy(start_container, archive_se
     assert "deployed pnpm-app: RUNNING" in out.stdout, (out.stdout, out.stderr[-3000:])
     svc = container.wait_running(["pnpm-app"])["pnpm-app"]
     assert svc["sandbox"]["sandbox"] == "bubblewrap"
-    assert http_get(svc["port"])[1] == "pnpm-app ok true\n"
+    # RUNNING is its process started (startsecs 0); pnpm (corepack) then node take a moment to listen
+    assert wait_for(lambda: http_get(svc["port"])[1], 15, what="pnpm-app to answer") == "pnpm-app ok true\n"
