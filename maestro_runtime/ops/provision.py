@@ -219,7 +219,8 @@ class Provisioner:
             files = ProjectFiles.take(directory)  # read once per step, never kept beyond it (projectfiles.py)
             with self._build_slot() if may_build(files) else contextlib.nullcontext():
                 built = builds.build(files, account, settings=settings, policy=self.policy, service_id=a.id)
-            files = ProjectFiles.take(directory)  # the build (or collectstatic) may have changed them
+            if built:  # what ran (empty: nothing did), which may have changed the files (collectstatic)
+                files = ProjectFiles.take(directory)
             release, types = processes.declared(files)
             release, types = spec.release or release, {**types, **spec.processes}  # the spec wins
             env = service_env(files, spec.env, a.id, dotenv=settings.build.project_dotenv)
