@@ -31,6 +31,7 @@ from .common import (
     BareHost,
     Host,
     PortAllocator,
+    fresh_file_system,
     isolate_etc,
     restored_accounts,
     silent_resolver,
@@ -366,9 +367,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.boot_only:
         cfg = replace(cfg, health_ns=(), list_ns=(), extras_n=0, rebuild_runs=0)
     isolate_etc()
+    trees = fresh_file_system()
     hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     info = machine(cfg.bin_dir)
+    info["trees"] = trees
     started = time.monotonic()
     s = Samples()
     alloc = PortAllocator()

@@ -85,8 +85,12 @@ class MaestroInterface:
 
 def make_interface(supervisord: Any, **config: Any) -> MaestroInterface:
     """The ``supervisor.rpcinterface_factory`` of ``[rpcinterface:maestro]`` (``programs``: the folder
-    of program files)."""
+    of program files; ``launch``: the folder of launch scripts to perform in the child, engine/spawn.py)."""
     _record_signals()
+    if config.get("launch"):
+        from maestro_runtime.engine import spawn
+
+        spawn.install(config["launch"])
     return MaestroInterface(supervisord, config["programs"])
 
 

@@ -102,11 +102,13 @@ def controller_command() -> str:
 def render_main_config(
     *, conf_path: Path, socket: Path, include_dir: Path, pidfile: Path, childlogdir: Path, loglevel: str,
     logs_dir: Path | None = None, log_max_bytes: int = 10 << 20, log_backups: int = 3, with_controller: bool = False,
-    maestro_rpc: bool = False,
+    maestro_rpc: bool = False, launch_dir: Path | None = None,
 ) -> str:
     """``maestro_rpc``: load the runtime's XML-RPC methods into supervisord (control/rpc.py:
     ``maestro.processStates``, ``maestro.addProgram``); supervisord must then run on an
-    interpreter that imports maestro_runtime. Without them, clients fall back to supervisor's own."""
+    interpreter that imports maestro_runtime. Without them, clients fall back to supervisor's own.
+    With them, the launch scripts in ``launch_dir`` are performed by supervisord's forked child
+    from their plan line (engine/spawn.py) instead of being run."""
     return _environment().get_template("supervisord.conf.j2").render(
         conf_path=_safe_path(conf_path, "config path"),
         socket=_safe_path(socket, "control socket"),
@@ -117,6 +119,7 @@ def render_main_config(
         log_listener=log_listener_command(logs_dir, log_max_bytes, log_backups),
         controller=controller_command() if with_controller else "",
         maestro_rpc=maestro_rpc,
+        launch_dir=_safe_path(launch_dir, "launch folder") if launch_dir else "",
     )
 
 

@@ -23,8 +23,11 @@ def map_bounded(
     idle_every: float = 0.1,
 ) -> list[Result]:
     """``work(item)`` for every item on at most ``jobs`` threads. In the calling thread:
-    ``on_result`` as each ends, ``on_idle`` every ``idle_every`` seconds with none ending.
-    An exception out of ``work`` (a bug: provisioning turns failures into outcomes) is raised here."""
+    ``on_result`` as each ends; ``on_idle`` whenever no result is waiting: after each run of
+    results that ended together, and every ``idle_every`` seconds while none ends (so a slow
+    ``on_idle``, a round trip to supervisord, sends many results at once instead of queueing one
+    round trip per result). An exception out of ``work`` (a bug: provisioning turns failures
+    into outcomes) is raised here."""
     todo: queue.SimpleQueue = queue.SimpleQueue()
     done: queue.SimpleQueue = queue.SimpleQueue()
     stop = threading.Event()
@@ -45,20 +48,23 @@ def map_bounded(
     for number in range(min(max(jobs, 1), len(items))):
         threading.Thread(target=worker, name=f"provision-{number}", daemon=True).start()
     results: list = [None] * len(items)
+    remaining = len(items)
     try:
-        for _ in items:
-            while True:
-                try:
-                    index, result, error = done.get(timeout=idle_every)
-                    break
-                except queue.Empty:
-                    if on_idle is not None:
-                        on_idle()
+        while remaining:
+            try:
+                index, result, error = done.get(timeout=idle_every)
+            except queue.Empty:
+                if on_idle is not None:
+                    on_idle()
+                continue
             if error is not None:
                 raise error
             results[index] = result
+            remaining -= 1
             if on_result is not None:
                 on_result(result)
+            if on_idle is not None and done.empty():
+                on_idle()
     finally:
         stop.set()  # unwinding (SIGTERM, a bug): nothing new starts
     return results

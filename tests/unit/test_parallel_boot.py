@@ -44,6 +44,24 @@ def test_idle_calls_while_nothing_ends_and_a_bug_is_raised_to_the_caller():
     assert len(idles) >= 3
 
 
+def test_results_that_end_during_a_slow_idle_call_are_handed_over_together_before_the_next():
+    """on_idle is the boot's round trip to supervisord: one per run of results, never one each."""
+    seen: list[int] = []
+    seen_at_idle: list[int] = []
+
+    def work(item: int) -> int:
+        time.sleep(0.01 * item)  # one ends every 10 ms
+        return item
+
+    def slow_idle() -> None:
+        seen_at_idle.append(len(seen))
+        time.sleep(0.08)  # a round trip under load
+
+    map_bounded(work, list(range(20)), 20, on_result=seen.append, on_idle=slow_idle, idle_every=5)
+    assert seen_at_idle[-1] == 20  # the last results are sent at once, not left for later
+    assert 2 <= len(seen_at_idle) <= 6, seen_at_idle
+
+
 def test_ports_reserved_in_input_order_in_one_go(tmp_path):
     ledger = PortLedger(tmp_path / "ports.json")
     ledger.reserve([("old", None)], (8000, 8010), is_free=lambda p: True)
