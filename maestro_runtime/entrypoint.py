@@ -17,18 +17,24 @@ import sysconfig
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from maestro_runtime.engine import parent, reaper
-from maestro_runtime.engine.supervisord import Supervisor, SupervisorUnavailable, render_main_config
+from maestro_runtime.engine.supervisord import (
+    Supervisor,
+    SupervisorUnavailable,
+    remove_orphan_programs,
+    render_main_config,
+)
 from maestro_runtime.log_format import setup_logging
-from maestro_runtime.ops.provision import Provisioner
-from maestro_runtime.ops.reconcile import OnReady, reconcile, remove_orphan_programs, write_report
 from maestro_runtime.settings import OpsSettings, Settings, load_or_exit, read_only
-from maestro_runtime.spec.gather import gather_specs
 from maestro_runtime.spec.naming import reserved
 from maestro_runtime.state.records import RecordStore, atomic_write
+
+if TYPE_CHECKING:
+    from maestro_runtime.ops.reconcile import OnReady
 
 log = logging.getLogger("maestro")
 
@@ -87,6 +93,11 @@ def ensure_tmpdir(settings: Settings) -> None:
 def boot(settings: Settings, on_ready: OnReady | None = None) -> int:
     """Provision everything, ``settings.build_jobs`` services at a time; ``on_ready`` gets each
     service's programs as soon as they are written. Returns the number of failures."""
+    # Imported here, not at the top: supervisord is already starting while these load (~90 ms).
+    from maestro_runtime.ops.provision import Provisioner
+    from maestro_runtime.ops.reconcile import reconcile, write_report
+    from maestro_runtime.spec.gather import gather_specs
+
     # Python 3.11's sysconfig publishes its cache before filling it (gh-92452): a library asking
     # from a provisioning thread could get None (sources/uvbin.py). Filled once here, first.
     sysconfig.get_config_vars()

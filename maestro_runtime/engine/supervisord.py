@@ -127,6 +127,22 @@ def program_file(conf_dir: Path, program_id: str) -> Path:
     return conf_dir / f"{_safe_id(program_id)}.conf"
 
 
+def remove_orphan_programs(conf_dir: Path, wanted: set[str]) -> None:
+    """Drop program files we rendered for services that no longer exist (never foreign files)."""
+    if not conf_dir.is_dir():
+        return
+    for path in conf_dir.glob("*.conf"):
+        if path.stem in wanted:
+            continue
+        try:
+            with path.open() as handle:
+                ours = handle.readline().startswith(PROGRAM_MARKER)
+        except OSError:
+            continue
+        if ours:
+            path.unlink(missing_ok=True)
+
+
 def write_program(conf_dir: Path, program_id: str, text: str) -> bool:
     """Write atomically; False when the file already says exactly this (nothing to update).
     Not fsynced: each boot writes it again from the record (engine/programs.py says why)."""

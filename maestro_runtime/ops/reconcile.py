@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from maestro_runtime.engine.supervisord import PROGRAM_MARKER
+from maestro_runtime.engine.supervisord import remove_orphan_programs
 from maestro_runtime.ops.parallel import map_bounded
 from maestro_runtime.ops.provision import Assignment, Outcome, Provisioner
 from maestro_runtime.sources.redact import redact
@@ -207,22 +207,6 @@ def provision_logged(provisioner: Provisioner, assignment: Assignment, *, refetc
         r = outcome.record
         log.info("service %s: user %s, port %d, %s (%s)", r.id, r.user, r.port, r.directory, r.command_reason)
     return outcome
-
-
-def remove_orphan_programs(conf_dir: Path, wanted: set[str]) -> None:
-    """Drop program files we rendered for services that no longer exist (never foreign files)."""
-    if not conf_dir.is_dir():
-        return
-    for path in conf_dir.glob("*.conf"):
-        if path.stem in wanted:
-            continue
-        try:
-            with path.open() as handle:
-                ours = handle.readline().startswith(PROGRAM_MARKER)
-        except OSError:
-            continue
-        if ours:
-            path.unlink(missing_ok=True)
 
 
 def write_report(path: Path, report: Report) -> None:
