@@ -86,7 +86,10 @@ def exec_plan(plan: dict[str, Any]) -> None:
     if _libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
         raise OSError(ctypes.get_errno(), "prctl(PR_SET_NO_NEW_PRIVS)")
     os.chdir(plan["directory"])
-    os.execvpe(plan["argv"][0], plan["argv"], plan["env"])
+    try:
+        os.execvpe(plan["argv"][0], plan["argv"], plan["env"])
+    except FileNotFoundError:  # execvpe names only the last folder of PATH it tried
+        raise FileNotFoundError(f"{plan['argv'][0]}: command not found") from None
 
 
 def install(launch_dir: str) -> None:

@@ -114,3 +114,24 @@ def test_only_scripts_of_the_launch_folder_are_performed():
                  ["/bin/sh", "/run/maestro/launch/web.conf"], ["/bin/sh"],
                  ["/bin/sh", "/run/maestro/launch/sub/web.sh"]):
         assert script_of(argv, "/run/maestro/launch") is None, argv
+
+
+@root_only
+def test_a_command_not_found_is_said_so(tmp_path):
+    record = _record(tmp_path, command="no-such-program --flag")
+    script = tmp_path / "web.sh"
+    script.write_text(render_launch_script(record))
+    plan = read_plan(str(script))
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # as supervisord's child: the error is what it writes to the service's stderr
+        try:
+            exec_plan(plan)
+        except OSError as exc:
+            os.write(write, str(exc).encode())
+        finally:
+            os._exit(127)
+    os.close(write)
+    assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 127
+    with os.fdopen(read) as said:
+        assert said.read() == "no-such-program: command not found"
