@@ -106,16 +106,24 @@ def refuse_clash(record: ServiceRecord, programs, store, roster_ids: Iterable[st
     now, so removing this service (as its failure does) never removes theirs."""
     if not record.processes and not _names(programs.launch_dir, ".types"):
         return  # no process type anywhere (the common case): no name can clash
-    found, stale = holders(record.id, programs, {*_names(store.folder, ".json"), *roster_ids})
+    problem = clash(record.id, record.processes, forget_stale(record.id, programs, store, roster_ids))
+    if problem:
+        raise SpecError(record.origin, *problem)
+
+
+def forget_stale(service_id: str, programs, store, roster_ids: Iterable[str] = ()) -> dict[str, str]:
+    """Drop from ``service_id``'s list of process programs, when it is one left from an earlier
+    boot, what others hold now (rewriting or removing ``<id>.types``); returns who holds what.
+    Before a service is activated and before it is removed: a service that failed before its
+    activation keeps last boot's list, and its removal must not take another's program with it."""
+    found, stale = holders(service_id, programs, {*_names(store.folder, ".json"), *roster_ids})
     if stale is not None:
-        types_file = programs.launch_dir / f"{record.id}.types"
+        types_file = programs.launch_dir / f"{service_id}.types"
         if stale:
             atomic_write(types_file, "".join(f"{p}\n" for p in stale), mode=0o600)
         else:
             types_file.unlink(missing_ok=True)
-    problem = clash(record.id, record.processes, found)
-    if problem:
-        raise SpecError(record.origin, *problem)
+    return found
 
 
 def run_release(directory: Path, account, command: str, env: dict[str, str], *, settings, policy,

@@ -79,3 +79,25 @@ def test_a_service_named_like_an_active_process_type_is_refused_and_its_removal_
         refuse_clash(record, programs, store)
     programs.remove_all("web-worker")
     assert (programs.conf_dir / "web-worker.conf").exists(), "web's worker program stays"
+
+
+def test_removing_a_service_that_failed_before_activation_spares_a_program_now_anothers(tmp_path):
+    """web had a worker last boot; this boot web failed before its activation (its list is last
+    boot's) and web-worker is a service of its own: removing web leaves web-worker's program."""
+    from maestro_runtime.ops.provision import Provisioner
+    from maestro_runtime.settings import Settings
+
+    provisioner = Provisioner(Settings.from_env({
+        "MAESTRO_STATE_DIR": str(tmp_path / "state"), "MAESTRO_RUNTIME_DIR": str(tmp_path / "run"),
+        "SUPERVISOR_CONF_DIR": str(tmp_path / "conf"), "MAESTRO_SANDBOX_MODE": "off"}))
+    programs, store = provisioner.programs, provisioner.store
+    for folder in (programs.conf_dir, programs.launch_dir, store.folder):
+        folder.mkdir(parents=True, exist_ok=True)
+    _active(programs, "web-worker")
+    programs.script("web-worker").write_text("#!/bin/sh\n")
+    (programs.launch_dir / "web.types").write_text("web-worker\nweb-clock\n")
+    store.save(ServiceRecord(id="web-worker", name="web-worker", kind="env", origin="SERVICES[2]", source="",
+                             directory="", user="u", port=1))
+    provisioner.deactivate("web")
+    assert (programs.conf_dir / "web-worker.conf").exists() and programs.script("web-worker").exists()
+    assert not (programs.launch_dir / "web.types").exists()
