@@ -102,7 +102,7 @@ def logs(name: str, follow: bool, last: int, since: str | None, build: bool) -> 
         except ValueError as exc:
             raise click.BadParameter(str(exc), param_hint="--since") from None
     if build:
-        path = settings.state_dir / "builds" / f"{record.id}.build.log"
+        path = settings.build_log(record.id)
         paths, show = [path], (lambda line: line)
         if not path.exists():
             raise click.ClickException(f"service {record.id}: no build log (nothing was built for it)")

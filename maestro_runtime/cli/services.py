@@ -68,7 +68,8 @@ def _services_text(settings: Settings, as_json: bool, kind: str | None = None,
     except SupervisorUnavailable:
         processes = None
     views = build_views(records, processes, gather_extras(settings.state_dir, records), settings.startsecs)
-    views += provisioning_views(_provisioning(settings), {r.id for r in records}, time.time())
+    listed = _provisioning(settings)
+    views += provisioning_views(listed, {r.id for r in records}, time.time(), _provisioning_steps(settings, listed))
     views = [v for v in enrich(views, records, PhaseStore(settings.state_dir / "tasks").all())
              if matches(v, kind, state)]
     if as_json:
@@ -87,6 +88,24 @@ def _provisioning(settings: Settings) -> object:
     except (OSError, ValueError):
         return None
     return listed if alive else None
+
+
+def _provisioning_steps(settings: Settings, listed: object) -> dict[str, str]:
+    """Each listed service's step, from its build log (root's folder: sources/builds.py)."""
+    from maestro_runtime.ops.inventory import provisioning_step
+    from maestro_runtime.ops.logs import tail_bytes
+
+    if not isinstance(listed, dict) or not isinstance(listed.get("services"), dict):
+        return {}
+    steps = {}
+    for name in listed["services"]:
+        log = settings.build_log(str(name))
+        try:
+            modified = log.stat().st_mtime if "/" not in str(name) else None
+        except OSError:
+            modified = None
+        steps[str(name)] = provisioning_step(tail_bytes(log, 4096) if modified else [], modified, listed.get("since"))
+    return steps
 
 
 # ---------------------------------------------------------------- remove-service

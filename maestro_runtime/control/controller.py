@@ -296,7 +296,7 @@ class Controller:
 
     def build_seconds(self, service_id: str) -> float | None:
         """The last build's duration: the sum of its steps' ``# exit N after Xs`` lines (builds.py)."""
-        path = self.settings.state_dir / "builds" / f"{service_id}.build.log"
+        path = self.settings.build_log(service_id)
         try:
             mtime = path.stat().st_mtime
         except OSError:

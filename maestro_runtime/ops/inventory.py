@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from maestro_runtime.sources.redact import redact
 from maestro_runtime.state.records import ServiceRecord
+
+STEP_HEADER = "# maestro: "  # sources/buildplan.py's (not imported: its imports would slow list-services)
 
 # The stable JSON keys (documented in the README); new keys may be added, none removed.
 # SCHEMA_VERSION counts changes of meaning; each row carries it as "schema".
@@ -20,7 +23,7 @@ JSON_KEYS = (
     # schema 2 (rich status)
     "schema", "health", "health_detail", "restarts", "last_exit", "last_exit_code", "last_exit_at",
     "cpu_percent", "cpu_seconds", "memory_rss", "last_activity", "next_restart_in", "operator_stopped",
-    "build_seconds", "last_exit_signal",
+    "build_seconds", "last_exit_signal", "step",
 )
 # Attention first: what has given up or fails, then what waits or is unwell, then the rest.
 ATTENTION = {"FATAL": 0, "FAILED": 0, "BACKOFF": 1, "PROVISIONING": 1, "EXITED": 2, "unknown": 2, "NOT_LOADED": 2}
@@ -54,6 +57,7 @@ class ServiceView:
     restarts: int = 0
     last_exit: str | None = None  # "exit 3", "killed by SIGKILL", "could not start"
     last_exit_code: int | None = None
+    step: str | None = None  # PROVISIONING rows: what it is doing (provisioning_step)
     last_exit_signal: str | None = None  # "SIGKILL" when a signal ended the last run
     last_exit_at: float | None = None
     cpu_percent: float | None = None  # of one core, whole process tree, over the controller's last sample
@@ -154,9 +158,28 @@ def programs_of(record: ServiceRecord) -> tuple[ServiceRecord, ...]:
     return (record, *process_records(record))
 
 
-def provisioning_views(listed: object, recorded: set[str], now: float) -> list[ServiceView]:
+def provisioning_step(build_log_tail: list[str], modified: float | None, since: object) -> str:
+    """What a service being provisioned is doing, from its build log (sources/builds.py writes
+    ``# maestro: KIND`` before each plan and ``$ COMMAND`` before each step): a log written
+    since the boot began names the step it ran last (``node: npm ci``, ``release: ...``);
+    otherwise the service is still being fetched (or waits for a build slot)."""
+    if modified is None or not isinstance(since, (int, float)) or modified < since:
+        return "fetching"
+    kind, command = "building", ""
+    for line in reversed(build_log_tail):
+        if not command and line.startswith("$ "):
+            command = line[2:]
+        elif command and line.startswith(STEP_HEADER):
+            kind = line[len(STEP_HEADER):].strip() or kind
+            break
+    return f"{kind}: {command}" if command else kind
+
+
+def provisioning_views(listed: object, recorded: set[str], now: float,
+                       steps: Mapping[str, str] | None = None) -> list[ServiceView]:
     """A row per service a running boot is still fetching or building (no record yet): status
-    PROVISIONING, uptime = how long the boot has been at it. Anything malformed gives no row."""
+    PROVISIONING, uptime = how long the boot has been at it, ``step`` from ``steps`` (by name).
+    Anything malformed gives no row."""
     if not isinstance(listed, dict) or not isinstance(listed.get("services"), dict):
         return []
     since = listed.get("since")
@@ -170,7 +193,8 @@ def provisioning_views(listed: object, recorded: set[str], now: float) -> list[S
             name=str(name), status=PROVISIONING, pid=None, uptime=waited, user=str(entry.get("user") or ""),
             port=port if isinstance(port, int) else None, directory="", command="", command_reason="",
             source=redact(str(entry.get("source") or "")), ref=entry.get("ref") or None,
-            kind=str(entry.get("kind") or ""), error=None, sandbox={}, degraded=[], env_keys=[]))
+            kind=str(entry.get("kind") or ""), error=None, sandbox={}, degraded=[], env_keys=[],
+            step=(steps or {}).get(str(name))))
     return views
 
 
@@ -221,7 +245,7 @@ def format_table(views: list[ServiceView], width: int = 48) -> str:
          v.health or "-", str(v.restarts), v.last_exit or "-", str(v.pid or "-"),
          format_uptime(v.uptime), "-" if v.cpu_percent is None else f"{v.cpu_percent:.0f}%",
          format_bytes(v.memory_rss), format_uptime(v.last_activity) + (" ago" if v.last_activity is not None else ""),
-         v.user, str(v.port or "-"), clip(v.command or "-"), v.command_reason or "-", clip(v.source))
+         v.user, str(v.port or "-"), clip(v.command or v.step or "-"), v.command_reason or "-", clip(v.source))
         for v in views
     ]
     if any(v.git for v in views):  # branch workspaces: Δ changed files, ↑ ahead, ↓ behind upstream

@@ -132,6 +132,14 @@ class Settings:
         return self.runtime_dir / "boot.json"
 
     @property
+    def build_log_dir(self) -> Path:
+        """Root's 0700 folder of build logs, one ``<id>.build.log`` per service (sources/builds.py)."""
+        return self.state_dir / "builds"
+
+    def build_log(self, service_id: str) -> Path:
+        return self.build_log_dir / f"{service_id}.build.log"
+
+    @property
     def provisioning_list(self) -> Path:
         """The services a boot is still provisioning (ops/reconcile.py), for list-services."""
         return self.runtime_dir / "provisioning.json"

@@ -21,6 +21,9 @@ class BuildError(Exception):
     pass
 
 
+STEP_HEADER = "# maestro: "  # a build log's line before each plan's steps ("# maestro: python"), read by list-services
+
+
 @dataclass(frozen=True)
 class Plan:
     ecosystem: str  # "python" | "node"

@@ -48,6 +48,7 @@ from maestro_runtime.sources.buildplan import (  # noqa: F401 (re-exported: call
     META_LIMIT,
     PYTHON_INPUTS,
     STAMP_NAME,
+    STEP_HEADER,
     TAIL_LINES,
     BuildError,
     Plan,
@@ -96,7 +97,7 @@ class BuildOptions:
             extra_pythons=b.extra_pythons, installer=b.installer, uv=b.uv, timeout=b.timeout,
             python_install_mirror=b.python_install_mirror, python_downloads_json=b.python_downloads_json,
             python_install_dir=b.python_install_dir, python_install_timeout=b.python_install_timeout,
-            log_dir=Path(settings.state_dir) / "builds", passthrough=b.passthrough,
+            log_dir=settings.build_log_dir, passthrough=b.passthrough,
             operator_pythonpath=b.operator_pythonpath,
         )
 
@@ -285,6 +286,7 @@ def _run_plan(plan: Plan, directory: Path, account, policy, opts: BuildOptions, 
     build_env = build_environment(directory, account, opts)
     prefix = command_prefix(account, directory, policy)
     with open(logfile, "a") as out:
+        out.write(f"{STEP_HEADER}{plan.ecosystem}\n")  # list-services' PROVISIONING rows name it (ops/inventory.py)
         for step in plan.steps:
             out.write(f"$ {shlex.join(step)}\n")
             out.flush()

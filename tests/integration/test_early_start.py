@@ -202,6 +202,7 @@ def test_a_fast_service_answers_while_a_slow_one_still_builds(maestro):
     rows = {row["name"]: row for row in json.loads(maestro.list_json())}
     assert rows["slow"]["status"] == "PROVISIONING", rows
     assert rows["slow"]["user"] and rows["slow"]["port"], rows["slow"]
+    assert rows["slow"]["step"] == f"release: /bin/sh -c '{slow_release}'", rows["slow"]  # what it is doing
     assert "PROVISIONING" in maestro.run("list-services").stdout
     maestro.wait_running(["slow", "fast"], timeout=90)
     assert not (Path(maestro.env["MAESTRO_RUNTIME_DIR"]) / "provisioning.json").exists()

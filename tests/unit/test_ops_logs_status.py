@@ -125,3 +125,25 @@ def test_the_line_that_says_why_a_service_died(tmp_path):
     assert tail[-5:] == lines and all(not line.startswith("t out yyy") for line in tail)
     assert last_error(tail) == "ModuleNotFoundError: No module named 'pkg_resources'"
     assert tail_bytes(tmp_path / "missing.log") == []
+
+
+def test_a_provisioning_row_says_its_step_from_the_build_log():
+    """Before its build log is written this boot: fetching; then the build step it ran last."""
+    from maestro_runtime.ops import inventory
+    from maestro_runtime.ops.inventory import format_table, provisioning_step, provisioning_views
+    from maestro_runtime.sources.builds import STEP_HEADER
+
+    assert inventory.STEP_HEADER == STEP_HEADER  # a copy: list-services does not import the build machinery
+
+    log = [f"{STEP_HEADER}python", "$ /srv/venv/bin/python -m pip install -r requirements.txt", "Collecting flask",
+           "# exit 0 after 3.1s", f"{STEP_HEADER}build step", "$ /bin/sh -c 'npm run build'", "> vite build"]
+    assert provisioning_step(log, modified=150.0, since=100.0) == "build step: /bin/sh -c 'npm run build'"
+    assert provisioning_step(log[:3], modified=150.0, since=100.0).startswith("python: /srv/venv/bin/python -m pip")
+    assert provisioning_step(log, modified=90.0, since=100.0) == "fetching"  # last boot's log
+    assert provisioning_step([], modified=None, since=100.0) == "fetching"
+    assert provisioning_step(["partial line"], modified=150.0, since=100.0) == "building"
+    assert provisioning_step(["$ npm ci"], modified=150.0, since=100.0) == "building: npm ci"  # header cut off
+    listed = {"pid": 1, "since": 100.0, "services": {"web": {"user": "svc_web", "port": 8001}}}
+    (web,) = provisioning_views(listed, set(), now=112.5, steps={"web": "building: npm run build"})
+    assert web.as_json()["step"] == "building: npm run build"
+    assert "building: npm run build" in format_table([web]).splitlines()[1]
