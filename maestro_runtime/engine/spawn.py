@@ -7,7 +7,8 @@ carries the same launch as JSON. When supervisord forks a program whose command 
 in the launch folder, the child, already an interpreter and still root, does what the chain does
 and execs the command itself:
 
-1. joins the service's cgroups (so everything it starts is counted);
+1. joins the service's cgroups (so everything it starts is counted; one it cannot join is said on
+   stderr and the service starts, as the script's ``echo $$ > PATH`` does);
 2. without a sandbox: drops to the service's user and group with no supplementary groups,
    sets no_new_privs, enters the service's folder (as the service: root never walks a path
    the service owns) and execs the command with exactly the service's environment, looked up
@@ -73,8 +74,11 @@ def exec_plan(plan: dict[str, Any]) -> None:
     """Steps 1-3 of the module's docstring, in the forked child; returns only by raising."""
     pid = str(os.getpid())
     for path in plan["cgroup_procs"]:
-        with open(path, "w") as procs:
-            procs.write(pid)
+        try:
+            with open(path, "w") as procs:
+                procs.write(pid)
+        except OSError as exc:  # as the script's `echo $$ > PATH`: said on stderr, the service still starts
+            os.write(2, f"maestro: cannot join the cgroup {path}: {exc.strerror}\n".encode())
     if plan.get("root_argv"):
         os.chdir(plan["directory"])
         os.execve(plan["root_argv"][0], plan["root_argv"], ROOT_ENVIRONMENT)

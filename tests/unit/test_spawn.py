@@ -135,3 +135,24 @@ def test_a_command_not_found_is_said_so(tmp_path):
     assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 127
     with os.fdopen(read) as said:
         assert said.read() == "no-such-program: command not found"
+
+
+@root_only
+def test_a_cgroup_that_cannot_be_joined_is_said_and_the_service_still_starts(tmp_path):
+    out = tmp_path / "out"
+    record = _record(tmp_path, command=f"touch {out}")
+    script = tmp_path / "web.sh"
+    script.write_text(render_launch_script(record, cgroup_procs=[str(tmp_path / "gone" / "cgroup.procs")]))
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.dup2(write, 2)
+        try:
+            exec_plan(read_plan(str(script)))
+        finally:
+            os._exit(127)
+    os.close(write)
+    assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0 and out.exists()
+    gone = tmp_path / "gone" / "cgroup.procs"
+    with os.fdopen(read) as said:
+        assert said.read() == f"maestro: cannot join the cgroup {gone}: No such file or directory\n"
