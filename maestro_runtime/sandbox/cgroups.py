@@ -256,6 +256,35 @@ def detect(cgroup_root: Path | None = None, *, proc: Path = Path("/proc")) -> La
     return Layout(v2=v2, v2_controllers=v2_ctl, v1=v1, notes=tuple(notes))
 
 
+def memory_limit(*, proc: Path = Path("/proc")) -> int | None:
+    """The memory limit of the cgroup we run in (the container's ``--memory``), in bytes; None
+    when there is none or it cannot be read. cgroup v2 ``memory.max``, else v1
+    ``memory.limit_in_bytes``; our own folder first, then the mount's root (a container without
+    a cgroup namespace sees its folder mounted there, under a path it cannot resolve)."""
+    try:
+        mounts = _mounts((proc / "self" / "mounts").read_text())
+        own = (proc / "self" / "cgroup").read_text()
+    except OSError:
+        return None
+    candidates = []
+    for mountpoint, fstype, options in mounts:
+        if fstype == "cgroup2":
+            base, name = Path(mountpoint), "memory.max"
+            path = _own_path(own, True)
+        elif fstype == "cgroup" and "memory" in options:
+            base, name = Path(mountpoint), "memory.limit_in_bytes"
+            path = _own_path(own, False, "memory")
+        else:
+            continue
+        candidates += [base / path.lstrip("/") / name, base / name]
+    for candidate in candidates:
+        with contextlib.suppress(OSError, ValueError):
+            value = candidate.read_text().strip()
+            # v1 says "no limit" with a page-rounded 2**63 - 1
+            return None if value == "max" or int(value) >= 1 << 62 else int(value)
+    return None
+
+
 def service_dirs(layout: Layout, name: str) -> list[Path]:
     dirs = [layout.v2 / name] if layout.v2 is not None else []
     dirs += [path / name for path in layout.v1.values()]

@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from maestro_runtime.sandbox.cgroups import memory_limit
 from maestro_runtime.settings.checks import RULES, check_environ, port_range
 from maestro_runtime.settings.parts import (
     BOOLEANS,
@@ -33,6 +34,7 @@ from maestro_runtime.settings.parts import (
     SandboxSettings,
     SettingsError,
     build_settings,
+    default_build_jobs,
     fetch_settings,
     inherited_environ,
     sandbox_settings,
@@ -101,7 +103,7 @@ class Settings:
     startsecs: int
     startretries: int
     stopwaitsecs: int
-    # Services provisioned (fetched, built) at once at boot: MAESTRO_BUILD_JOBS, default the core count.
+    # Builds at once at boot: MAESTRO_BUILD_JOBS, default the core count, at most one per GiB of --memory.
     build_jobs: int = 1
     # Set when the configured runtime dir is read-only and the state dir holds it (said at boot).
     runtime_note: str | None = None
@@ -185,7 +187,7 @@ class Settings:
             startsecs=int(get("MAESTRO_STARTSECS", "1")),
             startretries=int(get("MAESTRO_STARTRETRIES", "3")),
             stopwaitsecs=int(get("MAESTRO_STOPWAITSECS", "5")),
-            build_jobs=int(get("MAESTRO_BUILD_JOBS", str(os.cpu_count() or 1))),
+            build_jobs=int(get("MAESTRO_BUILD_JOBS", "") or default_build_jobs(os.cpu_count() or 1, memory_limit())),
             runtime_note=runtime_note,
             fetch=fetch_settings(env, problems),
             build=build_settings(env, problems),

@@ -27,6 +27,9 @@ BUILD_PASS_PREFIXES = ("PIP_", "npm_config_", "NPM_CONFIG_", "UV_", "COREPACK_")
 BUILD_PASS_KEYS = ("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy",
                    "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "NODE_EXTRA_CA_CERTS")
 BUILD_NEVER_PASS = frozenset({"PIP_INSTALL_OPTIONS", "NPM_INSTALL_OPTIONS"})
+# Memory one build may take beside the services already running: two Node builds at once, with
+# nine sample apps running, overflowed the README's 1 GiB hardened container (exit 137).
+BUILD_MEMORY = 1 << 30
 
 
 class SettingsError(ValueError):
@@ -294,3 +297,10 @@ class OpsSettings:
             exit_on_fatal=fatal,
             metrics_addr=metrics,
         )
+
+
+def default_build_jobs(cores: int, memory_limit: int | None) -> int:
+    """MAESTRO_BUILD_JOBS when unset: one build per core, and at most one per BUILD_MEMORY of the
+    container's memory limit (``--memory``); at least one."""
+    jobs = cores if memory_limit is None else min(cores, memory_limit // BUILD_MEMORY)
+    return max(1, jobs)

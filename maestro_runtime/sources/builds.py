@@ -304,7 +304,8 @@ def _run_plan(plan: Plan, directory: Path, account, policy, opts: BuildOptions, 
             out.write(f"# exit {code} after {time.monotonic() - started:.1f}s\n")
             out.flush()
             if code != 0:
-                what = "timed out" if code is None else f"failed (exit {code})"
+                what = ("timed out" if code is None else f"was killed (exit {code}: out of memory?)"
+                        if code in (-9, 137) else f"failed (exit {code})")
                 raise BuildError(
                     f"{plan.ecosystem} build {what}: {shlex.join(step[:4])}...; log {logfile}, last lines:\n"
                     + tail(logfile.read_text(errors="replace"))

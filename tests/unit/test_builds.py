@@ -117,6 +117,7 @@ FAKE_PYTHON = textwrap.dedent("""\
     #!/bin/sh
     echo "pip $*" >> "$PIP_LOG"
     grep -q FAIL requirements.txt 2>/dev/null && { echo "ERROR: No matching distribution for FAIL"; exit 1; }
+    grep -q OOM requirements.txt 2>/dev/null && kill -9 $$
     exit 0
     EOS
       chmod +x "$dir/bin/python"; echo "venv $dir" >> "$PIP_LOG"; exit 0
@@ -168,6 +169,13 @@ def test_failed_build_raises_with_log_tail_and_no_stamp(fake):
     assert "exit 1" in str(info.value)
     assert not (fake.account.venv_dir / builds.STAMP_NAME).exists()
     with pytest.raises(BuildError):  # still failing: no stamp was written, so it is retried
+        run(fake)
+
+
+def test_a_build_killed_by_the_kernel_says_it_was_killed(fake):
+    """SIGKILL is what the kernel's OOM killer sends when a build outgrows the container's memory."""
+    (fake.project / "requirements.txt").write_text("OOM\n")
+    with pytest.raises(BuildError, match=r"python build was killed \(exit -9: out of memory\?\)"):
         run(fake)
 
 

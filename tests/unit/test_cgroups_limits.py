@@ -78,3 +78,42 @@ def test_detect_reads_mounts(tmp_path):
     layout = cgroups.detect(proc=proc)
     # A plain folder has no cgroup.procs: not counted as writable, and said so.
     assert layout.v1 == {} and any("not writable" in n for n in layout.notes)
+
+
+def _fake_proc(tmp_path, mounts: str, cgroup: str):
+    proc = tmp_path / "proc" / "self"
+    proc.mkdir(parents=True)
+    (proc / "mounts").write_text(mounts)
+    (proc / "cgroup").write_text(cgroup)
+    return tmp_path / "proc"
+
+
+def test_the_containers_memory_limit_is_read_from_its_own_cgroup(tmp_path):
+    from maestro_runtime.sandbox.cgroups import memory_limit
+
+    v2 = tmp_path / "v2"
+    (v2 / "ctr").mkdir(parents=True)
+    (v2 / "ctr" / "memory.max").write_text("1073741824\n")
+    (v2 / "memory.max").write_text("max\n")
+    proc = _fake_proc(tmp_path / "a", f"cgroup2 {v2} cgroup2 rw 0 0\n", "0::/ctr\n")
+    assert memory_limit(proc=proc) == 1 << 30
+    (v2 / "ctr" / "memory.max").write_text("max\n")
+    assert memory_limit(proc=proc) is None
+    # v1 without a cgroup namespace: the own path does not exist here, the mount's root is ours
+    v1 = tmp_path / "v1"
+    v1.mkdir()
+    (v1 / "memory.limit_in_bytes").write_text("536870912\n")
+    proc = _fake_proc(tmp_path / "b", f"cgroup {v1} cgroup rw,nosuid,memory 0 0\n", "5:memory:/docker/abc\n")
+    assert memory_limit(proc=proc) == 512 << 20
+    (v1 / "memory.limit_in_bytes").write_text("9223372036854771712\n")  # v1's "no limit"
+    assert memory_limit(proc=proc) is None
+    assert memory_limit(proc=tmp_path / "nowhere") is None
+
+
+def test_builds_at_once_follow_the_cores_and_the_memory_limit():
+    from maestro_runtime.settings.parts import default_build_jobs
+
+    assert default_build_jobs(2, None) == 2
+    assert default_build_jobs(8, 1 << 30) == 1  # the README's hardened run: one build at a time
+    assert default_build_jobs(8, 3 << 30) == 3 and default_build_jobs(2, 16 << 30) == 2
+    assert default_build_jobs(4, 256 << 20) == 1
