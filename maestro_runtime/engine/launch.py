@@ -12,7 +12,7 @@ no root process of the chain ever loads what it names.
 
 Its second line carries the same launch as JSON (:data:`PLAN_PREFIX`): supervisord
 with maestro's plugin (engine/spawn.py) performs it in the child it forks, with one
-exec (the command's) instead of the chain's five; any other supervisord runs the script.
+exec (the command's) instead of the chain's four or five; any other supervisord runs the script.
 """
 
 from __future__ import annotations
