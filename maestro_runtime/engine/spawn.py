@@ -2,8 +2,7 @@
 
 A service's launch script (engine/launch.py) runs ``sh -> env -i -> [bubblewrap] -> setpriv ->
 env -i -> command``: four execs of small dynamic programs (five with the sandbox) before the
-service's own, about 3 ms
-of CPU alone and far more on a loaded boot (measured in benchmarks/README.md). Its second line
+service's own, about 3 ms of CPU alone and far more on a loaded boot (benchmarks/README.md). Its second line
 carries the same launch as JSON. When supervisord forks a program whose command is such a script
 in the launch folder, the child, already an interpreter and still root, does what the chain does
 and execs the command itself:
