@@ -25,6 +25,7 @@ from fixtures.projects import free_port, wait_http, write
 
 from maestro_runtime.engine.launch import SYSTEM_PATH, drop_privileges_argv
 from maestro_runtime.ops.accounts import delete_account, ensure_account
+from maestro_runtime.settings import Settings
 from maestro_runtime.sources import builds
 from maestro_runtime.sources.builds import BuildError
 
@@ -52,10 +53,10 @@ require('http').createServer((q, r) => r.end('ms ' + ms(60000) + ' as ' + proces
 class _Settings(SimpleNamespace):
     """Settings read anew from ``environ`` (tests edit it between builds)."""
 
+    build_log_dir = Settings.build_log_dir  # the real one: derived from state_dir
+
     @property
     def build(self):
-        from maestro_runtime.settings import Settings
-
         return Settings.from_env(self.environ).build
 
 
