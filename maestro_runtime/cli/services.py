@@ -7,6 +7,7 @@ import json
 import os
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import click
@@ -69,7 +70,8 @@ def _services_text(settings: Settings, as_json: bool, kind: str | None = None,
         processes = None
     views = build_views(records, processes, gather_extras(settings.state_dir, records), settings.startsecs)
     listed = _provisioning(settings)
-    views += provisioning_views(listed, {r.id for r in records}, time.time(), _provisioning_steps(settings, listed))
+    views += [replace(v, step=_provisioning_step(settings, v.name, listed["since"]))  # a row: listed is a dict
+              for v in provisioning_views(listed, {r.id for r in records}, time.time())]
     views = [v for v in enrich(views, records, PhaseStore(settings.state_dir / "tasks").all())
              if matches(v, kind, state)]
     if as_json:
@@ -90,22 +92,17 @@ def _provisioning(settings: Settings) -> object:
     return listed if alive else None
 
 
-def _provisioning_steps(settings: Settings, listed: object) -> dict[str, str]:
-    """Each listed service's step, from its build log (root's folder: sources/builds.py)."""
+def _provisioning_step(settings: Settings, name: str, since: object) -> str:
+    """What a listed service is doing, from its build log (root's 0700 folder: sources/builds.py)."""
     from maestro_runtime.ops.inventory import provisioning_step
     from maestro_runtime.ops.logs import tail_bytes
 
-    if not isinstance(listed, dict) or not isinstance(listed.get("services"), dict):
-        return {}
-    steps = {}
-    for name in listed["services"]:
-        log = settings.build_log(str(name))
-        try:
-            modified = log.stat().st_mtime if "/" not in str(name) else None
-        except OSError:
-            modified = None
-        steps[str(name)] = provisioning_step(tail_bytes(log, 4096) if modified else [], modified, listed.get("since"))
-    return steps
+    log = settings.build_log(name)
+    try:
+        modified = None if "/" in name else log.stat().st_mtime
+    except OSError:
+        modified = None
+    return provisioning_step(tail_bytes(log, 4096) if modified else [], modified, since)
 
 
 # ---------------------------------------------------------------- remove-service

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -57,7 +56,6 @@ class ServiceView:
     restarts: int = 0
     last_exit: str | None = None  # "exit 3", "killed by SIGKILL", "could not start"
     last_exit_code: int | None = None
-    step: str | None = None  # PROVISIONING rows: what it is doing (provisioning_step)
     last_exit_signal: str | None = None  # "SIGKILL" when a signal ended the last run
     last_exit_at: float | None = None
     cpu_percent: float | None = None  # of one core, whole process tree, over the controller's last sample
@@ -67,6 +65,7 @@ class ServiceView:
     next_restart_in: float | None = None
     operator_stopped: bool = False
     build_seconds: float | None = None
+    step: str | None = None  # PROVISIONING rows: what it is doing (provisioning_step)
     schema: int = SCHEMA_VERSION
 
     def as_json(self) -> dict[str, Any]:
@@ -175,11 +174,10 @@ def provisioning_step(build_log_tail: list[str], modified: float | None, since: 
     return f"{kind}: {command}" if command else kind
 
 
-def provisioning_views(listed: object, recorded: set[str], now: float,
-                       steps: Mapping[str, str] | None = None) -> list[ServiceView]:
+def provisioning_views(listed: object, recorded: set[str], now: float) -> list[ServiceView]:
     """A row per service a running boot is still fetching or building (no record yet): status
-    PROVISIONING, uptime = how long the boot has been at it, ``step`` from ``steps`` (by name).
-    Anything malformed gives no row."""
+    PROVISIONING, uptime = how long the boot has been at it (its ``step`` is the caller's to
+    fill: it reads a file, see :func:`provisioning_step`). Anything malformed gives no row."""
     if not isinstance(listed, dict) or not isinstance(listed.get("services"), dict):
         return []
     since = listed.get("since")
@@ -193,8 +191,7 @@ def provisioning_views(listed: object, recorded: set[str], now: float,
             name=str(name), status=PROVISIONING, pid=None, uptime=waited, user=str(entry.get("user") or ""),
             port=port if isinstance(port, int) else None, directory="", command="", command_reason="",
             source=redact(str(entry.get("source") or "")), ref=entry.get("ref") or None,
-            kind=str(entry.get("kind") or ""), error=None, sandbox={}, degraded=[], env_keys=[],
-            step=(steps or {}).get(str(name))))
+            kind=str(entry.get("kind") or ""), error=None, sandbox={}, degraded=[], env_keys=[]))
     return views
 
 

@@ -304,8 +304,12 @@ def _run_plan(plan: Plan, directory: Path, account, policy, opts: BuildOptions, 
             out.write(f"# exit {code} after {time.monotonic() - started:.1f}s\n")
             out.flush()
             if code != 0:
-                what = ("timed out" if code is None else f"was killed (exit {code}: out of memory?)"
-                        if code in (-9, 137) else f"failed (exit {code})")
+                if code is None:
+                    what = "timed out"
+                elif code in (-9, 137):  # SIGKILL: what the kernel's OOM killer sends
+                    what = f"was killed (exit {code}: out of memory?)"
+                else:
+                    what = f"failed (exit {code})"
                 raise BuildError(
                     f"{plan.ecosystem} build {what}: {shlex.join(step[:4])}...; log {logfile}, last lines:\n"
                     + tail(logfile.read_text(errors="replace"))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from dataclasses import replace
 
 from maestro_runtime.control.runstate import RunState
 from maestro_runtime.ops import logs
@@ -144,6 +145,7 @@ def test_a_provisioning_row_says_its_step_from_the_build_log():
     assert provisioning_step(["partial line"], modified=150.0, since=100.0) == "building"
     assert provisioning_step(["$ npm ci"], modified=150.0, since=100.0) == "building: npm ci"  # header cut off
     listed = {"pid": 1, "since": 100.0, "services": {"web": {"user": "svc_web", "port": 8001}}}
-    (web,) = provisioning_views(listed, set(), now=112.5, steps={"web": "building: npm run build"})
+    (web,) = provisioning_views(listed, set(), now=112.5)
+    web = replace(web, step="building: npm run build")  # list-services fills it from the build log
     assert web.as_json()["step"] == "building: npm run build"
     assert "building: npm run build" in format_table([web]).splitlines()[1]
