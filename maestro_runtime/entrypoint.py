@@ -60,7 +60,7 @@ def prepare_runtime(settings: Settings) -> None:
         pidfile=settings.runtime_dir / "supervisord.pid",
         childlogdir=settings.runtime_dir / "childlogs",
         loglevel=settings.log_level,
-        logs_dir=settings.state_dir / "logs",
+        logs_dir=settings.service_log_dir,
         log_max_bytes=ops.log_max_bytes,
         log_backups=ops.log_backups,
         with_controller=True,

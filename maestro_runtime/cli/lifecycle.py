@@ -107,7 +107,7 @@ def logs(name: str, follow: bool, last: int, since: str | None, build: bool) -> 
         if not path.exists():
             raise click.ClickException(f"service {record.id}: no build log (nothing was built for it)")
     else:
-        paths = logfiles.log_files(settings.state_dir / "logs", record.id)
+        paths = logfiles.log_files(settings.service_log_dir, record.id)
         show = logfiles.display
         if not any(p.exists() for p in paths) and not follow:
             click.echo(f"note: {record.id} has written no output yet", err=True)

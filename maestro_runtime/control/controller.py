@@ -143,7 +143,7 @@ class Controller:
         stderr line: a traceback's exception), so list-services and the alert show the cause."""
         from maestro_runtime.ops.logs import last_error, tail_bytes
 
-        line = last_error(tail_bytes(self.settings.state_dir / "logs" / f"{service_id}.log"))
+        line = last_error(tail_bytes(self.settings.service_log_dir / f"{service_id}.log"))
         if not line:
             return run, actions
         reason = f"{run.fatal_reason}; last output: {line}"

@@ -134,6 +134,11 @@ class Settings:
         return self.runtime_dir / "boot.json"
 
     @property
+    def service_log_dir(self) -> Path:
+        """The log listener's files: ``<program>.log`` (and rotated ones) per program (engine/log_listener.py)."""
+        return self.state_dir / "logs"
+
+    @property
     def build_log_dir(self) -> Path:
         """Root's 0700 folder of build logs, one ``<id>.build.log`` per service (sources/builds.py)."""
         return self.state_dir / "builds"
