@@ -138,4 +138,5 @@ def run_release(directory: Path, account, command: str, env: dict[str, str], *, 
     try:
         builds._run_plan(plan, directory, account, policy, opts, logfile)
     except BuildError as exc:
-        raise BuildError(str(exc).replace("release build failed", "release phase failed", 1)) from None
+        raise BuildError(str(exc).replace("release build failed", "release phase failed", 1),
+                         killed=exc.killed) from None

@@ -8,7 +8,6 @@ service never stops the others.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import threading
 import time
@@ -20,6 +19,7 @@ from maestro_runtime.control.runstate import RunStateStore
 from maestro_runtime.engine.programs import ProgramFiles
 from maestro_runtime.engine.supervisord import RenderError
 from maestro_runtime.ops import accounts, processes
+from maestro_runtime.ops.buildslots import BuildSlots
 from maestro_runtime.ops.plan import Facts, Found, plan_service, service_record
 from maestro_runtime.sandbox.policy import SandboxError, SandboxPolicy, boot_report
 from maestro_runtime.settings import Settings
@@ -98,18 +98,29 @@ class Provisioner:
         # takes one, whichever service is provisioned first.
         self.roster_ids: frozenset[str] = frozenset()
         self._naming = threading.Lock()  # a program name is checked and written as one step
-        # Builds and release phases (CPU and network heavy) run MAESTRO_BUILD_JOBS at a time; the rest
-        # of provisioning (fetch, account, start) goes on meanwhile, so a static site never queues
-        # behind other projects' builds.
-        self._build_slots = threading.BoundedSemaphore(max(settings.build_jobs, 1))
         self.stopping = threading.Event()  # the boot is unwinding (SIGTERM): no build begins any more
+        # Builds and release phases (CPU, memory and network heavy) run MAESTRO_BUILD_JOBS at a time;
+        # the rest of provisioning (fetch, account, start) goes on meanwhile, so a static site never
+        # queues behind other projects' builds.
+        self.slots = BuildSlots(settings.build_jobs, self.stopping)
 
-    @contextlib.contextmanager
-    def _build_slot(self):
-        with self._build_slots:
-            if self.stopping.is_set():  # a slot freed by a build the stop just ended
-                raise builds.BuildError("not started: the boot is stopping")
-            yield
+    def _build(self, files: ProjectFiles, account, service_id: str) -> list[str]:
+        """The project's build in a slot. One the kernel killed while other builds ran beside it
+        (their memory, most likely) runs once more, alone; a release phase never runs twice."""
+        if not may_build(files):
+            return builds.build(files, account, settings=self.settings, policy=self.policy, service_id=service_id)
+        with self.slots.slot() as run:
+            try:
+                return builds.build(files, account, settings=self.settings, policy=self.policy,
+                                    service_id=service_id)
+            except builds.BuildError as exc:
+                if not (exc.killed and run.overlapped):
+                    raise
+                log.warning("service %s: %s; building again with no other build beside it", service_id,
+                            str(exc).splitlines()[0])
+        with self.slots.alone():
+            return builds.build(ProjectFiles.take(files.directory), account, settings=self.settings,
+                                policy=self.policy, service_id=service_id)
 
     def _ports_from_records(self) -> dict[str, int]:
         """What a lost port ledger is rebuilt from: the ports the ready services were given."""
@@ -217,8 +228,7 @@ class Provisioner:
                 for skipped in accounts.own_tree(directory, account, leave=leave):
                     log.warning("service %s: %s left as it is (not given to %s)", a.id, skipped, account.user)
             files = ProjectFiles.take(directory)  # read once per step, never kept beyond it (projectfiles.py)
-            with self._build_slot() if may_build(files) else contextlib.nullcontext():
-                built = builds.build(files, account, settings=settings, policy=self.policy, service_id=a.id)
+            built = self._build(files, account, a.id)
             if built:  # what ran (empty: nothing did), which may have changed the files (collectstatic)
                 files = ProjectFiles.take(directory)
             release, types = processes.declared(files)
@@ -226,7 +236,7 @@ class Provisioner:
             env = service_env(files, spec.env, a.id, dotenv=settings.build.project_dotenv)
             if release and (built or code.fetched or previous is None or not previous.ready):
                 log.info("service %s: release phase: %s", a.id, release)
-                with self._build_slot():
+                with self.slots.slot():
                     processes.run_release(directory, account, release, env, settings=settings,
                                           policy=self.policy, service_id=a.id)
                 files = ProjectFiles.take(directory)  # and again after the release phase

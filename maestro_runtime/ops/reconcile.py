@@ -113,7 +113,7 @@ def reconcile(provisioner: Provisioner, parsed: ParseResult, *, refetch: bool = 
     write_provisioning(listed, plan.assignments, ports)
     provisioner.roster_ids = plan.wanted  # names taken before any build ends (Provisioner.activate)
     ready = announce(provisioner, on_ready)
-    # More threads than build slots (Provisioner._build_slots): a project with nothing to build is
+    # More threads than build slots (Provisioner.slots): a project with nothing to build is
     # fetched and started while others build.
     threads = max(jobs, PROVISION_THREADS)
     try:
@@ -121,6 +121,7 @@ def reconcile(provisioner: Provisioner, parsed: ParseResult, *, refetch: bool = 
                                 on_idle=(lambda: on_ready([])) if on_ready else None)
     except BaseException:  # SIGTERM: threads waiting for a build slot must not begin one
         provisioner.stopping.set()
+        provisioner.slots.wake()
         raise
     finally:
         listed.unlink(missing_ok=True)

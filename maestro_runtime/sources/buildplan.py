@@ -18,7 +18,11 @@ META_LIMIT = 64 * 1024  # stamps, pyvenv.cfg
 
 
 class BuildError(Exception):
-    pass
+    """A build or release phase that failed; ``killed``: ended by SIGKILL (out of memory, most likely)."""
+
+    def __init__(self, message: str, *, killed: bool = False):
+        super().__init__(message)
+        self.killed = killed
 
 
 STEP_HEADER = "# maestro: "  # a build log's line before each plan's steps ("# maestro: python"), read by list-services

@@ -282,6 +282,12 @@ def wrap(prefix: list[str], step: Sequence[str], env: Mapping[str, str], opts: B
     return argv, root_env
 
 
+# Every build step (and release phase) at the highest oom_score_adj, inherited by all it starts:
+# when the container runs out of memory, the kernel ends a build (which fails, or runs again alone:
+# ops/buildslots.py), not a running service or the runtime. Raising it needs no privilege.
+FIRST_TO_GO = ("/usr/bin/choom", "-n", "1000", "--") if os.access("/usr/bin/choom", os.X_OK) else ()
+
+
 def _run_plan(plan: Plan, directory: Path, account, policy, opts: BuildOptions, logfile: Path) -> None:
     build_env = build_environment(directory, account, opts)
     prefix = command_prefix(account, directory, policy)
@@ -293,7 +299,7 @@ def _run_plan(plan: Plan, directory: Path, account, policy, opts: BuildOptions, 
             started = time.monotonic()
             try:
                 argv, env = wrap(prefix, step, build_env, opts)
-                proc = subprocess.run(argv, cwd=directory, env=env, stdout=out,
+                proc = subprocess.run([*FIRST_TO_GO, *argv], cwd=directory, env=env, stdout=out,
                                       stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, timeout=opts.timeout)
                 code = proc.returncode
             except subprocess.TimeoutExpired:
@@ -312,8 +318,7 @@ def _run_plan(plan: Plan, directory: Path, account, policy, opts: BuildOptions, 
                     what = f"failed (exit {code})"
                 raise BuildError(
                     f"{plan.ecosystem} build {what}: {shlex.join(step[:4])}...; log {logfile}, last lines:\n"
-                    + tail(logfile.read_text(errors="replace"))
-                )
+                    + tail(logfile.read_text(errors="replace")), killed=code in (-9, 137))
 
 
 def _check_untouched(directory: Path, before: Mapping[str, bytes]) -> None:

@@ -95,7 +95,7 @@ def run(declared: Declared, directory: Path, account, policy, opts, service_id: 
     try:
         builds._run_plan(plan, directory, account, policy, opts, logfile)
     except BuildError as exc:
-        raise BuildError(str(exc).replace("build step build", f"build step ({where})", 1)) from None
+        raise BuildError(str(exc).replace("build step build", f"build step ({where})", 1), killed=exc.killed) from None
     after = builds._read_inputs(directory, tuple(shipped))
     changed = [name for name, data in shipped.items() if after.get(name) != data]
     if changed:
