@@ -59,6 +59,26 @@ RUN apt-get update \
     && rm -rf /var/lib/extrausers \
     && ln -s /var/lib/maestro/nss/etc /var/lib/extrausers
 
+# Python 3.11 beside 3.13, from Debian bookworm on the same mirror, pinned low so that nothing
+# else comes from there unasked: for projects that pin 3.11 (runtime.txt, .python-version) or
+# whose locked dependencies do not build on 3.13 (C extensions with no cp313 wheel). Its
+# dependencies come from trixie wherever trixie has them. No python3.11-venv (it conflicts with
+# trixie's python3): uv makes the venvs (sources/pybuild.py). Size cost in the README.
+# hadolint ignore=DL3008
+RUN mapfile -t uris < <(awk '/^URIs:/ {print $2}' /etc/apt/sources.list.d/debian.sources) \
+    && printf 'Types: deb\nURIs: %s\nSuites: bookworm bookworm-updates\nComponents: main\nSigned-By: %s\n' \
+        "${uris[0]}" /usr/share/keyrings/debian-archive-keyring.gpg >/etc/apt/sources.list.d/bookworm.sources \
+    && if [ -n "${uris[1]:-}" ]; then \
+           printf '\nTypes: deb\nURIs: %s\nSuites: bookworm-security\nComponents: main\nSigned-By: %s\n' \
+               "${uris[1]}" /usr/share/keyrings/debian-archive-keyring.gpg >>/etc/apt/sources.list.d/bookworm.sources; \
+       fi \
+    && printf 'Package: *\nPin: release n=bookworm\nPin-Priority: 100\n\nPackage: *\nPin: release n=bookworm-security\nPin-Priority: 100\n' \
+        >/etc/apt/preferences.d/bookworm \
+    && apt-get update \
+    && apt-get install -y --no-install-recommends python3.11/bookworm python3.11-dev/bookworm \
+    && rm -rf /var/lib/apt/lists/* /var/cache/apt/archives/*.deb \
+    && python3.11 -c 'import ssl, sqlite3, ctypes, decimal' && python3 --version
+
 # corepack (builds of pnpm and yarn projects) from npm, first on PATH (/usr/local/bin): trixie's
 # own node-corepack (0.24, pulled in by npm) is older than npm's current signing keys. 0.33 runs on
 # Node 18 and 20 and goes through http(s)_proxy / npm_config_https_proxy (proxy-from-env), the

@@ -384,7 +384,13 @@ def build(project: Path | ProjectFiles, account, *, settings, policy, service_id
             logfile.write_text(header)
         log.info("service %s: building %s dependencies (log %s)", service_id, ecosystem, logfile)
         started = time.monotonic()
-        _run_plan(plan, directory, account, policy, opts, logfile)
+        try:
+            _run_plan(plan, directory, account, policy, opts, logfile)
+        except BuildError as exc:
+            hint = pybuild.others_hint(directory, opts, version.split()[-1]) if ecosystem == "python" else None
+            if hint is None or exc.killed:
+                raise
+            raise BuildError(f"{exc}\n{hint}") from None
         _check_untouched(directory, contents)
         # The stamp folder is made when missing (npm with no dependencies makes no node_modules).
         _write_stamp(plan.stamp_path, stamp, plan, account, trusted)

@@ -120,6 +120,15 @@ def choose_interpreter(directory: Path, opts) -> pyversion.Choice:
     return choice
 
 
+def others_hint(directory: Path, opts, used: str) -> str | None:
+    """After a failed install with Python ``used``: another interpreter here that would fit."""
+    if opts.python_explicit:
+        return None
+    texts = {name: text for name in REQUEST_FILES
+             if (text := read_text(directory, directory / name)) is not None}
+    return pyversion.others_hint(pyversion.read_request(texts), interpreters(opts), used)
+
+
 def plan(directory: Path, files: set[str], venv_dir: Path, opts, trusted: Path) -> tuple[Plan, str, str | None]:
     """The Python plan, the interpreter's version line (part of the stamp) and a warning."""
     try:

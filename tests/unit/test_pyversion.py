@@ -2,6 +2,7 @@
 
 import pytest
 
+from maestro_runtime.sources import pyversion
 from maestro_runtime.sources.pybuild import collectstatic_step, uv_steps
 from maestro_runtime.sources.pyversion import Interpreter, NoInterpreter, Request, choose, read_request
 
@@ -141,3 +142,15 @@ def test_install_folder_must_be_roots_alone(tmp_path):
     assert first_and_cause(text, 1) == ("error: Failed to install cpython-3.12.8-linux-x86_64-gnu: "
                                         "Connection refused (os error 111)")
     assert first_and_cause("", 2) == "exit 2"
+
+
+def test_a_failed_install_names_the_older_interpreters_that_fit():
+    here = [Interpreter("/usr/bin/python3.13", "3.13.5"), Interpreter("/usr/bin/python3.11", "3.11.2")]
+    hint = pyversion.others_hint(read_request({}), here, "3.13.5")
+    assert hint == ("Python 3.11.2 is also here and fits the project: a .python-version file saying 3.11 builds "
+                    "with it (dependencies pinned before Python 3.13 often have no wheel for it)")
+    # Nothing older fits the constraints, or the project pinned its version itself: nothing to add.
+    assert pyversion.others_hint(read_request({"pyproject.toml": '[project]\nrequires-python = ">=3.12"\n'}),
+                                 here, "3.13.5") is None
+    assert pyversion.others_hint(read_request({".python-version": "3.13\n"}), here, "3.13.5") is None
+    assert pyversion.others_hint(read_request({}), here, "3.11.2") is None
