@@ -341,9 +341,12 @@ class Provisioner:
                      stopped=RunStateStore(self.settings.state_dir).stopped(record.id))
 
     def deactivate(self, service_id: str) -> None:
-        if self.programs.process_ids(service_id):  # a list left from an earlier boot spares what others hold
-            processes.forget_stale(service_id, self.programs, self.store, self.roster_ids)
-        self.programs.remove_all(service_id)
+        # Under the naming lock: no activation writes a program between the look at who holds
+        # what and the removal.
+        with self._naming:
+            if self.programs.process_ids(service_id):  # a list left from an earlier boot spares what others hold
+                processes.forget_stale(service_id, self.programs, self.store, self.roster_ids)
+            self.programs.remove_all(service_id)
 
     def process_ids(self, service_id: str) -> list[str]:
         """The programs of a service's other process types (for stopping them with it)."""
