@@ -305,10 +305,16 @@ class Controller:
         if cached and cached[0] == mtime:
             return cached[1]
         total = None
-        with contextlib.suppress(OSError, ValueError):
-            for line in path.read_text(errors="replace").splitlines():
-                if line.startswith("# exit ") and " after " in line:
-                    total = (total or 0.0) + float(line.rsplit(" after ", 1)[1].rstrip("s"))
+        # The build's own output is in the log too (any size, any line): read a line at a time,
+        # at most 4 KiB of one, and count only what a duration can be (a "nan" made every
+        # list-services --json say NaN, which is no JSON).
+        with contextlib.suppress(OSError), path.open("rb") as handle:
+            for line in iter(lambda: handle.readline(4096), b""):
+                if line.startswith(b"# exit ") and b" after " in line:
+                    with contextlib.suppress(ValueError):
+                        seconds = float(line.rsplit(b" after ", 1)[1].strip().removesuffix(b"s"))
+                        if 0 <= seconds < 1e9:  # also false for nan
+                            total = (total or 0.0) + seconds
         self.builds[service_id] = (mtime, total)
         return total
 

@@ -8,7 +8,7 @@ another service that happens to share the prefix), and an exec health probe scri
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -91,10 +91,12 @@ class ProgramFiles:
         remove_program(self.conf_dir, program_id)
         self.script(program_id).unlink(missing_ok=True)
 
-    def remove_all(self, service_id: str) -> None:
-        """Everything the service owns here: its process types' programs, its probe, its own program."""
+    def remove_all(self, service_id: str, spare: Collection[str] = ()) -> None:
+        """Everything the service owns here: its process types' programs (but those in ``spare``:
+        another's now), its probe, its own program."""
         for extra in self.process_ids(service_id):
-            self.remove(extra)
+            if extra not in spare:
+                self.remove(extra)
         (self.launch_dir / f"{service_id}.types").unlink(missing_ok=True)
         (self.launch_dir / f"{service_id}.probe.sh").unlink(missing_ok=True)
         if not self.process_of_another(service_id):  # refused as a name clash: that program is not ours

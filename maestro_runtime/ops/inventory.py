@@ -229,6 +229,13 @@ def format_uptime(seconds: int | None) -> str:
     return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
 
 
+def printable(text: str) -> str:
+    """``text`` with every control character a space: what a service wrote (its build's output,
+    its Procfile) never reaches the operator's terminal as an escape sequence (a title, a
+    clipboard write, a cleared screen)."""
+    return text if text.isprintable() else "".join(c if c.isprintable() else " " for c in text)
+
+
 def format_table(views: list[ServiceView], width: int = 48) -> str:
     def clip(text: str) -> str:
         text = text.replace("\n", " ⏎ ")
@@ -250,14 +257,15 @@ def format_table(views: list[ServiceView], width: int = 48) -> str:
 
         header = (*header, "GIT")
         rows = [header] + [(*row, git_cell(v.git)) for row, v in zip(rows[1:], views, strict=True)]
+    rows = [tuple(printable(cell) for cell in row) for row in rows]
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows]
     for v in views:
-        if v.error:
-            lines.append(f"! {v.name}: {v.error}")
-        lines.extend(f"~ {v.name}: not enforced: {reason}" for reason in v.degraded)
+        if v.error:  # may quote a build's last lines: one table line each
+            lines.extend(printable(line) for line in f"! {v.name}: {v.error}".splitlines())
+        lines.extend(printable(f"~ {v.name}: not enforced: {reason}") for reason in v.degraded)
         if v.env_keys:
-            lines.append(f"= {v.name}: env {' '.join(v.env_keys)}")
+            lines.append(printable(f"= {v.name}: env {' '.join(v.env_keys)}"))
     return "\n".join(lines)
 
 

@@ -111,11 +111,17 @@ def refuse_clash(record: ServiceRecord, programs, store, roster_ids: Iterable[st
         raise SpecError(record.origin, *problem)
 
 
+def held_by_others(service_id: str, programs, store, roster_ids: Iterable[str] = ()) -> dict[str, str]:
+    """Who holds which program name now, besides ``service_id`` (:func:`holders`): what removing
+    it spares, as a service that failed before its activation keeps last boot's list."""
+    return holders(service_id, programs, {*_names(store.folder, ".json"), *roster_ids})[0]
+
+
 def forget_stale(service_id: str, programs, store, roster_ids: Iterable[str] = ()) -> dict[str, str]:
     """Drop from ``service_id``'s list of process programs, when it is one left from an earlier
     boot, what others hold now (rewriting or removing ``<id>.types``); returns who holds what.
-    Before a service is activated and before it is removed: a service that failed before its
-    activation keeps last boot's list, and its removal must not take another's program with it."""
+    Before a service is activated: a service that failed before its activation keeps last
+    boot's list, and its programs must not replace another's."""
     found, stale = holders(service_id, programs, {*_names(store.folder, ".json"), *roster_ids})
     if stale is not None:
         types_file = programs.launch_dir / f"{service_id}.types"

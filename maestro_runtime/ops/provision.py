@@ -351,9 +351,13 @@ class Provisioner:
                      stopped=RunStateStore(self.settings.state_dir).stopped(record.id))
 
     def deactivate(self, service_id: str) -> None:
-        if self.programs.process_ids(service_id):  # a list left from an earlier boot spares what others hold
-            processes.forget_stale(service_id, self.programs, self.store, self.roster_ids)
-        self.programs.remove_all(service_id)
+        # A list left from an earlier boot spares what others hold now. Under the naming lock (no
+        # program is written between that look and the removal) and writing nothing: a failure
+        # on a full disk removes like any other, instead of ending the boot with its OSError.
+        with self._naming:
+            spare = processes.held_by_others(service_id, self.programs, self.store, self.roster_ids) \
+                if self.programs.process_ids(service_id) else {}
+            self.programs.remove_all(service_id, spare=spare)
 
     def process_ids(self, service_id: str) -> list[str]:
         """The programs of a service's other process types (for stopping them with it)."""

@@ -259,14 +259,16 @@ def detect(cgroup_root: Path | None = None, *, proc: Path = Path("/proc")) -> La
 def memory_limit(*, proc: Path = Path("/proc")) -> int | None:
     """The memory limit of the cgroup we run in (the container's ``--memory``), in bytes; None
     when there is none or it cannot be read. cgroup v2 ``memory.max``, else v1
-    ``memory.limit_in_bytes``; our own folder first, then the mount's root (a container without
-    a cgroup namespace sees its folder mounted there, under a path it cannot resolve)."""
+    ``memory.limit_in_bytes``: the smallest of our own folder's and every folder's above it up to
+    the mount's root, as the kernel applies them (cgroups.detect moves the entrypoint into an
+    ``init`` folder without a limit of its own, below the container's; a container without a
+    cgroup namespace sees its folder mounted at the root, under a path it cannot resolve)."""
     try:
         mounts = _mounts((proc / "self" / "mounts").read_text())
         own = (proc / "self" / "cgroup").read_text()
     except OSError:
         return None
-    candidates = []
+    limits = []
     for mountpoint, fstype, options in mounts:
         if fstype == "cgroup2":
             base, name = Path(mountpoint), "memory.max"
@@ -276,13 +278,14 @@ def memory_limit(*, proc: Path = Path("/proc")) -> int | None:
             path = _own_path(own, False, "memory")
         else:
             continue
-        candidates += [base / path.lstrip("/") / name, base / name]
-    for candidate in candidates:
-        with contextlib.suppress(OSError, ValueError):
-            value = candidate.read_text().strip()
-            # v1 says "no limit" with a page-rounded 2**63 - 1
-            return None if value == "max" or int(value) >= 1 << 62 else int(value)
-    return None
+        parts = [p for p in path.split("/") if p]
+        for depth in range(len(parts), -1, -1):  # ours first, the mount's root last
+            with contextlib.suppress(OSError, ValueError):
+                value = base.joinpath(*parts[:depth], name).read_text().strip()
+                # "max": none here; v1 says "no limit" with a page-rounded 2**63 - 1
+                if value != "max" and int(value) < 1 << 62:
+                    limits.append(int(value))
+    return min(limits, default=None)
 
 
 def service_dirs(layout: Layout, name: str) -> list[Path]:

@@ -110,6 +110,26 @@ def test_the_containers_memory_limit_is_read_from_its_own_cgroup(tmp_path):
     assert memory_limit(proc=tmp_path / "nowhere") is None
 
 
+def test_a_limit_above_our_own_folder_counts(tmp_path):
+    """cgroups.detect moves us into ``init`` below the container's folder: its limit still holds,
+    the smallest on the way up wins, and odd files (garbage, huge, missing) are no limit."""
+    from maestro_runtime.sandbox.cgroups import memory_limit
+
+    v2 = tmp_path / "v2"
+    (v2 / "init").mkdir(parents=True)
+    (v2 / "init" / "memory.max").write_text("max\n")
+    (v2 / "memory.max").write_text("1073741824\n")
+    proc = _fake_proc(tmp_path / "a", f"cgroup2 {v2} cgroup2 rw 0 0\n", "0::/init\n")
+    assert memory_limit(proc=proc) == 1 << 30
+    (v2 / "init" / "memory.max").write_text("536870912\n")
+    assert memory_limit(proc=proc) == 512 << 20
+    (v2 / "init" / "memory.max").write_text("lots\n")
+    (v2 / "memory.max").write_text(f"{1 << 70}\n")
+    assert memory_limit(proc=proc) is None
+    (v2 / "memory.max").unlink()
+    assert memory_limit(proc=proc) is None
+
+
 def test_builds_at_once_follow_the_cores_and_the_memory_limit():
     from maestro_runtime.settings.parts import default_build_jobs
 

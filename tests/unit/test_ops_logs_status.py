@@ -149,3 +149,17 @@ def test_a_provisioning_row_says_its_step_from_the_build_log():
     web = replace(web, step="building: npm run build")  # list-services fills it from the build log
     assert web.as_json()["step"] == "building: npm run build"
     assert "building: npm run build" in format_table([web]).splitlines()[1]
+
+
+def test_the_table_prints_no_control_character_a_service_wrote():
+    """A step from a build's output, a Procfile command, an error quoting a build's last lines:
+    a terminal acts on none of them (OSC 52 writes the operator's clipboard, CSI clears the screen)."""
+    from maestro_runtime.ops.inventory import format_table, provisioning_step, provisioning_views
+
+    osc = "\x1b]52;c;Y3VybCBldmlsLnNofHNo\x07"
+    step = provisioning_step(["# maestro: node", f"$ npm ci{osc}\x1b[2J"], modified=150.0, since=100.0)
+    (row,) = provisioning_views({"pid": 1, "since": 100.0, "services": {"web": {"user": "u", "port": 1}}},
+                                set(), now=112.5)
+    table = format_table([replace(row, step=step, error=f"build failed, last lines:\nok\n{osc}\x9b31m")])
+    assert "npm ci" in table and "last lines:" in table and len(table.splitlines()) == 5
+    assert all(c.isprintable() for line in table.splitlines() for c in line), repr(table)

@@ -101,3 +101,33 @@ def test_removing_a_service_that_failed_before_activation_spares_a_program_now_a
     provisioner.deactivate("web")
     assert (programs.conf_dir / "web-worker.conf").exists() and programs.script("web-worker").exists()
     assert not (programs.launch_dir / "web.types").exists()
+
+
+def test_removal_waits_for_an_activation_that_is_taking_a_name(tmp_path):
+    """a-b had a worker last boot (program a-b-worker) and failed this boot before its activation;
+    meanwhile service a activates with a process type b-worker: the same program, now a's (a-b's
+    list is stale, so a's check let it through). a-b's removal looks at who holds what, then
+    removes: an activation writing between the two would lose its program. The removal waits."""
+    import threading
+
+    from maestro_runtime.ops.provision import Provisioner
+    from maestro_runtime.settings import Settings
+
+    provisioner = Provisioner(Settings.from_env({
+        "MAESTRO_STATE_DIR": str(tmp_path / "state"), "MAESTRO_RUNTIME_DIR": str(tmp_path / "run"),
+        "SUPERVISOR_CONF_DIR": str(tmp_path / "conf"), "MAESTRO_SANDBOX_MODE": "off"}))
+    programs, store = provisioner.programs, provisioner.store
+    for folder in (programs.conf_dir, programs.launch_dir, store.folder):
+        folder.mkdir(parents=True, exist_ok=True)
+    (programs.launch_dir / "a-b.types").write_text("a-b-worker\n")
+    removal = threading.Thread(target=provisioner.deactivate, args=("a-b",))
+    with provisioner._naming:  # a's activation: checked, now writing its programs
+        removal.start()
+        removal.join(1.0)
+        assert removal.is_alive(), "the removal ran while an activation was writing"
+        _active(programs, "a", "a-b-worker")
+        programs.script("a-b-worker").write_text("#!/bin/sh\n")
+        (programs.launch_dir / "a.types").write_text("a-b-worker\n")
+    removal.join(10)
+    assert (programs.conf_dir / "a-b-worker.conf").exists() and programs.script("a-b-worker").exists()
+    assert not (programs.launch_dir / "a-b.types").exists()
