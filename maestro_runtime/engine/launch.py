@@ -26,6 +26,7 @@ from maestro_runtime.engine.spawn import PLAN_PREFIX, ROOT_ENVIRONMENT, SYSTEM_P
 from maestro_runtime.state.records import ServiceRecord
 
 SETPRIV = "/usr/bin/setpriv"
+CAP_SETPCAP = 8
 _SHELL_SYNTAX = re.compile(r"[;&|<>()`\n{}]")
 # "=" needs no shell past the leading words (checked as assignments): --port=80 is a plain word.
 _NEEDS_SHELL = re.compile(r"[;&|<>()`\n{}$*?\[\]~#\\'\"]")
@@ -127,9 +128,26 @@ def service_env_argv(env: Mapping[str, str]) -> list[str]:
 
 def drop_privileges_argv(uid: int, gid: int) -> list[str]:
     if uid == 0:
-        # Degraded mode (no CAP_SETUID): nothing to drop to; still forbid gaining privileges.
-        return [SETPRIV, "--no-new-privs", "--"]
+        # Degraded mode (an identity capability is missing): nothing to drop to; no capability
+        # kept and none gained (engine/spawn.py drop_capabilities does the same without setpriv).
+        return [SETPRIV, *root_caps_options(), "--no-new-privs", "--"]
     return [SETPRIV, f"--reuid={uid}", f"--regid={gid}", "--clear-groups", "--no-new-privs", "--"]
+
+
+def effective_capabilities(status_text: str | None = None) -> int:
+    """This process's effective capability bits (``CapEff`` of /proc/self/status)."""
+    if status_text is None:
+        with open("/proc/self/status") as status:
+            status_text = status.read()
+    return next((int(line.split()[1], 16) for line in status_text.splitlines() if line.startswith("CapEff:")), 0)
+
+
+def root_caps_options(status_text: str | None = None) -> list[str]:
+    """setpriv options that leave root no capability after its exec: the bounding set emptied
+    (which needs CAP_SETPCAP, in Docker's and podman's defaults), then with no_new_privs root's
+    exec gains none. Without CAP_SETPCAP only the inheritable and ambient sets can go."""
+    bounding = ["--bounding-set=-all"] if effective_capabilities(status_text) >> CAP_SETPCAP & 1 else []
+    return ["--inh-caps=-all", "--ambient-caps=-all", *bounding]
 
 
 def launch_plan_json(record: ServiceRecord, *, cgroup_procs: Sequence[str], env: Mapping[str, str],

@@ -34,6 +34,8 @@ SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 # What root's processes of a launch (env, bwrap, setpriv) run with: fixed, nothing from the spec.
 ROOT_ENVIRONMENT = {"PATH": SYSTEM_PATH, "LANG": "C.UTF-8"}
 _PR_SET_NO_NEW_PRIVS = 38
+_PR_CAP_AMBIENT, _PR_CAP_AMBIENT_CLEAR_ALL = 47, 4
+_CAPABILITY_V3 = 0x20080522
 _libc = ctypes.CDLL(None, use_errno=True)  # once, in supervisord: the children only call prctl
 _PLAN_KEYS = {"cgroup_procs": list, "directory": str, "uid": int, "gid": int, "env": dict, "argv": list}
 
@@ -83,10 +85,12 @@ def exec_plan(plan: dict[str, Any]) -> None:
         os.chdir(plan["directory"])
         os.execve(plan["root_argv"][0], plan["root_argv"], ROOT_ENVIRONMENT)
     uid, gid = plan["uid"], plan["gid"]
-    if uid != 0:  # 0: degraded mode (no CAP_SETUID), nothing to drop to, as setpriv --no-new-privs
+    if uid != 0:
         os.setgroups([])
         os.setresgid(gid, gid, gid)
         os.setresuid(uid, uid, uid)
+    else:  # degraded mode (an identity capability is missing): root, but with no capability left
+        drop_capabilities()
     if _libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
         raise OSError(ctypes.get_errno(), "prctl(PR_SET_NO_NEW_PRIVS)")
     os.chdir(plan["directory"])
@@ -94,6 +98,18 @@ def exec_plan(plan: dict[str, Any]) -> None:
         os.execvpe(plan["argv"][0], plan["argv"], plan["env"])
     except FileNotFoundError:  # execvpe names only the last folder of PATH it tried
         raise FileNotFoundError(f"{plan['argv'][0]}: command not found") from None
+
+
+def drop_capabilities() -> None:
+    """Empty permitted, effective, inheritable and ambient sets. With no_new_privs (set next),
+    the exec as root gains none back: the kernel caps them at the permitted set it had.
+    Dropping needs no capability, so it works whatever the container was given."""
+    if _libc.prctl(_PR_CAP_AMBIENT, _PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_CAP_AMBIENT_CLEAR_ALL)")
+    header = (ctypes.c_uint32 * 2)(_CAPABILITY_V3, 0)
+    data = (ctypes.c_uint32 * 6)()  # two {effective, permitted, inheritable}: all empty
+    if _libc.capset(header, data) != 0:
+        raise OSError(ctypes.get_errno(), "capset")
 
 
 def install(launch_dir: str) -> None:

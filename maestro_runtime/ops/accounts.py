@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from maestro_runtime import safefs
+from maestro_runtime.engine.launch import effective_capabilities
 from maestro_runtime.ops import userdb, userdb_files
 from maestro_runtime.ops.groupcommit import GroupCommit
 from maestro_runtime.state.records import atomic_write
@@ -45,12 +46,7 @@ IDENTITY_CAPS = {"CHOWN": 0, "DAC_OVERRIDE": 1, "FOWNER": 3, "KILL": 5, "SETGID"
 
 def missing_identity_caps(status_text: str | None = None) -> list[str]:
     """Capabilities from IDENTITY_CAPS that this process lacks (e.g. under --cap-drop ALL)."""
-    if status_text is None:
-        status_text = Path("/proc/self/status").read_text()
-    effective = 0
-    for line in status_text.splitlines():
-        if line.startswith("CapEff:"):
-            effective = int(line.split()[1], 16)
+    effective = effective_capabilities(status_text)
     return [name for name, bit in IDENTITY_CAPS.items() if not effective >> bit & 1]
 
 

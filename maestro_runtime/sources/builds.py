@@ -178,7 +178,7 @@ def command_prefix(account, directory: Path, policy) -> list[str]:
     prefix = list(wrapper(account, directory) or ()) if callable(wrapper) else []
     if prefix:
         return prefix  # the sandbox wrapper drops to the account itself
-    if os.geteuid() == 0 and account.uid != 0:
+    if os.geteuid() == 0:  # to the project's user, or (degraded mode) root with no capability
         return drop_privileges_argv(account.uid, account.gid)
     return []
 

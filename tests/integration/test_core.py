@@ -172,6 +172,9 @@ def test_without_identity_capabilities_services_run_degraded_not_dead(maestro):
     svc = services["capless"]
     assert "<h1>capless</h1>" in http_get(svc["port"])
     assert psutil.Process(svc["pid"]).uids().real == 0
+    # Root, but none of the capabilities the container still had (KILL, SETPCAP, SYS_ADMIN...).
+    status = dict(line.split(":\t") for line in Path(f"/proc/{svc['pid']}/status").read_text().splitlines())
+    assert (status["CapPrm"], status["CapEff"], status["NoNewPrivs"]) == ("0" * 16, "0" * 16, "1")
     assert svc["degraded"] and "identity" in svc["degraded"][0]
     assert "per-project users are NOT enforced" in maestro.log()
     assert "~ capless: not enforced: identity" in maestro.run("list-services").stdout

@@ -156,3 +156,33 @@ def test_a_cgroup_that_cannot_be_joined_is_said_and_the_service_still_starts(tmp
     gone = tmp_path / "gone" / "cgroup.procs"
     with os.fdopen(read) as said:
         assert said.read() == f"maestro: cannot join the cgroup {gone}: No such file or directory\n"
+
+
+@root_only
+def test_in_degraded_mode_the_service_is_root_without_any_capability(tmp_path):
+    """uid 0 (an identity capability is missing): what capabilities the container has left
+    never reach the service, by the plan and by the script alike."""
+    for how in ("plan", "script"):
+        out = tmp_path / f"{how}.out"
+        show = 'id -u; grep -E "^(CapPrm|CapEff|CapAmb|NoNewPrivs)" /proc/self/status'
+        record = _record(tmp_path, uid=0, gid=0, user="root", command=f"sh -c '{show}' > {out}")
+        script = tmp_path / f"{how}.sh"
+        script.write_text(render_launch_script(record))
+        if how == "plan":
+            assert _perform(script) == 0
+        else:
+            subprocess.run(["/bin/sh", str(script)], check=True, timeout=10)
+        uid, *status = out.read_text().splitlines()
+        assert uid == "0"
+        assert dict(line.split(":") for line in status) == {
+            "CapPrm": "\t0000000000000000", "CapEff": "\t0000000000000000", "CapAmb": "\t0000000000000000",
+            "NoNewPrivs": "\t1"}, how
+
+
+def test_root_keeps_no_capability_where_the_bounding_set_can_be_emptied():
+    from maestro_runtime.engine.launch import root_caps_options
+
+    with_setpcap = "CapEff:\t00000000a80425fb\n"  # Docker's default set
+    without = "CapEff:\t00000000a80424fb\n"
+    assert root_caps_options(with_setpcap) == ["--inh-caps=-all", "--ambient-caps=-all", "--bounding-set=-all"]
+    assert root_caps_options(without) == ["--inh-caps=-all", "--ambient-caps=-all"]
