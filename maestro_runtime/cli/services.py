@@ -218,11 +218,13 @@ def allow_host(service: str, host: str, save: bool) -> None:
     settings = command_settings()
     provisioner = Provisioner(settings)
     with provisioner.store.lock():
+        # The service first, as every command finds it (by id or name): "host:" then names only
+        # a bad host, never a missing service.
+        record = find_service(provisioner.store, service)
         try:
-            name = add_host(settings, service, host, save=save)
+            name = add_host(settings, record.id, host, save=save)
         except NetPolicyError as exc:
             raise click.ClickException(f"service {service!r}: host: {exc}") from exc
-        record = find_service(provisioner.store, service)
         provisioner.activate(record)  # the sandbox report lists the new host
         apply_changes(provisioner)
     click.echo(f"{record.id} may now reach {name}" + (" (saved)" if save else " (until the next boot)"))

@@ -130,6 +130,18 @@ def test_deploy_errors_are_one_line_and_exit_1(maestro):
     assert maestro.run("deploy", "--bogus", check=False).returncode == 2
 
 
+def test_allow_host_errors_name_the_service_or_the_host(maestro):
+    # No supervisord needed: the records alone say which services exist.
+    maestro.preseed("quiet")
+    maestro.run("deploy-from-env", "--prepare-only")
+    proc = maestro.run("maestro", "allow-host", "nope", "example.com", check=False)
+    assert (proc.returncode, proc.stderr.strip()) == (1, "Error: service 'nope': no such service (see list-services)")
+    proc = maestro.run("maestro", "allow-host", "quiet", "bad host!", check=False)
+    assert proc.returncode == 1 and proc.stderr.strip().startswith("Error: service 'quiet': host: 'bad host!' is not")
+    assert maestro.run("maestro", "allow-host", "quiet", "example.com").stdout.strip() == \
+        "quiet may now reach example.com (until the next boot)"
+
+
 def test_hostile_values_do_not_stop_the_others(maestro):
     maestro.preseed("plain")
     maestro.preseed("pct", cmd="python3 -m http.server $PORT # 100% %(ENV_HOME)s ; done")
