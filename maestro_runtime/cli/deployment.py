@@ -112,7 +112,8 @@ def _ask(fields: dict[str, str | None]) -> dict[str, str | None]:
     repo = out["repo"] or ""
     prompts = (
         ("port", "Port (0 = auto)", "0"),
-        ("ref", "Git ref", "main"),
+        # Empty, not "main": the flags' and the spec's default is the repository's default branch.
+        ("ref", "Git ref (empty = the repository's default branch)", ""),
         ("name", "Service name", name_from_repo(repo) or "service"),
         ("user", "UNIX user", None),
         ("cmd", "Start command (empty = detect)", ""),

@@ -120,6 +120,22 @@ def test_interactive_deploy_with_piped_answers(maestro):
     assert svc["user"] == "svc_web-ui" and "<h1>inter</h1>" in http_get(svc["port"])
 
 
+def test_interactive_deploy_takes_the_default_branch_when_the_ref_is_left_empty(maestro, tmp_path):
+    # The prompt offered "main" as its default, so Enter fetched 'main' from a 'master' repository.
+    work = tmp_path / "old"
+    work.mkdir()
+    (work / "index.html").write_text("<h1>old</h1>")
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-c", "init.defaultBranch=master"]
+    for args in (["init", "-q", str(work)], ["-C", str(work), "add", "-A"], ["-C", str(work), "commit", "-qm", "x"]):
+        subprocess.run([*git, *args], check=True)
+    bare = maestro.root / "sources" / "old.git"
+    subprocess.run([*git, "clone", "-q", "--bare", str(work), str(bare)], check=True)
+    maestro.boot()
+    proc = maestro.run("deploy", input="\n".join([str(bare), "", "", "old", "", "", "y"]) + "\n")
+    assert "(ref default branch)" in proc.stdout and "deployed old: RUNNING" in proc.stdout, proc.stdout + proc.stderr
+    assert "<h1>old</h1>" in http_get(maestro.services()["old"]["port"])
+
+
 def test_deploy_errors_are_one_line_and_exit_1(maestro):
     maestro.boot()
     proc = maestro.run("deploy", "--repo", "/nope/x", "--port", "70000", "--yes", check=False)
