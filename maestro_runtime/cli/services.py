@@ -72,12 +72,17 @@ def _services_text(settings: Settings, as_json: bool, kind: str | None = None,
     listed = _provisioning(settings)
     views += [replace(v, step=_provisioning_step(settings, v.name, listed["since"]))  # a row: listed is a dict
               for v in provisioning_views(listed, {r.id for r in records}, time.time())]
-    views = [v for v in enrich(views, records, PhaseStore(settings.state_dir / "tasks").all())
-             if matches(v, kind, state)]
+    every = enrich(views, records, PhaseStore(settings.state_dir / "tasks").all())
+    views = [v for v in every if matches(v, kind, state)]
     if as_json:
         text = json.dumps([v.as_json() for v in views], indent=2)
+    elif views:
+        text = format_table(views)
+    elif every:  # a filter left nothing: not the same as an empty system (README: troubleshooting)
+        given = " ".join(f"--{k} {v}" for k, v in (("kind", kind), ("state", state)) if v)
+        text = f"no entries match {given} ({len(every)} registered)"
     else:
-        text = format_table(views) if views else "no services registered"
+        text = "no services registered"
     return text, "note: supervisord is not running; statuses are unknown" if processes is None else ""
 
 

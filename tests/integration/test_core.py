@@ -177,6 +177,15 @@ def test_list_services_without_supervisord(maestro):
     assert "supervisord is not running" in proc.stderr
 
 
+def test_a_filter_that_matches_nothing_does_not_say_nothing_is_registered(maestro):
+    maestro.preseed("quiet")
+    maestro.run("deploy-from-env", "--prepare-only")
+    assert maestro.run("list-services", "--state", "waiting").stdout.strip() == \
+        "no entries match --state waiting (1 registered)"
+    assert maestro.run("list-services", "--kind", "task", "--state", "failed").stdout.strip() == \
+        "no entries match --kind task --state failed (1 registered)"
+
+
 def test_deploy_from_env_applies_changes_to_the_running_system(maestro):
     maestro.preseed("keep")
     maestro.boot()
