@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
 from pathlib import Path
@@ -134,6 +135,18 @@ def test_interactive_deploy_takes_the_default_branch_when_the_ref_is_left_empty(
     proc = maestro.run("deploy", input="\n".join([str(bare), "", "", "old", "", "", "y"]) + "\n")
     assert "(ref default branch)" in proc.stdout and "deployed old: RUNNING" in proc.stdout, proc.stdout + proc.stderr
     assert "<h1>old</h1>" in http_get(maestro.services()["old"]["port"])
+
+
+def test_a_callers_umask_does_not_make_the_projects_folder_root_only(maestro):
+    # examples/agent-task runs `umask 077` before deploy-from-env: the projects folder became
+    # 0700 and the task's git said "failed to stat '/var/lib/maestro/projects/<id>'".
+    src = maestro.source("strict")
+    proc = subprocess.run(["deploy", "--repo", str(src), "--name", "strict", "--yes"], env=maestro.env,
+                          capture_output=True, text=True, timeout=120, preexec_fn=lambda: os.umask(0o077))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    projects = Path(maestro.env["MAESTRO_STATE_DIR"]) / "projects"
+    assert projects.stat().st_mode & 0o777 == 0o755
+    assert (projects / "strict" / "index.html").stat().st_mode & 0o044 == 0o044
 
 
 def test_deploy_errors_are_one_line_and_exit_1(maestro):
