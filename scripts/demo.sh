@@ -148,7 +148,10 @@ echo "  operator commands:  $ENGINE exec $NAME list-services"
 echo "                      $ENGINE exec -it $NAME deploy"
 echo "  health:             $( [[ $IS_PODMAN -eq 1 ]] && echo "podman healthcheck run $NAME" || echo "docker inspect -f '{{.State.Health.Status}}' $NAME")"
 echo "  logs:               $ENGINE logs -f $NAME"
-echo "  stop:               $ENGINE stop $NAME   (then: make clean, or $ENGINE rm -v $NAME; $ENGINE volume rm $VOLUME)"
+# make demo-stop (README) removes the container and its volume; make clean would also remove the image.
+stop_cmd="make demo-stop"
+[[ "$NAME" == maestro-demo ]] || stop_cmd+=" DEMO_NAME=$NAME"
+echo "  stop:               $stop_cmd   (or: $ENGINE rm -f -v $NAME; $ENGINE volume rm $VOLUME)"
 
 if [[ "$SMOKE" -eq 1 ]]; then
     log "smoke: stopping $NAME with SIGTERM"
