@@ -117,7 +117,8 @@ def _provisioning_step(settings: Settings, name: str, since: object) -> str:
 @click.argument("name")
 @click.option("--purge", is_flag=True, help="Also delete the project's files and per-project dirs.")
 @click.option("--delete-user", is_flag=True, help="Also delete the service's UNIX account.")
-@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--yes", "-y", is_flag=True,
+              help="Do not ask before --purge or --delete-user (a plain remove never asks).")
 @one_line_errors
 def remove_service(name: str, purge: bool, delete_user: bool, yes: bool) -> None:
     """Stop and unregister service NAME and free its port (files are kept unless --purge)."""
