@@ -92,6 +92,9 @@ def deploy(yes: bool, wait: float, env_pairs: tuple[str, ...], allow_system_path
     status = _wait_running(settings, record.id, wait) if applied else "not started (supervisord not running)"
     click.echo(f"deployed {record.id}: {status}, user {record.user}, port {record.port}, "
                f"command {record.command!r} ({record.command_reason})")
+    if status in ("EXITED", "FATAL", "BACKOFF"):  # it ended at once: not a success for a script's `&&`
+        raise click.ClickException(f"deploy {record.id}: the service ended right after it started "
+                                   f"({status}); `maestro logs {record.id}` shows its output")
     click.echo(f"url: http://localhost:{record.port}/")
 
 

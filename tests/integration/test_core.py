@@ -149,6 +149,18 @@ def test_a_callers_umask_does_not_make_the_projects_folder_root_only(maestro):
     assert (projects / "strict" / "index.html").stat().st_mode & 0o044 == 0o044
 
 
+def test_deploy_of_a_service_that_ends_at_once_exits_1(maestro):
+    # It printed "deployed crash: EXITED ..." and a URL, exit 0: `deploy --yes && ...` went on.
+    maestro.boot()
+    src = maestro.source("crash")
+    proc = maestro.run("deploy", "--repo", str(src), "--name", "crash", "--cmd", "echo boom >&2; exit 3", "--yes",
+                       check=False)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "deployed crash: EXITED" in proc.stdout and "url:" not in proc.stdout
+    assert "Error: deploy crash: the service ended right after it started (EXITED); `maestro logs crash`" \
+        in proc.stderr
+
+
 def test_deploy_errors_are_one_line_and_exit_1(maestro):
     maestro.boot()
     proc = maestro.run("deploy", "--repo", "/nope/x", "--port", "70000", "--yes", check=False)
