@@ -90,6 +90,8 @@ def deploy(yes: bool, wait: float, env_pairs: tuple[str, ...], allow_system_path
                    + ("" if applied else " (supervisord not running)"))
         return
     status = _wait_running(settings, record.id, wait) if applied else "not started (supervisord not running)"
+    if status == "STOPPED" and record.depends_on:  # not started by supervisord: the task runner starts it
+        status = "waiting for " + ", ".join(f"{name} {cond}" for name, cond in record.depends_on.items())
     click.echo(f"deployed {record.id}: {status}, user {record.user}, port {record.port}, "
                f"command {record.command!r} ({record.command_reason})")
     if status in ("EXITED", "FATAL", "BACKOFF"):  # it ended at once: not a success for a script's `&&`
