@@ -62,12 +62,15 @@ quoted() {  # quoted FIELD VALUE: hcl_string, or a clear error naming the field
 # ---------------------------------------------------------------- tools
 
 engine_check() {
-    if command -v docker >/dev/null 2>&1; then
-        docker info >/dev/null 2>&1 \
-            || die "docker is installed but does not answer: start its daemon (or add yourself to the docker group) and run again"
+    # As the Makefile does: docker when its daemon answers, else podman (a docker CLI without a
+    # daemon beside podman is common), else say which is missing.
+    if command -v docker >/dev/null 2>&1 && docker info >/dev/null 2>&1; then
+        return 0
     elif command -v podman >/dev/null 2>&1; then
         [[ -n "${DOCKER_HOST:-}" ]] || say "note: with podman, Terraform talks to its Docker-compatible socket:" \
             "run 'systemctl enable --now podman.socket' and export DOCKER_HOST=unix:///run/podman/podman.sock"
+    elif command -v docker >/dev/null 2>&1; then
+        die "docker is installed but does not answer: start its daemon (or add yourself to the docker group) and run again"
     else
         die "neither docker nor podman is installed: install one of them and run again"
     fi

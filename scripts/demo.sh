@@ -67,8 +67,14 @@ fi
 "$ENGINE" rm -f -v "$NAME" >/dev/null 2>&1 || true
 "$ENGINE" volume rm -f "$VOLUME" >/dev/null 2>&1 || true
 "$ENGINE" volume create "$VOLUME" >/dev/null
+# (podman without systemd logs that it cannot schedule periodic health checks, for this copy
+# and for the container below: filtered out, this script runs the checks itself.)
+errs="$(mktemp)"
+trap 'rm -f "$errs"' EXIT
 "$ENGINE" run --rm --entrypoint /bin/cp -v "$REPO_ROOT/examples:/src:ro" -v "$VOLUME:/opt/projects" \
-    "$IMAGE" -R /src/python-api /src/node-app /src/static-site /opt/projects/
+    "$IMAGE" -R /src/python-api /src/node-app /src/static-site /opt/projects/ 2>"$errs" \
+    || { cat "$errs" >&2; die "copying the examples into $VOLUME failed"; }
+grep -v systemd "$errs" >&2 || true
 
 publish=()
 for i in "${!EXAMPLES[@]}"; do
@@ -76,10 +82,6 @@ for i in "${!EXAMPLES[@]}"; do
 done
 log "starting $NAME"
 boot=$SECONDS
-# (podman without systemd logs that it cannot schedule periodic health checks: filtered out,
-# this script runs the checks itself.)
-errs="$(mktemp)"
-trap 'rm -f "$errs"' EXIT
 "$ENGINE" run -d --name "$NAME" --hostname "$NAME" "${publish[@]}" \
     -v "$VOLUME:/opt/projects" "$IMAGE" >/dev/null 2>"$errs" || { cat "$errs" >&2; die "$ENGINE run failed"; }
 grep -v systemd "$errs" >&2 || true
@@ -146,7 +148,10 @@ echo "  operator commands:  $ENGINE exec $NAME list-services"
 echo "                      $ENGINE exec -it $NAME deploy"
 echo "  health:             $( [[ $IS_PODMAN -eq 1 ]] && echo "podman healthcheck run $NAME" || echo "docker inspect -f '{{.State.Health.Status}}' $NAME")"
 echo "  logs:               $ENGINE logs -f $NAME"
-echo "  stop:               $ENGINE stop $NAME   (then: make clean, or $ENGINE rm -v $NAME; $ENGINE volume rm $VOLUME)"
+# make demo-stop (README) removes the container and its volume; make clean would also remove the image.
+stop_cmd="make demo-stop"
+[[ "$NAME" == maestro-demo ]] || stop_cmd+=" DEMO_NAME=$NAME"
+echo "  stop:               $stop_cmd   (or: $ENGINE rm -f -v $NAME; $ENGINE volume rm $VOLUME)"
 
 if [[ "$SMOKE" -eq 1 ]]; then
     log "smoke: stopping $NAME with SIGTERM"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -22,6 +23,10 @@ log = logging.getLogger("maestro")
 
 def command_settings() -> Settings:
     settings = load_or_exit(Path(sys.argv[0]).name or "maestro")  # bad settings: exit 2
+    # The runtime sets the modes that matter itself; a caller's stricter umask (the README's agent
+    # example runs `umask 077` before deploy-from-env) made the projects folder root-only, so a
+    # service without a sandbox could not even stat its own folder (git: "failed to stat").
+    os.umask(0o022)
     setup_logging(settings.log_level, settings.log_timestamps)
     return settings
 

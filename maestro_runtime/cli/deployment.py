@@ -90,8 +90,13 @@ def deploy(yes: bool, wait: float, env_pairs: tuple[str, ...], allow_system_path
                    + ("" if applied else " (supervisord not running)"))
         return
     status = _wait_running(settings, record.id, wait) if applied else "not started (supervisord not running)"
+    if status == "STOPPED" and record.depends_on:  # not started by supervisord: the task runner starts it
+        status = "waiting for " + ", ".join(f"{name} {cond}" for name, cond in record.depends_on.items())
     click.echo(f"deployed {record.id}: {status}, user {record.user}, port {record.port}, "
                f"command {record.command!r} ({record.command_reason})")
+    if status in ("EXITED", "FATAL", "BACKOFF"):  # it ended at once: not a success for a script's `&&`
+        raise click.ClickException(f"deploy {record.id}: the service ended right after it started "
+                                   f"({status}); `maestro logs {record.id}` shows its output")
     click.echo(f"url: http://localhost:{record.port}/")
 
 
@@ -112,7 +117,8 @@ def _ask(fields: dict[str, str | None]) -> dict[str, str | None]:
     repo = out["repo"] or ""
     prompts = (
         ("port", "Port (0 = auto)", "0"),
-        ("ref", "Git ref", "main"),
+        # Empty, not "main": the flags' and the spec's default is the repository's default branch.
+        ("ref", "Git ref (empty = the repository's default branch)", ""),
         ("name", "Service name", name_from_repo(repo) or "service"),
         ("user", "UNIX user", None),
         ("cmd", "Start command (empty = detect)", ""),

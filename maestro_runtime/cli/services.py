@@ -72,12 +72,17 @@ def _services_text(settings: Settings, as_json: bool, kind: str | None = None,
     listed = _provisioning(settings)
     views += [replace(v, step=_provisioning_step(settings, v.name, listed["since"]))  # a row: listed is a dict
               for v in provisioning_views(listed, {r.id for r in records}, time.time())]
-    views = [v for v in enrich(views, records, PhaseStore(settings.state_dir / "tasks").all())
-             if matches(v, kind, state)]
+    every = enrich(views, records, PhaseStore(settings.state_dir / "tasks").all())
+    views = [v for v in every if matches(v, kind, state)]
     if as_json:
         text = json.dumps([v.as_json() for v in views], indent=2)
+    elif views:
+        text = format_table(views)
+    elif every:  # a filter left nothing: not the same as an empty system (README: troubleshooting)
+        given = " ".join(f"--{k} {v}" for k, v in (("kind", kind), ("state", state)) if v)
+        text = f"no entries match {given} ({len(every)} registered)"
     else:
-        text = format_table(views) if views else "no services registered"
+        text = "no services registered"
     return text, "note: supervisord is not running; statuses are unknown" if processes is None else ""
 
 
@@ -112,7 +117,8 @@ def _provisioning_step(settings: Settings, name: str, since: object) -> str:
 @click.argument("name")
 @click.option("--purge", is_flag=True, help="Also delete the project's files and per-project dirs.")
 @click.option("--delete-user", is_flag=True, help="Also delete the service's UNIX account.")
-@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--yes", "-y", is_flag=True,
+              help="Do not ask before --purge or --delete-user (a plain remove never asks).")
 @one_line_errors
 def remove_service(name: str, purge: bool, delete_user: bool, yes: bool) -> None:
     """Stop and unregister service NAME and free its port (files are kept unless --purge)."""
@@ -218,11 +224,13 @@ def allow_host(service: str, host: str, save: bool) -> None:
     settings = command_settings()
     provisioner = Provisioner(settings)
     with provisioner.store.lock():
+        # The service first, as every command finds it (by id or name): "host:" then names only
+        # a bad host, never a missing service.
+        record = find_service(provisioner.store, service)
         try:
-            name = add_host(settings, service, host, save=save)
+            name = add_host(settings, record.id, host, save=save)
         except NetPolicyError as exc:
             raise click.ClickException(f"service {service!r}: host: {exc}") from exc
-        record = find_service(provisioner.store, service)
         provisioner.activate(record)  # the sandbox report lists the new host
         apply_changes(provisioner)
     click.echo(f"{record.id} may now reach {name}" + (" (saved)" if save else " (until the next boot)"))

@@ -250,7 +250,7 @@ def notes_for(units: Sequence[Unit], options: Options, warnings: Iterable[str] =
                 "(a shared worktree): it does not exist in a new "
                 + ("pod" if kube else "container")
                 + "; put it in a git repository or an archive, or on the projects volume.")
-        if spec.port is None:
+        if spec.port is None and spec.role != "task":  # a task serves nothing: no port to publish
             notes.append(f"{unit.id}: no fixed port, so it gets one at boot and is not published; give it a port.")
     return tuple(notes)
 

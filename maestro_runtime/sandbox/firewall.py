@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
-import logging
 import socket
 import subprocess
 import threading
@@ -21,8 +20,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from maestro_runtime.sandbox import netpolicy
-
-log = logging.getLogger("maestro.firewall")
 
 CHAIN_IN = "MAESTRO_INPUT"
 CHAIN_OUT = "MAESTRO_OUTPUT"
@@ -244,7 +241,7 @@ class Firewall:
         return []
 
     def apply(self, ports: Sequence[int], egress: Sequence[Egress]) -> list[str]:
-        """Rebuild both chains for each usable family; returns problems (never raises)."""
+        """Rebuild both chains for each usable family; returns problems (never raises, never logs)."""
         if self.disabled:
             return []
         problems = []
@@ -264,9 +261,7 @@ class Firewall:
             for parent, chain in (("INPUT", CHAIN_IN), ("OUTPUT", CHAIN_OUT)):
                 if self._run([tool, "-w", "-C", parent, "-j", chain]).returncode != 0:
                     self._run([tool, "-w", "-I", parent, "1", "-j", chain])
-        for problem in problems:
-            log.warning("%s", problem)
-        return problems
+        return problems  # the caller logs them (logging here too printed each one twice)
 
     def sync(self, records: Sequence, nets: Mapping[str, netpolicy.NetDecision]) -> list[str]:
         """Rebuild the rules. Names are resolved only when rules are really made: a disabled or

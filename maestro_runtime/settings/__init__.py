@@ -218,7 +218,7 @@ def load_or_exit(program: str) -> Settings:
         for problem in exc.problems:
             print(f"{program}: error: {problem}", file=sys.stderr)
         print(f"{program}: error: {len(exc.problems)} bad setting(s), nothing was started "
-              "(see README, Configuration)", file=sys.stderr, flush=True)
+              "(see README, Configuration reference)", file=sys.stderr, flush=True)
         raise SystemExit(2) from None
 
 

@@ -7,6 +7,7 @@ import shlex
 from collections.abc import Mapping
 
 from maestro_runtime.settings.parts import BOOLEANS, LOG_LEVELS, NET_POLICIES, PRESEEDED_MODES, SANDBOX_MODES
+from maestro_runtime.spec.durations import parse_duration  # the one duration grammar (10s, 500ms, 5m)
 from maestro_runtime.spec.sizes import parse_size  # the one size grammar (spec/sizes)
 
 # What supervisord's INI can hold safely (supervisor.SAFE_PATH_RE): these paths are written into it.
@@ -96,11 +97,23 @@ def _ports(text: str) -> None:
             raise ValueError(text)
 
 
+def _backoff_factor(text: str) -> None:
+    if not 1.0 <= float(text) <= 100.0:  # ValueError for words; NaN fails the comparison
+        raise ValueError(text)
+
+
+def _bind_address(text: str) -> None:
+    port = text.rpartition(":")[2]
+    if not (port.isascii() and port.isdigit() and 1 <= int(port) <= 65535):
+        raise ValueError(text)
+
+
 _WHOLE_0, _WHOLE_1 = "a whole number >= 0", "a whole number >= 1"
 _SECONDS = "a number of seconds > 0 (e.g. 600 or 2.5)"
 _PATH = "an absolute path"
 _INI_PATH = "an absolute path of letters, digits and . _ / + - only (supervisord's config holds it)"
 _BOOL = "1, 0, true, false, yes or no"
+_DURATION = "a duration like 10s, 500ms or 5m (a bare number: seconds)"
 
 # Every setting the runtime reads whose value has a form (free text such as tokens and
 # SERVICES has its own parser, which names the entry and the field).
@@ -155,6 +168,21 @@ RULES: tuple[tuple[str, str, object], ...] = (
     ("MAESTRO_SERVICES_FILE", _PATH, _absolute()),
     ("MAESTRO_CGROUP_ROOT", _PATH, _absolute()),
     ("MAESTRO_SANDBOX_NET_ALLOW_FILE", _PATH, _absolute()),
+    # The controller's defaults (parts.OpsSettings): checked here too, so that every command
+    # refuses them and all bad values are named at once, in this form.
+    ("MAESTRO_RESTART", "always, on-failure or never", _choice(("always", "on-failure", "never"))),
+    ("MAESTRO_BACKOFF_INITIAL", _DURATION, parse_duration),
+    ("MAESTRO_BACKOFF_FACTOR", "a number from 1 to 100", _backoff_factor),
+    ("MAESTRO_BACKOFF_MAX", _DURATION, parse_duration),
+    ("MAESTRO_MAX_RESTARTS", _WHOLE_0 + " (0: forever)", _whole(0)),
+    ("MAESTRO_HEALTH_INTERVAL", _DURATION, parse_duration),
+    ("MAESTRO_HEALTH_TIMEOUT", _DURATION, parse_duration),
+    ("MAESTRO_HEALTH_RETRIES", _WHOLE_1, _whole(1)),
+    ("MAESTRO_HEALTH_START_PERIOD", _DURATION, parse_duration),
+    ("MAESTRO_LOG_MAX_BYTES", "a whole number >= 1024 (bytes)", _whole(1024)),
+    ("MAESTRO_LOG_BACKUPS", _WHOLE_1, _whole(1)),
+    ("MAESTRO_ALERT_WEBHOOK", "an http:// or https:// URL", _url),
+    ("MAESTRO_METRICS_ADDR", "HOST:PORT (e.g. 0.0.0.0:9100)", _bind_address),
 )
 
 

@@ -222,7 +222,7 @@ def sandbox_settings(env: Mapping[str, str]) -> SandboxSettings:
 def _duration(env: Mapping[str, str], key: str, default: str) -> float:
     from maestro_runtime.spec.durations import parse_duration
 
-    raw = env.get(key, default)
+    raw = env.get(key, "").strip() or default  # empty means the default, as for every setting
     try:
         return parse_duration(raw)
     except ValueError as exc:
@@ -230,7 +230,7 @@ def _duration(env: Mapping[str, str], key: str, default: str) -> float:
 
 
 def _whole_number(env: Mapping[str, str], key: str, default: int, low: int = 0) -> int:
-    raw = env.get(key, str(default)).strip()
+    raw = env.get(key, "").strip() or str(default)
     if not (raw.isascii() and raw.isdigit()) or int(raw) < low:
         raise ValueError(f"{key} must be a whole number >= {low}, got {raw[:20]!r}")
     return int(raw)
@@ -264,11 +264,11 @@ class OpsSettings:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> OpsSettings:
         env = dict(os.environ if environ is None else environ)
-        restart = env.get("MAESTRO_RESTART", "always").strip().lower()
+        restart = env.get("MAESTRO_RESTART", "").strip().lower() or "always"
         if restart not in ("always", "on-failure", "never"):
             raise ValueError(f"MAESTRO_RESTART must be always, on-failure or never, got {restart[:20]!r}")
         try:
-            factor = float(env.get("MAESTRO_BACKOFF_FACTOR", "2"))
+            factor = float(env.get("MAESTRO_BACKOFF_FACTOR", "").strip() or "2")
         except ValueError:
             factor = 0.0
         if not 1.0 <= factor <= 100.0:

@@ -237,6 +237,13 @@ def test_notes_say_what_cannot_move():
     assert "pids_max" in text
 
 
+def test_notes_ask_no_port_of_a_task():
+    parsed = parse_services_yaml("services:\n  - {name: migrate, kind: task, repo: https://git.example.com/a.git,"
+                                 " cmd: ./migrate}\n  - {name: web, repo: https://git.example.com/a.git}\n", "s.yml")
+    text = ex.render(parsed, ex.Options("compose")).files["NOTES.md"]
+    assert "web: no fixed port" in text and "migrate: no fixed port" not in text
+
+
 def test_compose_depends_on_waits_for_health():
     """depends_on {db: healthy} becomes condition: service_healthy; names outside the export are dropped."""
     db, api = parse_services_string("/srv/db|5432||db;/srv/api|8000||api").specs

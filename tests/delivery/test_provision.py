@@ -229,6 +229,21 @@ def test_podman_without_docker_host_is_told_how(tmp_path):
     assert "DOCKER_HOST=unix:///run/podman/podman.sock" in run.done.stderr
 
 
+def test_a_docker_cli_without_its_daemon_falls_back_to_podman(tmp_path):
+    # The Makefile's rule; the script died with "docker is installed but does not answer" instead.
+    (tmp_path / "stubs").mkdir()
+    (tmp_path / "stubs" / "docker").write_text("#!/bin/sh\nexit 1\n")
+    (tmp_path / "stubs" / "docker").chmod(0o755)
+    run = provision(tmp_path, "--non-interactive", stubs=("terraform", "podman"))
+    assert run.done.returncode == 0, run.done.stderr
+    assert "DOCKER_HOST=unix:///run/podman/podman.sock" in run.done.stderr
+    alone = tmp_path / "alone"
+    (alone / "stubs").mkdir(parents=True)
+    (tmp_path / "stubs" / "docker").rename(alone / "stubs" / "docker")
+    run = provision(alone, "--non-interactive", stubs=("terraform",))
+    assert run.done.returncode == 1 and "docker is installed but does not answer" in run.done.stderr
+
+
 def test_unknown_argument(tmp_path):
     run = provision(tmp_path, "--colour")
     assert run.done.returncode == 1 and "unknown argument: --colour" in run.done.stderr

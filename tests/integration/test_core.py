@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
 from pathlib import Path
@@ -120,6 +121,46 @@ def test_interactive_deploy_with_piped_answers(maestro):
     assert svc["user"] == "svc_web-ui" and "<h1>inter</h1>" in http_get(svc["port"])
 
 
+def test_interactive_deploy_takes_the_default_branch_when_the_ref_is_left_empty(maestro, tmp_path):
+    # The prompt offered "main" as its default, so Enter fetched 'main' from a 'master' repository.
+    work = tmp_path / "old"
+    work.mkdir()
+    (work / "index.html").write_text("<h1>old</h1>")
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-c", "init.defaultBranch=master"]
+    for args in (["init", "-q", str(work)], ["-C", str(work), "add", "-A"], ["-C", str(work), "commit", "-qm", "x"]):
+        subprocess.run([*git, *args], check=True)
+    bare = maestro.root / "sources" / "old.git"
+    subprocess.run([*git, "clone", "-q", "--bare", str(work), str(bare)], check=True)
+    maestro.boot()
+    proc = maestro.run("deploy", input="\n".join([str(bare), "", "", "old", "", "", "y"]) + "\n")
+    assert "(ref default branch)" in proc.stdout and "deployed old: RUNNING" in proc.stdout, proc.stdout + proc.stderr
+    assert "<h1>old</h1>" in http_get(maestro.services()["old"]["port"])
+
+
+def test_a_callers_umask_does_not_make_the_projects_folder_root_only(maestro):
+    # examples/agent-task runs `umask 077` before deploy-from-env: the projects folder became
+    # 0700 and the task's git said "failed to stat '/var/lib/maestro/projects/<id>'".
+    src = maestro.source("strict")
+    proc = subprocess.run(["deploy", "--repo", str(src), "--name", "strict", "--yes"], env=maestro.env,
+                          capture_output=True, text=True, timeout=120, preexec_fn=lambda: os.umask(0o077))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    projects = Path(maestro.env["MAESTRO_STATE_DIR"]) / "projects"
+    assert projects.stat().st_mode & 0o777 == 0o755
+    assert (projects / "strict" / "index.html").stat().st_mode & 0o044 == 0o044
+
+
+def test_deploy_of_a_service_that_ends_at_once_exits_1(maestro):
+    # It printed "deployed crash: EXITED ..." and a URL, exit 0: `deploy --yes && ...` went on.
+    maestro.boot()
+    src = maestro.source("crash")
+    proc = maestro.run("deploy", "--repo", str(src), "--name", "crash", "--cmd", "echo boom >&2; exit 3", "--yes",
+                       check=False)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "deployed crash: EXITED" in proc.stdout and "url:" not in proc.stdout
+    assert "Error: deploy crash: the service ended right after it started (EXITED); `maestro logs crash`" \
+        in proc.stderr
+
+
 def test_deploy_errors_are_one_line_and_exit_1(maestro):
     maestro.boot()
     proc = maestro.run("deploy", "--repo", "/nope/x", "--port", "70000", "--yes", check=False)
@@ -128,6 +169,18 @@ def test_deploy_errors_are_one_line_and_exit_1(maestro):
     proc = maestro.run("deploy", "--repo", "/nope/x", "--yes", check=False)
     assert proc.returncode == 1 and "/nope/x" in proc.stderr
     assert maestro.run("deploy", "--bogus", check=False).returncode == 2
+
+
+def test_allow_host_errors_name_the_service_or_the_host(maestro):
+    # No supervisord needed: the records alone say which services exist.
+    maestro.preseed("quiet")
+    maestro.run("deploy-from-env", "--prepare-only")
+    proc = maestro.run("maestro", "allow-host", "nope", "example.com", check=False)
+    assert (proc.returncode, proc.stderr.strip()) == (1, "Error: service 'nope': no such service (see list-services)")
+    proc = maestro.run("maestro", "allow-host", "quiet", "bad host!", check=False)
+    assert proc.returncode == 1 and proc.stderr.strip().startswith("Error: service 'quiet': host: 'bad host!' is not")
+    assert maestro.run("maestro", "allow-host", "quiet", "example.com").stdout.strip() == \
+        "quiet may now reach example.com (until the next boot)"
 
 
 def test_hostile_values_do_not_stop_the_others(maestro):
@@ -147,6 +200,15 @@ def test_list_services_without_supervisord(maestro):
     (svc,) = json.loads(proc.stdout)
     assert svc["name"] == "quiet" and svc["status"] == "unknown"
     assert "supervisord is not running" in proc.stderr
+
+
+def test_a_filter_that_matches_nothing_does_not_say_nothing_is_registered(maestro):
+    maestro.preseed("quiet")
+    maestro.run("deploy-from-env", "--prepare-only")
+    assert maestro.run("list-services", "--state", "waiting").stdout.strip() == \
+        "no entries match --state waiting (1 registered)"
+    assert maestro.run("list-services", "--kind", "task", "--state", "failed").stdout.strip() == \
+        "no entries match --kind task --state failed (1 registered)"
 
 
 def test_deploy_from_env_applies_changes_to_the_running_system(maestro):

@@ -209,3 +209,13 @@ def test_an_agent_task_commits_inside_bubblewrap(maestro):
     assert entry["sandbox"]["sandbox"] == "bubblewrap"
     assert agent["phase"] == "succeeded", maestro.log()[-2000:]
     assert entry["git"]["commits_made"] == 2
+
+
+def test_deploy_of_an_entry_held_by_its_dependencies_says_what_it_waits_for(maestro):
+    # It said "deployed after: STOPPED", supervisord's state for a program it does not start itself.
+    src = maestro.source("held")
+    maestro.boot()
+    maestro.run("deploy", "--yes", "--repo", str(src), "--name", "slow", "--task", "--cmd", "sleep 60")
+    out = maestro.run("deploy", "--yes", "--repo", str(src), "--name", "after", "--depends-on", "slow:completed")
+    assert "deployed after: waiting for slow completed," in out.stdout, out.stdout
+    maestro.run("maestro", "cancel", "slow")

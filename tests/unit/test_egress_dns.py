@@ -113,3 +113,14 @@ def test_names_resolve_in_parallel(lookups):
     assert fw.sync(records, nets) == []
     assert time.monotonic() - started < 1.5  # serial would take 3.2 s
     assert sorted(lookups.calls) == sorted(hosts)
+
+
+def test_problems_are_returned_not_logged_so_callers_print_each_once(lookups, caplog):
+    # Every caller (boot, deploy, remove-service, allow-host) logs what sync returns; apply used
+    # to log them too, so each "firewall skipped" line appeared twice per command.
+    fw = firewall.Firewall(prefix=("/nonexistent/maestro-no-such-tool",))
+    records, nets = _services(("a.test",))
+    with caplog.at_level("DEBUG"):
+        problems = fw.sync(records, nets)
+    assert [p.split(":")[0] for p in problems] == ["IPv4 firewall skipped", "IPv6 firewall skipped"]
+    assert caplog.records == []

@@ -52,6 +52,20 @@ BAD = [
     ("MAESTRO_PYTHON_DOWNLOADS_JSON_URL", "downloads.json", "an absolute path"),
     ("MAESTRO_PYTHON_INSTALL_DIR", "pythons", "absolute path"),
     ("MAESTRO_PYTHON_INSTALL_TIMEOUT", "0", "seconds > 0"),
+    # The controller's defaults: were checked only by the entrypoint, one at a time, in another form.
+    ("MAESTRO_RESTART", "sometimes", "always, on-failure or never"),
+    ("MAESTRO_BACKOFF_INITIAL", "1x", "duration like 10s"),
+    ("MAESTRO_BACKOFF_FACTOR", "0.5", "from 1 to 100"),
+    ("MAESTRO_BACKOFF_MAX", "soon", "duration like 10s"),
+    ("MAESTRO_MAX_RESTARTS", "-2", "whole number >= 0"),
+    ("MAESTRO_HEALTH_INTERVAL", "10 sec", "duration like 10s"),
+    ("MAESTRO_HEALTH_TIMEOUT", "-1s", "duration like 10s"),
+    ("MAESTRO_HEALTH_RETRIES", "0", "whole number >= 1"),
+    ("MAESTRO_HEALTH_START_PERIOD", "later", "duration like 10s"),
+    ("MAESTRO_LOG_MAX_BYTES", "10MB", ">= 1024"),
+    ("MAESTRO_LOG_BACKUPS", "0", "whole number >= 1"),
+    ("MAESTRO_ALERT_WEBHOOK", "ftp://hooks.example", "http:// or https://"),
+    ("MAESTRO_METRICS_ADDR", "nonsense", "HOST:PORT"),
 ]
 
 
@@ -94,6 +108,16 @@ def test_good_and_empty_values_are_accepted():
     empty = Settings.from_env({key: "" for key, _, _ in RULES})
     assert (empty.startsecs, empty.port_range, empty.log_level) == (1, (8000, 8999), "info")
     assert check_environ({key: " " for key, _, _ in RULES}) == []
+
+
+def test_ops_settings_take_an_empty_value_as_the_default():
+    # `-e MAESTRO_RESTART=` (a compose or Terraform template with the value unset) stopped the boot.
+    from maestro_runtime.settings import OpsSettings
+
+    keys = [key for key, _, _ in RULES if key.startswith(("MAESTRO_RESTART", "MAESTRO_BACKOFF_", "MAESTRO_HEALTH_",
+                                                          "MAESTRO_LOG_MAX", "MAESTRO_LOG_BACKUPS", "MAESTRO_MAX_R"))]
+    assert len(keys) == 11
+    assert OpsSettings.from_env({**{key: "" for key in keys}, "MAESTRO_STARTRETRIES": " "}) == OpsSettings.from_env({})
 
 
 def test_readme_documents_every_setting_checked():
