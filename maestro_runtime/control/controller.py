@@ -256,18 +256,22 @@ class Controller:
             self.probing.discard(service_id)
 
     async def restart_unhealthy(self, service_id: str) -> None:
-        log.warning("service %s: restarting it (restart_on_unhealthy)", service_id)
-        run = self.runs[service_id]
-        self.save(service_id, replace(run, restarts=run.restarts + 1))
+        """Stopped now; started again by the supervision step once its backoff is over."""
+        record, policy = self.records[service_id], self.policies[service_id]
+        new, actions = supervision.unhealthy(policy, self.runs[service_id], time.time())
         try:
             await asyncio.to_thread(self.supervisor.call, "supervisor.stopProcess", service_id, True)
         except Exception as exc:
             log.info("service %s: stop before restart: %s", service_id, exc)
-        if not self.operator_stopped(service_id):
-            try:
-                await asyncio.to_thread(self.supervisor.call, "supervisor.startProcess", service_id, False)
-            except Exception as exc:
-                log.warning("service %s: start after unhealthy: %s", service_id, exc)
+        # Saved once it is stopped: a supervision step during the stop would take a BACKOFF of a
+        # process still running for a start by someone else, and then its STOPPED for an operator's.
+        self.save(service_id, new)
+        self.busy_until = time.time() + BUSY_FOR
+        if new.next_restart_at is not None:
+            log.warning("service %s: stopped, restart in %.1fs (restart_on_unhealthy)", service_id,
+                        new.next_restart_at - time.time())
+        for action in actions:  # gave up: the alert, and the container's end when it is essential
+            await self.act(record, policy, action)
 
     # ------------------------------------------------------------ samples
 

@@ -52,10 +52,12 @@ def step(policy: Policy, state: RunState, info: dict[str, Any] | None, now: floa
             ours = state.phase == BACKOFF
             new = replace(new, phase=RUNNING, last_start=start, next_restart_at=None, fatal_reason="",
                           attempts=state.attempts if ours else 0)
-        if new.attempts and name == "RUNNING" and now - start >= STABLE_AFTER:
+        stable = name == "RUNNING" and now - start >= STABLE_AFTER
+        if new.attempts and stable and (not policy.restart_on_unhealthy or new.health == HEALTHY):
             new = replace(new, attempts=0)  # a stable run: the next crash backs off from the start
         return new, []
-    if operator_stopped or (name == "STOPPED" and state.phase != BACKOFF):
+    # STOPPED by the controller itself (unhealthy): its restart is due (BACKOFF) or given up (FATAL).
+    if operator_stopped or (name == "STOPPED" and state.phase not in (BACKOFF, FATAL)):
         return (state if state.phase == STOPPED else replace(state, phase=STOPPED, next_restart_at=None)), []
     # A new end: none handled since the run was seen alive or started (handled_start 0), or the end of
     # a run other than the one handled (started and ended between two looks).
@@ -95,6 +97,17 @@ def _ended(policy: Policy, state: RunState, info: dict[str, Any], now: float, ra
         return _give_up(policy, new, actions, f"gave up after {attempts} restarts ({describe_exit(new)})")
     delay = policy.backoff.delay(attempts, rand)
     return replace(new, phase=BACKOFF, next_restart_at=now + delay), actions
+
+
+def unhealthy(policy: Policy, state: RunState, now: float, rand=None) -> tuple[RunState, list[Action]]:
+    """``restart_on_unhealthy`` and the run stopped answering: it ends as a crash does (the caller
+    stops it), restarted after the backoff and counted among the restarts in a row; after
+    ``max_restarts`` of them it is given up. As Kubernetes backs off liveness restarts."""
+    new = replace(state, handled_start=state.last_start or now, last_exit_code=-1,
+                  last_exit_signal="SIGTERM (unhealthy)", last_exit_at=now)
+    if policy.gives_up(state.attempts):
+        return _give_up(policy, new, [], f"gave up after {state.attempts} restarts (unhealthy: {state.health_detail})")
+    return replace(new, phase=BACKOFF, next_restart_at=now + policy.backoff.delay(state.attempts, rand)), []
 
 
 QUICK_CLEAN_EXIT = (

@@ -116,3 +116,30 @@ def test_exec_probe_runs_as_the_service_user(maestro):
     (flags / "bad").touch()
     row = wait_for(lambda: (r := maestro.services()["db"])["health"] == "unhealthy" and r, 20, what="unhealthy")
     assert row["health_detail"] == "exit 1"
+
+
+def test_unhealthy_restarts_back_off_and_give_up(maestro):
+    """A service that never becomes healthy is not restarted every few seconds forever: each
+    restart waits its backoff, and max_restarts of them end FATAL with one gave_up event."""
+    flags = maestro.root / "flags"
+    flags.mkdir(mode=0o777)
+    flags.chmod(0o777)
+    (flags / "sick").touch()  # answers 503 from the start
+    hook = Webhook()
+    try:
+        spec = services_file(maestro, [{
+            "name": "sick", "cmd": "python3 app.py", "app": APP, "health": FAST, "restart_on_unhealthy": True,
+            "max_restarts": 2, "backoff": {"initial": "2s", "factor": 2, "max": "10s"},
+            "env": {"FLAG": str(flags / "sick"), "SEEN": str(flags / "sick.seen")}}])
+        maestro.boot(MAESTRO_SERVICES_FILE=str(spec), MAESTRO_ALERT_WEBHOOK=hook.url)
+        began = time.monotonic()
+        row = wait_for(lambda: (r := maestro.services()["sick"])["status"] == "FATAL" and r, 60, what="FATAL")
+        # Two restarts after 2 s and 4 s of backoff (+-10%), each after three failed probes.
+        assert time.monotonic() - began >= 5.4
+        assert row["restarts"] == 2 and "gave up after 2 restarts (unhealthy: HTTP 503" in row["error"], row
+        wait_for(lambda: hook.named("gave_up", "sick"), 10, what="gave_up event")
+        assert "stopped, restart in" in maestro.log()
+        time.sleep(2)
+        assert maestro.services()["sick"]["status"] == "FATAL" and maestro.services()["sick"]["pid"] in (None, 0)
+    finally:
+        hook.close()

@@ -301,3 +301,32 @@ def test_process_states_client_reads_the_json_and_says_none_on_a_fault(tmp_path)
     assert rpc.fetch(tmp_path / "b.sock", 5) is None
     assert rpc.fetch(tmp_path / "none.sock", 5) is None
     assert rpc.signal_name(9) == "SIGKILL" and rpc.signal_name(200) == "signal 200"
+
+
+def test_unhealthy_restarts_back_off_then_give_up_once():
+    """restart_on_unhealthy: each stop for failing probes waits the backoff before the start,
+    counts as a restart in a row, and max_restarts of them give up (FATAL, one gave_up alert)."""
+    from maestro_runtime.control.supervision import unhealthy
+
+    pol = policy(restart_on_unhealthy=True, max_restarts=2, probe=PROBE)
+    state, now, start, starts, alerts = RunState(), 1000.0, 1000.0, [], []
+    state, _ = step(pol, state, info("RUNNING", start), now, False)
+    for _ in range(3):
+        now += 70  # longer than STABLE_AFTER, but never healthy: the restarts in a row go on counting
+        state, _ = step(pol, replace(state, health="unhealthy"), info("RUNNING", start), now, False)
+        state, actions = unhealthy(pol, state, now, random.Random(0))
+        alerts += [a.event for a in actions if a.kind == "alert"]
+        if state.phase == "FATAL":
+            break
+        assert state.phase == "BACKOFF" and state.next_restart_at > now
+        state, acts = step(pol, state, info("STOPPED", start, now), now, False)
+        assert not acts  # stopped by the controller: not yet
+        now = state.next_restart_at
+        state, acts = step(pol, state, info("STOPPED", start, now), now, False)
+        starts += [a.kind for a in acts]
+        start = now
+        state, _ = step(pol, state, info("RUNNING", start), now, False)
+    assert starts == ["start", "start"] and alerts == ["gave_up"]
+    assert state.phase == "FATAL" and "unhealthy" in state.fatal_reason and state.restarts == 2
+    # supervisord's STOPPED afterwards leaves the verdict as it is
+    assert step(pol, state, info("STOPPED", start, now + 1), now + 2, False)[0].phase == "FATAL"
