@@ -355,7 +355,19 @@ def check(env: dict[str, str]) -> tuple[int, str]:
     return summary(failing, healthy, starting)
 
 
+USAGE = """usage: maestro-healthcheck [--live]
+
+Probe every registered service at once (the image's HEALTHCHECK): exit 0 healthy,
+1 unhealthy, with one line naming what fails. --live: only whether the runtime itself
+works (supervisord answers, its controller runs), for a liveness probe.
+Settings: HEALTHCHECK_START_PERIOD, HEALTHCHECK_PORTS, HEALTHCHECK_BUDGET (README)."""
+
+
 def main() -> None:
+    unknown = [a for a in sys.argv[1:] if a != "--live"]
+    if unknown:  # --help above all: print the usage, never run a check the caller did not ask for
+        print(USAGE, file=sys.stdout if unknown[0] in ("-h", "--help") else sys.stderr)
+        sys.exit(0 if unknown[0] in ("-h", "--help") else 2)
     # A bad HEALTHCHECK_* value (the entrypoint refuses them at start, exec may still pass one).
     try:
         if BUDGET_ERROR:

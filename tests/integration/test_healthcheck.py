@@ -101,3 +101,13 @@ def test_the_script_runs_by_itself():
     proc = subprocess.run([str(HEALTHCHECK)], env={"MAESTRO_RUNTIME_DIR": "/nonexistent"},
                           capture_output=True, text=True, timeout=10)
     assert proc.returncode == 1 and "supervisord is not answering" in proc.stdout
+
+
+def test_help_prints_the_usage_and_probes_nothing():
+    """``maestro-healthcheck --help`` used to run the check; an unknown option is refused (status 2)."""
+    script = str(HEALTHCHECK)
+    env = {"MAESTRO_RUNTIME_DIR": "/nonexistent", "MAESTRO_STATE_DIR": "/nonexistent"}  # a check would say so
+    shown = subprocess.run([sys.executable, "-I", "-S", script, "--help"], capture_output=True, text=True, env=env)
+    assert (shown.returncode, shown.stdout.splitlines()[0]) == (0, "usage: maestro-healthcheck [--live]")
+    refused = subprocess.run([sys.executable, "-I", "-S", script, "--bogus"], capture_output=True, text=True, env=env)
+    assert refused.returncode == 2 and refused.stderr.startswith("usage:") and not refused.stdout
