@@ -16,6 +16,7 @@ import pytest
 
 from maestro_runtime.spec.model import SpecError
 from maestro_runtime.state.records import ServiceRecord
+from tests.fixtures.provisioners import bare_provisioner
 from tests.integration.test_state_faults import _fill
 
 pytestmark = [pytest.mark.integration,
@@ -23,15 +24,8 @@ pytestmark = [pytest.mark.integration,
 
 
 def test_a_failed_service_is_removed_on_a_full_runtime_disk_and_spares_anothers_program(tmp_path):
-    from maestro_runtime.ops.provision import Provisioner
-    from maestro_runtime.settings import Settings
-
-    provisioner = Provisioner(Settings.from_env({
-        "MAESTRO_STATE_DIR": str(tmp_path / "state"), "MAESTRO_RUNTIME_DIR": str(tmp_path / "run"),
-        "SUPERVISOR_CONF_DIR": str(tmp_path / "conf"), "MAESTRO_SANDBOX_MODE": "off"}))
+    provisioner = bare_provisioner(tmp_path)
     programs, store = provisioner.programs, provisioner.store
-    for folder in (programs.conf_dir, programs.launch_dir, store.folder):
-        folder.mkdir(parents=True, exist_ok=True)
     launch = programs.launch_dir
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k,mode=0700", "tmpfs", str(launch)], check=True)
     try:

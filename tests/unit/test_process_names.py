@@ -8,6 +8,7 @@ from maestro_runtime.engine.programs import ProgramFiles
 from maestro_runtime.ops.processes import clash, holders, refuse_clash
 from maestro_runtime.spec import SpecError
 from maestro_runtime.state.records import RecordStore, ServiceRecord
+from tests.fixtures.provisioners import bare_provisioner
 
 
 def test_clash_names_both():
@@ -84,15 +85,8 @@ def test_a_service_named_like_an_active_process_type_is_refused_and_its_removal_
 def test_removing_a_service_that_failed_before_activation_spares_a_program_now_anothers(tmp_path):
     """web had a worker last boot; this boot web failed before its activation (its list is last
     boot's) and web-worker is a service of its own: removing web leaves web-worker's program."""
-    from maestro_runtime.ops.provision import Provisioner
-    from maestro_runtime.settings import Settings
-
-    provisioner = Provisioner(Settings.from_env({
-        "MAESTRO_STATE_DIR": str(tmp_path / "state"), "MAESTRO_RUNTIME_DIR": str(tmp_path / "run"),
-        "SUPERVISOR_CONF_DIR": str(tmp_path / "conf"), "MAESTRO_SANDBOX_MODE": "off"}))
+    provisioner = bare_provisioner(tmp_path)
     programs, store = provisioner.programs, provisioner.store
-    for folder in (programs.conf_dir, programs.launch_dir, store.folder):
-        folder.mkdir(parents=True, exist_ok=True)
     _active(programs, "web-worker")
     programs.script("web-worker").write_text("#!/bin/sh\n")
     (programs.launch_dir / "web.types").write_text("web-worker\nweb-clock\n")
@@ -110,15 +104,8 @@ def test_removal_waits_for_an_activation_that_is_taking_a_name(tmp_path):
     removes: an activation writing between the two would lose its program. The removal waits."""
     import threading
 
-    from maestro_runtime.ops.provision import Provisioner
-    from maestro_runtime.settings import Settings
-
-    provisioner = Provisioner(Settings.from_env({
-        "MAESTRO_STATE_DIR": str(tmp_path / "state"), "MAESTRO_RUNTIME_DIR": str(tmp_path / "run"),
-        "SUPERVISOR_CONF_DIR": str(tmp_path / "conf"), "MAESTRO_SANDBOX_MODE": "off"}))
-    programs, store = provisioner.programs, provisioner.store
-    for folder in (programs.conf_dir, programs.launch_dir, store.folder):
-        folder.mkdir(parents=True, exist_ok=True)
+    provisioner = bare_provisioner(tmp_path)
+    programs = provisioner.programs
     (programs.launch_dir / "a-b.types").write_text("a-b-worker\n")
     removal = threading.Thread(target=provisioner.deactivate, args=("a-b",))
     with provisioner._naming:  # a's activation: checked, now writing its programs
