@@ -182,13 +182,17 @@ class Runner:
 
     def _gate(self, r: ServiceRecord, phase: Phase, states: Mapping[str, EntryState], proc: dict | None,
               now: float) -> Phase:
+        if phase.blocked and phase.phase == FAILED and r.ready and not gate(r.depends_on, states).impossible:
+            # What blocked it was redeployed, run again or restarted: it starts once they allow it.
+            log.info("%s: its dependencies may allow it again; waiting for them", r.id)
+            phase = phase.to(PENDING, want=True, blocked=False, reason=None, ended=None)
         if phase.phase not in (PENDING, WAITING) or not phase.want or not r.ready or proc is None:
             return phase  # proc None: its program is not added yet (boot adds them all at once)
         decision = gate(r.depends_on, states)
         if decision.impossible:
             self.on_event("task.failed" if r.role == "task" else "service.blocked", r.id,
                           {"reason": decision.impossible})
-            return phase.to(FAILED, want=False, reason=decision.impossible, ended=now, exit_code=None)
+            return phase.to(FAILED, want=False, reason=decision.impossible, ended=now, exit_code=None, blocked=True)
         if not decision.ready:
             return phase.to(WAITING, reason=decision.reason)
         if r.role != "task" and proc and proc["statename"] in ("RUNNING", "STARTING"):

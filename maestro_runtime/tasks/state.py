@@ -33,6 +33,7 @@ class Phase:
     commits: int | None = None  # commits made during the last run
     last_slot: float | None = None  # the schedule slot last decided on (run or skipped)
     runs: int = 0
+    blocked: bool = False  # failed because a dependency never could allow it: looked at again each step
 
     @property
     def duration(self) -> float | None:
@@ -41,6 +42,7 @@ class Phase:
         return max(0.0, self.ended - self.started)
 
     def to(self, phase: str, **changes: object) -> Phase:
+        changes.setdefault("blocked", False)  # only the gate's verdict blocks, and only until the next move
         return replace(self, phase=phase, **changes)
 
     @classmethod

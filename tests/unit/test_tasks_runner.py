@@ -92,3 +92,28 @@ def test_a_finished_task_is_not_run_again_by_a_new_runner_unless_its_revision_ch
     again._stamp = -1
     again.step(now=11.0)
     assert fake2.calls == [("supervisor.startProcess", "once", False)]
+
+
+def test_a_blocked_entry_starts_once_what_blocked_it_is_back(tmp_path):
+    """web depends on db, which failed to deploy: web is blocked (failed, service.blocked). db is
+    redeployed and runs: web is looked at again and starts; a task that only failed is not."""
+    runner, store, fake, events, phases = _runner(tmp_path)
+    _record(store, "db", state="failed", error="boom")
+    _record(store, "web", depends_on={"db": "started"})
+    _record(store, "job", role="task")
+    fake.procs = {"web": {"statename": "STOPPED", "start": 0}, "job": {"statename": "STOPPED", "start": 0}}
+    runner.step(now=1.0)
+    web = phases.load("web")
+    assert (web.phase, web.reason, web.blocked) == ("failed", "dependency db failed to deploy: boom", True)
+    assert ("service.blocked", "web") in [(e, n) for e, n, _ in events]
+    fake.procs["job"] = {"statename": "EXITED", "start": 1, "exitstatus": 3}
+    runner.step(now=2.0)
+    assert phases.load("job").phase == "failed" and not phases.load("job").blocked
+
+    _record(store, "db")  # redeployed: ready, and running
+    fake.procs["db"] = {"statename": "RUNNING", "start": 3}
+    runner._stamp = -1
+    runner.step(now=4.0)
+    assert ("supervisor.startProcess", "web", False) in fake.calls
+    assert phases.load("web").phase == "running" and not phases.load("web").blocked
+    assert [c for c in fake.calls if c[1] == "job"] == [("supervisor.startProcess", "job", False)]  # once
