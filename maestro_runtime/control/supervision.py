@@ -53,7 +53,8 @@ def step(policy: Policy, state: RunState, info: dict[str, Any] | None, now: floa
             new = replace(new, phase=RUNNING, last_start=start, next_restart_at=None, fatal_reason="",
                           attempts=state.attempts if ours else 0)
         stable = name == "RUNNING" and now - start >= STABLE_AFTER
-        if new.attempts and stable and (not policy.restart_on_unhealthy or new.health == HEALTHY):
+        liveness = policy.restart_on_unhealthy and policy.probe is not None  # then stable means healthy too
+        if new.attempts and stable and (not liveness or new.health == HEALTHY):
             new = replace(new, attempts=0)  # a stable run: the next crash backs off from the start
         return new, []
     # STOPPED by the controller itself (unhealthy): its restart is due (BACKOFF) or given up (FATAL).

@@ -107,20 +107,21 @@ class Provisioner:
     def _build(self, files: ProjectFiles, account, service_id: str) -> list[str]:
         """The project's build in a slot. One the kernel killed while other builds ran beside it
         (their memory, most likely) runs once more, alone; a release phase never runs twice."""
+        def build(project: ProjectFiles) -> list[str]:
+            return builds.build(project, account, settings=self.settings, policy=self.policy, service_id=service_id)
+
         if not may_build(files):
-            return builds.build(files, account, settings=self.settings, policy=self.policy, service_id=service_id)
+            return build(files)
         with self.slots.slot() as run:
             try:
-                return builds.build(files, account, settings=self.settings, policy=self.policy,
-                                    service_id=service_id)
+                return build(files)
             except builds.BuildError as exc:
                 if not (exc.killed and run.overlapped):
                     raise
                 log.warning("service %s: %s; building again with no other build beside it", service_id,
                             str(exc).splitlines()[0])
         with self.slots.alone():
-            return builds.build(ProjectFiles.take(files.directory), account, settings=self.settings,
-                                policy=self.policy, service_id=service_id)
+            return build(ProjectFiles.take(files.directory))  # a look at what the killed build left
 
     def _ports_from_records(self) -> dict[str, int]:
         """What a lost port ledger is rebuilt from: the ports the ready services were given."""

@@ -310,15 +310,16 @@ def _run_plan(plan: Plan, directory: Path, account, policy, opts: BuildOptions, 
             out.write(f"# exit {code} after {time.monotonic() - started:.1f}s\n")
             out.flush()
             if code != 0:
+                killed = code in (-9, 137)  # SIGKILL: what the kernel's OOM killer sends
                 if code is None:
                     what = "timed out"
-                elif code in (-9, 137):  # SIGKILL: what the kernel's OOM killer sends
+                elif killed:
                     what = f"was killed (exit {code}: out of memory?)"
                 else:
                     what = f"failed (exit {code})"
                 raise BuildError(
                     f"{plan.ecosystem} build {what}: {shlex.join(step[:4])}...; log {logfile}, last lines:\n"
-                    + tail(logfile.read_text(errors="replace")), killed=code in (-9, 137))
+                    + tail(logfile.read_text(errors="replace")), killed=killed)
 
 
 def _check_untouched(directory: Path, before: Mapping[str, bytes]) -> None:
