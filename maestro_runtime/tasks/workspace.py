@@ -15,7 +15,12 @@ objects of its own clone, nothing more, and they stay valid whatever the store
 later prunes. See benchmarks/bench_workspaces.py for the disk and time figures.
 
 Root never runs git inside a workspace (its ``.git/config`` is the service's):
-status is read by running git as the entry's user (:func:`git_as`).
+status is read by running git as the entry's user (:func:`git_as`). That git still obeys the
+service's config, and some of it runs commands (a ``filter.*.clean`` on a racy file during
+``status``, a promisor remote's ``uploadpack`` on a missing object): so, when services are
+sandboxed, it runs in a bubblewrap jail of its own (:func:`sandbox_jail`: no network, a read-only
+view of the checkout, killed with its pid namespace on a timeout), never beside root, outside
+the service's sandbox, network policy and lifetime.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ import hashlib
 import os
 import subprocess
 import tempfile
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -33,6 +39,11 @@ from maestro_runtime.sources.redact import redact
 
 SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 GIT_TIMEOUT = 10.0  # reading a checkout's status: a hostile repository must not stall list-services or the runner
+Jail = Callable[[str], Sequence[str]]  # a checkout's folder -> the argv that confines git reading it ("--" last)
+
+
+def no_jail(directory: str) -> Sequence[str]:
+    return ()
 
 
 class WorkspaceError(Exception):
@@ -132,14 +143,43 @@ class GitStatus:
     head: str
 
 
-def git_as(uid: int, gid: int, home: str, directory: str, argv: list[str]) -> str | None:
-    """Run git as the entry's user in its workspace: its own config then only affects itself."""
+def sandbox_jail(settings) -> Jail:
+    """The jail git reads a checkout in, as its services are confined: none when services run
+    unsandboxed (the service is then no better confined than the git reading it)."""
+    from maestro_runtime.sandbox.bwrap import Shape, bwrap_argv, system_view
+    from maestro_runtime.sandbox.policy import SandboxError, SandboxPolicy
+
+    policy = SandboxPolicy.from_settings(settings)
+
+    def jail(directory: str) -> Sequence[str]:
+        try:
+            on, _ = policy.sandboxed()
+        except SandboxError:  # require mode without bubblewrap: no service runs, nothing to read
+            on = False
+        if not on:
+            return ()
+        # The checkout read-only (optional locks are off: git writes nothing), no network, its
+        # own pid namespace: whatever the service's config starts ends with it.
+        shape = Shape(writable=(), readonly=(directory,), unshare_net=True, new_session=True,
+                      private_proc=policy.probe().private_proc)
+        return bwrap_argv(policy.config.bwrap, system_view(policy.config), shape)
+
+    return jail
+
+
+def git_as(uid: int, gid: int, home: str, directory: str, argv: list[str], jail: Jail = no_jail) -> str | None:
+    """Run git as the entry's user in its workspace: its own config then only affects itself,
+    and the commands that config names run in ``jail`` (see the module's doc)."""
     env = {"PATH": SYSTEM_PATH, "HOME": home or "/nonexistent", "LC_ALL": "C", "GIT_CONFIG_NOSYSTEM": "1",
-           "GIT_TERMINAL_PROMPT": "0", "GIT_OPTIONAL_LOCKS": "0"}
+           "GIT_TERMINAL_PROMPT": "0", "GIT_OPTIONAL_LOCKS": "0",
+           # No transport at all: a missing object in a "partial clone" would otherwise be fetched
+           # by running the repository's remote.*.uploadpack (or ssh, or ext::).
+           "GIT_ALLOW_PROTOCOL": ""}
     prefix: list[str] = []
-    hardening = ["-c", "core.fsmonitor=false", "-c", "core.hooksPath=/dev/null"]
+    hardening = ["-c", "core.fsmonitor=false", "-c", "core.hooksPath=/dev/null", "-c", "log.showSignature=false"]
     if os.geteuid() == 0 and uid > 0:
-        prefix = ["/usr/bin/setpriv", f"--reuid={uid}", f"--regid={gid}", "--clear-groups", "--no-new-privs", "--"]
+        prefix = [*jail(directory), "/usr/bin/setpriv", f"--reuid={uid}", f"--regid={gid}", "--clear-groups",
+                  "--no-new-privs", "--"]
     else:  # degraded mode (the entry runs as root too) or tests as a normal user
         hardening += ["-c", f"safe.directory={directory}"]
         env["GIT_CONFIG_GLOBAL"] = "/dev/null"
@@ -152,12 +192,12 @@ def git_as(uid: int, gid: int, home: str, directory: str, argv: list[str]) -> st
 
 
 def status(uid: int, gid: int, home: str, directory: str, upstream: str | None, *,
-           store: Path | None = None, base: str | None = None) -> GitStatus | None:
+           store: Path | None = None, base: str | None = None, jail: Jail = no_jail) -> GitStatus | None:
     """The checkout as its user sees it; ``store`` and ``base`` (the commit it was made from)
     count what upstream gained that the checkout has not fetched."""
 
     def git(*argv: str) -> str | None:
-        return git_as(uid, gid, home, directory, list(argv))
+        return git_as(uid, gid, home, directory, list(argv), jail)
 
     head = (git("rev-parse", "HEAD") or "").strip()
     if not head:
@@ -170,13 +210,13 @@ def status(uid: int, gid: int, home: str, directory: str, upstream: str | None, 
         if len(counts) == 2:
             ahead, behind = int(counts[0]), int(counts[1])
         elif store is not None and base:  # upstream's new commits are in the store only
-            ahead = commits_since(uid, gid, home, directory, base) or 0
+            ahead = commits_since(uid, gid, home, directory, base, jail) or 0
             behind = gained_upstream(store, base, upstream) or 0
     last = (git("log", "-1", "--format=%h %s") or "").strip()
     return GitStatus(branch, len([line for line in porcelain.splitlines() if line.strip()]), ahead, behind,
                      last[:120], head)
 
 
-def commits_since(uid: int, gid: int, home: str, directory: str, start: str) -> int | None:
-    out = git_as(uid, gid, home, directory, ["rev-list", "--count", f"{start}..HEAD"])
+def commits_since(uid: int, gid: int, home: str, directory: str, start: str, jail: Jail = no_jail) -> int | None:
+    out = git_as(uid, gid, home, directory, ["rev-list", "--count", f"{start}..HEAD"], jail)
     return int(out.strip()) if out and out.strip().isdigit() else None
