@@ -2,17 +2,19 @@
 
 Every entry on a repository shares one object store: a bare repository under
 ``<state>/git/<hash>.git``, owned by root, mode 0700, that root alone fetches
-into and reads. Each entry gets its own clone of its branch made by root with
-``git clone --local``: its object files are hard links to the store's (so the
-history is on disk once), left root-owned and read-only in the entry's folder,
-and every commit the entry makes is its own file.
+into and reads. Each entry gets its own clone of its branch made by root: its
+object files are hard links to the store's where those hold only its branch's
+objects (so shared history is on disk once), left root-owned and read-only in the
+entry's folder, and every commit the entry makes is its own file.
 
 Why not ``git clone --shared`` (alternates) or ``git worktree add``: both need
 every entry's user to read the store, which holds every branch anyone fetched
 (and, without the sandbox, any user could read any repository's store); a
-worktree would also need it writable. A hard link gives the user exactly the
-objects of its own clone, nothing more, and they stay valid whatever the store
-later prunes. See benchmarks/bench_workspaces.py for the disk and time figures.
+worktree would also need it writable. Nor ``git clone --local``: it links the
+whole object folder, so a checkout could read another entry's branch (:mod:`.objects`
+links only the store files that hold nothing but the branch's objects, and packs the
+rest). Linked or packed, they stay valid whatever the store later prunes. See
+benchmarks/bench_workspaces.py for the disk and time figures.
 
 Root never runs git inside a workspace (its ``.git/config`` is the service's):
 status is read by running git as the entry's user (:func:`git_as`). That git still obeys the
@@ -60,11 +62,11 @@ def store_path(state_dir: Path, url: str) -> Path:
 
 
 def _root_git(argv: list[str], *, cwd: Path | None = None, env: dict[str, str] | None = None,
-              timeout: float = 600) -> subprocess.CompletedProcess[str]:
+              timeout: float = 600, input: str | None = None) -> subprocess.CompletedProcess[str]:
     """git as root, in root's own folders only, reading no configuration but the repository's."""
     base = env or gitsource.git_env({"PATH": SYSTEM_PATH, "HOME": "/nonexistent"}, None, None)
     try:
-        return subprocess.run(["git", "-c", "core.hooksPath=/dev/null", *argv], cwd=cwd, env=base,
+        return subprocess.run(["git", "-c", "core.hooksPath=/dev/null", *argv], cwd=cwd, env=base, input=input,
                               capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired as exc:
         raise WorkspaceError(f"git {argv[0]} timed out after {timeout:.0f}s") from exc
@@ -116,18 +118,39 @@ def gained_upstream(store: Path, base: str, upstream: str) -> int | None:
 
 
 def create(store: Path, branch: str, dest: Path, public_url: str) -> None:
-    """A new checkout of ``branch`` at ``dest`` (which must not exist). Its objects are hard links
-    to the store's on the same file system (copies elsewhere): root's, read-only, shared on disk."""
-    steps = [
-        ["clone", "--quiet", "--local", "--no-tags", "--single-branch", "--branch", branch, "--", str(store),
-         str(dest)],
-        # The entry's pushes and fetches go to the real repository (with its own credentials, if any).
-        ["-C", str(dest), "remote", "set-url", "origin", public_url],
-    ]
-    for argv in steps:
-        proc = _root_git(argv, timeout=300)
+    """A new checkout of ``branch`` at ``dest`` (which must not exist) holding that branch's objects
+    only (:mod:`.objects`): hard links to the store's files where they hold nothing else (root's,
+    read-only, shared on disk), a pack of its own for the rest. What ``git clone --single-branch``
+    would set up, made by hand because ``clone --local`` links the whole store."""
+    from maestro_runtime.tasks import objects
+
+    tip = branch_tip(store, branch)
+    if tip is None:
+        raise WorkspaceError(f"workspace {dest.name}: branch {branch!r} is not in the object store")
+
+    def git(argv: list[str], **kw) -> subprocess.CompletedProcess[str]:
+        return _root_git(argv, timeout=300, **kw)
+
+    def run(*argv: str) -> None:
+        proc = git(["-C", str(dest), *argv])
         if proc.returncode != 0:
             raise WorkspaceError(f"git {argv[0]} for workspace {dest.name} failed: {proc.stderr.strip()[-300:]}")
+
+    proc = git(["init", "--quiet", f"--initial-branch={branch}", "--", str(dest)])
+    if proc.returncode != 0:
+        raise WorkspaceError(f"git init for workspace {dest.name} failed: {proc.stderr.strip()[-300:]}")
+    try:
+        objects.fill(git, store, branch, dest / ".git")
+    except objects.ObjectsError as exc:
+        raise WorkspaceError(f"workspace {dest.name}: {exc}") from None
+    run("update-ref", f"refs/heads/{branch}", tip)
+    run("update-ref", f"refs/remotes/origin/{branch}", tip)
+    # The entry's pushes and fetches go to the real repository (with its own credentials, if any).
+    run("config", "remote.origin.url", public_url)
+    run("config", "remote.origin.fetch", f"+refs/heads/{branch}:refs/remotes/origin/{branch}")
+    run("config", f"branch.{branch}.remote", "origin")
+    run("config", f"branch.{branch}.merge", f"refs/heads/{branch}")
+    run("reset", "--quiet", "--hard", tip)
 
 
 # ---------------------------------------------------------------- status, read as the entry's user
