@@ -78,6 +78,11 @@ def parse_head(head: bytes) -> Request:
         raise BadRequest(f"unsupported version {version[:20]!r}")
     if method == "CONNECT":
         host, port = _host_port(target, 443)
+        if port == 80:
+            # A tunnel is opaque: plain HTTP inside it could name any Host on the allowed server
+            # (virtual hosts, CDNs), the very thing the Host check below stops. HTTP clients send
+            # http:// through a proxy as requests, not tunnels.
+            raise BadRequest("no CONNECT to port 80: send http:// requests to the proxy as requests")
         return Request(method, host, port, None)
     url = urlsplit(target)
     if url.scheme != "http" or not url.netloc:

@@ -185,3 +185,15 @@ def test_inward_addresses():
     local = hosts_file_names("127.0.0.1 localhost\n# 10.0.0.1 gone.test\n127.0.0.1 Mirror.Test. other.test # x\n")
     assert local == {"localhost", "mirror.test", "other.test"}
     assert named_inward("mirror.test", local) and not named_inward("gone.test", local)
+
+
+def test_a_tunnel_to_port_80_is_refused_before_any_lookup():
+    """Through a CONNECT tunnel to an allowed name's port 80, a raw request could name any Host
+    that server (a CDN, a virtual host) routes to: plain HTTP must come as a checked request."""
+    resolve = CountingResolver()
+    proxy, proxy_port = _proxy(resolve, allowed=lambda host, port: host == "localhost")  # no outside DNS
+    with socket.create_connection(("127.0.0.1", proxy_port), 10) as s:
+        s.sendall(b"CONNECT localhost:80 HTTP/1.1\r\nHost: localhost:80\r\n\r\n")
+        reply = s.recv(4096).split(b"\r\n")[0]
+    proxy.stop()
+    assert reply.startswith(b"HTTP/1.1 400") and resolve.calls == []
