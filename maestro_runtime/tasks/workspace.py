@@ -200,10 +200,13 @@ def git_as(uid: int, gid: int, home: str, directory: str, argv: list[str], jail:
            "GIT_ALLOW_PROTOCOL": ""}
     prefix: list[str] = []
     hardening = ["-c", "core.fsmonitor=false", "-c", "core.hooksPath=/dev/null", "-c", "log.showSignature=false"]
-    if os.geteuid() == 0 and uid > 0:
-        prefix = [*jail(directory), "/usr/bin/setpriv", f"--reuid={uid}", f"--regid={gid}", "--clear-groups",
-                  "--no-new-privs", "--"]
-    else:  # degraded mode (the entry runs as root too) or tests as a normal user
+    if os.geteuid() == 0:
+        from maestro_runtime.engine.launch import drop_privileges_argv
+
+        # As the entry runs: its user, or in degraded mode root without a capability (the
+        # runtime's own would otherwise reach whatever the checkout's config makes git run).
+        prefix = [*jail(directory), *drop_privileges_argv(uid, gid)]
+    if os.geteuid() != 0 or uid == 0:  # degraded mode (the entry runs as root too) or tests as a normal user
         hardening += ["-c", f"safe.directory={directory}"]
         env["GIT_CONFIG_GLOBAL"] = "/dev/null"
     try:

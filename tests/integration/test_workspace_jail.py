@@ -109,3 +109,26 @@ def test_a_promisor_remote_is_never_fetched_from_while_reading_status(place, use
         assert not (out / "ran").exists(), (out / "ran").read_text()
     finally:
         _gone(out)
+
+
+def test_in_degraded_mode_the_filter_never_gets_the_runtimes_capabilities(place):
+    """Degraded identity: the entry runs as root without any capability. Reading its checkout,
+    root must not lend it the runtime's own (NET_ADMIN would flush the egress firewall)."""
+    repo = make_repo(place / "src")
+    store = ws.store_path(place / "state", repo.url)
+    ws.fetch_branch(repo.url, "main", store)
+    checkout = place / "projects" / "agent"
+    checkout.parent.mkdir()
+    ws.create(store, "main", checkout, repo.url)
+    out = place / "caps"
+    script = checkout / ".git" / "caps.sh"
+    script.write_text(f"#!/bin/sh\ngrep CapEff /proc/self/status >> {out}\ncat\n")
+    script.chmod(0o755)
+    with open(checkout / ".git" / "config", "a") as config:
+        config.write(f'[filter "x"]\n\tclean = {script}\n')
+    (checkout / ".git" / "info").mkdir(exist_ok=True)
+    (checkout / ".git" / "info" / "attributes").write_text("* filter=x\n")
+    os.utime(checkout / "VERSION", (1e9, 1e9))
+    assert ws.status(0, 0, "/root", str(checkout), None) is not None  # no jail: only the drop is tested
+    effective = {int(line.split()[1], 16) for line in out.read_text().splitlines()}
+    assert effective == {0}, out.read_text()
