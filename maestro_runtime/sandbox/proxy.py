@@ -74,6 +74,10 @@ def parse_head(head: bytes) -> Request:
         method, target, version = request_line.split(" ")
     except ValueError as exc:
         raise BadRequest("malformed request line") from exc
+    if any("\n" in line or "\r" in line for line in (request_line, *header_lines)):
+        # A bare LF ends a line for many servers, not here: "X: a\nHost: other" would reach the
+        # upstream as a Host header the check below never saw.
+        raise BadRequest("a bare CR or LF in the request head")
     if not version.startswith("HTTP/1."):
         raise BadRequest(f"unsupported version {version[:20]!r}")
     if method == "CONNECT":

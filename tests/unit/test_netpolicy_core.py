@@ -120,6 +120,11 @@ def test_proxy_heads():
         egress_proxy.parse_head(b"GET http://a.org/ HTTP/1.1\r\nHost: b.org")
     with pytest.raises(egress_proxy.BadRequest, match="more than one"):
         egress_proxy.parse_head(b"GET http://a.org/ HTTP/1.1\r\nHost: a.org\r\nhost: b.org")
+    # A bare LF ends a header line for many servers: a Host header hidden in another line.
+    with pytest.raises(egress_proxy.BadRequest, match="bare CR or LF"):
+        egress_proxy.parse_head(b"GET http://a.org/ HTTP/1.1\r\nX-A: 1\nHost: b.org\r\nHost: a.org")
+    with pytest.raises(egress_proxy.BadRequest, match="bare CR or LF"):
+        egress_proxy.parse_head(b"GET http://a.org/ HTTP/1.1\r\nX-A: 1\rHost: b.org")
     with pytest.raises(egress_proxy.BadRequest, match="credentials"):
         egress_proxy.parse_head(b"GET http://u:p@a.org/ HTTP/1.1\r\nHost: a.org")
     assert b"Host: a.org:81\r\n" in egress_proxy.parse_head(b"GET http://a.org:81/ HTTP/1.1").upstream_head
