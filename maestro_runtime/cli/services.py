@@ -72,7 +72,9 @@ def _services_text(settings: Settings, as_json: bool, kind: str | None = None,
     listed = _provisioning(settings)
     views += [replace(v, step=_provisioning_step(settings, v.name, listed["since"]))  # a row: listed is a dict
               for v in provisioning_views(listed, {r.id for r in records}, time.time())]
-    every = enrich(views, records, PhaseStore(settings.state_dir / "tasks").all())
+    from maestro_runtime.tasks.workspace import sandbox_jail
+
+    every = enrich(views, records, PhaseStore(settings.state_dir / "tasks").all(), sandbox_jail(settings))
     views = [v for v in every if matches(v, kind, state)]
     if as_json:
         text = json.dumps([v.as_json() for v in views], indent=2)

@@ -118,6 +118,7 @@ class Shape:
 
     writable: tuple[str, ...]  # bound read-write at the same path (must exist)
     writable_try: tuple[str, ...] = ()  # bound read-write if they exist
+    readonly: tuple[str, ...] = ()  # bound read-only at the same path (must exist)
     chdir: str | None = None
     unshare_net: bool = True
     new_session: bool = False
@@ -168,11 +169,13 @@ def bwrap_argv(bwrap: str, view: View, shape: Shape) -> list[str]:
     for folder in ("/tmp", "/run", "/var/tmp"):
         argv += ["--tmpfs", folder]
     ro = [dest for kind, _, dest in view.entries if kind == "ro"]
-    argv += _parents([*shape.writable, *shape.writable_try], ro, ("/tmp", "/run", "/var", "/var/tmp"))
+    argv += _parents([*shape.writable, *shape.writable_try, *shape.readonly], ro, ("/tmp", "/run", "/var", "/var/tmp"))
     for folder in shape.writable:
         argv += ["--bind", folder, folder]
     for folder in shape.writable_try:
         argv += ["--bind-try", folder, folder]
+    for folder in shape.readonly:
+        argv += ["--ro-bind", folder, folder]
     if shape.chdir:
         argv += ["--chdir", shape.chdir]
     return [*argv, *shape.fds, "--"]

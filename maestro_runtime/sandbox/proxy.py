@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import socket
 import threading
@@ -73,10 +74,19 @@ def parse_head(head: bytes) -> Request:
         method, target, version = request_line.split(" ")
     except ValueError as exc:
         raise BadRequest("malformed request line") from exc
+    if any("\n" in line or "\r" in line for line in (request_line, *header_lines)):
+        # A bare LF ends a line for many servers, not here: "X: a\nHost: other" would reach the
+        # upstream as a Host header the check below never saw.
+        raise BadRequest("a bare CR or LF in the request head")
     if not version.startswith("HTTP/1."):
         raise BadRequest(f"unsupported version {version[:20]!r}")
     if method == "CONNECT":
         host, port = _host_port(target, 443)
+        if port == 80:
+            # A tunnel is opaque: plain HTTP inside it could name any Host on the allowed server
+            # (virtual hosts, CDNs), the very thing the Host check below stops. HTTP clients send
+            # http:// through a proxy as requests, not tunnels.
+            raise BadRequest("no CONNECT to port 80: send http:// requests to the proxy as requests")
         return Request(method, host, port, None)
     url = urlsplit(target)
     if url.scheme != "http" or not url.netloc:
@@ -164,15 +174,70 @@ def _usable(expires: float, future: asyncio.Future) -> bool:
     return not (future.done() and (future.cancelled() or future.exception() is not None))
 
 
-class _Loop(asyncio.SelectorEventLoop):
-    """The proxy's own loop: asyncio's connect (happy eyeballs included) resolves through it."""
+def inward(address: str) -> bool:
+    """An address that leads back into the machine or its cloud, not out: loopback, link-local
+    (169.254.169.254, the metadata service), unspecified, multicast; IPv4-mapped forms too."""
+    try:
+        ip = ipaddress.ip_address(address.split("%", 1)[0])
+    except ValueError:
+        return True
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return ip.is_loopback or ip.is_link_local or ip.is_unspecified or ip.is_multicast
 
-    def __init__(self, resolver: Resolver):
+
+def hosts_file_names(text: str) -> frozenset[str]:
+    """The names of an /etc/hosts text (root's: what it maps is the operator's say, not DNS's)."""
+    names = set()
+    for line in text.splitlines():
+        words = line.split("#", 1)[0].split()
+        names.update(w.lower().rstrip(".") for w in words[1:])
+    return frozenset(names)
+
+
+def _local_names() -> frozenset[str]:
+    try:
+        with open("/etc/hosts", encoding="utf-8", errors="replace") as fh:
+            return hosts_file_names(fh.read(1 << 20))
+    except OSError:
+        return frozenset()
+
+
+def named_inward(host: str, local: frozenset[str] = frozenset()) -> bool:
+    """The allowlist named the machine itself (``localhost``, an address, a name /etc/hosts
+    maps): the operator meant it. A name only DNS answers for is the remote's say."""
+    name = host.strip("[]").lower().rstrip(".")
+    if name == "localhost" or name in local:
+        return True
+    try:
+        ipaddress.ip_address(name.split("%", 1)[0])
+    except ValueError:
+        return False
+    return True
+
+
+class _Loop(asyncio.SelectorEventLoop):
+    """The proxy's own loop: asyncio's connect (happy eyeballs included) resolves through it.
+
+    The proxy runs in the container's network, where loopback is the container's own (its
+    services' ports) and link-local is the cloud's metadata service. A name on the allowlist
+    whose DNS answers with such an address (a wildcard over names anyone can point anywhere,
+    a rebinding domain) must not lead there: the addresses connected to are the ones checked."""
+
+    def __init__(self, resolver: Resolver, local: frozenset[str]):
         super().__init__()
         self.resolver = resolver
+        self.local = local
 
     async def getaddrinfo(self, host, port, *, family=0, type=0, proto=0, flags=0):
-        return await self.resolver.lookup(self, host, port, family, type, proto, flags)
+        infos = await self.resolver.lookup(self, host, port, family, type, proto, flags)
+        if named_inward(str(host), self.local):
+            return infos
+        kept = [info for info in infos if not inward(str(info[4][0]))]
+        if not kept:
+            raise OSError(f"{host} resolves to {', '.join(sorted({str(i[4][0]) for i in infos}))}: "
+                          "an address inside the machine (loopback, link-local), refused")
+        return kept
 
 
 async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -237,12 +302,12 @@ class ProxyThread:
     """Serves the proxy on an already listening socket, in a daemon thread with its own loop."""
 
     def __init__(self, listener: socket.socket, allowed: Callable[[str, int], bool], label: str,
-                 resolver: Resolver | None = None):
+                 resolver: Resolver | None = None, local_names: frozenset[str] | None = None):
         self.listener = listener
         self.allowed = allowed
         self.label = label
         self.resolver = resolver or Resolver()
-        self.loop = _Loop(self.resolver)
+        self.loop = _Loop(self.resolver, _local_names() if local_names is None else local_names)
         self.thread = threading.Thread(target=self._run, name="maestro-egress-proxy", daemon=True)
         self._ready = threading.Event()
         self._stop: asyncio.Event | None = None

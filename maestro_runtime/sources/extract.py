@@ -16,7 +16,6 @@ from __future__ import annotations
 import errno
 import os
 import posixpath
-import shutil
 import stat
 import tarfile
 import zipfile
@@ -24,6 +23,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from maestro_runtime import safefs
 from maestro_runtime.spec.naming import ARCHIVE_SUFFIXES
 
 _DATA_FILTER = getattr(tarfile, "data_filter", None)
@@ -186,6 +186,24 @@ def _copy_capped(src, dst: Path, budget: list[int], mode: int) -> None:
     os.chmod(dst, mode)
 
 
+def _copy_link_target(dest: Path, step: Planned, out: Path, budget: list[int]) -> None:
+    """A hard link becomes a copy of its target, read through no link at all: a chain of the
+    archive's own links (``y -> .``, ``x -> y/y/../..``) each look inside the project and still
+    lead out of it (``x/etc/shadow``). The copy counts against the size cap like any file."""
+    parent, name = posixpath.split(step.target)
+    try:
+        with safefs.opened_dir(dest / parent, under=dest) as folder:
+            fd = os.open(name, safefs.READ_FLAGS, dir_fd=folder)
+    except (safefs.UnsafeFile, OSError):
+        fd = -1
+    if fd < 0 or not stat.S_ISREG(os.fstat(fd).st_mode):
+        if fd >= 0:
+            os.close(fd)
+        raise ExtractError(f"hardlink {step.path!r} -> {step.target!r}: no file to link to")
+    with os.fdopen(fd, "rb") as src:
+        _copy_capped(src, out, budget, (os.fstat(fd).st_mode & 0o755) | 0o600)
+
+
 def _place(dest: Path, step: Planned) -> Path | None:
     """Where a planned member goes, checked to be inside ``dest``. Folders are made here (None
     is returned); for anything else the parent exists and the path is still free."""
@@ -214,11 +232,8 @@ def _extract_tar(archive: Path, dest: Path, caps: Caps) -> None:
                     continue
                 if step.member.kind == "symlink":
                     os.symlink(info.linkname, out)
-                elif step.member.kind == "hardlink":
-                    source = dest / step.target
-                    if source.is_symlink() or not source.is_file():
-                        raise ExtractError(f"hardlink {step.path!r} -> {step.target!r}: no file to link to")
-                    shutil.copy2(source, out)  # a copy: a hard link would tie two project files together
+                elif step.member.kind == "hardlink":  # a copy: a link would tie two project files together
+                    _copy_link_target(dest, step, out, budget)
                 else:
                     # The 'data' filter re-validates the member (mode bits, names) before we copy it.
                     # It arrived in Python 3.11.4 (Debian 12 has 3.11.2): our own checks above stand alone.

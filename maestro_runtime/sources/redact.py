@@ -10,8 +10,9 @@ from __future__ import annotations
 import re
 
 MASK = "***"
-# Userinfo of any URL: scheme://user[:password]@host
-_USERINFO = re.compile(r"(?<=://)[^/?#@\s\"'<>]+@")
+# Userinfo of any URL: scheme://user[:password]@host, up to the authority's last "@" (as URL
+# parsers read it: a password may hold an unencoded "@", and every character of it is secret).
+_USERINFO = re.compile(r"(?<=://)[^/?#\s\"'<>]*@")
 # A parameter whose name looks like it carries a secret, case-insensitive: token, access_token,
 # password, api_key, client_secret, auth, credential, sig / signature (X-Amz-Signature,
 # X-Goog-Signature, X-Amz-Credential, X-Amz-Security-Token...). Over-redaction is harmless.

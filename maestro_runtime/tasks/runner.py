@@ -71,6 +71,14 @@ class Runner:
         self._cache: list[ServiceRecord] = []
         self._stamp = -1
         self._read_at = 0.0
+        self._jail = None  # where git reads a workspace (tasks/workspace.py), made on first use
+
+    def jail(self):
+        from maestro_runtime.tasks.workspace import sandbox_jail
+
+        if self._jail is None:
+            self._jail = sandbox_jail(self.settings)
+        return self._jail
 
     # ------------------------------------------------------------ the loop body
 
@@ -160,7 +168,7 @@ class Runner:
         if r.workspace and phase.start_commit:
             from maestro_runtime.tasks.workspace import commits_since
 
-            commits = commits_since(r.uid, r.gid, r.home, r.directory, phase.start_commit)
+            commits = commits_since(r.uid, r.gid, r.home, r.directory, phase.start_commit, self.jail())
         done = phase.to(outcome, want=False, exit_code=code, ended=ended, reason=reason, commits=commits)
         self.launched.discard(r.id)
         self.on_event(f"task.{outcome}", r.id, {"exit_code": code, "duration": done.duration, "reason": reason})
@@ -201,7 +209,8 @@ class Runner:
         if r.workspace:
             from maestro_runtime.tasks.workspace import git_as
 
-            start_commit = (git_as(r.uid, r.gid, r.home, r.directory, ["rev-parse", "HEAD"]) or "").strip() or None
+            head = git_as(r.uid, r.gid, r.home, r.directory, ["rev-parse", "HEAD"], self.jail())
+            start_commit = (head or "").strip() or None
         if not self._call("supervisor.startProcess", r.id, False):
             return phase
         self.launched.add(r.id)

@@ -41,7 +41,7 @@ def status_text(view: ServiceView, phase: Phase | None, role: str) -> str:
     return text
 
 
-def git_json(record: ServiceRecord, phase: Phase | None) -> dict[str, Any] | None:
+def git_json(record: ServiceRecord, phase: Phase | None, jail=None) -> dict[str, Any] | None:
     from pathlib import Path
 
     from maestro_runtime.tasks import workspace as ws
@@ -50,20 +50,23 @@ def git_json(record: ServiceRecord, phase: Phase | None) -> dict[str, Any] | Non
         return None
     store, branch = Path(record.workspace.get("store", "")), record.workspace.get("branch", "")
     upstream = ws.branch_tip(store, branch) if store.is_dir() else None
+    jail = jail or ws.no_jail
     status = ws.status(record.uid, record.gid, record.home, record.directory, upstream, store=store,
-                       base=record.workspace.get("base"))
+                       base=record.workspace.get("base"), jail=jail)
     if status is None:
         return {"branch": branch, "changed": 0, "ahead": 0, "behind": 0, "last_commit": None,
                 "commits_made": None, "error": "workspace unreadable"}
     made = phase.commits if phase else None
     if phase and phase.phase == RUNNING and phase.start_commit:  # live count during the run
-        made = ws.commits_since(record.uid, record.gid, record.home, record.directory, phase.start_commit)
+        made = ws.commits_since(record.uid, record.gid, record.home, record.directory, phase.start_commit, jail)
     return {"branch": status.branch, "changed": status.changed, "ahead": status.ahead, "behind": status.behind,
             "last_commit": status.last_commit, "head": status.head, "upstream": upstream,
             "commits_made": made if record.role == "task" else None}
 
 
-def enrich(views: list[ServiceView], records: list[ServiceRecord], phases: dict[str, Phase]) -> list[ServiceView]:
+def enrich(views: list[ServiceView], records: list[ServiceRecord], phases: dict[str, Phase],
+           jail=None) -> list[ServiceView]:
+    """``jail``: where git reads a workspace (``workspace.sandbox_jail``); None: unconfined (tests)."""
     by_id = {r.id: r for r in records}
     out = []
     for v in views:
@@ -75,7 +78,7 @@ def enrich(views: list[ServiceView], records: list[ServiceRecord], phases: dict[
         out.append(replace(
             v, role=r.role, depends_on=dict(r.depends_on) or None,
             task=task_json(phase) if r.role == "task" else None,
-            git=git_json(r, phase) if r.ready else None,
+            git=git_json(r, phase, jail) if r.ready else None,
             status=status_text(v, phase, r.role),
         ))
     return out

@@ -2,20 +2,27 @@
 
 Every entry on a repository shares one object store: a bare repository under
 ``<state>/git/<hash>.git``, owned by root, mode 0700, that root alone fetches
-into and reads. Each entry gets its own clone of its branch made by root with
-``git clone --local``: its object files are hard links to the store's (so the
-history is on disk once), left root-owned and read-only in the entry's folder,
-and every commit the entry makes is its own file.
+into and reads. Each entry gets its own clone of its branch made by root: its
+object files are hard links to the store's where those hold only its branch's
+objects (so shared history is on disk once), left root-owned and read-only in the
+entry's folder, and every commit the entry makes is its own file.
 
 Why not ``git clone --shared`` (alternates) or ``git worktree add``: both need
 every entry's user to read the store, which holds every branch anyone fetched
 (and, without the sandbox, any user could read any repository's store); a
-worktree would also need it writable. A hard link gives the user exactly the
-objects of its own clone, nothing more, and they stay valid whatever the store
-later prunes. See benchmarks/bench_workspaces.py for the disk and time figures.
+worktree would also need it writable. Nor ``git clone --local``: it links the
+whole object folder, so a checkout could read another entry's branch (:mod:`.objects`
+links only the store files that hold nothing but the branch's objects, and packs the
+rest). Linked or packed, they stay valid whatever the store later prunes. See
+benchmarks/bench_workspaces.py for the disk and time figures.
 
 Root never runs git inside a workspace (its ``.git/config`` is the service's):
-status is read by running git as the entry's user (:func:`git_as`).
+status is read by running git as the entry's user (:func:`git_as`). That git still obeys the
+service's config, and some of it runs commands (a ``filter.*.clean`` on a racy file during
+``status``, a promisor remote's ``uploadpack`` on a missing object): so, when services are
+sandboxed, it runs in a bubblewrap jail of its own (:func:`sandbox_jail`: no network, a read-only
+view of the checkout, killed with its pid namespace on a timeout), never beside root, outside
+the service's sandbox, network policy and lifetime.
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ import hashlib
 import os
 import subprocess
 import tempfile
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -33,6 +41,11 @@ from maestro_runtime.sources.redact import redact
 
 SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 GIT_TIMEOUT = 10.0  # reading a checkout's status: a hostile repository must not stall list-services or the runner
+Jail = Callable[[str], Sequence[str]]  # a checkout's folder -> the argv that confines git reading it ("--" last)
+
+
+def no_jail(directory: str) -> Sequence[str]:
+    return ()
 
 
 class WorkspaceError(Exception):
@@ -49,11 +62,11 @@ def store_path(state_dir: Path, url: str) -> Path:
 
 
 def _root_git(argv: list[str], *, cwd: Path | None = None, env: dict[str, str] | None = None,
-              timeout: float = 600) -> subprocess.CompletedProcess[str]:
+              timeout: float = 600, input: str | None = None) -> subprocess.CompletedProcess[str]:
     """git as root, in root's own folders only, reading no configuration but the repository's."""
     base = env or gitsource.git_env({"PATH": SYSTEM_PATH, "HOME": "/nonexistent"}, None, None)
     try:
-        return subprocess.run(["git", "-c", "core.hooksPath=/dev/null", *argv], cwd=cwd, env=base,
+        return subprocess.run(["git", "-c", "core.hooksPath=/dev/null", *argv], cwd=cwd, env=base, input=input,
                               capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired as exc:
         raise WorkspaceError(f"git {argv[0]} timed out after {timeout:.0f}s") from exc
@@ -105,18 +118,39 @@ def gained_upstream(store: Path, base: str, upstream: str) -> int | None:
 
 
 def create(store: Path, branch: str, dest: Path, public_url: str) -> None:
-    """A new checkout of ``branch`` at ``dest`` (which must not exist). Its objects are hard links
-    to the store's on the same file system (copies elsewhere): root's, read-only, shared on disk."""
-    steps = [
-        ["clone", "--quiet", "--local", "--no-tags", "--single-branch", "--branch", branch, "--", str(store),
-         str(dest)],
-        # The entry's pushes and fetches go to the real repository (with its own credentials, if any).
-        ["-C", str(dest), "remote", "set-url", "origin", public_url],
-    ]
-    for argv in steps:
-        proc = _root_git(argv, timeout=300)
+    """A new checkout of ``branch`` at ``dest`` (which must not exist) holding that branch's objects
+    only (:mod:`.objects`): hard links to the store's files where they hold nothing else (root's,
+    read-only, shared on disk), a pack of its own for the rest. What ``git clone --single-branch``
+    would set up, made by hand because ``clone --local`` links the whole store."""
+    from maestro_runtime.tasks import objects
+
+    tip = branch_tip(store, branch)
+    if tip is None:
+        raise WorkspaceError(f"workspace {dest.name}: branch {branch!r} is not in the object store")
+
+    def git(argv: list[str], **kw) -> subprocess.CompletedProcess[str]:
+        return _root_git(argv, timeout=300, **kw)
+
+    def run(*argv: str) -> None:
+        proc = git(["-C", str(dest), *argv])
         if proc.returncode != 0:
             raise WorkspaceError(f"git {argv[0]} for workspace {dest.name} failed: {proc.stderr.strip()[-300:]}")
+
+    proc = git(["init", "--quiet", f"--initial-branch={branch}", "--", str(dest)])
+    if proc.returncode != 0:
+        raise WorkspaceError(f"git init for workspace {dest.name} failed: {proc.stderr.strip()[-300:]}")
+    try:
+        objects.fill(git, store, branch, dest / ".git")
+    except objects.ObjectsError as exc:
+        raise WorkspaceError(f"workspace {dest.name}: {exc}") from None
+    run("update-ref", f"refs/heads/{branch}", tip)
+    run("update-ref", f"refs/remotes/origin/{branch}", tip)
+    # The entry's pushes and fetches go to the real repository (with its own credentials, if any).
+    run("config", "remote.origin.url", public_url)
+    run("config", "remote.origin.fetch", f"+refs/heads/{branch}:refs/remotes/origin/{branch}")
+    run("config", f"branch.{branch}.remote", "origin")
+    run("config", f"branch.{branch}.merge", f"refs/heads/{branch}")
+    run("reset", "--quiet", "--hard", tip)
 
 
 # ---------------------------------------------------------------- status, read as the entry's user
@@ -132,15 +166,47 @@ class GitStatus:
     head: str
 
 
-def git_as(uid: int, gid: int, home: str, directory: str, argv: list[str]) -> str | None:
-    """Run git as the entry's user in its workspace: its own config then only affects itself."""
+def sandbox_jail(settings) -> Jail:
+    """The jail git reads a checkout in, as its services are confined: none when services run
+    unsandboxed (the service is then no better confined than the git reading it)."""
+    from maestro_runtime.sandbox.bwrap import Shape, bwrap_argv, system_view
+    from maestro_runtime.sandbox.policy import SandboxError, SandboxPolicy
+
+    policy = SandboxPolicy.from_settings(settings)
+
+    def jail(directory: str) -> Sequence[str]:
+        try:
+            on, _ = policy.sandboxed()
+        except SandboxError:  # require mode without bubblewrap: no service runs, nothing to read
+            on = False
+        if not on:
+            return ()
+        # The checkout read-only (optional locks are off: git writes nothing), no network, its
+        # own pid namespace: whatever the service's config starts ends with it.
+        shape = Shape(writable=(), readonly=(directory,), unshare_net=True, new_session=True,
+                      private_proc=policy.probe().private_proc)
+        return bwrap_argv(policy.config.bwrap, system_view(policy.config), shape)
+
+    return jail
+
+
+def git_as(uid: int, gid: int, home: str, directory: str, argv: list[str], jail: Jail = no_jail) -> str | None:
+    """Run git as the entry's user in its workspace: its own config then only affects itself,
+    and the commands that config names run in ``jail`` (see the module's doc)."""
     env = {"PATH": SYSTEM_PATH, "HOME": home or "/nonexistent", "LC_ALL": "C", "GIT_CONFIG_NOSYSTEM": "1",
-           "GIT_TERMINAL_PROMPT": "0", "GIT_OPTIONAL_LOCKS": "0"}
+           "GIT_TERMINAL_PROMPT": "0", "GIT_OPTIONAL_LOCKS": "0",
+           # No transport at all: a missing object in a "partial clone" would otherwise be fetched
+           # by running the repository's remote.*.uploadpack (or ssh, or ext::).
+           "GIT_ALLOW_PROTOCOL": ""}
     prefix: list[str] = []
-    hardening = ["-c", "core.fsmonitor=false", "-c", "core.hooksPath=/dev/null"]
-    if os.geteuid() == 0 and uid > 0:
-        prefix = ["/usr/bin/setpriv", f"--reuid={uid}", f"--regid={gid}", "--clear-groups", "--no-new-privs", "--"]
-    else:  # degraded mode (the entry runs as root too) or tests as a normal user
+    hardening = ["-c", "core.fsmonitor=false", "-c", "core.hooksPath=/dev/null", "-c", "log.showSignature=false"]
+    if os.geteuid() == 0:
+        from maestro_runtime.engine.launch import drop_privileges_argv
+
+        # As the entry runs: its user, or in degraded mode root without a capability (the
+        # runtime's own would otherwise reach whatever the checkout's config makes git run).
+        prefix = [*jail(directory), *drop_privileges_argv(uid, gid)]
+    if os.geteuid() != 0 or uid == 0:  # degraded mode (the entry runs as root too) or tests as a normal user
         hardening += ["-c", f"safe.directory={directory}"]
         env["GIT_CONFIG_GLOBAL"] = "/dev/null"
     try:
@@ -152,12 +218,12 @@ def git_as(uid: int, gid: int, home: str, directory: str, argv: list[str]) -> st
 
 
 def status(uid: int, gid: int, home: str, directory: str, upstream: str | None, *,
-           store: Path | None = None, base: str | None = None) -> GitStatus | None:
+           store: Path | None = None, base: str | None = None, jail: Jail = no_jail) -> GitStatus | None:
     """The checkout as its user sees it; ``store`` and ``base`` (the commit it was made from)
     count what upstream gained that the checkout has not fetched."""
 
     def git(*argv: str) -> str | None:
-        return git_as(uid, gid, home, directory, list(argv))
+        return git_as(uid, gid, home, directory, list(argv), jail)
 
     head = (git("rev-parse", "HEAD") or "").strip()
     if not head:
@@ -170,13 +236,13 @@ def status(uid: int, gid: int, home: str, directory: str, upstream: str | None, 
         if len(counts) == 2:
             ahead, behind = int(counts[0]), int(counts[1])
         elif store is not None and base:  # upstream's new commits are in the store only
-            ahead = commits_since(uid, gid, home, directory, base) or 0
+            ahead = commits_since(uid, gid, home, directory, base, jail) or 0
             behind = gained_upstream(store, base, upstream) or 0
     last = (git("log", "-1", "--format=%h %s") or "").strip()
     return GitStatus(branch, len([line for line in porcelain.splitlines() if line.strip()]), ahead, behind,
                      last[:120], head)
 
 
-def commits_since(uid: int, gid: int, home: str, directory: str, start: str) -> int | None:
-    out = git_as(uid, gid, home, directory, ["rev-list", "--count", f"{start}..HEAD"])
+def commits_since(uid: int, gid: int, home: str, directory: str, start: str, jail: Jail = no_jail) -> int | None:
+    out = git_as(uid, gid, home, directory, ["rev-list", "--count", f"{start}..HEAD"], jail)
     return int(out.strip()) if out and out.strip().isdigit() else None

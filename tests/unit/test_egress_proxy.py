@@ -62,9 +62,10 @@ class CountingResolver:
         return socket.getaddrinfo(host, port, *rest)
 
 
-def _proxy(resolve, allowed=lambda host, port: True):
+def _proxy(resolve, allowed=lambda host, port: True, local_names=None):
     listener = socket.create_server(("127.0.0.1", 0))
-    return ProxyThread(listener, allowed, "test", Resolver(resolve)).start(), listener.getsockname()[1]
+    return (ProxyThread(listener, allowed, "test", Resolver(resolve), local_names=local_names).start(),
+            listener.getsockname()[1])
 
 
 def _through_tunnel(proxy_port: int, port: int, paths=("/",)) -> list[str]:
@@ -148,3 +149,51 @@ def test_expired_entries_are_dropped_past_the_limit():
 
     asyncio.run(many())
     assert len(resolver._entries) <= 11
+
+
+def test_an_allowed_name_that_resolves_to_loopback_is_refused(upstream):
+    """A stand-in resolver (no outside name may be resolved in tests) answers like a hostile or
+    rebinding DNS for an allowlisted name: 127.0.0.1, where the container's own services listen."""
+    calls = []
+
+    def hostile_dns(host, port, *rest):
+        calls.append(host)
+        return socket.getaddrinfo("127.0.0.1", port, *rest)
+
+    # /etc/hosts names stay the operator's say (tests/integration/test_egress_proxy_real.py maps one).
+    proxy, proxy_port = _proxy(hostile_dns, allowed=lambda host, port: host == "pkgs.example.com",
+                               local_names=frozenset({"allowed.maestro.test"}))
+    conn = http.client.HTTPConnection("127.0.0.1", proxy_port, timeout=10)
+    conn.set_tunnel("pkgs.example.com", upstream)
+    try:
+        with pytest.raises(OSError, match="502"):
+            conn.request("GET", "/")
+    finally:
+        conn.close()
+    proxy.stop()
+    assert calls == ["pkgs.example.com"] and dict(proxy.stats.failed) == {f"pkgs.example.com:{upstream}": 1}
+
+
+def test_inward_addresses():
+    from maestro_runtime.sandbox.proxy import hosts_file_names, inward, named_inward
+
+    assert all(inward(a) for a in ("127.0.0.1", "127.8.9.1", "::1", "169.254.169.254", "fe80::1%eth0", "0.0.0.0",
+                                   "::ffff:127.0.0.1", "::ffff:169.254.169.254", "224.0.0.1"))
+    assert not any(inward(a) for a in ("93.184.216.34", "10.0.0.5", "2606:2800:220:1::1"))
+    assert named_inward("localhost") and named_inward("127.0.0.1") and named_inward("[::1]")
+    assert not named_inward("registry.npmjs.org")
+    local = hosts_file_names("127.0.0.1 localhost\n# 10.0.0.1 gone.test\n127.0.0.1 Mirror.Test. other.test # x\n")
+    assert local == {"localhost", "mirror.test", "other.test"}
+    assert named_inward("mirror.test", local) and not named_inward("gone.test", local)
+
+
+def test_a_tunnel_to_port_80_is_refused_before_any_lookup():
+    """Through a CONNECT tunnel to an allowed name's port 80, a raw request could name any Host
+    that server (a CDN, a virtual host) routes to: plain HTTP must come as a checked request."""
+    resolve = CountingResolver()
+    proxy, proxy_port = _proxy(resolve, allowed=lambda host, port: host == "localhost")  # no outside DNS
+    with socket.create_connection(("127.0.0.1", proxy_port), 10) as s:
+        s.sendall(b"CONNECT localhost:80 HTTP/1.1\r\nHost: localhost:80\r\n\r\n")
+        reply = s.recv(4096).split(b"\r\n")[0]
+    proxy.stop()
+    assert reply.startswith(b"HTTP/1.1 400") and resolve.calls == []

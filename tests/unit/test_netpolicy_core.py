@@ -112,11 +112,19 @@ def test_proxy_heads():
     assert got.upstream_head == (b"GET /x?y=1 HTTP/1.1\r\nHost: a.org\r\nAccept: */*\r\n"
                                  b"Connection: close\r\n\r\n")
     assert egress_proxy.parse_head(b"CONNECT [::1]:22 HTTP/1.1").host == "::1"
+    # A tunnel to port 80 would carry plain HTTP with any Host header, past the check below.
+    with pytest.raises(egress_proxy.BadRequest, match="port 80"):
+        egress_proxy.parse_head(b"CONNECT a.org:80 HTTP/1.1\r\nHost: a.org:80")
     # The Host header must name the target (the upstream routes on it); a missing one is added.
     with pytest.raises(egress_proxy.BadRequest, match="does not match"):
         egress_proxy.parse_head(b"GET http://a.org/ HTTP/1.1\r\nHost: b.org")
     with pytest.raises(egress_proxy.BadRequest, match="more than one"):
         egress_proxy.parse_head(b"GET http://a.org/ HTTP/1.1\r\nHost: a.org\r\nhost: b.org")
+    # A bare LF ends a header line for many servers: a Host header hidden in another line.
+    with pytest.raises(egress_proxy.BadRequest, match="bare CR or LF"):
+        egress_proxy.parse_head(b"GET http://a.org/ HTTP/1.1\r\nX-A: 1\nHost: b.org\r\nHost: a.org")
+    with pytest.raises(egress_proxy.BadRequest, match="bare CR or LF"):
+        egress_proxy.parse_head(b"GET http://a.org/ HTTP/1.1\r\nX-A: 1\rHost: b.org")
     with pytest.raises(egress_proxy.BadRequest, match="credentials"):
         egress_proxy.parse_head(b"GET http://u:p@a.org/ HTTP/1.1\r\nHost: a.org")
     assert b"Host: a.org:81\r\n" in egress_proxy.parse_head(b"GET http://a.org:81/ HTTP/1.1").upstream_head

@@ -57,10 +57,20 @@ def test_unsupported_error_hides_credentials():
         ("https://tok123@example.com/a.tar.gz", "tok123"),
         ("https://example.com/a.tar.gz?token=tok123&x=1", "tok123"),
         ("https://s3.example.com/a.zip?X-Amz-Signature=tok123", "tok123"),
+        # A password with an unencoded "@": URL parsers (urllib, httpx, git) take the last "@"
+        # as the end of the userinfo, so the whole of "tok@123" is sent, and must be hidden.
+        ("https://user:tok@123@example.com/a.tar.gz", "123"),
+        ("fetching https://user:tok@123@example.com/a.git failed: see https://example.com/help", "123"),
     ],
 )
 def test_redact(raw, secret):
     assert secret not in redact(raw)
+
+
+def test_redact_keeps_what_is_not_a_secret():
+    assert redact("https://user:tok@123@example.com/a.tar.gz") == "https://***@example.com/a.tar.gz"
+    text = "from https://a:b@h.example/x to https://h2.example/y?q=1 and mail me@example.com"
+    assert redact(text) == "from https://***@h.example/x to https://h2.example/y?q=1 and mail me@example.com"
 
 
 def test_fetch_options_from_settings():

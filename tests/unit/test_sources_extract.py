@@ -142,3 +142,24 @@ def test_truncated_archive(tmp_path):
     cut.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
     with pytest.raises(ExtractError, match="cannot read"):
         extract_archive(cut, tmp_path / "out")
+
+
+def test_a_hardlink_never_copies_a_file_through_a_chain_of_inside_links(tmp_path):
+    """Each link looks inside the project: y -> ".", x -> "y/y/.../../..". Together x is the
+    folder 12 levels up, and a hard link to x/<path> had root copy any file of the machine."""
+    secret = tmp_path / "secret.txt"
+    secret.write_text("root's secret\n")
+    up = "/".join(["y"] * 12 + [".."] * 12)
+    steal = f"p/x{secret}"
+    entries = [*project_entries("p"), ("symlink", "p/y", "."), ("symlink", "p/x", up), ("hardlink", "p/stolen", steal)]
+    with pytest.raises(ExtractError, match="no file to link to"):
+        extract_archive(make_tar(tmp_path / "a.tgz", entries), tmp_path / "r/out")
+    assert not (tmp_path / "r/out/stolen").exists()
+
+
+def test_hardlink_copies_count_against_the_size_cap(tmp_path):
+    """One file and many hard links to it: each is a copy on disk, so each counts."""
+    entries = [("dir", "p", None), ("file", "p/big", b"x" * 1000),
+               *[("hardlink", f"p/copy{i}", "p/big") for i in range(10)]]
+    with pytest.raises(ExtractError, match="size cap"):
+        extract_archive(make_tar(tmp_path / "a.tgz", entries), tmp_path / "out", caps=Caps(max_bytes=5000))

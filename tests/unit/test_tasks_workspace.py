@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 
 import pytest
 from fixtures.gitrepos import git, make_repo
@@ -52,3 +53,42 @@ def test_a_tag_is_not_a_branch(tmp_path):
     repo = make_repo(tmp_path / "src")
     with pytest.raises(ws.NotABranch, match="'v1' is not a branch"):
         ws.fetch_branch(repo.url, "v1", ws.store_path(tmp_path / "state", repo.url))
+
+
+def test_a_workspace_never_holds_the_objects_of_another_entrys_branch(tmp_path):
+    """The store holds every branch anyone fetched: a checkout made after another entry's branch
+    came in gets its own branch's objects only, not hard links to the whole store."""
+    repo = make_repo(tmp_path / "src")
+    store = ws.store_path(tmp_path / "state", repo.url)
+    ws.fetch_branch(repo.url, "feature", store)  # another entry's branch
+    ws.fetch_branch(repo.url, "main", store)
+    ws.create(store, "main", tmp_path / "a", repo.url)
+    seen = subprocess.run(["git", "-C", str(tmp_path / "a"), "cat-file", "-e", repo.feature_sha],
+                          capture_output=True)
+    assert seen.returncode != 0, "the feature branch's commit is readable from main's workspace"
+    assert git("rev-parse", "HEAD", cwd=tmp_path / "a") == repo.main_sha
+    assert (tmp_path / "a" / "VERSION").read_text() == "main\n"
+    assert git("status", "--porcelain", cwd=tmp_path / "a") == ""
+    assert git("rev-parse", "--abbrev-ref", "@{upstream}", cwd=tmp_path / "a") == "origin/main"
+    assert git("config", "remote.origin.url", cwd=tmp_path / "a") == repo.url
+    # What it shares with the store is still linked, not copied.
+    in_store = {p.stat().st_ino for p in (store / "objects").rglob("*") if p.is_file()}
+    assert any(p.stat().st_ino in in_store for p in (tmp_path / "a" / ".git/objects").rglob("*") if p.is_file())
+
+
+def test_a_branch_packed_in_the_store_links_its_packs_and_packs_the_rest(tmp_path):
+    """Packed stores (big fetches): a pack of main's history is linked into feature's checkout,
+    feature's own pack is not linked into main's."""
+    repo = make_repo(tmp_path / "src")
+    store = ws.store_path(tmp_path / "state", repo.url)
+    ws.fetch_branch(repo.url, "main", store)
+    git("--git-dir", str(store), "repack", "-q", "-d", "-l", cwd=tmp_path)  # main's objects: one pack
+    ws.fetch_branch(repo.url, "feature", store)
+    ws.create(store, "feature", tmp_path / "f", repo.url)
+    ws.create(store, "main", tmp_path / "m", repo.url)
+    in_store = {p.stat().st_ino for p in (store / "objects").rglob("*") if p.is_file()}
+    packs = [p for p in (tmp_path / "f" / ".git/objects/pack").glob("*.pack")]
+    assert any(p.stat().st_ino in in_store for p in packs)  # main's history, shared
+    assert git("log", "--format=%s", cwd=tmp_path / "f").splitlines() == ["feature", "main"]
+    assert subprocess.run(["git", "-C", str(tmp_path / "m"), "cat-file", "-e", repo.feature_sha]).returncode != 0
+    assert git("fsck", "--no-dangling", cwd=tmp_path / "m") == git("fsck", "--no-dangling", cwd=tmp_path / "f") == ""

@@ -1,0 +1,134 @@
+"""Root reads a branch workspace's status with git as the entry's user: the commands the
+service's own git config names must not run outside its sandbox (real git, useradd, bubblewrap)."""
+
+import os
+import pwd
+import shutil
+import subprocess
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+from fixtures.gitrepos import make_repo
+
+from maestro_runtime.settings import Settings
+from maestro_runtime.tasks import workspace as ws
+
+pytestmark = [pytest.mark.integration,
+              pytest.mark.skipif(os.geteuid() != 0, reason="needs root"),
+              pytest.mark.skipif(not os.path.exists("/usr/bin/bwrap"), reason="needs bubblewrap")]
+
+EVIL = """#!/bin/sh
+# Runs as the entry's user whenever git cleans a file or lazily fetches an object.
+echo "$(id -u) $1" >> {out}/ran
+( sleep 30 & echo $! > {out}/left ) </dev/null >/dev/null 2>&1
+cat
+"""
+
+
+@pytest.fixture
+def place():
+    """A folder the user can reach (pytest's tmp_path sits in a root-only 0700 folder)."""
+    folder = Path(tempfile.mkdtemp(prefix="mtws-"))
+    folder.chmod(0o755)
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture
+def user(place):
+    name = f"mtws{uuid.uuid4().hex[:6]}"
+    subprocess.run(["useradd", "--system", "--user-group", "--no-create-home", "--home-dir",
+                    str(place / "home"), "--shell", "/usr/sbin/nologin", name], check=True)
+    yield pwd.getpwnam(name)
+    subprocess.run(["userdel", name], check=False)
+
+
+def _hostile_checkout(tmp_path: Path, user) -> tuple[Path, Path]:
+    repo = make_repo(tmp_path / "src")
+    store = ws.store_path(tmp_path / "state", repo.url)
+    ws.fetch_branch(repo.url, "main", store)
+    checkout = tmp_path / "projects" / "agent"
+    checkout.parent.mkdir()
+    ws.create(store, "main", checkout, repo.url)
+    out = tmp_path / "out"  # a folder the user may write, outside its sandbox
+    out.mkdir(mode=0o777)
+    out.chmod(0o777)
+    # What the service writes in its own checkout while it runs: a clean filter on every file.
+    script = checkout / ".git" / "evil.sh"
+    script.write_text(EVIL.format(out=out))
+    script.chmod(0o755)
+    with open(checkout / ".git" / "config", "a") as config:
+        config.write(f'[filter "x"]\n\tclean = {script} clean\n')
+    (checkout / ".git" / "info").mkdir(exist_ok=True)
+    (checkout / ".git" / "info" / "attributes").write_text("* filter=x\n")
+    os.utime(checkout / "VERSION", (1e9, 1e9))  # stat differs from the index: status must look inside
+    subprocess.run(["chown", "-R", f"{user.pw_uid}:{user.pw_gid}", str(checkout)], check=True)
+    return checkout, out
+
+
+def _settings(tmp_path: Path) -> Settings:
+    return Settings.from_env({"MAESTRO_RUNTIME_DIR": str(tmp_path / "run"),
+                              "MAESTRO_STATE_DIR": str(tmp_path / "state"),
+                              "MAESTRO_FIREWALL_DISABLE": "1", "MAESTRO_SANDBOX_MODE": "require"})
+
+
+def _gone(out: Path) -> None:
+    left = out / "left"
+    if left.exists():  # the jail failed: do not leave the sleeper behind
+        subprocess.run(["kill", left.read_text().strip()], check=False)
+
+
+def test_a_clean_filter_in_the_workspace_config_never_runs_outside_the_sandbox(place, user):
+    checkout, out = _hostile_checkout(place, user)
+    jail = ws.sandbox_jail(_settings(place))
+    try:
+        status = ws.status(user.pw_uid, user.pw_gid, str(place / "home"), str(checkout), None, jail=jail)
+        time.sleep(0.2)
+        # The filter may run (it is the service's own code) but only in the jail: the host's
+        # folder never sees it, and nothing it started outlives the status read.
+        assert not (out / "ran").exists(), (out / "ran").read_text()
+        assert status is not None and (status.branch, status.changed) == ("main", 0)
+    finally:
+        _gone(out)
+
+
+def test_a_promisor_remote_is_never_fetched_from_while_reading_status(place, user):
+    checkout, out = _hostile_checkout(place, user)
+    git_dir = checkout / ".git"
+    config = (git_dir / "config").read_text().replace("repositoryformatversion = 0", "repositoryformatversion = 1")
+    config += (f"[extensions]\n\tpartialClone = lazy\n[remote \"lazy\"]\n\turl = {place / 'src' / 'project.git'}\n"
+               f"\tpromisor = true\n\tuploadpack = {git_dir / 'evil.sh'} upload\n[protocol]\n\tallow = always\n")
+    (git_dir / "config").write_text(config)
+    (git_dir / "refs" / "heads" / "main").write_text("1" * 40 + "\n")  # a commit it does not have
+    try:
+        # Unjailed on purpose: the transport must be refused whatever the sandbox mode.
+        assert ws.commits_since(user.pw_uid, user.pw_gid, "/nonexistent", str(checkout), "HEAD~1") is None
+        assert not (out / "ran").exists(), (out / "ran").read_text()
+    finally:
+        _gone(out)
+
+
+def test_in_degraded_mode_the_filter_never_gets_the_runtimes_capabilities(place):
+    """Degraded identity: the entry runs as root without any capability. Reading its checkout,
+    root must not lend it the runtime's own (NET_ADMIN would flush the egress firewall)."""
+    repo = make_repo(place / "src")
+    store = ws.store_path(place / "state", repo.url)
+    ws.fetch_branch(repo.url, "main", store)
+    checkout = place / "projects" / "agent"
+    checkout.parent.mkdir()
+    ws.create(store, "main", checkout, repo.url)
+    out = place / "caps"
+    script = checkout / ".git" / "caps.sh"
+    script.write_text(f"#!/bin/sh\ngrep CapEff /proc/self/status >> {out}\ncat\n")
+    script.chmod(0o755)
+    with open(checkout / ".git" / "config", "a") as config:
+        config.write(f'[filter "x"]\n\tclean = {script}\n')
+    (checkout / ".git" / "info").mkdir(exist_ok=True)
+    (checkout / ".git" / "info" / "attributes").write_text("* filter=x\n")
+    os.utime(checkout / "VERSION", (1e9, 1e9))
+    assert ws.status(0, 0, "/root", str(checkout), None) is not None  # no jail: only the drop is tested
+    effective = {int(line.split()[1], 16) for line in out.read_text().splitlines()}
+    assert effective == {0}, out.read_text()
