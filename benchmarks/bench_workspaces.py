@@ -4,8 +4,11 @@ Three ways to give N entries each a writable checkout of their own branch:
 
 * ``clones``     N independent full clones (``git clone --no-local``: what N services
                  fetching the same repository separately cost);
-* ``linked``     one bare store + N ``git clone --local`` (what maestro-runtime does,
-                 tasks/workspace.py: each checkout's objects are hard links to the store's);
+* ``maestro``    what maestro-runtime does (tasks/workspace.py ``fetch_branch`` + ``create``):
+                 one bare store, each checkout holding its branch's objects only, as hard
+                 links to the store's files that hold nothing else, the rest packed for it;
+* ``linked``     one bare store + N ``git clone --local`` (every store file hard-linked, other
+                 branches' objects included: what maestro did before it kept branches apart);
 * ``shared``     one bare store + N ``git clone --shared`` (alternates: every user would
                  have to read the whole store; for comparison);
 * ``worktrees``  one bare store + N ``git worktree add`` (for comparison).
@@ -77,6 +80,15 @@ def from_store(how: str, origin: Path, out: Path, n: int) -> None:
             str(out / f"w{i}"))
 
 
+def maestro(origin: Path, out: Path, n: int) -> None:
+    from maestro_runtime.tasks import workspace
+
+    store = out / "store.git"
+    for i in range(n):  # one fetch per branch, like one provisioning per entry
+        workspace.fetch_branch(f"file://{origin}", f"b{i}", store)
+        workspace.create(store, f"b{i}", out / f"w{i}", f"file://{origin}")
+
+
 def linked(origin: Path, out: Path, n: int) -> None:
     from_store("--local", origin, out, n)
 
@@ -106,7 +118,9 @@ def main() -> None:
     try:
         origin = prepare(synthetic(base) if args.synthetic else args.repo, base, args.n)
         results = {"repository_kib": disk_kib(origin), "n": args.n}
-        for name, way in (("clones", clones), ("linked", linked), ("shared", shared), ("worktrees", worktrees)):
+        ways = (("clones", clones), ("maestro", maestro), ("linked", linked), ("shared", shared),
+                ("worktrees", worktrees))
+        for name, way in ways:
             out = base / name
             out.mkdir()
             started = time.perf_counter()
@@ -117,7 +131,7 @@ def main() -> None:
             (first / "bench.txt").write_text("x\n")
             git("add", "bench.txt", cwd=first)
             git("commit", "--quiet", "-m", "bench", cwd=first)
-        for name in ("linked", "shared", "worktrees"):
+        for name in ("maestro", "linked", "shared", "worktrees"):
             results[name]["disk_ratio_vs_clones"] = round(results[name]["disk_kib"] / results["clones"]["disk_kib"], 3)
             results[name]["time_ratio_vs_clones"] = round(results[name]["seconds"] / results["clones"]["seconds"], 3)
         print(json.dumps(results, indent=1))
