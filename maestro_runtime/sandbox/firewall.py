@@ -55,8 +55,11 @@ def hosts_to_resolve(records: Sequence, nets: Mapping[str, netpolicy.NetDecision
 
 
 def plan_egress(records: Sequence, nets: Mapping[str, netpolicy.NetDecision],
-                resolve: Callable[[str], list[str]]) -> list[Egress]:
-    """One entry per UID; services sharing a user share the union of their allowances."""
+                resolve: Callable[[str], list[str]], local: frozenset[str] = frozenset()) -> list[Egress]:
+    """One entry per UID; services sharing a user share the union of their allowances. An
+    allowed name whose DNS answers lead back into the machine or its cloud (loopback,
+    link-local: the metadata service) does not open those, unless the operator named them
+    (an address, ``localhost``, a name of root's /etc/hosts: ``local``), as in the proxy."""
     by_uid: dict[int, set[str] | None] = {}
     for record in records:
         if record.uid < 0:
@@ -69,7 +72,10 @@ def plan_egress(records: Sequence, nets: Mapping[str, netpolicy.NetDecision],
             continue
         if kind == "list":
             for host in net.hosts:
-                current |= set(resolve(netpolicy.entry_host(host)))
+                name = netpolicy.entry_host(host)
+                answers = resolve(name)
+                current |= set(answers if netpolicy.named_inward(name, local) else
+                               [a for a in answers if not netpolicy.inward(a)])
         by_uid[record.uid] = current
     return [Egress(uid, None if addrs is None else tuple(sorted(addrs))) for uid, addrs in sorted(by_uid.items())]
 
@@ -272,4 +278,5 @@ class Firewall:
         if self.problem(4) is not None and self.problem(6) is not None:
             return self.apply(ports, [])  # reports why nothing is made
         answers, problems = self.resolver.resolve(hosts_to_resolve(records, nets))
-        return [*problems, *self.apply(ports, plan_egress(records, nets, lambda h: list(answers.get(h, ()))))]
+        return [*problems, *self.apply(ports, plan_egress(records, nets, lambda h: list(answers.get(h, ())),
+                                                   netpolicy.local_names()))]

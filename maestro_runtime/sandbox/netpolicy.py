@@ -266,3 +266,49 @@ def allow_host(settings, service_id: str, host: str, *, save: bool = False) -> s
     name = validate_host(host)
     add_extra_host(settings.runtime_dir, settings.state_dir, service_id, name, save=save)
     return name
+
+
+# ---------------------------------------------------------------- addresses inside the machine
+
+
+def inward(address: str) -> bool:
+    """An address that leads back into the machine or its cloud, not out: loopback, link-local
+    (169.254.169.254, the metadata service), unspecified, multicast; IPv4-mapped forms too."""
+    try:
+        ip = ipaddress.ip_address(address.split("%", 1)[0])
+    except ValueError:
+        return True
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return ip.is_loopback or ip.is_link_local or ip.is_unspecified or ip.is_multicast
+
+
+def hosts_file_names(text: str) -> frozenset[str]:
+    """The names of an /etc/hosts text (root's: what it maps is the operator's say, not DNS's)."""
+    names = set()
+    for line in text.splitlines():
+        words = line.split("#", 1)[0].split()
+        names.update(w.lower().rstrip(".") for w in words[1:])
+    return frozenset(names)
+
+
+def named_inward(host: str, local: frozenset[str] = frozenset()) -> bool:
+    """The allowlist named the machine itself (``localhost``, an address, a name /etc/hosts
+    maps): the operator meant it. A name only DNS answers for is the remote's say."""
+    name = host.strip("[]").lower().rstrip(".")
+    if name == "localhost" or name in local:
+        return True
+    try:
+        ipaddress.ip_address(name.split("%", 1)[0])
+    except ValueError:
+        return False
+    return True
+
+
+def local_names() -> frozenset[str]:
+    """The names root's /etc/hosts maps (read once per call, at most 1 MiB)."""
+    try:
+        with open("/etc/hosts", encoding="utf-8", errors="replace") as fh:
+            return hosts_file_names(fh.read(1 << 20))
+    except OSError:
+        return frozenset()

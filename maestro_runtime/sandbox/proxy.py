@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import logging
 import socket
 import threading
@@ -30,6 +29,9 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
+
+from maestro_runtime.sandbox import netpolicy
+from maestro_runtime.sandbox.netpolicy import inward, named_inward
 
 log = logging.getLogger("maestro.egress")
 
@@ -174,48 +176,6 @@ def _usable(expires: float, future: asyncio.Future) -> bool:
     return not (future.done() and (future.cancelled() or future.exception() is not None))
 
 
-def inward(address: str) -> bool:
-    """An address that leads back into the machine or its cloud, not out: loopback, link-local
-    (169.254.169.254, the metadata service), unspecified, multicast; IPv4-mapped forms too."""
-    try:
-        ip = ipaddress.ip_address(address.split("%", 1)[0])
-    except ValueError:
-        return True
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    return ip.is_loopback or ip.is_link_local or ip.is_unspecified or ip.is_multicast
-
-
-def hosts_file_names(text: str) -> frozenset[str]:
-    """The names of an /etc/hosts text (root's: what it maps is the operator's say, not DNS's)."""
-    names = set()
-    for line in text.splitlines():
-        words = line.split("#", 1)[0].split()
-        names.update(w.lower().rstrip(".") for w in words[1:])
-    return frozenset(names)
-
-
-def _local_names() -> frozenset[str]:
-    try:
-        with open("/etc/hosts", encoding="utf-8", errors="replace") as fh:
-            return hosts_file_names(fh.read(1 << 20))
-    except OSError:
-        return frozenset()
-
-
-def named_inward(host: str, local: frozenset[str] = frozenset()) -> bool:
-    """The allowlist named the machine itself (``localhost``, an address, a name /etc/hosts
-    maps): the operator meant it. A name only DNS answers for is the remote's say."""
-    name = host.strip("[]").lower().rstrip(".")
-    if name == "localhost" or name in local:
-        return True
-    try:
-        ipaddress.ip_address(name.split("%", 1)[0])
-    except ValueError:
-        return False
-    return True
-
-
 class _Loop(asyncio.SelectorEventLoop):
     """The proxy's own loop: asyncio's connect (happy eyeballs included) resolves through it.
 
@@ -307,7 +267,7 @@ class ProxyThread:
         self.allowed = allowed
         self.label = label
         self.resolver = resolver or Resolver()
-        self.loop = _Loop(self.resolver, _local_names() if local_names is None else local_names)
+        self.loop = _Loop(self.resolver, netpolicy.local_names() if local_names is None else local_names)
         self.thread = threading.Thread(target=self._run, name="maestro-egress-proxy", daemon=True)
         self._ready = threading.Event()
         self._stop: asyncio.Event | None = None

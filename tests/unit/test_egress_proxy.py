@@ -175,7 +175,7 @@ def test_an_allowed_name_that_resolves_to_loopback_is_refused(upstream):
 
 
 def test_inward_addresses():
-    from maestro_runtime.sandbox.proxy import hosts_file_names, inward, named_inward
+    from maestro_runtime.sandbox.netpolicy import hosts_file_names, inward, named_inward
 
     assert all(inward(a) for a in ("127.0.0.1", "127.8.9.1", "::1", "169.254.169.254", "fe80::1%eth0", "0.0.0.0",
                                    "::ffff:127.0.0.1", "::ffff:169.254.169.254", "224.0.0.1"))

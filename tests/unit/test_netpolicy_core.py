@@ -159,3 +159,15 @@ def test_plan_egress_per_uid():
     fw = firewall.Firewall(disabled=True)
     assert "not enforced" in fw.egress_status(NetDecision("deny"))
     assert fw.egress_status(NetDecision("allow")).startswith("unrestricted")
+
+
+def test_an_allowed_name_answering_with_an_inside_address_opens_only_the_outside_ones():
+    """The firewall as the proxy: DNS for an allowed name may point at the metadata service or
+    loopback (a wildcard domain anyone can point, a rebinding name); those stay shut unless the
+    operator named them (an address, localhost, a name of root's /etc/hosts)."""
+    recs = [SimpleNamespace(id="a", uid=5), SimpleNamespace(id="b", uid=6)]
+    nets = {"a": NetDecision("allow", ("api.example.test",)), "b": NetDecision("allow", ("mirror.test", "169.254.1.1"))}
+    answers = {"api.example.test": ["169.254.169.254", "93.184.216.34", "127.0.0.1"],
+               "mirror.test": ["127.0.0.5"], "169.254.1.1": ["169.254.1.1"]}
+    got = firewall.plan_egress(recs, nets, lambda h: answers[h], frozenset({"mirror.test"}))
+    assert got == [firewall.Egress(5, ("93.184.216.34",)), firewall.Egress(6, ("127.0.0.5", "169.254.1.1"))]
