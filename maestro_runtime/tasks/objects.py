@@ -26,8 +26,8 @@ class ObjectsError(Exception):
 
 
 def _ids(text: str) -> set[str]:
-    """The object ids at the start of each line (rev-list --objects: "id [path]")."""
-    return {line[:40] for line in text.splitlines() if len(line) >= 40}
+    """The object ids at the start of each line (rev-list --objects: "id [path]"; SHA-1 or SHA-256)."""
+    return {line.split(" ", 1)[0] for line in text.splitlines() if line.strip()}
 
 
 def reachable(git: Git, store: Path, branch: str) -> set[str]:
@@ -37,8 +37,9 @@ def reachable(git: Git, store: Path, branch: str) -> set[str]:
     return _ids(proc.stdout)
 
 
-def pack_ids(git: Git, index: Path) -> set[str] | None:
-    """The objects of one pack (``show-index`` lines: "offset id (crc)"); None when unreadable."""
+def pack_ids(index: Path) -> set[str] | None:
+    """The objects of one pack (``show-index`` lines: "offset id (crc)"); None when unreadable.
+    Not through ``Git``: the index goes to git's stdin as bytes."""
     with open(index, "rb") as fh:
         proc = subprocess.run(["git", "show-index"], stdin=fh, capture_output=True, text=True, timeout=60)
     if proc.returncode != 0:
@@ -67,7 +68,7 @@ def fill(git: Git, store: Path, branch: str, git_dir: Path) -> tuple[int, int]:
     shared = True  # until a link crosses file systems
     for index in sorted((objects / "pack").glob("pack-*.idx")):
         pack = index.with_suffix(".pack")
-        ids = pack_ids(git, index)
+        ids = pack_ids(index)
         if not shared or not ids or not pack.is_file() or not ids <= wanted:
             continue
         (out / "pack").mkdir(parents=True, exist_ok=True)
