@@ -46,13 +46,19 @@ def user(place):
     subprocess.run(["userdel", name], check=False)
 
 
-def _hostile_checkout(tmp_path: Path, user) -> tuple[Path, Path]:
-    repo = make_repo(tmp_path / "src")
-    store = ws.store_path(tmp_path / "state", repo.url)
+def _checkout(base: Path) -> Path:
+    """A workspace of branch main, made as the runtime makes it."""
+    repo = make_repo(base / "src")
+    store = ws.store_path(base / "state", repo.url)
     ws.fetch_branch(repo.url, "main", store)
-    checkout = tmp_path / "projects" / "agent"
+    checkout = base / "projects" / "agent"
     checkout.parent.mkdir()
     ws.create(store, "main", checkout, repo.url)
+    return checkout
+
+
+def _hostile_checkout(tmp_path: Path, user) -> tuple[Path, Path]:
+    checkout = _checkout(tmp_path)
     out = tmp_path / "out"  # a folder the user may write, outside its sandbox
     out.mkdir(mode=0o777)
     out.chmod(0o777)
@@ -114,12 +120,7 @@ def test_a_promisor_remote_is_never_fetched_from_while_reading_status(place, use
 def test_in_degraded_mode_the_filter_never_gets_the_runtimes_capabilities(place):
     """Degraded identity: the entry runs as root without any capability. Reading its checkout,
     root must not lend it the runtime's own (NET_ADMIN would flush the egress firewall)."""
-    repo = make_repo(place / "src")
-    store = ws.store_path(place / "state", repo.url)
-    ws.fetch_branch(repo.url, "main", store)
-    checkout = place / "projects" / "agent"
-    checkout.parent.mkdir()
-    ws.create(store, "main", checkout, repo.url)
+    checkout = _checkout(place)
     out = place / "caps"
     script = checkout / ".git" / "caps.sh"
     script.write_text(f"#!/bin/sh\ngrep CapEff /proc/self/status >> {out}\ncat\n")
