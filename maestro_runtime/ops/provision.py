@@ -102,7 +102,7 @@ class Provisioner:
         # Builds and release phases (CPU, memory and network heavy) run MAESTRO_BUILD_JOBS at a time;
         # the rest of provisioning (fetch, account, start) goes on meanwhile, so a static site never
         # queues behind other projects' builds.
-        self.slots = BuildSlots(settings.build_jobs, self.stopping)
+        self.slots = BuildSlots(settings.build_jobs, self.stopping, settings.node_build_jobs)
 
     def _build(self, files: ProjectFiles, account, service_id: str) -> list[str]:
         """The project's build in a slot. One the kernel killed while other builds ran beside it
@@ -112,7 +112,7 @@ class Provisioner:
 
         if not may_build(files):
             return build(files)
-        with self.slots.slot() as run:
+        with self.slots.slot(node="package.json" in files.names) as run:
             try:
                 return build(files)
             except builds.BuildError as exc:

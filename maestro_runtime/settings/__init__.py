@@ -81,6 +81,14 @@ def runtime_location(configured: Path, state_dir: Path) -> tuple[Path, str | Non
     return fallback, f"{configured} is on a read-only file system: runtime files are in {fallback} instead"
 
 
+def build_jobs(given: str) -> dict[str, int]:
+    """MAESTRO_BUILD_JOBS as given (for every build, Node's too), else the defaults."""
+    if given:
+        return {"build_jobs": int(given), "node_build_jobs": int(given)}
+    jobs, node_jobs = default_build_jobs(os.cpu_count() or 1, memory_limit())
+    return {"build_jobs": jobs, "node_build_jobs": node_jobs}
+
+
 @dataclass(frozen=True)
 class Settings:
     environ: Mapping[str, str] = field(repr=False)
@@ -103,8 +111,10 @@ class Settings:
     startsecs: int
     startretries: int
     stopwaitsecs: int
-    # Builds at once at boot: MAESTRO_BUILD_JOBS, default the core count, at most one per GiB of --memory.
+    # Builds at once: MAESTRO_BUILD_JOBS, default the core count; Node builds at most one per GiB
+    # of --memory when it is unset (settings.parts.default_build_jobs), else as many.
     build_jobs: int = 1
+    node_build_jobs: int = 1
     # Set when the configured runtime dir is read-only and the state dir holds it (said at boot).
     runtime_note: str | None = None
     log_timestamps: bool = True  # MAESTRO_LOG_TIMESTAMPS: ISO 8601 times on the runtime's own lines
@@ -192,7 +202,7 @@ class Settings:
             startsecs=int(get("MAESTRO_STARTSECS", "1")),
             startretries=int(get("MAESTRO_STARTRETRIES", "3")),
             stopwaitsecs=int(get("MAESTRO_STOPWAITSECS", "5")),
-            build_jobs=int(get("MAESTRO_BUILD_JOBS", "") or default_build_jobs(os.cpu_count() or 1, memory_limit())),
+            **build_jobs(get("MAESTRO_BUILD_JOBS", "")),
             runtime_note=runtime_note,
             fetch=fetch_settings(env, problems),
             build=build_settings(env, problems),

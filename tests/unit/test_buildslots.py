@@ -99,3 +99,27 @@ def test_no_build_begins_once_the_boot_stops():
     assert errors == ["not started: the boot is stopping"]
     with pytest.raises(BuildError), slots.alone():
         pass
+
+
+def test_a_python_build_runs_beside_a_node_build_but_two_node_builds_do_not():
+    """--memory 1g on 2 cores: builds 2, Node builds 1. A pip build of seconds no longer waits
+    behind a Node build of minutes; a second Node build still waits for the first."""
+    slots = BuildSlots(2, threading.Event(), node_jobs=1)
+    order: list[str] = []
+
+    def build(name: str, node: bool) -> threading.Thread:
+        def go():
+            with slots.slot(node=node):
+                order.append(name)
+        return in_thread(go)
+
+    with slots.slot(node=True):
+        second_node = build("node-2", True)
+        python = build("python", False)
+        python.join(2)
+        time.sleep(0.05)
+        assert order == ["python"]  # beside the running Node build; node-2 still waits
+        order.append("node-1 ends")
+    second_node.join(2)
+    assert order == ["python", "node-1 ends", "node-2"]
+    assert BuildSlots(2, threading.Event(), node_jobs=5).node_jobs == 2  # never more than the builds

@@ -133,7 +133,8 @@ def test_a_limit_above_our_own_folder_counts(tmp_path):
 def test_builds_at_once_follow_the_cores_and_the_memory_limit():
     from maestro_runtime.settings.parts import default_build_jobs
 
-    assert default_build_jobs(2, None) == 2
-    assert default_build_jobs(8, 1 << 30) == 1  # the README's hardened run: one build at a time
-    assert default_build_jobs(8, 3 << 30) == 3 and default_build_jobs(2, 16 << 30) == 2
-    assert default_build_jobs(4, 256 << 20) == 1
+    # (builds, Node builds): one per core; Node's at most one per GiB of --memory
+    assert default_build_jobs(2, None) == (2, 2)
+    assert default_build_jobs(8, 1 << 30) == (8, 1)  # the README's hardened run: one Node build at a time
+    assert default_build_jobs(8, 3 << 30) == (8, 3) and default_build_jobs(2, 16 << 30) == (2, 2)
+    assert default_build_jobs(4, 256 << 20) == (4, 1)
