@@ -268,6 +268,20 @@ def runtime_location(configured: str, state_dir: str) -> str:
     return fallback if _read_only(configured) and not _read_only(fallback) else configured
 
 
+def provisioning(env: dict[str, str], state_dir: str) -> list[str]:
+    """The services a live boot is still fetching or building (ops/reconcile.py lists them in
+    the runtime dir, with its pid: a list a dead boot left behind counts for nothing)."""
+    runtime_dir = runtime_location(env.get("MAESTRO_RUNTIME_DIR", "").strip() or "/run/maestro", state_dir)
+    try:
+        with open(os.path.join(runtime_dir, "provisioning.json"), encoding="utf-8") as fh:
+            listed = json.load(fh)
+        if not os.path.exists(f"/proc/{int(listed['pid'])}"):
+            return []
+        return [str(name) for name in listed["services"]]
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return []
+
+
 def supervisor_socket(env: dict[str, str], state_dir: str) -> str:
     runtime_dir = runtime_location(env.get("MAESTRO_RUNTIME_DIR", "").strip() or "/run/maestro", state_dir)
     return os.path.join(runtime_dir, "control", "supervisor.sock")
@@ -307,7 +321,8 @@ def check(env: dict[str, str]) -> tuple[int, str]:
     start_period = float(env.get("HEALTHCHECK_START_PERIOD", "20"))
     now = time.time()
     stopped = os.path.join(state_dir, "runstate", "{}.stopped")
-    records = [r for r in load_records(state_dir)
+    every = load_records(state_dir)
+    records = [r for r in every
                if r.get("autostart", True) and r.get("role") != "task"  # a task's phase is in list-services
                and not os.path.exists(stopped.format(r.get("id", "")))]
     states = controller_states(state_dir, now) or {}
@@ -349,6 +364,9 @@ def check(env: dict[str, str]) -> tuple[int, str]:
             failing.append(f"{name} ({why})")
         else:
             failing.append(f"{name} ({state})")
+    # Still being fetched or built (a build can take minutes): starting, as a young service is.
+    recorded = {r.get("id") for r in every}
+    starting += [f"{name} (provisioning)" for name in provisioning(env, state_dir) if name not in recorded]
     if not records:
         # Nothing registered: supervisord answering and every program RUNNING is health.
         failing += [f"{n} ({p['statename']})" for n, p in processes.items() if p["statename"] != "RUNNING"]

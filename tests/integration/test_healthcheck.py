@@ -111,3 +111,21 @@ def test_help_prints_the_usage_and_probes_nothing():
     assert (shown.returncode, shown.stdout.splitlines()[0]) == (0, "usage: maestro-healthcheck [--live]")
     refused = subprocess.run([sys.executable, "-I", "-S", script, "--bogus"], capture_output=True, text=True, env=env)
     assert refused.returncode == 2 and refused.stderr.startswith("usage:") and not refused.stdout
+
+
+def test_services_still_provisioning_count_as_starting(maestro):
+    """A boot still building some projects: the container is not unhealthy for them (a build can
+    take minutes), and the line says they are coming; a list a dead boot left counts for nothing."""
+    import json
+    import os
+
+    maestro.preseed("early")
+    maestro.boot()
+    maestro.wait_running(["early"])
+    listed = Path(maestro.env["MAESTRO_RUNTIME_DIR"]) / "provisioning.json"
+    listed.write_text(json.dumps({"pid": os.getpid(), "since": time.time(), "services": {"early": {}, "late": {}}}))
+    proc = wait_for(lambda: (p := run_check(maestro)).returncode == 0 and "starting" in p.stdout and p, 20,
+                    what="a healthy check")
+    assert proc.stdout.strip() == "healthy: 1 service(s) answering, 1 starting (late (provisioning))", proc.stdout
+    listed.write_text(json.dumps({"pid": 2 ** 22 + 1, "services": {"late": {}}}))  # no such process
+    assert run_check(maestro).stdout.strip() == "healthy: 1 service(s) answering"
