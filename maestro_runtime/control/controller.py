@@ -141,12 +141,13 @@ class Controller:
     def with_last_output(self, service_id: str, run: RunState, actions: list[supervision.Action]):
         """A service that gave up: its reason ends with the line that likely says why (its last
         stderr line: a traceback's exception), so list-services and the alert show the cause."""
-        from maestro_runtime.ops.logs import last_error, tail_bytes
+        from maestro_runtime.ops.logs import known_cause, last_error, tail_bytes
 
         line = last_error(tail_bytes(self.settings.service_log_dir / f"{service_id}.log"))
         if not line:
             return run, actions
-        reason = f"{run.fatal_reason}; last output: {line}"
+        cause = known_cause(line)
+        reason = f"{run.fatal_reason}; last output: {line}" + (f" ({cause})" if cause else "")
         actions = [replace(a, detail=reason) if a.event == "gave_up" else a for a in actions]
         return replace(run, fatal_reason=reason), actions
 

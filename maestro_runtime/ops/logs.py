@@ -7,6 +7,7 @@ each ``<ISO time> out|err <text>``; ``<state>/builds/<id>.build.log`` for the bu
 from __future__ import annotations
 
 import collections
+import re
 import time
 from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
@@ -55,6 +56,25 @@ def last_error(lines: Iterable[str], width: int = 200) -> str | None:
         return None
     found = "".join(c if c.isprintable() else " " for c in found).strip()
     return found if len(found) <= width else found[: width - 1] + "…"
+
+
+# A service's last line that names a cause seen again and again in sample apps, and what fixes it.
+KNOWN_CAUSES = (
+    (re.compile(r"No module named '?pkg_resources'?"),
+     lambda m: "pkg_resources came with setuptools until 81: add setuptools<81 to the project's requirements, "
+               "or upgrade what imports it"),
+    (re.compile(r"KeyError: '([A-Z][A-Z0-9_]*)'"),
+     lambda m: f"the app reads {m.group(1)} from its environment: set it (YAML env:, SVC_<i>_ENV_{m.group(1)}, "
+               f"MAESTRO_ENV_<SVC>_{m.group(1)}, or the project's .env)"),
+)
+
+
+def known_cause(line: str) -> str | None:
+    """What fixes the failure ``line`` (a service's last output) names, when it is a common one."""
+    for pattern, hint in KNOWN_CAUSES:
+        if match := pattern.search(line):
+            return hint(match)
+    return None
 
 
 def tail_bytes(path: Path, size: int = 16384) -> list[str]:

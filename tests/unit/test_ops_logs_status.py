@@ -163,3 +163,15 @@ def test_the_table_prints_no_control_character_a_service_wrote():
     table = format_table([replace(row, step=step, error=f"build failed, last lines:\nok\n{osc}\x9b31m")])
     assert "npm ci" in table and "last lines:" in table and len(table.splitlines()) == 5
     assert all(c.isprintable() for line in table.splitlines() for c in line), repr(table)
+
+
+def test_common_causes_in_a_last_line_come_with_what_fixes_them():
+    from maestro_runtime.ops.logs import known_cause
+
+    # Lines as the public samples printed them when they gave up (gunicorn 20; a Railway Django app).
+    assert known_cause("ModuleNotFoundError: No module named 'pkg_resources'").startswith(
+        "pkg_resources came with setuptools until 81: add setuptools<81")
+    assert known_cause("KeyError: 'PGDATABASE'") == (
+        "the app reads PGDATABASE from its environment: set it (YAML env:, SVC_<i>_ENV_PGDATABASE, "
+        "MAESTRO_ENV_<SVC>_PGDATABASE, or the project's .env)")
+    assert known_cause("KeyError: 'name'") is None and known_cause("Error: listen EADDRINUSE") is None
