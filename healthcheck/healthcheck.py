@@ -268,10 +268,13 @@ def runtime_location(configured: str, state_dir: str) -> str:
     return fallback if _read_only(configured) and not _read_only(fallback) else configured
 
 
-def provisioning(env: dict[str, str], state_dir: str) -> list[str]:
+def runtime_dir(env: dict[str, str], state_dir: str) -> str:
+    return runtime_location(env.get("MAESTRO_RUNTIME_DIR", "").strip() or "/run/maestro", state_dir)
+
+
+def provisioning(runtime_dir: str) -> list[str]:
     """The services a live boot is still fetching or building (ops/reconcile.py lists them in
     the runtime dir, with its pid: a list a dead boot left behind counts for nothing)."""
-    runtime_dir = runtime_location(env.get("MAESTRO_RUNTIME_DIR", "").strip() or "/run/maestro", state_dir)
     try:
         with open(os.path.join(runtime_dir, "provisioning.json"), encoding="utf-8") as fh:
             listed = json.load(fh)
@@ -282,8 +285,7 @@ def provisioning(env: dict[str, str], state_dir: str) -> list[str]:
         return []
 
 
-def supervisor_socket(env: dict[str, str], state_dir: str) -> str:
-    runtime_dir = runtime_location(env.get("MAESTRO_RUNTIME_DIR", "").strip() or "/run/maestro", state_dir)
+def supervisor_socket(runtime_dir: str) -> str:
     return os.path.join(runtime_dir, "control", "supervisor.sock")
 
 
@@ -300,7 +302,7 @@ def check_live(env: dict[str, str]) -> tuple[int, str]:
     which restarts services and stops the container when an essential one gives up, runs. A service
     that failed or is unhealthy is not a reason to restart every other one with the container."""
     state_dir = env.get("MAESTRO_STATE_DIR", "").strip() or "/var/lib/maestro"
-    query = SupervisorQuery(supervisor_socket(env, state_dir))
+    query = SupervisorQuery(supervisor_socket(runtime_dir(env, state_dir)))
     probe_all([], query)
     processes = process_table(query)
     if processes is None:
@@ -331,7 +333,8 @@ def check(env: dict[str, str]) -> tuple[int, str]:
     targets = [(r["id"], int(r["port"]), (r.get("health") or {}).get("kind", "http"),
                 (r.get("health") or {}).get("path", "/")) for r in ready
                if (r.get("health") or {}).get("kind", "http") in ("http", "tcp")]
-    query = SupervisorQuery(supervisor_socket(env, state_dir))
+    run_dir = runtime_dir(env, state_dir)  # once: it may walk up to find a read-only mount
+    query = SupervisorQuery(supervisor_socket(run_dir))
     answers = probe_all(targets, query)  # probes and the supervisord query run together
     processes = process_table(query)
     if processes is None:
@@ -366,7 +369,7 @@ def check(env: dict[str, str]) -> tuple[int, str]:
             failing.append(f"{name} ({state})")
     # Still being fetched or built (a build can take minutes): starting, as a young service is.
     recorded = {r.get("id") for r in every}
-    starting += [f"{name} (provisioning)" for name in provisioning(env, state_dir) if name not in recorded]
+    starting += [f"{name} (provisioning)" for name in provisioning(run_dir) if name not in recorded]
     if not records:
         # Nothing registered: supervisord answering and every program RUNNING is health.
         failing += [f"{n} ({p['statename']})" for n, p in processes.items() if p["statename"] != "RUNNING"]
