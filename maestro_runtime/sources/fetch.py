@@ -212,7 +212,7 @@ def _materialise(source: Source, repo: str, ref: str, staging: Path, download_to
         try:
             how = git.clone(
                 source.location, ref, staging, token=token, timeout=opts.git_timeout,
-                log=log.info, display=shown, base_env=opts.git_base_env,
+                log=log.info, display=shown, base_env=opts.git_base_env, max_bytes=opts.max_bytes, caps=opts.caps,
             )
         except git.GitError as exc:
             raise SourceError(_scrub(str(exc), opts)) from exc

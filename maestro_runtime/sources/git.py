@@ -20,6 +20,8 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 from maestro_runtime.settings import inherited_environ
+from maestro_runtime.sources.extract import Caps
+from maestro_runtime.sources.gittree import TreeRefused, check_tree, parse_link_batch, parse_ls_tree
 
 _SHA_RE = re.compile(r"^[0-9a-fA-F]{7,40}$")
 _SCP_RE = re.compile(r"^[\w.-]+@[\w.-]+:(?!//)")
@@ -122,6 +124,8 @@ def clone(
     log: Callable[[str], None] = lambda _m: None,
     display: str | None = None,
     base_env: Iterable[tuple[str, str]] | None = None,
+    max_bytes: int | None = None,
+    caps: Caps | None = None,
 ) -> str:
     """Check ``repo`` out at ``ref`` into the new folder ``dest``; return how (branch/tag or commit).
 
@@ -129,6 +133,10 @@ def clone(
     checked out, with its upstream, so agents can commit on it). Commits: a
     depth-1 fetch of the commit (full clone as a fallback for short hashes
     or servers that refuse fetching by id), then a detached checkout.
+
+    The same limits as an archive: what arrives (the pack) is cut off at ``max_bytes``
+    (MAESTRO_FETCH_MAX_BYTES), and the commit's tree is checked against ``caps`` and for
+    links out of the project before ``git checkout`` writes anything.
     """
     url, creds = split_credentials(clone_url(repo))
     shown = display or url
@@ -151,13 +159,39 @@ def clone(
                 else {k: v for k, v in base_env if not k.startswith("GIT_")})
         env = git_env(base, creds, askpass)
 
-        def run(argv: list[str], cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+        def run(argv: list[str], cwd: Path | None = None, *, transfer: bool = False,
+                stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+            command = ["git", *argv]
+            if transfer:
+                command = [*transfer_cap(max_bytes), "git", "-c", "transfer.unpackLimit=1", *argv]
             try:
-                return subprocess.run(
-                    ["git", *argv], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
-                )
+                proc = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True,
+                                      timeout=timeout, input=stdin)
             except subprocess.TimeoutExpired as exc:
                 raise GitError(f"git {argv[0]} of {shown} timed out after {timeout:.0f}s") from exc
+            if transfer and proc.returncode != 0 and "File too large" in proc.stderr:
+                raise GitError(f"{shown} is over MAESTRO_FETCH_MAX_BYTES={max_bytes} (the git pack of {ref or 'HEAD'})")
+            return proc
+
+        def check_out(treeish: str, argv: list[str]) -> None:
+            """Judge the tree (caps, links) first; only then let git write it."""
+            listing = run(["ls-tree", "-r", "-l", "-z", "--full-tree", treeish], cwd=dest)
+            if listing.returncode != 0:
+                raise GitError(f"git ref {ref!r} not found in {shown}")
+            entries = parse_ls_tree(listing.stdout)
+            links = "".join(f"{e.object_id}\n" for e in entries if e.is_link)
+            targets = {}
+            if links:
+                batch = subprocess.run(["git", "cat-file", "--batch"], cwd=dest, env=env, input=links.encode(),
+                                       capture_output=True, timeout=timeout)
+                targets = parse_link_batch(batch.stdout)
+            try:
+                check_tree(entries, targets, caps or Caps())
+            except TreeRefused as exc:
+                raise GitError(f"{shown} at {describe(ref)}: {exc}") from None
+            proc = run(argv, cwd=dest)
+            if proc.returncode != 0:
+                raise fail(f"git checkout of {shown} at {describe(ref)} failed", proc)
 
         def fail(what: str, proc: subprocess.CompletedProcess[str]) -> GitError:
             lines = scrub((proc.stderr or proc.stdout).strip(), secrets).splitlines()
@@ -168,13 +202,17 @@ def clone(
 
         if not ref:  # blank: whatever the remote's HEAD names (its default branch)
             log(f"git: shallow clone of {shown} at its default branch")
-            proc = run(["clone", "--quiet", "--depth", "1", "--single-branch", "--", url, str(dest)])
+            proc = run(["clone", "--quiet", "--no-checkout", "--depth", "1", "--single-branch", "--", url, str(dest)],
+                       transfer=True)
             if proc.returncode != 0:
                 raise fail(f"git clone of {shown} (default branch) failed", proc)
+            check_out("HEAD", ["checkout", "--quiet"])
             return "default branch"
         log(f"git: shallow clone of {shown} at {ref}")
-        proc = run(["clone", "--quiet", "--depth", "1", "--branch", ref, "--single-branch", "--", url, str(dest)])
+        proc = run(["clone", "--quiet", "--no-checkout", "--depth", "1", "--branch", ref, "--single-branch", "--",
+                    url, str(dest)], transfer=True)
         if proc.returncode == 0:
+            check_out("HEAD", ["checkout", "--quiet"])
             return "branch or tag"
         missing = "not found in upstream" in proc.stderr or "Could not find remote branch" in proc.stderr
         if not (missing and looks_like_commit(ref)):
@@ -186,26 +224,37 @@ def clone(
         _remove(dest)
         dest.mkdir(parents=True)
         steps = [
-            ["init", "--quiet"],
-            ["remote", "add", "origin", url],
-            ["fetch", "--quiet", "--depth", "1", "origin", ref],
-            ["checkout", "--quiet", "--detach", "FETCH_HEAD"],
+            (["init", "--quiet"], False),
+            (["remote", "add", "origin", url], False),
+            (["fetch", "--quiet", "--depth", "1", "origin", ref], True),
         ]
-        for step in steps:
-            proc = run(step, cwd=dest)
+        for step, transfer in steps:
+            proc = run(step, cwd=dest, transfer=transfer)
             if proc.returncode != 0:
                 break
         else:
+            check_out("FETCH_HEAD", ["checkout", "--quiet", "--detach", "FETCH_HEAD"])
             return "commit"
         _remove(dest)
         log(f"git: {shown} refused a shallow fetch of {ref}; cloning the full history")
-        proc = run(["clone", "--quiet", "--no-checkout", "--", url, str(dest)])
+        proc = run(["clone", "--quiet", "--no-checkout", "--", url, str(dest)], transfer=True)
         if proc.returncode != 0:
             raise fail(f"git clone of {shown} at ref {ref!r} failed", proc)
-        proc = run(["checkout", "--quiet", "--detach", ref], cwd=dest)
-        if proc.returncode != 0:
-            raise GitError(f"git ref {ref!r} not found in {shown}")
+        check_out(ref, ["checkout", "--quiet", "--detach", ref])
         return "commit"
+
+
+def describe(ref: str) -> str:
+    return f"ref {ref!r}" if ref else "its default branch"
+
+
+def transfer_cap(max_bytes: int | None) -> list[str]:
+    """A prefix that caps every file git writes while fetching (the pack: loose objects are off)
+    at ``max_bytes``; SIGXFSZ ignored, so git says "File too large" instead of dying unexplained.
+    Only the fetch: a checkout's files are judged from the tree (:func:`gittree.check_tree`)."""
+    if max_bytes is None or not shutil.which("prlimit"):
+        return []
+    return ["prlimit", f"--fsize={max_bytes}", "--", "sh", "-c", 'trap "" XFSZ; exec "$@"', "sh"]
 
 
 def _remove(path: Path) -> None:
