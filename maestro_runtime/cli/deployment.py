@@ -81,7 +81,7 @@ def deploy(yes: bool, wait: float, env_pairs: tuple[str, ...], allow_system_path
         outcome = provisioner.provision(Assignment(spec, program_id, user or default_user(program_id)), refetch=True)
         applied = apply_changes(provisioner)
     if not outcome.ok:
-        raise click.ClickException(outcome.error or "deploy failed")
+        raise click.ClickException(headline(outcome.error or "deploy failed"))
     record = outcome.record
     assert record is not None
     if record.role == "task":
@@ -98,6 +98,13 @@ def deploy(yes: bool, wait: float, env_pairs: tuple[str, ...], allow_system_path
         raise click.ClickException(f"deploy {record.id}: the service ended right after it started "
                                    f"({status}); `maestro logs {record.id}` shows its output")
     click.echo(f"url: http://localhost:{record.port}/")
+
+
+def headline(error: str) -> str:
+    """The provisioner has logged the whole error just above, a build's last lines included:
+    the closing ``Error:`` line repeats only its first line."""
+    first, _, rest = error.partition("\n")
+    return f"{first.removesuffix(', last lines:')} (its last lines are above)" if rest.strip() else first
 
 
 def _pair(text: str) -> tuple[str, str]:

@@ -161,6 +161,19 @@ def test_deploy_of_a_service_that_ends_at_once_exits_1(maestro):
         in proc.stderr
 
 
+def test_a_failed_build_is_shown_once_by_deploy(maestro):
+    # The build's last lines came twice: in the provisioner's log lines, then again in click's Error.
+    src = maestro.source("badbuild")
+    (src / "index.html").unlink()
+    (src / "package.json").write_text('{"scripts": {"build": "echo step-$((40+2)); exit 3", "start": "node x"}}')
+    proc = maestro.run("deploy", "--repo", str(src), "--name", "badbuild", "--yes", check=False)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert proc.stderr.count("step-42") == 1, proc.stderr
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("Error: deploy badbuild: node build failed (exit 3)") and last.endswith(
+        "(its last lines are above)"), last
+
+
 def test_deploy_errors_are_one_line_and_exit_1(maestro):
     maestro.boot()
     proc = maestro.run("deploy", "--repo", "/nope/x", "--port", "70000", "--yes", check=False)
