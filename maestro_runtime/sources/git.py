@@ -143,10 +143,8 @@ def clone(
     clear = in_clear(url)
     if creds is not None and clear:
         raise GitError(f"refusing to send the credentials of {shown} over plain http://: use https://")
-    withheld = bool(token) and clear  # never offered in clear; said so if the server asks for it
     if creds is None and token and not clear and urlsplit(url).scheme in ("http", "https"):
         creds = Credentials("x-access-token", token)
-    secrets = [s for s in (token, creds.password if creds else None) if s]
 
     with tempfile.TemporaryDirectory(prefix="maestro-git-") as tmp:
         askpass = None
@@ -157,91 +155,115 @@ def clone(
         # Keep HOME (ssh keys, known_hosts) and proxies; drop any GIT_* steering from outside.
         base = (inherited_environ(drop_prefix="GIT_") if base_env is None
                 else {k: v for k, v in base_env if not k.startswith("GIT_")})
-        env = git_env(base, creds, askpass)
-
-        def run(argv: list[str], cwd: Path | None = None, *, transfer: bool = False,
-                stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-            command = ["git", *argv]
-            if transfer:
-                command = [*transfer_cap(max_bytes), "git", "-c", "transfer.unpackLimit=1", *argv]
-            try:
-                proc = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True,
-                                      timeout=timeout, input=stdin)
-            except subprocess.TimeoutExpired as exc:
-                raise GitError(f"git {argv[0]} of {shown} timed out after {timeout:.0f}s") from exc
-            if transfer and proc.returncode != 0 and "File too large" in proc.stderr:
-                raise GitError(f"{shown} is over MAESTRO_FETCH_MAX_BYTES={max_bytes} (the git pack of {ref or 'HEAD'})")
-            return proc
-
-        def check_out(treeish: str, argv: list[str]) -> None:
-            """Judge the tree (caps, links) first; only then let git write it."""
-            listing = run(["ls-tree", "-r", "-l", "-z", "--full-tree", treeish], cwd=dest)
-            if listing.returncode != 0:
-                raise GitError(f"git ref {ref!r} not found in {shown}")
-            entries = parse_ls_tree(listing.stdout)
-            links = "".join(f"{e.object_id}\n" for e in entries if e.is_link)
-            targets = {}
-            if links:
-                batch = subprocess.run(["git", "cat-file", "--batch"], cwd=dest, env=env, input=links.encode(),
-                                       capture_output=True, timeout=timeout)
-                targets = parse_link_batch(batch.stdout)
-            try:
-                check_tree(entries, targets, caps or Caps())
-            except TreeRefused as exc:
-                raise GitError(f"{shown} at {describe(ref)}: {exc}") from None
-            proc = run(argv, cwd=dest)
-            if proc.returncode != 0:
-                raise fail(f"git checkout of {shown} at {describe(ref)} failed", proc)
-
-        def fail(what: str, proc: subprocess.CompletedProcess[str]) -> GitError:
-            lines = scrub((proc.stderr or proc.stdout).strip(), secrets).splitlines()
-            detail = "; ".join(line for line in lines[-3:] if line.strip()) or f"exit {proc.returncode}"
-            if withheld:
-                detail += " (the git token is never sent over plain http://: use https://)"
-            return GitError(f"{what}: {detail}")
-
+        git = _Git(
+            url=url, ref=ref, dest=dest, shown=shown, env=git_env(base, creds, askpass), timeout=timeout,
+            secrets=tuple(s for s in (token, creds.password if creds else None) if s),
+            withheld=bool(token) and clear,  # never offered in clear; said so if the server asks for it
+            max_bytes=max_bytes, caps=caps or Caps(),
+        )
         if not ref:  # blank: whatever the remote's HEAD names (its default branch)
             log(f"git: shallow clone of {shown} at its default branch")
-            proc = run(["clone", "--quiet", "--no-checkout", "--depth", "1", "--single-branch", "--", url, str(dest)],
-                       transfer=True)
-            if proc.returncode != 0:
-                raise fail(f"git clone of {shown} (default branch) failed", proc)
-            check_out("HEAD", ["checkout", "--quiet"])
+            git.shallow_clone([])
             return "default branch"
         log(f"git: shallow clone of {shown} at {ref}")
-        proc = run(["clone", "--quiet", "--no-checkout", "--depth", "1", "--branch", ref, "--single-branch", "--",
-                    url, str(dest)], transfer=True)
-        if proc.returncode == 0:
-            check_out("HEAD", ["checkout", "--quiet"])
+        if git.shallow_clone(["--branch", ref]):
             return "branch or tag"
-        missing = "not found in upstream" in proc.stderr or "Could not find remote branch" in proc.stderr
-        if not (missing and looks_like_commit(ref)):
-            if missing:
-                raise GitError(f"git ref {ref!r} not found in {shown}")
-            raise fail(f"git clone of {shown} at ref {ref!r} failed", proc)
-
-        # A commit id: fetch just that commit; fall back to a full clone for short ids.
-        _remove(dest)
-        dest.mkdir(parents=True)
-        steps = [
-            (["init", "--quiet"], False),
-            (["remote", "add", "origin", url], False),
-            (["fetch", "--quiet", "--depth", "1", "origin", ref], True),
-        ]
-        for step, transfer in steps:
-            proc = run(step, cwd=dest, transfer=transfer)
-            if proc.returncode != 0:
-                break
-        else:
-            check_out("FETCH_HEAD", ["checkout", "--quiet", "--detach", "FETCH_HEAD"])
+        if git.commit_fetch():
             return "commit"
-        _remove(dest)
         log(f"git: {shown} refused a shallow fetch of {ref}; cloning the full history")
-        proc = run(["clone", "--quiet", "--no-checkout", "--", url, str(dest)], transfer=True)
-        if proc.returncode != 0:
-            raise fail(f"git clone of {shown} at ref {ref!r} failed", proc)
-        check_out(ref, ["checkout", "--quiet", "--detach", ref])
+        git.full_clone()
         return "commit"
+
+
+@dataclass(frozen=True)
+class _Git:
+    """One checkout's git commands: their environment, limits and error messages."""
+
+    url: str
+    ref: str
+    dest: Path
+    shown: str
+    env: dict[str, str]
+    timeout: float
+    secrets: tuple[str, ...]
+    withheld: bool
+    max_bytes: int | None
+    caps: Caps
+
+    def run(self, argv: list[str], *, cwd: Path | None = None,
+            transfer: bool = False) -> subprocess.CompletedProcess[str]:
+        """``git argv``; ``transfer`` (clone, fetch): capped at ``max_bytes``, and one pack, never loose objects."""
+        command = ["git", *argv]
+        if transfer:
+            command = [*transfer_cap(self.max_bytes), "git", "-c", "transfer.unpackLimit=1", *argv]
+        try:
+            proc = subprocess.run(command, cwd=cwd, env=self.env, capture_output=True, text=True,
+                                  timeout=self.timeout)
+        except subprocess.TimeoutExpired as exc:
+            raise GitError(f"git {argv[0]} of {self.shown} timed out after {self.timeout:.0f}s") from exc
+        if transfer and proc.returncode != 0 and "File too large" in proc.stderr:
+            raise GitError(f"{self.shown} at {describe(self.ref)}: the git pack is over "
+                           f"MAESTRO_FETCH_MAX_BYTES={self.max_bytes}")
+        return proc
+
+    def fail(self, what: str, proc: subprocess.CompletedProcess[str]) -> GitError:
+        lines = scrub((proc.stderr or proc.stdout).strip(), list(self.secrets)).splitlines()
+        detail = "; ".join(line for line in lines[-3:] if line.strip()) or f"exit {proc.returncode}"
+        if self.withheld:
+            detail += " (the git token is never sent over plain http://: use https://)"
+        return GitError(f"{what}: {detail}")
+
+    def shallow_clone(self, branch: list[str]) -> bool:
+        """Depth 1 at the remote's HEAD or ``--branch REF``; False when REF may be a commit id."""
+        proc = self.run(["clone", "--quiet", "--no-checkout", "--depth", "1", *branch, "--single-branch", "--",
+                         self.url, str(self.dest)], transfer=True)
+        if proc.returncode == 0:
+            self.check_out("HEAD", ["checkout", "--quiet"])
+            return True
+        missing = "not found in upstream" in proc.stderr or "Could not find remote branch" in proc.stderr
+        if missing and looks_like_commit(self.ref):
+            return False
+        if missing:
+            raise GitError(f"git ref {self.ref!r} not found in {self.shown}")
+        raise self.fail(f"git clone of {self.shown} at {describe(self.ref)} failed", proc)
+
+    def commit_fetch(self) -> bool:
+        """Just the commit, depth 1; False when the server refuses (a short id, or no fetch by id)."""
+        _remove(self.dest)
+        self.dest.mkdir(parents=True)
+        for step, transfer in ((["init", "--quiet"], False), (["remote", "add", "origin", self.url], False),
+                               (["fetch", "--quiet", "--depth", "1", "origin", self.ref], True)):
+            if self.run(step, cwd=self.dest, transfer=transfer).returncode != 0:
+                _remove(self.dest)
+                return False
+        self.check_out("FETCH_HEAD", ["checkout", "--quiet", "--detach", "FETCH_HEAD"])
+        return True
+
+    def full_clone(self) -> None:
+        proc = self.run(["clone", "--quiet", "--no-checkout", "--", self.url, str(self.dest)], transfer=True)
+        if proc.returncode != 0:
+            raise self.fail(f"git clone of {self.shown} at ref {self.ref!r} failed", proc)
+        self.check_out(self.ref, ["checkout", "--quiet", "--detach", self.ref])
+
+    def check_out(self, treeish: str, argv: list[str]) -> None:
+        """Judge the tree (caps, links) first; only then let git write it."""
+        listing = self.run(["ls-tree", "-r", "-l", "-z", "--full-tree", treeish], cwd=self.dest)
+        if listing.returncode != 0:
+            raise GitError(f"git ref {self.ref!r} not found in {self.shown}")
+        entries = parse_ls_tree(listing.stdout)
+        links = "".join(f"{e.object_id}\n" for e in entries if e.is_link)
+        targets = {}
+        if links:
+            batch = subprocess.run(["git", "cat-file", "--batch"], cwd=self.dest, env=self.env,
+                                   input=links.encode(), capture_output=True, timeout=self.timeout)
+            targets = parse_link_batch(batch.stdout)
+        try:
+            check_tree(entries, targets, self.caps)
+        except TreeRefused as exc:
+            raise GitError(f"{self.shown} at {describe(self.ref)}: {exc}") from None
+        proc = self.run(argv, cwd=self.dest)
+        if proc.returncode != 0:
+            raise self.fail(f"git checkout of {self.shown} at {describe(self.ref)} failed", proc)
 
 
 def describe(ref: str) -> str:
