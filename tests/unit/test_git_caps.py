@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 import pytest
+from fixtures.ghstandin import master_repo
 from fixtures.gitrepos import git
 
 from maestro_runtime.sources import git as gitsource
@@ -14,19 +15,8 @@ from maestro_runtime.sources.extract import Caps
 from maestro_runtime.sources.gittree import TreeEntry, TreeRefused, check_tree, parse_link_batch, parse_ls_tree
 
 
-def bare_repo(root: Path, files: dict[str, bytes], links: dict[str, str] = {}) -> str:  # noqa: B006
-    work = root / "work"
-    work.mkdir(parents=True)
-    git("init", "--quiet", "--initial-branch=master", cwd=work)
-    for name, data in files.items():
-        (work / name).parent.mkdir(parents=True, exist_ok=True)
-        (work / name).write_bytes(data)
-    for name, target in links.items():
-        os.symlink(target, work / name)
-    git("add", ".", cwd=work)
-    git("commit", "--quiet", "-m", "one", cwd=work)
-    git("clone", "--quiet", "--bare", str(work), str(root / "r.git"), cwd=root)
-    return f"file://{root / 'r.git'}"
+def bare_repo(root: Path, files: dict[str, bytes], links: dict[str, str] | None = None) -> str:
+    return f"file://{master_repo(root, files, links)}"
 
 
 def test_a_pack_over_the_fetch_cap_is_cut_off_and_named(tmp_path):
