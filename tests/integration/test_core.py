@@ -336,3 +336,20 @@ def test_boot_over_a_stale_control_socket(maestro):
     maestro.wait_running(["only"])
     assert maestro.proc.poll() is None, maestro.log()[-2000:]
     assert "Traceback" not in maestro.log()
+
+
+def test_deploy_of_a_git_repository_with_a_link_out_of_the_project_fails_in_one_line(maestro, tmp_path):
+    # A git checkout is held to the archive's rules before git writes it (sources/gittree.py).
+    from fixtures.ghstandin import master_repo
+
+    maestro.boot()
+    bare = master_repo(tmp_path / "hostile", {"index.html": "<h1>x</h1>"}, links={"Procfile": "/etc/shadow"})
+    proc = maestro.run("deploy", "--repo", f"file://{bare}", "--name", "linky", "--yes", check=False)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("Error: deploy linky:") and "'Procfile' -> '/etc/shadow' points outside the project" in last
+    assert "Traceback" not in proc.stderr
+    assert not (Path(maestro.env["MAESTRO_STATE_DIR"]) / "projects" / "linky" / "Procfile").exists()
+    good = master_repo(tmp_path / "fine", {"index.html": "<h1>fine</h1>"})
+    proc = maestro.run("deploy", "--repo", f"file://{good}", "--name", "fine", "--yes", check=False)
+    assert proc.returncode == 0 and "deployed fine: RUNNING" in proc.stdout, proc.stdout + proc.stderr
