@@ -8,7 +8,7 @@ from __future__ import annotations
 import hashlib
 import math
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -141,9 +141,12 @@ def dns_name(*parts: str) -> str:
 # ---------------------------------------------------------------- the services file
 
 
-def service_entry(unit: Unit) -> dict[str, Any]:
-    """The YAML entry the runtime reads back as the same spec (named by its id, so ids stay)."""
+def service_entry(unit: Unit, known: Collection[str] | None = None) -> dict[str, Any]:
+    """The YAML entry the runtime reads back as the same spec (named by its id, so ids stay).
+    ``known``: the names in the same file; a wait on any other is dropped, since the runtime
+    refuses a depends_on it cannot see (split: compose's depends_on orders the containers)."""
     spec, limits = unit.spec, unit.spec.limits
+    waits = {k: v for k, v in spec.depends_on.items() if known is None or k in known}
     entry: dict[str, Any] = {"name": unit.id, "repo": spec.repo}
     optional: Iterable[tuple[str, Any, Any]] = (
         ("ref", spec.ref, DEFAULT_REF),
@@ -164,7 +167,7 @@ def service_entry(unit: Unit) -> dict[str, Any]:
         ("kind", spec.role, "service"),
         ("schedule", spec.schedule, None),
         ("catch_up", spec.catch_up, False),
-        ("depends_on", dict(spec.depends_on), {}),
+        ("depends_on", waits, {}),
         ("workspace", spec.workspace, None),
         ("release", spec.release, None),
         ("processes", dict(spec.processes), {}),
@@ -175,7 +178,8 @@ def service_entry(unit: Unit) -> dict[str, Any]:
 
 
 def services_yaml(units: Sequence[Unit]) -> str:
-    return dump({"services": [service_entry(u) for u in units]})
+    known = {u.id for u in units} | {u.spec.base_name for u in units}
+    return dump({"services": [service_entry(u, known) for u in units]})
 
 
 # ---------------------------------------------------------------- sizes
@@ -250,6 +254,11 @@ def notes_for(units: Sequence[Unit], options: Options, warnings: Iterable[str] =
                 "(a shared worktree): it does not exist in a new "
                 + ("pod" if kube else "container")
                 + "; put it in a git repository or an archive, or on the projects volume.")
+        if options.split and spec.depends_on:
+            notes.append(f"{unit.id}: its one-service file drops depends_on ({', '.join(spec.depends_on)}): the "
+                         "runtime cannot wait on services of other " + ("pods; Kubernetes starts the pod without "
+                         "waiting, so it must retry until they answer." if kube else "containers; compose's "
+                         "depends_on orders the containers instead."))
         if spec.port is None and spec.role != "task":  # a task serves nothing: no port to publish
             notes.append(f"{unit.id}: no fixed port, so it gets one at boot and is not published; give it a port.")
     return tuple(notes)

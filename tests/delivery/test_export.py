@@ -389,3 +389,35 @@ def test_tasks_and_dependencies_round_trip_and_map_to_compose_conditions():
     again = parse_services_yaml(ex.services_yaml(ex.units_of(parsed)), "again.yaml")
     assert [(s.role, dict(s.depends_on), s.schedule) for s in again.specs] == [
         (s.role, dict(s.depends_on), s.schedule) for s in parsed.specs]
+
+
+def services_files(export: ex.Export) -> dict[str, str]:
+    """Each runtime's services file: the compose configs' contents or the ConfigMaps' data."""
+    if "compose.yaml" in export.files:
+        configs = yaml.safe_load(export.files["compose.yaml"])["configs"]
+        return {name: c["content"] for name, c in configs.items()}
+    return {d["metadata"]["name"]: d["data"]["services.yml"] for d in documents(export) if d["kind"] == "ConfigMap"}
+
+
+@pytest.mark.parametrize("target", ["compose", "kubernetes"])
+def test_split_services_files_boot_without_the_other_pods_services(tmp_path, target):
+    """A one-service file read back as the runtime reads it at boot (gather_specs, which rejects a
+    depends_on naming a service it does not hold) keeps its service: the wait on a service in
+    another container is compose's depends_on, not the file's (seen live: node-app FAILED with
+    "depends_on: unknown service 'python-api'" under podman-compose)."""
+    parsed = parse_services_yaml("""
+- {repo: /srv/db, name: db, port: 5432}
+- {repo: /srv/api, name: api, port: 8000, depends_on: {db: healthy}}
+""", "s.yaml")
+    export = ex.render(parsed, ex.Options(target, split=True))
+    for name, text in services_files(export).items():
+        path = tmp_path / f"{name}.yml"
+        path.write_text(text)
+        settings = Settings.from_env({"MAESTRO_SERVICES_FILE": str(path), "MAESTRO_STATE_DIR": str(tmp_path)})
+        booted = gather_specs(settings, preseeded=False)
+        assert not booted.errors, (name, [str(e) for e in booted.errors])
+        assert len(booted.specs) == 1
+    assert any("api: its one-service file drops depends_on (db)" in n for n in export.notes)
+    # all in one: the runtime orders them itself, so the file keeps the wait
+    whole = services_files(ex.render(parsed, ex.Options(target)))
+    assert [yaml.safe_load(t)["services"][1]["depends_on"] for t in whole.values()] == [{"db": "healthy"}]
