@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 from maestro_runtime.ops import manifests as mf
@@ -21,9 +21,21 @@ COMPOSE_CONDITIONS = {"started": "service_started", "healthy": "service_healthy"
                       "completed": "service_completed_successfully"}
 
 
-def compose_condition(spec: ServiceSpec, name: str) -> str:
+# A task's runtime stays up after its task, so service_completed_successfully (the container
+# exited 0) never holds: its container turns healthy once every entry has succeeded instead,
+# checked every 5 s for up to an hour (start_interval: Docker Engine 25+; older ones every 30 s).
+TASK_DONE = ("/usr/bin/python3", "-I", "-S", "-c",
+             "import json, subprocess, sys; "
+             "out = subprocess.run(['/usr/local/bin/list-services', '--json'], capture_output=True).stdout; "
+             "entries = json.loads(out or b'[]'); "
+             "sys.exit(0 if entries and all(e.get('status') == 'succeeded' for e in entries) else 1)")
+
+
+def compose_condition(spec: ServiceSpec, name: str, tasks: Collection[str] = ()) -> str:
     conditions = getattr(spec, "depends_on", None)
     condition = conditions.get(name, "healthy") if isinstance(conditions, Mapping) else "healthy"
+    if condition == "completed" and name in tasks:
+        return "service_healthy"  # its container's healthcheck is TASK_DONE
     return COMPOSE_CONDITIONS.get(condition, "service_healthy")
 
 
@@ -64,13 +76,17 @@ def compose(units: Sequence[mf.Unit], options: mf.Options) -> dict[str, str]:
         volumes.update({n: {} for n, _, _ in mf.VOLUMES})
     else:
         ids = {u.id for u in units}
+        tasks = {u.id for u in units if u.spec.role == "task"}
         for unit in units:
             configs[f"{unit.id}-services"] = {"content": mf.services_yaml([unit])}
             service = compose_runtime(options, [unit], mf.service_resources(unit.spec), f"{unit.id}-services",
                                       f"{unit.id}-")
+            if unit.spec.role == "task":
+                service["healthcheck"] = {"test": ["CMD", *TASK_DONE], "interval": "30s", "timeout": "10s",
+                                          "start_period": "1h", "start_interval": "5s", "retries": 3}
             needs = [d for d in depends_on(unit.spec) if d in ids]
             if needs:
-                service["depends_on"] = {d: {"condition": compose_condition(unit.spec, d)} for d in needs}
+                service["depends_on"] = {d: {"condition": compose_condition(unit.spec, d, tasks)} for d in needs}
             services[unit.id] = service
             volumes.update({f"{unit.id}-{n}": {} for n, _, _ in mf.VOLUMES})
     document = {"name": options.name, "services": services, "volumes": volumes, "configs": configs}

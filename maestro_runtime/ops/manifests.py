@@ -259,6 +259,10 @@ def notes_for(units: Sequence[Unit], options: Options, warnings: Iterable[str] =
                          "runtime cannot wait on services of other " + ("pods; Kubernetes starts the pod without "
                          "waiting, so it must retry until they answer." if kube else "containers; compose's "
                          "depends_on orders the containers instead."))
+        if options.split and not kube and spec.role == "task":
+            notes.append(f"{unit.id}: a task: its container stays up after the task (the runtime does); its "
+                         "healthcheck turns healthy once the task has succeeded, and containers waiting for it "
+                         "to complete wait for that (service_healthy).")
         if spec.port is None and spec.role != "task":  # a task serves nothing: no port to publish
             notes.append(f"{unit.id}: no fixed port, so it gets one at boot and is not published; give it a port.")
     return tuple(notes)
