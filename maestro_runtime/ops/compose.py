@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from maestro_runtime.ops import manifests as mf
@@ -17,25 +17,29 @@ def depends_on(spec: ServiceSpec) -> tuple[str, ...]:
     return tuple(getattr(spec, "depends_on", ()) or ())
 
 
-COMPOSE_CONDITIONS = {"started": "service_started", "healthy": "service_healthy",
-                      "completed": "service_completed_successfully"}
+# "completed" too is READY (below): a runtime stays up after its task, never completing itself.
+COMPOSE_CONDITIONS = {"started": "service_started", "healthy": "service_healthy", "completed": "service_healthy"}
 
 
-# A task's runtime stays up after its task, so service_completed_successfully (the container
-# exited 0) never holds: its container turns healthy once every entry has succeeded instead,
-# checked every 5 s for up to an hour (start_interval: Docker Engine 25+; older ones every 30 s).
-TASK_DONE = ("/usr/bin/python3", "-I", "-S", "-c",
-             "import json, subprocess, sys; "
-             "out = subprocess.run(['/usr/local/bin/list-services', '--json'], capture_output=True).stdout; "
-             "entries = json.loads(out or b'[]'); "
-             "sys.exit(0 if entries and all(e.get('status') == 'succeeded' for e in entries) else 1)")
+# What a container another one waits for reports, so that "healthy" and "completed" mean there
+# what the runtime's own depends_on means (tasks/gate.py): every entry a task that succeeded or
+# a service RUNNING whose probe passes (list-services). The image's HEALTHCHECK says neither: it
+# passes while services are still starting (a long build must not fail it) and fails a runtime
+# whose one task has exited. Checked every 5 s for up to an hour (start_interval: Docker Engine
+# 25+; older ones every 30 s).
+READY = ("/usr/bin/python3", "-I", "-S", "-c",
+         "import json, subprocess, sys; "
+         "out = subprocess.run(['/usr/local/bin/list-services', '--json'], capture_output=True).stdout; "
+         "entries = json.loads(out or b'[]'); "
+         "sys.exit(0 if entries and all(e.get('status') == 'succeeded' if e.get('role') == 'task' else "
+         "e.get('status') == 'RUNNING' and e.get('health') in (None, 'healthy') for e in entries) else 1)")
+READY_HEALTHCHECK = {"test": ["CMD", *READY], "interval": "30s", "timeout": "10s", "start_period": "1h",
+                     "start_interval": "5s", "retries": 3}
 
 
-def compose_condition(spec: ServiceSpec, name: str, tasks: Collection[str] = ()) -> str:
+def compose_condition(spec: ServiceSpec, name: str) -> str:
     conditions = getattr(spec, "depends_on", None)
     condition = conditions.get(name, "healthy") if isinstance(conditions, Mapping) else "healthy"
-    if condition == "completed" and name in tasks:
-        return "service_healthy"  # its container's healthcheck is TASK_DONE
     return COMPOSE_CONDITIONS.get(condition, "service_healthy")
 
 
@@ -76,17 +80,17 @@ def compose(units: Sequence[mf.Unit], options: mf.Options) -> dict[str, str]:
         volumes.update({n: {} for n, _, _ in mf.VOLUMES})
     else:
         ids = {u.id for u in units}
-        tasks = {u.id for u in units if u.spec.role == "task"}
+        awaited = {d for u in units for d in depends_on(u.spec)
+                   if compose_condition(u.spec, d) == "service_healthy"}
         for unit in units:
             configs[f"{unit.id}-services"] = {"content": mf.services_yaml([unit])}
             service = compose_runtime(options, [unit], mf.service_resources(unit.spec), f"{unit.id}-services",
                                       f"{unit.id}-")
-            if unit.spec.role == "task":
-                service["healthcheck"] = {"test": ["CMD", *TASK_DONE], "interval": "30s", "timeout": "10s",
-                                          "start_period": "1h", "start_interval": "5s", "retries": 3}
+            if unit.spec.role == "task" or unit.id in awaited:
+                service["healthcheck"] = dict(READY_HEALTHCHECK)
             needs = [d for d in depends_on(unit.spec) if d in ids]
             if needs:
-                service["depends_on"] = {d: {"condition": compose_condition(unit.spec, d, tasks)} for d in needs}
+                service["depends_on"] = {d: {"condition": compose_condition(unit.spec, d)} for d in needs}
             services[unit.id] = service
             volumes.update({f"{unit.id}-{n}": {} for n, _, _ in mf.VOLUMES})
     document = {"name": options.name, "services": services, "volumes": volumes, "configs": configs}

@@ -20,7 +20,7 @@ from click.testing import CliRunner
 
 from maestro_runtime.cli import maestro
 from maestro_runtime.ops import export as ex
-from maestro_runtime.ops.compose import TASK_DONE
+from maestro_runtime.ops.compose import READY
 from maestro_runtime.settings import Settings
 from maestro_runtime.spec import ParseResult, ServiceSpec, parse_services_string, parse_services_yaml
 from maestro_runtime.spec.gather import gather_specs
@@ -253,7 +253,10 @@ def test_compose_depends_on_waits_for_health():
     services = yaml.safe_load(export.files["compose.yaml"])["services"]
     assert services["api"]["depends_on"] == {"db": {"condition": "service_healthy"}}
     assert "depends_on" not in services["db"]
-    assert services["db"]["healthcheck"]["test"] == ["CMD", *ex.HEALTHCHECK]
+    # db is waited for: its healthcheck is its service's own probe verdict (READY), not the
+    # HEALTHCHECK, which passes while the service is still starting (tests/image/test_export_image.py)
+    assert services["db"]["healthcheck"]["test"] == ["CMD", *READY]
+    assert services["api"]["healthcheck"]["test"] == ["CMD", *ex.HEALTHCHECK]
 
 
 # ---------------------------------------------------------------- errors
@@ -382,13 +385,14 @@ def test_tasks_and_dependencies_round_trip_and_map_to_compose_conditions():
     export = ex.render(parsed, ex.Options("compose", split=True))
     services = yaml.safe_load(export.files["compose.yaml"])["services"]
     # A task's container outlives its task (the runtime stays up): "completed" is its healthcheck
-    # turning healthy once the task succeeded (tests/image/test_export_image.py runs it), not the
-    # container exiting, which service_completed_successfully would wait for forever.
+    # (READY) turning healthy once the task succeeded (tests/image/test_export_image.py runs it),
+    # not the container exiting, which service_completed_successfully would wait for forever.
     assert services["api"]["depends_on"] == {"migrate": {"condition": "service_healthy"},
                                              "db": {"condition": "service_started"}}
     assert services["migrate"]["depends_on"] == {"db": {"condition": "service_healthy"}}
-    assert services["migrate"]["healthcheck"]["test"] == ["CMD", *TASK_DONE]
-    assert services["db"]["healthcheck"]["test"] == ["CMD", *ex.HEALTHCHECK]
+    assert services["migrate"]["healthcheck"]["test"] == ["CMD", *READY]
+    assert services["db"]["healthcheck"]["test"] == ["CMD", *READY]  # migrate waits for it: healthy
+    assert services["nightly"]["healthcheck"]["test"] == ["CMD", *READY]  # a task: HEALTHCHECK fails it
     assert any(n.startswith("migrate: a task: its container stays up") for n in export.notes)
     entries = {e["name"]: e for e in yaml.safe_load(ex.services_yaml(ex.units_of(parsed)))["services"]}
     assert entries["nightly"] == {"name": "nightly", "repo": "/srv/n", "kind": "task", "schedule": "0 3 * * *",

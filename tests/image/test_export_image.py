@@ -1,57 +1,74 @@
-"""What `maestro export compose --split` asks of the image, run in the real image: a task's
-container stays up after its task (the runtime does), so services waiting for the task to
-complete wait for its healthcheck (compose.TASK_DONE), which must turn healthy exactly when
-the task has succeeded."""
+"""What `maestro export compose --split` asks of the image, run in the real image. A container
+that another one waits for (depends_on healthy or completed) gets the READY healthcheck, which
+must pass exactly when its entry is what the runtime's own depends_on waits for: a service whose
+probe passes, a task that succeeded (its container stays up after it: the runtime does)."""
 
 from __future__ import annotations
 
 import json
+import random
 
 import yaml
 
 from maestro_runtime.ops import export as ex
 from maestro_runtime.spec import parse_services_yaml
 
-from .conftest import wait_for
+from .conftest import HEALTHCHECK, wait_for
 
 
-def task_container(start_container, tmp_path, fixture_url: str, cmd: str):
-    """The split export's migrate container: its one-service file, its healthcheck command."""
-    text = f"services:\n  - {{name: migrate, kind: task, repo: '{fixture_url}', cmd: '{cmd}'}}\n" \
-           f"  - {{name: api, repo: '{fixture_url}', port: 8000, depends_on: {{migrate: completed}}}}\n"
+def awaited_container(start_container, tmp_path, fixture_url: str, entry: str):
+    """Export `entry` (named first) and a service waiting for it with --split; run the first
+    one's container as compose would (its one-service file) and return it with its healthcheck."""
+    text = f"services:\n  - {{name: first, repo: '{fixture_url}', {entry}}}\n" \
+           f"  - {{name: then, repo: '{fixture_url}', depends_on: {{first: completed}}}}\n"
     document = yaml.safe_load(ex.render(parse_services_yaml(text, "s.yml"),
                                         ex.Options("compose", split=True)).files["compose.yaml"])
-    migrate = document["services"]["migrate"]
-    assert document["services"]["api"]["depends_on"] == {"migrate": {"condition": "service_healthy"}}
+    assert document["services"]["then"]["depends_on"] == {"first": {"condition": "service_healthy"}}
     path = tmp_path / "services.yml"
-    path.write_text(document["configs"]["migrate-services"]["content"])
+    path.write_text(document["configs"]["first-services"]["content"])
     path.chmod(0o644)
     tmp_path.chmod(0o755)
     container = start_container("-v", f"{path}:{ex.SERVICES_FILE}:ro", projects=False,
                                 env={"MAESTRO_SANDBOX_MODE": "off"})
-    test = migrate["healthcheck"]["test"]
+    test = document["services"]["first"]["healthcheck"]["test"]
     assert test[0] == "CMD"
     return container, test[1:]
 
 
-def status(container) -> str | None:
+def entry(container) -> dict:
     entries = json.loads(container.list_json() or "[]")
-    return entries[0]["status"] if entries else None
+    return entries[0] if entries else {}
 
 
-def test_a_tasks_healthcheck_turns_healthy_once_it_has_succeeded(start_container, tmp_path, fixture_url):
-    container, probe = task_container(start_container, tmp_path, fixture_url, "sleep 6")
-    wait_for(lambda: status(container) == "running", 60, what="the task to run")
-    assert container.exec(*probe, check=False).returncode == 1  # running: not yet
-    wait_for(lambda: status(container) == "succeeded", 60, what="the task to succeed")
-    done = container.exec(*probe, check=False)
-    assert done.returncode == 0, done.stdout + done.stderr
+def passes(container, probe) -> bool:
+    return container.exec(*probe, check=False).returncode == 0
+
+
+def test_a_task_is_ready_once_it_has_succeeded(start_container, tmp_path, fixture_url):
+    container, probe = awaited_container(start_container, tmp_path, fixture_url, "kind: task, cmd: 'sleep 6'")
+    wait_for(lambda: entry(container).get("status") == "running", 60, what="the task to run")
+    assert not passes(container, probe)  # running: not yet
+    wait_for(lambda: entry(container).get("status") == "succeeded", 60, what="the task to succeed")
+    assert passes(container, probe)
     assert container.state()["Running"]  # the container outlives its task: why not "completed"
+    assert container.exec(*HEALTHCHECK, check=False).returncode == 1  # and why not the HEALTHCHECK
 
 
-def test_a_failed_tasks_healthcheck_stays_unhealthy(start_container, tmp_path, fixture_url):
-    container, probe = task_container(start_container, tmp_path, fixture_url, "sh -c \"exit 3\"")
-    wait_for(lambda: status(container) not in (None, "waiting", "running", "starting"), 60,
+def test_a_failed_task_is_never_ready(start_container, tmp_path, fixture_url):
+    container, probe = awaited_container(start_container, tmp_path, fixture_url, "kind: task, cmd: 'sh -c \"exit 3\"'")
+    wait_for(lambda: entry(container).get("status") not in (None, "waiting", "running", "starting"), 60,
              what="the task to finish")
-    assert status(container) != "succeeded"
-    assert container.exec(*probe, check=False).returncode == 1
+    assert entry(container)["status"] != "succeeded"
+    assert not passes(container, probe)
+
+
+def test_a_service_is_ready_once_its_probe_passes(start_container, tmp_path, fixture_url):
+    port = random.randrange(32100, 32700)  # host network: a port of its own
+    container, probe = awaited_container(start_container, tmp_path, fixture_url,
+                                         f"port: {port}, cmd: 'sh -c \"sleep 8; exec python3 server.py\"'")
+    wait_for(lambda: entry(container).get("status") == "RUNNING", 60, what="the service to run")
+    # The HEALTHCHECK already passes (it is starting); a service waiting for it must not start yet.
+    assert container.exec(*HEALTHCHECK, check=False).returncode == 0
+    assert not passes(container, probe)
+    wait_for(lambda: entry(container).get("health") == "healthy", 60, what="its probe to pass")
+    assert passes(container, probe)
