@@ -17,23 +17,12 @@ def depends_on(spec: ServiceSpec) -> tuple[str, ...]:
     return tuple(getattr(spec, "depends_on", ()) or ())
 
 
-# "completed" too is READY (below): a runtime stays up after its task, never completing itself.
+# "completed" too is mf.READY turning healthy: a runtime stays up after its task, never completing itself.
 COMPOSE_CONDITIONS = {"started": "service_started", "healthy": "service_healthy", "completed": "service_healthy"}
 
 
-# What a container another one waits for reports, so that "healthy" and "completed" mean there
-# what the runtime's own depends_on means (tasks/gate.py): every entry a task that succeeded or
-# a service RUNNING whose probe passes (list-services). The image's HEALTHCHECK says neither: it
-# passes while services are still starting (a long build must not fail it) and fails a runtime
-# whose one task has exited. Checked every 5 s for up to an hour (start_interval: Docker Engine
-# 25+; older ones every 30 s).
-READY = ("/usr/bin/python3", "-I", "-S", "-c",
-         "import json, subprocess, sys; "
-         "out = subprocess.run(['/usr/local/bin/list-services', '--json'], capture_output=True).stdout; "
-         "entries = json.loads(out or b'[]'); "
-         "sys.exit(0 if entries and all(e.get('status') == 'succeeded' if e.get('role') == 'task' else "
-         "e.get('status') == 'RUNNING' and e.get('health') in (None, 'healthy') for e in entries) else 1)")
-READY_HEALTHCHECK = {"test": ["CMD", *READY], "interval": "30s", "timeout": "10s", "start_period": "1h",
+# mf.READY: checked every 5 s for up to an hour (start_interval: Docker Engine 25+; older: 30 s).
+READY_HEALTHCHECK = {"test": ["CMD", *mf.READY], "interval": "30s", "timeout": "10s", "start_period": "1h",
                      "start_interval": "5s", "retries": 3}
 
 

@@ -29,6 +29,17 @@ DEFAULT_IMAGE = "ghcr.io/maestro-runtime/maestro-runtime:latest"
 # (one service's spec may hold another's secrets).
 SERVICES_FILE = "/etc/maestro/services.yml"
 HEALTHCHECK = ("/usr/bin/python3", "-I", "-S", "/opt/maestro/healthcheck/healthcheck.py")
+# Is a one-entry runtime's entry what the runtime's own depends_on waits for (tasks/gate.py):
+# a task that succeeded, a service RUNNING whose probe passes (list-services)? The image's
+# HEALTHCHECK says neither: it passes while services are still starting (a long build must not
+# fail it) and fails a runtime whose one task has exited. Split exports use it: compose's
+# healthcheck of a container others wait for, Kubernetes' readiness.
+READY = ("/usr/bin/python3", "-I", "-S", "-c",
+         "import json, subprocess, sys; "
+         "out = subprocess.run(['/usr/local/bin/list-services', '--json'], capture_output=True).stdout; "
+         "entries = json.loads(out or b'[]'); "
+         "sys.exit(0 if entries and all(e.get('status') == 'succeeded' if e.get('role') == 'task' else "
+         "e.get('status') == 'RUNNING' and e.get('health') in (None, 'healthy') for e in entries) else 1)")
 # What per-project users need (README "Accounts and capabilities"); everything else is dropped.
 IDENTITY_CAPS = ("CHOWN", "SETUID", "SETGID", "DAC_OVERRIDE", "FOWNER", "KILL")
 TMPFS = (("tmp", "/tmp", "64Mi", "rw,noexec,nosuid,size=64m"), ("run", "/run", "16Mi", "rw,nosuid,size=16m"))
@@ -237,7 +248,8 @@ def notes_for(units: Sequence[Unit], options: Options, warnings: Iterable[str] =
         notes.append("Startup and liveness probes run `maestro-healthcheck --live`: they restart the pod only "
                      "when the runtime itself stops working (supervisord or its controller), never for one "
                      "service; a service that gives up stops the pod only when it is `essential`. Readiness "
-                     + ("is the service's own health (the full HEALTHCHECK)." if options.split else
+                     + ("is the service's own probe verdict (running and its probe passing; a task: succeeded), "
+                        "not the HEALTHCHECK, which passes while the service is still starting." if options.split else
                         "is --live too: with every service in one pod, one failing service must not take the "
                         "others out of their Services (list-services and the metrics show each one)."))
     for unit in units:

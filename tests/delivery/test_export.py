@@ -20,7 +20,7 @@ from click.testing import CliRunner
 
 from maestro_runtime.cli import maestro
 from maestro_runtime.ops import export as ex
-from maestro_runtime.ops.compose import READY
+from maestro_runtime.ops.manifests import READY
 from maestro_runtime.settings import Settings
 from maestro_runtime.spec import ParseResult, ServiceSpec, parse_services_string, parse_services_yaml
 from maestro_runtime.spec.gather import gather_specs
@@ -217,8 +217,9 @@ def test_split_sizes_each_pod_from_the_spec():
         assert len(parsed_from(text).specs) == 1, "a one-service spec per pod"
         assert deployment["spec"]["template"]["spec"]["containers"][0]["image"] == ex.DEFAULT_IMAGE
         probes = {k: v["exec"]["command"] for k, v in pod["containers"][0].items() if k.endswith("Probe")}
-        # The pod is its one service: readiness is its health; restarts only when the runtime is stuck.
-        assert probes == {"readinessProbe": list(ex.HEALTHCHECK), "livenessProbe": [*ex.HEALTHCHECK, "--live"],
+        # The pod is its one service: readiness is its own probe verdict (READY: the HEALTHCHECK
+        # passes while it starts); restarts only when the runtime is stuck.
+        assert probes == {"readinessProbe": list(READY), "livenessProbe": [*ex.HEALTHCHECK, "--live"],
                           "startupProbe": [*ex.HEALTHCHECK, "--live"]}
 
 
