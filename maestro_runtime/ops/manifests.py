@@ -28,6 +28,8 @@ DEFAULT_IMAGE = "ghcr.io/maestro-runtime/maestro-runtime:latest"
 # Under /etc/maestro on purpose: the sandbox hides that folder from the services
 # (one service's spec may hold another's secrets).
 SERVICES_FILE = "/etc/maestro/services.yml"
+# compose: the services file's name beside compose.yaml (split: <id>.services.yml)
+COMPOSE_SERVICES_FILE = "services.yml"
 HEALTHCHECK = ("/usr/bin/python3", "-I", "-S", "/opt/maestro/healthcheck/healthcheck.py")
 # Is a one-entry runtime's entry what the runtime's own depends_on waits for (tasks/gate.py):
 # a task that succeeded, a service RUNNING whose probe passes (list-services)? The image's
@@ -244,6 +246,11 @@ def notes_for(units: Sequence[Unit], options: Options, warnings: Iterable[str] =
     else:
         notes.append("One runtime holds every service: it scales up, not out; `--split` gives one "
                      + ("Deployment" if kube else "compose service") + " per service.")
+    if not kube:
+        names = [f"{u.id}.{COMPOSE_SERVICES_FILE}" for u in units] if options.split else [COMPOSE_SERVICES_FILE]
+        notes.append(f"compose.yaml mounts {', '.join(names)} from its own folder (Docker Compose refuses inline "
+                     "configs in a read-only service): keep them together; `--output` writes them all, printing "
+                     "gives compose.yaml alone.")
     if kube:
         notes.append("Startup and liveness probes run `maestro-healthcheck --live`: they restart the pod only "
                      "when the runtime itself stops working (supervisord or its controller), never for one "

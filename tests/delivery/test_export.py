@@ -152,7 +152,7 @@ def test_hostile_specs_validate_and_round_trip(tmp_path, target, split):
     else:
         (tmp_path / "compose.yaml").write_text(export.files["compose.yaml"])
         validate_compose(tmp_path / "compose.yaml")
-        texts = [c["content"] for c in docs[0]["configs"].values()]
+        texts = list(compose_services_files(export).values())
     back = [s for text in texts for s in parsed_from(text).specs]
     assert len(back) == 3
     for original, again in zip(parsed.specs, back, strict=True):
@@ -316,7 +316,7 @@ def test_cli_writes_a_folder_from_svc_vars(tmp_path):
     result = run_cli(tmp_path, "compose", "--split", "--output", str(tmp_path / "out"), "--image", "img:1",
                      "--name", "shop", env=env)
     assert result.exit_code == 0, result.output
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["NOTES.md", "compose.yaml"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["NOTES.md", "b.services.yml", "compose.yaml"]
     compose = yaml.safe_load((tmp_path / "out" / "compose.yaml").read_text())
     assert compose["name"] == "shop" and compose["services"]["b"]["image"] == "img:1"
     validate_compose(tmp_path / "out" / "compose.yaml")
@@ -406,12 +406,44 @@ def test_tasks_and_dependencies_round_trip_and_map_to_compose_conditions():
         (s.role, dict(s.depends_on), s.schedule) for s in parsed.specs]
 
 
+def compose_services_files(export: ex.Export) -> dict[str, str]:
+    """compose service -> the services file it mounts (a file of the export, beside compose.yaml)."""
+    out = {}
+    for name, service in yaml.safe_load(export.files["compose.yaml"])["services"].items():
+        mount = next(v for v in service["volumes"] if isinstance(v, dict) and v["target"] == ex.SERVICES_FILE)
+        assert mount["source"].startswith("./"), mount
+        out[name] = export.files[mount["source"][2:]]
+    return out
+
+
 def services_files(export: ex.Export) -> dict[str, str]:
-    """Each runtime's services file: the compose configs' contents or the ConfigMaps' data."""
+    """Each runtime's services file: the file each compose service mounts or the ConfigMaps' data."""
     if "compose.yaml" in export.files:
-        configs = yaml.safe_load(export.files["compose.yaml"])["configs"]
-        return {name: c["content"] for name, c in configs.items()}
+        return compose_services_files(export)
     return {d["metadata"]["name"]: d["data"]["services.yml"] for d in documents(export) if d["kind"] == "ConfigMap"}
+
+
+@pytest.mark.parametrize("split", [False, True])
+def test_compose_mounts_the_services_file_from_beside_compose_yaml(split):
+    """Docker Compose refuses a config with inline content in a read_only service ("cannot create
+    config ... in read-only service ...: `file` is the sole supported option", pkg/compose/secrets.go;
+    before 2.30: "container rootfs is marked read-only", docker/compose#12031), and podman-compose
+    1.6 mounts no configs at all: the runtime booted with no services. The file is written beside
+    compose.yaml and bind-mounted read-only; a missing file is an error, never an empty folder."""
+    export = ex.render(examples(), ex.Options("compose", split=split))
+    document = yaml.safe_load(export.files["compose.yaml"])
+    assert "configs" not in document
+    for service in document["services"].values():
+        assert service["read_only"] is True
+        assert "configs" not in service
+        mount = next(v for v in service["volumes"] if isinstance(v, dict))
+        assert mount == {"type": "bind", "source": mount["source"], "target": ex.SERVICES_FILE,
+                         "read_only": True, "bind": {"create_host_path": False}}
+    files = compose_services_files(export)
+    assert [s.name for text in files.values() for s in parsed_from(text).specs] == [
+        "python-api", "node-app", "static-site"]
+    assert export.text() == export.files["compose.yaml"]  # printed alone: the notes say to use --output
+    assert any("--output" in n and "services" in n for n in export.notes)
 
 
 @pytest.mark.parametrize("target", ["compose", "kubernetes"])

@@ -21,11 +21,11 @@ def awaited_container(start_container, tmp_path, fixture_url: str, entry: str):
     one's container as compose would (its one-service file) and return it with its healthcheck."""
     text = f"services:\n  - {{name: first, repo: '{fixture_url}', {entry}}}\n" \
            f"  - {{name: then, repo: '{fixture_url}', depends_on: {{first: completed}}}}\n"
-    document = yaml.safe_load(ex.render(parse_services_yaml(text, "s.yml"),
-                                        ex.Options("compose", split=True)).files["compose.yaml"])
+    export = ex.render(parse_services_yaml(text, "s.yml"), ex.Options("compose", split=True))
+    document = yaml.safe_load(export.files["compose.yaml"])
     assert document["services"]["then"]["depends_on"] == {"first": {"condition": "service_healthy"}}
     path = tmp_path / "services.yml"
-    path.write_text(document["configs"]["first-services"]["content"])
+    path.write_text(export.files["first.services.yml"])  # what its compose service mounts
     path.chmod(0o644)
     tmp_path.chmod(0o755)
     container = start_container("-v", f"{path}:{ex.SERVICES_FILE}:ro", projects=False,
