@@ -12,6 +12,7 @@ from maestro_runtime.ops.manifests import (
     LABEL,
     OVERHEAD_MEMORY,
     OVERHEAD_MILLICPU,
+    READY,
     SERVICES_FILE,
     TMPFS,
     VOLUMES,
@@ -48,8 +49,8 @@ def k8s_resources(res: Resources) -> dict[str, Any]:
     return {"requests": requests, **({"limits": limits} if limits else {})}
 
 
-def probe(period: int, failures: int, *, live: bool = False) -> dict[str, Any]:
-    command = [*HEALTHCHECK, *(["--live"] if live else [])]
+def probe(period: int, failures: int, *, live: bool = False, command: Sequence[str] = ()) -> dict[str, Any]:
+    command = list(command) or [*HEALTHCHECK, *(["--live"] if live else [])]
     return {"exec": {"command": command}, "periodSeconds": period, "timeoutSeconds": 5, "failureThreshold": failures}
 
 
@@ -76,10 +77,11 @@ def container(options: Options, units: Sequence[Unit], res: Resources) -> dict[s
         "resources": k8s_resources(res),
         # Startup and liveness ask whether the runtime works (--live), never whether every service
         # does: a project whose build fails must not restart the pod, and every service with it.
-        # Readiness is every service's health where the pod holds one service (split); with all
-        # services in one pod, one failing service must not take the others out of their Services.
+        # Readiness is the service's own verdict where the pod holds one service (split: READY, as
+        # the HEALTHCHECK passes while it starts); with all services in one pod, one failing
+        # service must not take the others out of their Services.
         "startupProbe": probe(5, 60, live=True),
-        "readinessProbe": probe(10, 3, live=not options.split),
+        "readinessProbe": probe(10, 3, command=READY) if options.split else probe(10, 3, live=True),
         "livenessProbe": probe(30, 3, live=True),
         "volumeMounts": mounts,
     }

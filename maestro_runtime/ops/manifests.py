@@ -8,7 +8,7 @@ from __future__ import annotations
 import hashlib
 import math
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,7 +28,20 @@ DEFAULT_IMAGE = "ghcr.io/maestro-runtime/maestro-runtime:latest"
 # Under /etc/maestro on purpose: the sandbox hides that folder from the services
 # (one service's spec may hold another's secrets).
 SERVICES_FILE = "/etc/maestro/services.yml"
+# compose: the services file's name beside compose.yaml (split: <id>.services.yml)
+COMPOSE_SERVICES_FILE = "services.yml"
 HEALTHCHECK = ("/usr/bin/python3", "-I", "-S", "/opt/maestro/healthcheck/healthcheck.py")
+# Is a one-entry runtime's entry what the runtime's own depends_on waits for (tasks/gate.py):
+# a task that succeeded, a service RUNNING whose probe passes (list-services)? The image's
+# HEALTHCHECK says neither: it passes while services are still starting (a long build must not
+# fail it) and fails a runtime whose one task has exited. Split exports use it: compose's
+# healthcheck of a container others wait for, Kubernetes' readiness.
+READY = ("/usr/bin/python3", "-I", "-S", "-c",
+         "import json, subprocess, sys; "
+         "out = subprocess.run(['/usr/local/bin/list-services', '--json'], capture_output=True).stdout; "
+         "entries = json.loads(out or b'[]'); "
+         "sys.exit(0 if entries and all(e.get('status') == 'succeeded' if e.get('role') == 'task' else "
+         "e.get('status') == 'RUNNING' and e.get('health') in (None, 'healthy') for e in entries) else 1)")
 # What per-project users need (README "Accounts and capabilities"); everything else is dropped.
 IDENTITY_CAPS = ("CHOWN", "SETUID", "SETGID", "DAC_OVERRIDE", "FOWNER", "KILL")
 TMPFS = (("tmp", "/tmp", "64Mi", "rw,noexec,nosuid,size=64m"), ("run", "/run", "16Mi", "rw,nosuid,size=16m"))
@@ -141,9 +154,12 @@ def dns_name(*parts: str) -> str:
 # ---------------------------------------------------------------- the services file
 
 
-def service_entry(unit: Unit) -> dict[str, Any]:
-    """The YAML entry the runtime reads back as the same spec (named by its id, so ids stay)."""
+def service_entry(unit: Unit, known: Collection[str] | None = None) -> dict[str, Any]:
+    """The YAML entry the runtime reads back as the same spec (named by its id, so ids stay).
+    ``known``: the names in the same file; a wait on any other is dropped, since the runtime
+    refuses a depends_on it cannot see (split: compose's depends_on orders the containers)."""
     spec, limits = unit.spec, unit.spec.limits
+    waits = {k: v for k, v in spec.depends_on.items() if known is None or k in known}
     entry: dict[str, Any] = {"name": unit.id, "repo": spec.repo}
     optional: Iterable[tuple[str, Any, Any]] = (
         ("ref", spec.ref, DEFAULT_REF),
@@ -164,7 +180,7 @@ def service_entry(unit: Unit) -> dict[str, Any]:
         ("kind", spec.role, "service"),
         ("schedule", spec.schedule, None),
         ("catch_up", spec.catch_up, False),
-        ("depends_on", dict(spec.depends_on), {}),
+        ("depends_on", waits, {}),
         ("workspace", spec.workspace, None),
         ("release", spec.release, None),
         ("processes", dict(spec.processes), {}),
@@ -175,7 +191,8 @@ def service_entry(unit: Unit) -> dict[str, Any]:
 
 
 def services_yaml(units: Sequence[Unit]) -> str:
-    return dump({"services": [service_entry(u) for u in units]})
+    known = {u.id for u in units} | {u.spec.base_name for u in units}
+    return dump({"services": [service_entry(u, known) for u in units]})
 
 
 # ---------------------------------------------------------------- sizes
@@ -229,11 +246,17 @@ def notes_for(units: Sequence[Unit], options: Options, warnings: Iterable[str] =
     else:
         notes.append("One runtime holds every service: it scales up, not out; `--split` gives one "
                      + ("Deployment" if kube else "compose service") + " per service.")
+    if not kube:
+        names = [f"{u.id}.{COMPOSE_SERVICES_FILE}" for u in units] if options.split else [COMPOSE_SERVICES_FILE]
+        notes.append(f"compose.yaml mounts {', '.join(names)} from its own folder (Docker Compose refuses inline "
+                     "configs in a read-only service): keep them together; `--output` writes them all, printing "
+                     "gives compose.yaml alone.")
     if kube:
         notes.append("Startup and liveness probes run `maestro-healthcheck --live`: they restart the pod only "
                      "when the runtime itself stops working (supervisord or its controller), never for one "
                      "service; a service that gives up stops the pod only when it is `essential`. Readiness "
-                     + ("is the service's own health (the full HEALTHCHECK)." if options.split else
+                     + ("is the service's own probe verdict (running and its probe passing; a task: succeeded), "
+                        "not the HEALTHCHECK, which passes while the service is still starting." if options.split else
                         "is --live too: with every service in one pod, one failing service must not take the "
                         "others out of their Services (list-services and the metrics show each one)."))
     for unit in units:
@@ -250,6 +273,15 @@ def notes_for(units: Sequence[Unit], options: Options, warnings: Iterable[str] =
                 "(a shared worktree): it does not exist in a new "
                 + ("pod" if kube else "container")
                 + "; put it in a git repository or an archive, or on the projects volume.")
+        if options.split and spec.depends_on:
+            notes.append(f"{unit.id}: its one-service file drops depends_on ({', '.join(spec.depends_on)}): the "
+                         "runtime cannot wait on services of other " + ("pods; Kubernetes starts the pod without "
+                         "waiting, so it must retry until they answer." if kube else "containers; compose's "
+                         "depends_on orders the containers instead."))
+        if options.split and not kube and spec.role == "task":
+            notes.append(f"{unit.id}: a task: its container stays up after the task (the runtime does); its "
+                         "healthcheck turns healthy once the task has succeeded, and containers waiting for it "
+                         "to complete wait for that (service_healthy).")
         if spec.port is None and spec.role != "task":  # a task serves nothing: no port to publish
             notes.append(f"{unit.id}: no fixed port, so it gets one at boot and is not published; give it a port.")
     return tuple(notes)

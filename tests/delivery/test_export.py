@@ -20,6 +20,7 @@ from click.testing import CliRunner
 
 from maestro_runtime.cli import maestro
 from maestro_runtime.ops import export as ex
+from maestro_runtime.ops.manifests import READY
 from maestro_runtime.settings import Settings
 from maestro_runtime.spec import ParseResult, ServiceSpec, parse_services_string, parse_services_yaml
 from maestro_runtime.spec.gather import gather_specs
@@ -151,7 +152,7 @@ def test_hostile_specs_validate_and_round_trip(tmp_path, target, split):
     else:
         (tmp_path / "compose.yaml").write_text(export.files["compose.yaml"])
         validate_compose(tmp_path / "compose.yaml")
-        texts = [c["content"] for c in docs[0]["configs"].values()]
+        texts = list(compose_services_files(export).values())
     back = [s for text in texts for s in parsed_from(text).specs]
     assert len(back) == 3
     for original, again in zip(parsed.specs, back, strict=True):
@@ -216,8 +217,9 @@ def test_split_sizes_each_pod_from_the_spec():
         assert len(parsed_from(text).specs) == 1, "a one-service spec per pod"
         assert deployment["spec"]["template"]["spec"]["containers"][0]["image"] == ex.DEFAULT_IMAGE
         probes = {k: v["exec"]["command"] for k, v in pod["containers"][0].items() if k.endswith("Probe")}
-        # The pod is its one service: readiness is its health; restarts only when the runtime is stuck.
-        assert probes == {"readinessProbe": list(ex.HEALTHCHECK), "livenessProbe": [*ex.HEALTHCHECK, "--live"],
+        # The pod is its one service: readiness is its own probe verdict (READY: the HEALTHCHECK
+        # passes while it starts); restarts only when the runtime is stuck.
+        assert probes == {"readinessProbe": list(READY), "livenessProbe": [*ex.HEALTHCHECK, "--live"],
                           "startupProbe": [*ex.HEALTHCHECK, "--live"]}
 
 
@@ -252,7 +254,10 @@ def test_compose_depends_on_waits_for_health():
     services = yaml.safe_load(export.files["compose.yaml"])["services"]
     assert services["api"]["depends_on"] == {"db": {"condition": "service_healthy"}}
     assert "depends_on" not in services["db"]
-    assert services["db"]["healthcheck"]["test"] == ["CMD", *ex.HEALTHCHECK]
+    # db is waited for: its healthcheck is its service's own probe verdict (READY), not the
+    # HEALTHCHECK, which passes while the service is still starting (tests/image/test_export_image.py)
+    assert services["db"]["healthcheck"]["test"] == ["CMD", *READY]
+    assert services["api"]["healthcheck"]["test"] == ["CMD", *ex.HEALTHCHECK]
 
 
 # ---------------------------------------------------------------- errors
@@ -311,7 +316,7 @@ def test_cli_writes_a_folder_from_svc_vars(tmp_path):
     result = run_cli(tmp_path, "compose", "--split", "--output", str(tmp_path / "out"), "--image", "img:1",
                      "--name", "shop", env=env)
     assert result.exit_code == 0, result.output
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["NOTES.md", "compose.yaml"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["NOTES.md", "b.services.yml", "compose.yaml"]
     compose = yaml.safe_load((tmp_path / "out" / "compose.yaml").read_text())
     assert compose["name"] == "shop" and compose["services"]["b"]["image"] == "img:1"
     validate_compose(tmp_path / "out" / "compose.yaml")
@@ -380,12 +385,86 @@ def test_tasks_and_dependencies_round_trip_and_map_to_compose_conditions():
     parsed = parse_services_yaml(text, "s.yaml")
     export = ex.render(parsed, ex.Options("compose", split=True))
     services = yaml.safe_load(export.files["compose.yaml"])["services"]
-    assert services["api"]["depends_on"] == {"migrate": {"condition": "service_completed_successfully"},
+    # A task's container outlives its task (the runtime stays up): "completed" is its healthcheck
+    # (READY) turning healthy once the task succeeded (tests/image/test_export_image.py runs it),
+    # not the container exiting, which service_completed_successfully would wait for forever.
+    assert services["api"]["depends_on"] == {"migrate": {"condition": "service_healthy"},
                                              "db": {"condition": "service_started"}}
     assert services["migrate"]["depends_on"] == {"db": {"condition": "service_healthy"}}
+    assert services["migrate"]["healthcheck"]["test"] == ["CMD", *READY]
+    assert services["db"]["healthcheck"]["test"] == ["CMD", *READY]  # migrate waits for it: healthy
+    assert services["nightly"]["healthcheck"]["test"] == ["CMD", *READY]  # a task: HEALTHCHECK fails it
+    # no start_interval: podman 4.3 has no --health-startup-interval (podman-compose passes it), Docker
+    # Compose refuses it below Engine 25; every key here is one both know
+    assert set(services["migrate"]["healthcheck"]) == {"test", "interval", "timeout", "start_period", "retries"}
+    assert any(n.startswith("migrate: a task: its container stays up") for n in export.notes)
     entries = {e["name"]: e for e in yaml.safe_load(ex.services_yaml(ex.units_of(parsed)))["services"]}
     assert entries["nightly"] == {"name": "nightly", "repo": "/srv/n", "kind": "task", "schedule": "0 3 * * *",
                                   "catch_up": True}
     again = parse_services_yaml(ex.services_yaml(ex.units_of(parsed)), "again.yaml")
     assert [(s.role, dict(s.depends_on), s.schedule) for s in again.specs] == [
         (s.role, dict(s.depends_on), s.schedule) for s in parsed.specs]
+
+
+def compose_services_files(export: ex.Export) -> dict[str, str]:
+    """compose service -> the services file it mounts (a file of the export, beside compose.yaml)."""
+    out = {}
+    for name, service in yaml.safe_load(export.files["compose.yaml"])["services"].items():
+        mount = next(v for v in service["volumes"] if isinstance(v, dict) and v["target"] == ex.SERVICES_FILE)
+        assert mount["source"].startswith("./"), mount
+        out[name] = export.files[mount["source"][2:]]
+    return out
+
+
+def services_files(export: ex.Export) -> dict[str, str]:
+    """Each runtime's services file: the file each compose service mounts or the ConfigMaps' data."""
+    if "compose.yaml" in export.files:
+        return compose_services_files(export)
+    return {d["metadata"]["name"]: d["data"]["services.yml"] for d in documents(export) if d["kind"] == "ConfigMap"}
+
+
+@pytest.mark.parametrize("split", [False, True])
+def test_compose_mounts_the_services_file_from_beside_compose_yaml(split):
+    """Docker Compose refuses a config with inline content in a read_only service ("cannot create
+    config ... in read-only service ...: `file` is the sole supported option", pkg/compose/secrets.go;
+    before 2.30: "container rootfs is marked read-only", docker/compose#12031), and podman-compose
+    1.6 mounts no configs at all: the runtime booted with no services. The file is written beside
+    compose.yaml and bind-mounted read-only; a missing file is an error, never an empty folder."""
+    export = ex.render(examples(), ex.Options("compose", split=split))
+    document = yaml.safe_load(export.files["compose.yaml"])
+    assert "configs" not in document
+    for service in document["services"].values():
+        assert service["read_only"] is True
+        assert "configs" not in service
+        mount = next(v for v in service["volumes"] if isinstance(v, dict))
+        assert mount == {"type": "bind", "source": mount["source"], "target": ex.SERVICES_FILE,
+                         "read_only": True, "bind": {"create_host_path": False}}
+    files = compose_services_files(export)
+    assert [s.name for text in files.values() for s in parsed_from(text).specs] == [
+        "python-api", "node-app", "static-site"]
+    assert export.text() == export.files["compose.yaml"]  # printed alone: the notes say to use --output
+    assert any("--output" in n and "services" in n for n in export.notes)
+
+
+@pytest.mark.parametrize("target", ["compose", "kubernetes"])
+def test_split_services_files_boot_without_the_other_pods_services(tmp_path, target):
+    """A one-service file read back as the runtime reads it at boot (gather_specs, which rejects a
+    depends_on naming a service it does not hold) keeps its service: the wait on a service in
+    another container is compose's depends_on, not the file's (seen live: node-app FAILED with
+    "depends_on: unknown service 'python-api'" under podman-compose)."""
+    parsed = parse_services_yaml("""
+- {repo: /srv/db, name: db, port: 5432}
+- {repo: /srv/api, name: api, port: 8000, depends_on: {db: healthy}}
+""", "s.yaml")
+    export = ex.render(parsed, ex.Options(target, split=True))
+    for name, text in services_files(export).items():
+        path = tmp_path / f"{name}.yml"
+        path.write_text(text)
+        settings = Settings.from_env({"MAESTRO_SERVICES_FILE": str(path), "MAESTRO_STATE_DIR": str(tmp_path)})
+        booted = gather_specs(settings, preseeded=False)
+        assert not booted.errors, (name, [str(e) for e in booted.errors])
+        assert len(booted.specs) == 1
+    assert any("api: its one-service file drops depends_on (db)" in n for n in export.notes)
+    # all in one: the runtime orders them itself, so the file keeps the wait
+    whole = services_files(ex.render(parsed, ex.Options(target)))
+    assert [yaml.safe_load(t)["services"][1]["depends_on"] for t in whole.values()] == [{"db": "healthy"}]
