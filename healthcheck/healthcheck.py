@@ -370,8 +370,8 @@ def check(env: dict[str, str]) -> tuple[int, str]:
     # Still being fetched or built (a build can take minutes): starting, as a young service is.
     recorded = {r.get("id") for r in every}
     starting += [f"{name} (provisioning)" for name in provisioning(run_dir) if name not in recorded]
-    if not records:
-        # Nothing registered: supervisord answering and every program RUNNING is health.
+    if not every:
+        # Nothing registered (tasks are): supervisord answering and every program RUNNING is health.
         failing += [f"{n} ({p['statename']})" for n, p in processes.items() if p["statename"] != "RUNNING"]
     return summary(failing, healthy, starting)
 

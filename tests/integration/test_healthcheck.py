@@ -129,3 +129,15 @@ def test_services_still_provisioning_count_as_starting(maestro):
     assert proc.stdout.strip() == "healthy: 1 service(s) answering, 1 starting (late (provisioning))", proc.stdout
     listed.write_text(json.dumps({"pid": 2 ** 22 + 1, "services": {"late": {}}}))  # no such process
     assert run_check(maestro).stdout.strip() == "healthy: 1 service(s) answering"
+
+
+def test_a_runtime_holding_only_a_task_stays_healthy_after_it_succeeds(maestro):
+    # With no service record left after tasks are set aside, the check fell back to "every
+    # program RUNNING": the task's EXITED program made the container unhealthy once it had succeeded.
+    src = maestro.source("job")
+    services = maestro.root / "services.yaml"
+    services.write_text(f"- {{name: job, repo: {src}, kind: task, cmd: \"sh -c 'exit 0'\"}}\n")
+    maestro.boot(MAESTRO_SERVICES_FILE=str(services))
+    wait_for(lambda: "succeeded" in maestro.run("list-services", "--json").stdout, 30, what="job succeeded")
+    proc = run_check(maestro)
+    assert (proc.returncode, proc.stdout.strip()) == (0, "healthy: 0 service(s) answering"), proc.stdout
