@@ -247,18 +247,10 @@ class _Git:
 
     def check_out(self, treeish: str, argv: list[str]) -> None:
         """Judge the tree (caps, links) first; only then let git write it."""
-        listing = self.run(["ls-tree", "-r", "-l", "-z", "--full-tree", treeish], cwd=self.dest)
-        if listing.returncode != 0:
-            raise GitError(f"git ref {self.ref!r} not found in {self.shown}")
-        entries = parse_ls_tree(listing.stdout)
-        links = "".join(f"{e.object_id}\n" for e in entries if e.is_link)
-        targets = {}
-        if links:
-            batch = subprocess.run(["git", "cat-file", "--batch"], cwd=self.dest, env=self.env,
-                                   input=links.encode(), capture_output=True, timeout=self.timeout)
-            targets = parse_link_batch(batch.stdout)
         try:
-            check_tree(entries, targets, self.caps)
+            judge_tree(["-C", str(self.dest)], treeish, self.env, self.timeout, self.caps)
+        except LookupError:
+            raise GitError(f"git ref {self.ref!r} not found in {self.shown}") from None
         except TreeRefused as exc:
             raise GitError(f"{self.shown} at {describe(self.ref)}: {exc}") from None
         proc = self.run(argv, cwd=self.dest)
@@ -266,13 +258,30 @@ class _Git:
             raise self.fail(f"git checkout of {self.shown} at {describe(self.ref)} failed", proc)
 
 
+def judge_tree(git_args: list[str], treeish: str, env: dict[str, str], timeout: float, caps: Caps) -> None:
+    """What checking ``treeish`` out would write, against ``caps`` and the rule for links
+    (:func:`gittree.check_tree`: raises TreeRefused); LookupError when there is no such tree."""
+    listing = subprocess.run(["git", *git_args, "ls-tree", "-r", "-l", "-z", "--full-tree", treeish], env=env,
+                             capture_output=True, text=True, timeout=timeout)
+    if listing.returncode != 0:
+        raise LookupError(treeish)
+    entries = parse_ls_tree(listing.stdout)
+    links = "".join(f"{e.object_id}\n" for e in entries if e.is_link)
+    targets = {}
+    if links:
+        batch = subprocess.run(["git", *git_args, "cat-file", "--batch"], env=env, input=links.encode(),
+                               capture_output=True, timeout=timeout)
+        targets = parse_link_batch(batch.stdout)
+    check_tree(entries, targets, caps)
+
+
 def describe(ref: str) -> str:
     return f"ref {ref!r}" if ref else "its default branch"
 
 
 def transfer_cap(max_bytes: int | None) -> list[str]:
-    """A prefix that caps every file git writes while fetching (the pack: loose objects are off)
-    at ``max_bytes``; SIGXFSZ ignored, so git says "File too large" instead of dying unexplained.
+    """A prefix that caps every file git writes while fetching (its pack, or each loose object) at
+    ``max_bytes``; SIGXFSZ ignored, so git says "File too large" instead of dying unexplained.
     Only the fetch: a checkout's files are judged from the tree (:func:`gittree.check_tree`)."""
     if max_bytes is None or not shutil.which("prlimit"):
         return []

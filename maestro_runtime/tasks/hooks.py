@@ -79,12 +79,14 @@ def task_source(provisioner: Provisioner, a: Assignment, previous: ServiceRecord
     try:
         if same and previous is not None:
             if refetch:  # the store learns the upstream's new commits: "behind" shows them
-                ws.fetch_branch(spec.repo, spec.ref, store, token=opts.token, timeout=opts.git_timeout)
+                ws.fetch_branch(spec.repo, spec.ref, store, token=opts.token, timeout=opts.git_timeout,
+                                max_bytes=opts.max_bytes)
             return Code(directory, source, previous.revision, workspace=dict(previous.workspace))
-        tip = ws.fetch_branch(spec.repo, spec.ref, store, token=opts.token, timeout=opts.git_timeout)
+        tip = ws.fetch_branch(spec.repo, spec.ref, store, token=opts.token, timeout=opts.git_timeout,
+                              max_bytes=opts.max_bytes)
         staging = directory.with_name(f".{directory.name}.workspace")
         shutil.rmtree(staging, ignore_errors=True)
-        ws.create(store, spec.ref, staging, public_url(spec.repo))
+        ws.create(store, spec.ref, staging, public_url(spec.repo), opts.caps)
     except ws.NotABranch as exc:
         if spec.workspace is None:  # a task at a tag or commit: an ordinary checkout, as a service gets
             return None

@@ -37,6 +37,8 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from maestro_runtime.sources import git as gitsource
+from maestro_runtime.sources.extract import Caps
+from maestro_runtime.sources.gittree import TreeRefused
 from maestro_runtime.sources.redact import redact
 
 SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -62,18 +64,24 @@ def store_path(state_dir: Path, url: str) -> Path:
 
 
 def _root_git(argv: list[str], *, cwd: Path | None = None, env: dict[str, str] | None = None,
-              timeout: float = 600, input: str | None = None) -> subprocess.CompletedProcess[str]:
+              timeout: float = 600, input: str | None = None, prefix: list[str] | None = None,
+              ) -> subprocess.CompletedProcess[str]:
     """git as root, in root's own folders only, reading no configuration but the repository's."""
     base = env or gitsource.git_env({"PATH": SYSTEM_PATH, "HOME": "/nonexistent"}, None, None)
     try:
-        return subprocess.run(["git", "-c", "core.hooksPath=/dev/null", *argv], cwd=cwd, env=base, input=input,
+        return subprocess.run([*(prefix or ()), "git", "-c", "core.hooksPath=/dev/null", *argv], cwd=cwd, env=base,
+                              input=input,
                               capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired as exc:
         raise WorkspaceError(f"git {argv[0]} timed out after {timeout:.0f}s") from exc
 
 
-def fetch_branch(repo: str, branch: str, store: Path, *, token: str | None = None, timeout: float = 600) -> str:
-    """Fetch ``branch`` of ``repo`` into the shared store; return its commit."""
+def fetch_branch(repo: str, branch: str, store: Path, *, token: str | None = None, timeout: float = 600,
+                 max_bytes: int | None = None) -> str:
+    """Fetch ``branch`` of ``repo`` into the shared store; return its commit. Each file the fetch
+    writes (its pack; a small fetch's loose objects) is capped at ``max_bytes``
+    (MAESTRO_FETCH_MAX_BYTES). Loose objects stay on, unlike a service's own clone (sources/git.py):
+    they are what checkouts of other branches can share by hard link (objects.py)."""
     url, creds = gitsource.split_credentials(gitsource.clone_url(repo))
     if creds is not None and gitsource.in_clear(url):
         raise WorkspaceError(f"refusing to send the credentials of {redact(url)} over plain http://: use https://")
@@ -95,7 +103,11 @@ def fetch_branch(repo: str, branch: str, store: Path, *, token: str | None = Non
             askpass.chmod(0o700)
         env = gitsource.git_env({"PATH": SYSTEM_PATH, "HOME": os.environ.get("HOME", "/root")}, creds, askpass)
         proc = _root_git(["--git-dir", str(store), "fetch", "--quiet", "--no-tags", "--", url,
-                          f"+refs/heads/{branch}:refs/heads/{branch}"], env=env, timeout=timeout)
+                          f"+refs/heads/{branch}:refs/heads/{branch}"], env=env, timeout=timeout,
+                         prefix=gitsource.transfer_cap(max_bytes))
+    if proc.returncode != 0 and "File too large" in proc.stderr:
+        raise WorkspaceError(f"git fetch of branch {branch!r} from {redact(url)}: what it fetched is over "
+                             f"MAESTRO_FETCH_MAX_BYTES={max_bytes}")
     if proc.returncode != 0:
         detail = gitsource.scrub(proc.stderr.strip(), secrets).splitlines()[-1:] or [f"exit {proc.returncode}"]
         if "couldn't find remote ref" in proc.stderr:
@@ -117,16 +129,23 @@ def gained_upstream(store: Path, base: str, upstream: str) -> int | None:
     return int(proc.stdout) if proc.returncode == 0 and proc.stdout.strip().isdigit() else None
 
 
-def create(store: Path, branch: str, dest: Path, public_url: str) -> None:
+def create(store: Path, branch: str, dest: Path, public_url: str, caps: Caps | None = None) -> None:
     """A new checkout of ``branch`` at ``dest`` (which must not exist) holding that branch's objects
     only (:mod:`.objects`): hard links to the store's files where they hold nothing else (root's,
     read-only, shared on disk), a pack of its own for the rest. What ``git clone --single-branch``
-    would set up, made by hand because ``clone --local`` links the whole store."""
+    would set up, made by hand because ``clone --local`` links the whole store. Its tree is held
+    to ``caps`` and the rule for links before anything is written (as a service's own clone)."""
     from maestro_runtime.tasks import objects
 
     tip = branch_tip(store, branch)
     if tip is None:
         raise WorkspaceError(f"workspace {dest.name}: branch {branch!r} is not in the object store")
+    root_env = gitsource.git_env({"PATH": SYSTEM_PATH, "HOME": "/nonexistent"}, None, None)
+    try:
+        gitsource.judge_tree(["-c", "core.hooksPath=/dev/null", "--git-dir", str(store)], tip, root_env, 300,
+                             caps or Caps())
+    except (LookupError, TreeRefused) as exc:
+        raise WorkspaceError(f"workspace {dest.name}: branch {branch!r}: {exc}") from None
 
     def git(argv: list[str], **kw) -> subprocess.CompletedProcess[str]:
         return _root_git(argv, timeout=300, **kw)

@@ -92,3 +92,30 @@ def test_a_branch_packed_in_the_store_links_its_packs_and_packs_the_rest(tmp_pat
     assert git("log", "--format=%s", cwd=tmp_path / "f").splitlines() == ["feature", "main"]
     assert subprocess.run(["git", "-C", str(tmp_path / "m"), "cat-file", "-e", repo.feature_sha]).returncode != 0
     assert git("fsck", "--no-dangling", cwd=tmp_path / "m") == git("fsck", "--no-dangling", cwd=tmp_path / "f") == ""
+
+
+def test_a_branch_workspace_is_held_to_the_fetch_and_extract_caps(tmp_path):
+    # An agent pushes to its own branch: what it pushed is fetched and checked out by root.
+    from fixtures.ghstandin import master_repo
+
+    from maestro_runtime.sources.extract import Caps
+
+    noisy = f"file://{master_repo(tmp_path / 'noisy', {'noise.bin': os.urandom(3_000_000)})}"
+    store = ws.store_path(tmp_path / "state", noisy)
+    with pytest.raises(ws.WorkspaceError, match="what it fetched is over MAESTRO_FETCH_MAX_BYTES=1000000"):
+        ws.fetch_branch(noisy, "master", store, max_bytes=1_000_000)
+
+    linky = f"file://{master_repo(tmp_path / 'linky', {'a': 'x'}, links={'Procfile': '/etc/shadow'})}"
+    store = ws.store_path(tmp_path / "state", linky)
+    ws.fetch_branch(linky, "master", store, max_bytes=10_000_000)
+    with pytest.raises(ws.WorkspaceError, match="'Procfile' -> '/etc/shadow' points outside the project"):
+        ws.create(store, "master", tmp_path / "w1", linky)
+    assert not (tmp_path / "w1").exists()
+
+    zeros = f"file://{master_repo(tmp_path / 'zeros', {'zeros': bytes(20_000_000)})}"
+    store = ws.store_path(tmp_path / "state", zeros)
+    ws.fetch_branch(zeros, "master", store, max_bytes=10_000_000)  # a few KiB of pack
+    with pytest.raises(ws.WorkspaceError, match="over MAESTRO_EXTRACT_MAX_BYTES=10000000"):
+        ws.create(store, "master", tmp_path / "w2", zeros, Caps(max_files=10, max_bytes=10_000_000))
+    ws.create(store, "master", tmp_path / "w3", zeros)  # under the default caps it is fine
+    assert (tmp_path / "w3" / "zeros").stat().st_size == 20_000_000
