@@ -34,7 +34,7 @@ HEALTHCHECK = ("/usr/bin/python3", "-I", "-S", "/opt/maestro/healthcheck/healthc
 # Is a one-entry runtime's entry what the runtime's own depends_on waits for (tasks/gate.py):
 # a task that succeeded, a service RUNNING whose probe passes (list-services)? The image's
 # HEALTHCHECK says neither: it passes while services are still starting (a long build must not
-# fail it) and fails a runtime whose one task has exited. Split exports use it: compose's
+# fail it) and ignores tasks (their phases are list-services'). Split exports use it: compose's
 # healthcheck of a container others wait for, Kubernetes' readiness.
 READY = ("/usr/bin/python3", "-I", "-S", "-c",
          "import json, subprocess, sys; "

@@ -48,10 +48,12 @@ def test_a_task_is_ready_once_it_has_succeeded(start_container, tmp_path, fixtur
     container, probe = awaited_container(start_container, tmp_path, fixture_url, "kind: task, cmd: 'sleep 6'")
     wait_for(lambda: entry(container).get("status") == "running", 60, what="the task to run")
     assert not passes(container, probe)  # running: not yet
+    # The HEALTHCHECK ignores tasks: it passes while the task runs, so it cannot be what others wait for.
+    assert container.exec(*HEALTHCHECK, check=False).returncode == 0
     wait_for(lambda: entry(container).get("status") == "succeeded", 60, what="the task to succeed")
     assert passes(container, probe)
     assert container.state()["Running"]  # the container outlives its task: why not "completed"
-    assert container.exec(*HEALTHCHECK, check=False).returncode == 1  # and why not the HEALTHCHECK
+    assert container.exec(*HEALTHCHECK, check=False).returncode == 0  # and stays healthy after it
 
 
 def test_a_failed_task_is_never_ready(start_container, tmp_path, fixture_url):
