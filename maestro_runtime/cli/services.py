@@ -32,10 +32,22 @@ from maestro_runtime.state.records import RecordError, RecordStore
 @click.option("--kind", type=click.Choice(["task", "service"]), help="Only tasks, or only services.")
 @click.option("--state", help="Only entries in this state or task phase (RUNNING, failed, waiting...).")
 @click.option("--watch", is_flag=True, help="Refresh the table every 2 seconds until Ctrl-C.")
+@click.option("--ready", is_flag=True,
+              help="Exit 0 when every entry is ready (a service RUNNING whose probe passes, a task that "
+                   "succeeded), else 1; one line names the others (a readiness check).")
 @one_line_errors
-def list_services(as_json: bool, kind: str | None, state: str | None, watch: bool) -> None:
+def list_services(as_json: bool, kind: str | None, state: str | None, watch: bool, ready: bool) -> None:
     """List every registered service: state, health, restarts, last exit, CPU, memory, port, command."""
     settings = command_settings()
+    if ready:
+        views, _every, _processes = _gather(settings, kind, state)
+        waiting = [f"{v.name} ({v.status}{'' if v.health in (None, 'healthy') else ', ' + v.health})"
+                   for v in views if not v.ready]
+        if views and not waiting:
+            click.echo(f"ready: {len(views)} entr{'y' if len(views) == 1 else 'ies'}")
+            return
+        click.echo("not ready: " + (", ".join(waiting) or "no entries registered"))
+        raise SystemExit(1)
     while True:
         text, note = _services_text(settings, as_json, kind, state)
         if watch:
@@ -53,8 +65,25 @@ def list_services(as_json: bool, kind: str | None, state: str | None, watch: boo
 
 def _services_text(settings: Settings, as_json: bool, kind: str | None = None,
                    state: str | None = None) -> tuple[str, str]:
+    from maestro_runtime.ops.inventory import format_table
+
+    views, every, processes = _gather(settings, kind, state)
+    if as_json:
+        text = json.dumps([v.as_json() for v in views], indent=2)
+    elif views:
+        text = format_table(views)
+    elif every:  # a filter left nothing: not the same as an empty system (README: troubleshooting)
+        given = " ".join(f"--{k} {v}" for k, v in (("kind", kind), ("state", state)) if v)
+        text = f"no entries match {given} ({len(every)} registered)"
+    else:
+        text = "no services registered"
+    return text, "note: supervisord is not running; statuses are unknown" if processes is None else ""
+
+
+def _gather(settings: Settings, kind: str | None, state: str | None) -> tuple[list, list, dict | None]:
+    """(the views the filters keep, every view, supervisord's processes or None when it is down)."""
     from maestro_runtime.control.rpc import process_states
-    from maestro_runtime.ops.inventory import build_views, format_table, gather_extras, provisioning_views
+    from maestro_runtime.ops.inventory import build_views, gather_extras, provisioning_views
     from maestro_runtime.tasks.state import PhaseStore
     from maestro_runtime.tasks.view import enrich, matches
 
@@ -75,17 +104,7 @@ def _services_text(settings: Settings, as_json: bool, kind: str | None = None,
     from maestro_runtime.tasks.workspace import sandbox_jail
 
     every = enrich(views, records, PhaseStore(settings.state_dir / "tasks").all(), sandbox_jail(settings))
-    views = [v for v in every if matches(v, kind, state)]
-    if as_json:
-        text = json.dumps([v.as_json() for v in views], indent=2)
-    elif views:
-        text = format_table(views)
-    elif every:  # a filter left nothing: not the same as an empty system (README: troubleshooting)
-        given = " ".join(f"--{k} {v}" for k, v in (("kind", kind), ("state", state)) if v)
-        text = f"no entries match {given} ({len(every)} registered)"
-    else:
-        text = "no services registered"
-    return text, "note: supervisord is not running; statuses are unknown" if processes is None else ""
+    return [v for v in every if matches(v, kind, state)], every, processes
 
 
 def _provisioning(settings: Settings) -> object:

@@ -72,6 +72,14 @@ class ServiceView:
         return {key: getattr(self, key) for key in JSON_KEYS}
 
     @property
+    def ready(self) -> bool:
+        """What the runtime's own depends_on waits for (tasks/gate.py): a task that succeeded,
+        a service RUNNING whose probe passes (or that has none)."""
+        if self.role == "task":
+            return self.status == "succeeded"
+        return self.status == "RUNNING" and self.health in (None, "healthy")
+
+    @property
     def attention(self) -> int:
         if self.health == "unhealthy":
             return 0

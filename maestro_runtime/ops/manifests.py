@@ -36,12 +36,7 @@ HEALTHCHECK = ("/usr/bin/python3", "-I", "-S", "/opt/maestro/healthcheck/healthc
 # HEALTHCHECK says neither: it passes while services are still starting (a long build must not
 # fail it) and ignores tasks (their phases are list-services'). Split exports use it: compose's
 # healthcheck of a container others wait for, Kubernetes' readiness.
-READY = ("/usr/bin/python3", "-I", "-S", "-c",
-         "import json, subprocess, sys; "
-         "out = subprocess.run(['/usr/local/bin/list-services', '--json'], capture_output=True).stdout; "
-         "entries = json.loads(out or b'[]'); "
-         "sys.exit(0 if entries and all(e.get('status') == 'succeeded' if e.get('role') == 'task' else "
-         "e.get('status') == 'RUNNING' and e.get('health') in (None, 'healthy') for e in entries) else 1)")
+READY = ("/usr/local/bin/list-services", "--ready")
 # What per-project users need (README "Accounts and capabilities"); everything else is dropped.
 IDENTITY_CAPS = ("CHOWN", "SETUID", "SETGID", "DAC_OVERRIDE", "FOWNER", "KILL")
 TMPFS = (("tmp", "/tmp", "64Mi", "rw,noexec,nosuid,size=64m"), ("run", "/run", "16Mi", "rw,nosuid,size=16m"))

@@ -141,3 +141,26 @@ def test_a_runtime_holding_only_a_task_stays_healthy_after_it_succeeds(maestro):
     wait_for(lambda: "succeeded" in maestro.run("list-services", "--json").stdout, 30, what="job succeeded")
     proc = run_check(maestro)
     assert (proc.returncode, proc.stdout.strip()) == (0, "healthy: 0 service(s) answering"), proc.stdout
+
+
+def test_list_services_ready_waits_for_probes_and_tasks(maestro):
+    # What the split exports' readiness runs (ops/manifests.py READY): unlike the HEALTHCHECK, a
+    # service still starting or a task not yet done is not ready.
+    src = maestro.source("web")
+    services = maestro.root / "services.yaml"
+    services.write_text(f"""
+- {{name: web, repo: {src}, health: /, cmd: "sh -c 'sleep 4; exec python3 -m http.server $PORT'"}}
+- {{name: job, repo: {src}, kind: task, cmd: "sh -c 'sleep 2'"}}
+""")
+    maestro.boot(MAESTRO_SERVICES_FILE=str(services), MAESTRO_HEALTH_INTERVAL="300ms")
+
+    def ready():
+        return maestro.run("list-services", "--ready", check=False)
+
+    early = ready()
+    assert early.returncode == 1 and early.stdout.startswith("not ready: "), early.stdout + early.stderr
+    assert "web (" in early.stdout and "job (" in early.stdout
+    assert run_check(maestro).returncode == 0  # the HEALTHCHECK: starting is healthy enough
+    done = wait_for(lambda: (p := ready()).returncode == 0 and p, 40, what="web healthy and job succeeded")
+    assert done.stdout.strip() == "ready: 2 entries"
+    assert maestro.run("list-services", "--ready", "--kind", "task").stdout.strip() == "ready: 1 entry"
