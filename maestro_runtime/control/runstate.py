@@ -19,7 +19,7 @@ from maestro_runtime.state.records import atomic_write
 
 RUNNING, BACKOFF, FATAL, EXITED, STOPPED = "RUNNING", "BACKOFF", "FATAL", "EXITED", "STOPPED"
 STARTING, HEALTHY, UNHEALTHY = "starting", "healthy", "unhealthy"
-_ID_RE = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
+_ID_RE = re.compile(r"^[a-z0-9][a-z0-9_-]*\Z")
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,7 @@ from typing import BinaryIO, TextIO
 from maestro_runtime.log_format import terminal_safe
 
 MAX_PARTIAL = 64 * 1024
-_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
+_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]*\Z")
 
 
 def _open_parent_stream(fd: int, fallback: BinaryIO) -> BinaryIO:
