@@ -20,6 +20,7 @@ from maestro_runtime.engine.programs import ProgramFiles
 from maestro_runtime.engine.supervisord import RenderError
 from maestro_runtime.ops import accounts, processes
 from maestro_runtime.ops.buildslots import BuildSlots
+from maestro_runtime.ops.logs import clip_message
 from maestro_runtime.ops.plan import Facts, Found, plan_service, service_record
 from maestro_runtime.sandbox.policy import SandboxError, SandboxPolicy, boot_report
 from maestro_runtime.settings import Settings
@@ -299,7 +300,8 @@ class Provisioner:
             raise accounts.AccountError(str(exc)) from None
 
     def _fail(self, a: Assignment, previous: ServiceRecord | None, exc: BaseException) -> Outcome:
-        error = redact(str(exc) if isinstance(exc, SpecError) else f"{a.spec.origin}: {exc}")
+        # A build's tail may be one line of gigabytes: clipped before it is saved, listed or sent.
+        error = clip_message(redact(str(exc) if isinstance(exc, SpecError) else f"{a.spec.origin}: {exc}"))
         if previous is not None and previous.ready and previous.origin == a.spec.origin:
             # A failed redeploy leaves the previous version running, with the error visible.
             kept = self.reactivate(replace(previous, error=error, updated=time.time()))
