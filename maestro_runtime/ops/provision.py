@@ -29,7 +29,7 @@ from maestro_runtime.sources.buildplan import may_build
 from maestro_runtime.sources.declared import service_env
 from maestro_runtime.sources.projectfiles import ProjectFiles
 from maestro_runtime.sources.redact import redact
-from maestro_runtime.spec import ServiceSpec, SpecError
+from maestro_runtime.spec import ServiceSpec, SpecError, envvars
 from maestro_runtime.spec.naming import PROGRAM_ID_RE, reserved
 from maestro_runtime.state.ports import PortError, PortLedger
 from maestro_runtime.state.records import FAILED, RecordError, RecordStore, ServiceRecord
@@ -235,7 +235,8 @@ class Provisioner:
                 files = ProjectFiles.take(directory)
             release, types = processes.declared(files)
             release, types = spec.release or release, {**types, **spec.processes}  # the spec wins
-            env = service_env(files, spec.env, a.id, dotenv=settings.build.project_dotenv)
+            env = envvars.check_size(spec.origin, service_env(files, spec.env, a.id,
+                                                                 dotenv=settings.build.project_dotenv))
             if release and (built or code.fetched or previous is None or not previous.ready):
                 log.info("service %s: release phase: %s", a.id, release)
                 with self.slots.slot():
