@@ -49,6 +49,8 @@ def prepare_runtime(settings: Settings) -> None:
         (settings.runtime_dir / "childlogs", 0o700),
         (settings.state_dir, 0o755),
         (settings.records_dir, 0o700),
+        # health details and last output lines of every service: not for the other services' users
+        (settings.state_dir / "runstate", 0o700),
         (settings.supervisor_conf_dir, 0o755),
     ):
         folder.mkdir(parents=True, exist_ok=True)

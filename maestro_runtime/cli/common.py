@@ -14,7 +14,7 @@ from typing import Any
 import click
 
 from maestro_runtime.engine.supervisord import Supervisor, SupervisorUnavailable
-from maestro_runtime.log_format import setup_logging
+from maestro_runtime.log_format import setup_logging, terminal_safe_text
 from maestro_runtime.settings import Settings, load_or_exit
 from maestro_runtime.state.records import RecordError, RecordStore, ServiceRecord
 
@@ -38,6 +38,13 @@ def one_line_errors(command: Callable[..., None]) -> Callable[..., None]:
 
     @functools.wraps(command)
     def run(*args: Any, **kwargs: Any) -> None:
+        try:
+            one_line(*args, **kwargs)
+        except click.ClickException as exc:  # may quote a build's last lines: no escape reaches the terminal
+            exc.message = terminal_safe_text(exc.message)
+            raise
+
+    def one_line(*args: Any, **kwargs: Any) -> None:
         from maestro_runtime.state.ports import PortError
 
         try:

@@ -89,6 +89,7 @@ def restart(names: tuple[str, ...], everything: bool) -> None:
 def logs(name: str, follow: bool, last: int, since: str | None, build: bool) -> None:
     """Print a service's output (running, exited or failed), or its build log with --build."""
     from maestro_runtime.cli.common import find_service as _find
+    from maestro_runtime.log_format import terminal_safe
     from maestro_runtime.ops import logs as logfiles
     from maestro_runtime.spec.durations import parse_duration
     from maestro_runtime.state.records import RecordStore
@@ -111,11 +112,12 @@ def logs(name: str, follow: bool, last: int, since: str | None, build: bool) -> 
         show = logfiles.display
         if not any(p.exists() for p in paths) and not follow:
             click.echo(f"note: {record.id} has written no output yet", err=True)
+    # What the service (or its build) wrote reaches the operator's terminal with no escape it could act on.
     for line in logfiles.select(logfiles.read_lines(paths), last=last, since=None if build else stamp):
-        click.echo(show(line))
+        click.echo(terminal_safe(show(line)))
     if follow:
         with contextlib.suppress(KeyboardInterrupt):
-            logfiles.follow(Path(paths[-1]), lambda line: click.echo(show(line)))
+            logfiles.follow(Path(paths[-1]), lambda line: click.echo(terminal_safe(show(line))))
 
 
 COMMANDS = (start, stop, restart, logs)

@@ -21,6 +21,7 @@ from maestro_runtime.cli.common import (
     running_supervisor,
 )
 from maestro_runtime.engine.supervisord import Supervisor, SupervisorUnavailable
+from maestro_runtime.log_format import terminal_safe_text
 from maestro_runtime.settings import Settings
 from maestro_runtime.state.records import RecordError, RecordStore
 
@@ -221,7 +222,7 @@ def deploy_from_env(prepare_only: bool, refetch: bool) -> None:
     with provisioner.store.lock():
         report = reconcile(provisioner, gather_specs(settings), refetch=refetch)
         applied = False if prepare_only else apply_changes(provisioner)
-    click.echo(report.summary())
+    click.echo(terminal_safe_text(report.summary()))  # a failure's first line may be a build's
     if not prepare_only and not applied:
         click.echo("note: supervisord is not running; programs start at next boot", err=True)
     if report.failed:

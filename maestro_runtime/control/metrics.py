@@ -57,11 +57,53 @@ class SnapshotCollector(Collector):
         yield from (up, state, health, restarts, cpu, rss, build)
 
 
+# prometheus_client's own server starts a thread per connection and never times one out: a
+# service (or anyone who reaches the address) holding idle connections grew the controller a
+# thread each, until the container's pids limit stopped every fork. Here a connection has
+# TIMEOUT seconds to be served, and at most MAX_CLIENTS are served at once (more are closed).
+TIMEOUT = 10.0
+MAX_CLIENTS = 8
+
+
 def serve(bind: tuple[str, int], snapshot: Callable[[], dict[str, Any]]) -> Any:
     """Start the exposition server on its own daemon thread; returns the server."""
-    from prometheus_client import start_http_server
+    import socket
+    import threading
+    from wsgiref.simple_server import WSGIRequestHandler, make_server
+
+    from prometheus_client.exposition import ThreadingWSGIServer, make_wsgi_app
 
     registry = CollectorRegistry(auto_describe=False)
     registry.register(SnapshotCollector(snapshot))
-    server, _thread = start_http_server(bind[1], addr=bind[0], registry=registry)
+    slots = threading.BoundedSemaphore(MAX_CLIENTS)
+
+    class Handler(WSGIRequestHandler):
+        timeout = TIMEOUT  # socketserver sets it on the connection: a silent client is dropped
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass  # no line per scrape
+
+    class Server(ThreadingWSGIServer):
+        request_queue_size = 64  # a burst of connections is refused at once, not left to SYN retries
+
+        def process_request(self, request: Any, client_address: Any) -> None:
+            if not slots.acquire(blocking=False):
+                self.shutdown_request(request)  # busy: this client is refused, no thread started
+                return
+            super().process_request(request, client_address)
+
+        def handle_error(self, request: Any, client_address: Any) -> None:
+            pass  # a client that timed out or went away: socketserver would print a traceback
+
+        def process_request_thread(self, request: Any, client_address: Any) -> None:
+            try:
+                super().process_request_thread(request, client_address)
+            finally:
+                slots.release()
+
+    family, _, _, _, address = socket.getaddrinfo(bind[0] or None, bind[1], type=socket.SOCK_STREAM,
+                                                  flags=socket.AI_PASSIVE)[0]
+    Server.address_family = family  # an IPv6 address such as [::] works as with start_http_server
+    server = make_server(address[0], bind[1], make_wsgi_app(registry), Server, handler_class=Handler)
+    threading.Thread(target=server.serve_forever, name="maestro-metrics", daemon=True).start()
     return server

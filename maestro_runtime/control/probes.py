@@ -112,6 +112,8 @@ async def _timed(coro, timeout: float, what: str) -> Result:
         return Result(False, f"{what}: no answer in {timeout:g}s")
     except OSError as exc:
         return Result(False, f"{what}: {exc.strerror or exc}")
+    except ValueError:  # a status line longer than the reader's limit (64 KiB): the service's answer
+        return Result(False, f"{what}: no HTTP answer")
 
 
 async def run_probe(probe: Probe, port: int, script: Path) -> Result:

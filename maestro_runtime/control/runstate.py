@@ -19,7 +19,7 @@ from maestro_runtime.state.records import atomic_write
 
 RUNNING, BACKOFF, FATAL, EXITED, STOPPED = "RUNNING", "BACKOFF", "FATAL", "EXITED", "STOPPED"
 STARTING, HEALTHY, UNHEALTHY = "starting", "healthy", "unhealthy"
-_ID_RE = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
+_ID_RE = re.compile(r"^[a-z0-9][a-z0-9_-]*\Z")
 
 
 @dataclass(frozen=True)
@@ -83,7 +83,7 @@ class RunStateStore:
             return RunState()
 
     def save(self, service_id: str, state: RunState) -> None:
-        self.folder.mkdir(parents=True, exist_ok=True, mode=0o755)
+        self.folder.mkdir(parents=True, exist_ok=True, mode=0o700)
         atomic_write(self._path(service_id, ".json"), json.dumps(state.to_dict(), sort_keys=True))
 
     def forget(self, service_id: str) -> None:
@@ -97,7 +97,7 @@ class RunStateStore:
     def set_stopped(self, service_id: str, stopped: bool) -> None:
         path = self._path(service_id, ".stopped")
         if stopped:
-            self.folder.mkdir(parents=True, exist_ok=True, mode=0o755)
+            self.folder.mkdir(parents=True, exist_ok=True, mode=0o700)
             atomic_write(path, "stopped by the operator (maestro stop); maestro start clears it\n")
         else:
             path.unlink(missing_ok=True)
@@ -108,7 +108,7 @@ class RunStateStore:
         return self.folder / "status.json"
 
     def save_status(self, status: dict[str, Any]) -> None:
-        self.folder.mkdir(parents=True, exist_ok=True, mode=0o755)
+        self.folder.mkdir(parents=True, exist_ok=True, mode=0o700)
         atomic_write(self.status_path, json.dumps(status, sort_keys=True))
 
     def load_status(self) -> dict[str, Any]:

@@ -6,7 +6,7 @@ prefixed with a UTC timestamp and the service name:
 Supervisor has no per-line prefix option, and a prefixing pipe per service
 would cost a process each; one listener for all services costs one. It is
 written by hand because the only published listener for this
-(supervisor-stdout) is unmaintained and Python-2 only. stdlib only.
+(supervisor-stdout) is unmaintained and Python-2 only. stdlib only (and log_format).
 
 Supervisor's envelope gives ``len`` in *characters* of the UTF-8 text it sends,
 not bytes: the protocol is read through a UTF-8 text reader, else the first
@@ -27,8 +27,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO, TextIO
 
+from maestro_runtime.log_format import terminal_safe
+
 MAX_PARTIAL = 64 * 1024
-_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
+_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]*\Z")
 
 
 def _open_parent_stream(fd: int, fallback: BinaryIO) -> BinaryIO:
@@ -134,7 +136,10 @@ def serve(stdin: TextIO, protocol: TextIO, streams: dict[str, BinaryIO], files: 
             lines = prefixer.feed(name, channel, data)
             if lines:
                 stamp = timestamp()
-                out = "".join(f"{stamp} [{name}] {line}\n" for line in lines).encode("utf-8", "replace")
+                # The stream shows control characters escaped (a \r would move back over the prefix and
+                # forge another service's line); the service's own file keeps its bytes as they were.
+                out = "".join(f"{stamp} [{name}] {terminal_safe(line)}\n" for line in lines).encode(
+                    "utf-8", "replace")
                 # A closed stdout must not stall supervisord's event queue.
                 with contextlib.suppress(OSError):
                     streams.get(channel, streams["stdout"]).write(out)

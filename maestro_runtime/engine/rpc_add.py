@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 import re
 
-NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]*$")  # spec/naming.py's PROGRAM_ID_RE (not imported: lean)
+NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]*\Z")  # spec/naming.py's PROGRAM_ID_RE (not imported: lean)
 
 
 class AddProgram:

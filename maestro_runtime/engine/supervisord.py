@@ -24,7 +24,7 @@ from maestro_runtime.state.records import atomic_write
 _HERE = Path(__file__).resolve().parent.parent  # the package root
 # Installed: config/ is packaged as maestro_runtime/config; in a checkout it sits beside the package.
 CONFIG_DIR = _HERE / "config" if (_HERE / "config").is_dir() else _HERE.parent / "config"
-SAFE_PATH_RE = re.compile(r"^/[A-Za-z0-9._/+-]*$")
+SAFE_PATH_RE = re.compile(r"^/[A-Za-z0-9._/+-]*\Z")
 PROGRAM_MARKER = "; maestro-runtime program "
 LOGLEVELS = {"debug": "debug", "info": "info", "warn": "warn", "error": "error"}
 

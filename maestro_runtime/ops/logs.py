@@ -58,6 +58,17 @@ def last_error(lines: Iterable[str], width: int = 200) -> str | None:
     return found if len(found) <= width else found[: width - 1] + "…"
 
 
+def clip_message(text: str, width: int = 500, lines: int = 40) -> str:
+    """An error that may quote a build's output (one line of any length, any number of lines) at
+    a size a record, list-services, an alert and a terminal can carry: its first line and its
+    last ``lines``, each clipped to ``width`` characters."""
+    parts = text.split("\n")
+    if len(parts) > lines + 1:
+        parts = [parts[0], f"[{len(parts) - lines - 1} lines left out]", *parts[-lines:]]
+    return "\n".join(p if len(p) <= width else f"{p[: width - 40]}… [{len(p) - width + 40} characters left out]"
+                     for p in parts)
+
+
 # A service's last line that names a cause seen again and again in sample apps, and what fixes it.
 KNOWN_CAUSES = (
     (re.compile(r"No module named '?pkg_resources'?"),

@@ -298,7 +298,14 @@ class _Dumper(yaml.SafeDumper):
         return True
 
 
+# Line breaks to a YAML reader (1.1) that PyYAML's emitter writes as they are, in block and
+# single-quoted scalars: read back as a newline or a space ("a\x85b" -> "a b"). Double quotes escape them.
+_BREAKS = "\x85\u2028\u2029"
+
+
 def _str(dumper: yaml.SafeDumper, value: str) -> yaml.Node:
+    if any(c in value for c in _BREAKS):
+        return dumper.represent_scalar("tag:yaml.org,2002:str", value, style='"')
     style = "|" if "\n" in value and not any(c in value for c in "\r\t") and value == value.strip(" ") else None
     return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
 

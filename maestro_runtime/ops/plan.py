@@ -111,8 +111,9 @@ def program_options(record: ServiceRecord, facts: Facts) -> ProgramOptions:
     return task_program_options(record, options)
 
 
-def _launch(record: ServiceRecord, facts: Facts) -> LaunchPlan:
-    return launch_plan(facts.sandbox, facts.host, record, facts.refused.get(record.id, frozenset()))
+def _launch(record: ServiceRecord, facts: Facts, group: str | None = None) -> LaunchPlan:
+    name = group or record.id
+    return launch_plan(facts.sandbox, facts.host, record, facts.refused.get(name, frozenset()), group=name)
 
 
 def _program(record: ServiceRecord, script: str, options: ProgramOptions, facts: Facts) -> ProgramText:
@@ -134,8 +135,9 @@ def plan_service(record: ServiceRecord, facts: Facts) -> ServicePlan:
     probe = launch_text(replace(record, command=str(health)), launch) if health else None
     extras, groups = [], [launch.groups]
     for extra in process_records(record):
-        extra_launch = _launch(extra, facts)
+        # In the service's own cgroup: its limits are the service's, whatever number of process
+        # types its Procfile declares (a cgroup each gave every type the whole memory and pids).
+        extra_launch = _launch(extra, facts, group=record.id)
         extras.append(_program(extra, launch_text(extra, extra_launch), options, facts))
-        groups.append(extra_launch.groups)
     return ServicePlan(record=record, program=program, processes=tuple(extras), probe=probe,
                        groups=tuple(g for g in groups if g is not None))

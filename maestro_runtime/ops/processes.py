@@ -26,6 +26,9 @@ from maestro_runtime.spec.naming import PROGRAM_ID_RE
 from maestro_runtime.state.records import ServiceRecord, atomic_write
 
 NOT_PROCESSES = frozenset({"web", "release"})
+# Each type is a program of supervisord's, polled by the controller, restarted with backoff:
+# a Procfile of thousands of types was as many programs for root to carry.
+MAX_PROCESS_TYPES = 32
 
 
 def declared(project: Path | ProjectFiles) -> tuple[str | None, dict[str, str]]:
@@ -52,6 +55,9 @@ def clash(service_id: str, types: Iterable[str], holders: Mapping[str, str]) -> 
     if service_id in holders:
         return "name", (f"{service_id} is already {holders[service_id]} (a process type runs as "
                         "<service>-<type>): rename this service or that process type")
+    types = list(types)
+    if len(types) > MAX_PROCESS_TYPES:
+        return "processes", f"{len(types)} process types (Procfile or processes:); at most {MAX_PROCESS_TYPES}"
     seen: dict[str, str] = {}
     for ptype in sorted(types):
         program = process_id(service_id, ptype)

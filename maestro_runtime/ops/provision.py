@@ -20,6 +20,7 @@ from maestro_runtime.engine.programs import ProgramFiles
 from maestro_runtime.engine.supervisord import RenderError
 from maestro_runtime.ops import accounts, processes
 from maestro_runtime.ops.buildslots import BuildSlots
+from maestro_runtime.ops.logs import clip_message
 from maestro_runtime.ops.plan import Facts, Found, plan_service, service_record
 from maestro_runtime.sandbox.policy import SandboxError, SandboxPolicy, boot_report
 from maestro_runtime.settings import Settings
@@ -28,7 +29,7 @@ from maestro_runtime.sources.buildplan import may_build
 from maestro_runtime.sources.declared import service_env
 from maestro_runtime.sources.projectfiles import ProjectFiles
 from maestro_runtime.sources.redact import redact
-from maestro_runtime.spec import ServiceSpec, SpecError
+from maestro_runtime.spec import ServiceSpec, SpecError, envvars
 from maestro_runtime.spec.naming import PROGRAM_ID_RE, reserved
 from maestro_runtime.state.ports import PortError, PortLedger
 from maestro_runtime.state.records import FAILED, RecordError, RecordStore, ServiceRecord
@@ -234,7 +235,8 @@ class Provisioner:
                 files = ProjectFiles.take(directory)
             release, types = processes.declared(files)
             release, types = spec.release or release, {**types, **spec.processes}  # the spec wins
-            env = service_env(files, spec.env, a.id, dotenv=settings.build.project_dotenv)
+            env = envvars.check_size(spec.origin, service_env(files, spec.env, a.id,
+                                                                 dotenv=settings.build.project_dotenv))
             if release and (built or code.fetched or previous is None or not previous.ready):
                 log.info("service %s: release phase: %s", a.id, release)
                 with self.slots.slot():
@@ -299,7 +301,8 @@ class Provisioner:
             raise accounts.AccountError(str(exc)) from None
 
     def _fail(self, a: Assignment, previous: ServiceRecord | None, exc: BaseException) -> Outcome:
-        error = redact(str(exc) if isinstance(exc, SpecError) else f"{a.spec.origin}: {exc}")
+        # A build's tail may be one line of gigabytes: clipped before it is saved, listed or sent.
+        error = clip_message(redact(str(exc) if isinstance(exc, SpecError) else f"{a.spec.origin}: {exc}"))
         if previous is not None and previous.ready and previous.origin == a.spec.origin:
             # A failed redeploy leaves the previous version running, with the error visible.
             kept = self.reactivate(replace(previous, error=error, updated=time.time()))

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 COMMENT = "maestro service"
 SHELL = "/usr/sbin/nologin"
-NAME_RE = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")  # spec/naming.py's USER_RE, checked again here
+NAME_RE = re.compile(r"^[a-z_][a-z0-9_-]{0,31}\Z")  # spec/naming.py's USER_RE, checked again here
 FIELDS = {"passwd": 7, "group": 4, "shadow": 9, "gshadow": 4}
 PREFIX_RANGES_MIN, PREFIX_RANGES_MAX = 20000, 29999  # accounts.py passes the same to useradd -K
 UNUSABLE_IDS = frozenset({0xFFFF, 0xFFFFFFFF})  # shadow 4.17 never hands out (uid_t)-1 either

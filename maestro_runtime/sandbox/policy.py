@@ -71,13 +71,14 @@ class LaunchPlan:
 
 
 def launch_plan(config: SandboxConfig, facts: SandboxFacts, record,
-                refused: frozenset[str] = frozenset()) -> LaunchPlan:
-    """How ``record`` is launched (pure). ``refused``: limit kinds whose cgroup the kernel refused."""
+                refused: frozenset[str] = frozenset(), *, group: str | None = None) -> LaunchPlan:
+    """How ``record`` is launched (pure). ``refused``: limit kinds whose cgroup the kernel refused.
+    ``group``: the cgroup it joins (default its own): a Procfile process type joins its service's."""
     try:
         limits = cgroups.resolve_limits(config.limits, record.limits)
     except ValueError as exc:
         raise SandboxError(f"limits of {record.id}: {exc}") from exc
-    groups = cgroups.plan_groups(facts.layout, record.id, limits, refused)
+    groups = cgroups.plan_groups(facts.layout, group or record.id, limits, refused)
     on = facts.sandboxed and facts.view is not None
     if on:
         argv = bwrap_argv(config.bwrap, facts.view, service_shape(record, facts.private_proc))

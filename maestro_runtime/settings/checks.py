@@ -11,7 +11,7 @@ from maestro_runtime.spec.durations import parse_duration  # the one duration gr
 from maestro_runtime.spec.sizes import parse_size  # the one size grammar (spec/sizes)
 
 # What supervisord's INI can hold safely (supervisor.SAFE_PATH_RE): these paths are written into it.
-_INI_SAFE_PATH = re.compile(r"^/[A-Za-z0-9._/+-]*$")
+_INI_SAFE_PATH = re.compile(r"^/[A-Za-z0-9._/+-]*\Z")
 
 
 def port_range(raw: str) -> tuple[int, int]:

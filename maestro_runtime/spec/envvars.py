@@ -18,6 +18,10 @@ from maestro_runtime.spec.model import SpecError
 
 # Set by the runtime last, whatever a spec says (launch.service_environment).
 FIXED_KEYS = frozenset({"PORT", "HOME", "USER", "LOGNAME"})
+# What execve takes: one "KEY=value" string of at most 128 KiB (MAX_ARG_STRLEN), and arguments and
+# environment together within ARG_MAX (2 MiB under the default 8 MiB stack).
+MAX_VARIABLE = 128 * 1024
+MAX_ENVIRONMENT = 2 * 1024 * 1024
 _KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _REF = re.compile(
     r"\$(?:(\$)"  # $$
@@ -82,6 +86,25 @@ def parse_dotenv(text: str) -> dict[str, str]:
         if "\x00" not in value:
             env[key] = value
     return env
+
+
+def check_size(origin: str, env: Mapping[str, str]) -> dict[str, str]:
+    """``env`` when a process can be started with it; else SpecError naming the key or the total.
+
+    Checked before anything copies it: YAML aliases in a project's render.yaml (``value: *big``
+    for 200 keys) made a 1 MB file a 200 MB environment, which root then wrote into the record,
+    the launch script and every reader's memory, and no process could ever have started with."""
+    total = 0
+    for key, value in env.items():
+        size = len(key) + len(value) + 2  # "KEY=value" and its NUL, in characters (bytes: at least)
+        if size > MAX_VARIABLE:
+            raise SpecError(origin, f"env.{key}", f"is {size} characters; a variable holds at most "
+                                                  f"{MAX_VARIABLE // 1024} KiB")
+        total += size
+    if total > MAX_ENVIRONMENT:
+        raise SpecError(origin, "env", f"{len(env)} variables of {total} characters in all; a process's "
+                                       f"environment holds at most {MAX_ENVIRONMENT // (1024 * 1024)} MiB")
+    return dict(env)
 
 
 def prefixed(environ: Mapping[str, str], prefix: str) -> dict[str, str]:

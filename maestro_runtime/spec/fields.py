@@ -21,8 +21,8 @@ from maestro_runtime.spec.naming import name_from_repo, reserved, sanitize_name,
 from maestro_runtime.spec.sizes import SIZE_FORM, format_size, parse_size
 
 MAX_FIELD = 64 * 1024
-_REF_RE = re.compile(r"^[A-Za-z0-9._/@+-]{1,255}$")
-_ENV_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+_REF_RE = re.compile(r"^[A-Za-z0-9._/@+-]{1,255}\Z")
+_ENV_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}\Z")
 
 
 def _text(origin: str, name: str, value: str, *, multiline: bool = False) -> str:

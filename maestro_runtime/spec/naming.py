@@ -10,8 +10,8 @@ from collections.abc import Iterable
 MAX_NAME = 48
 MAX_USER = 32
 # Debian's useradd NAME_REGEX, minus the trailing '$' (machine accounts).
-USER_RE = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
-PROGRAM_ID_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+USER_RE = re.compile(r"^[a-z_][a-z0-9_-]{0,31}\Z")
+PROGRAM_ID_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}\Z")
 ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz", ".tar", ".zip")
 
 

@@ -137,7 +137,7 @@ def parse_yaml_entry(origin: str, entry: Any, environ: Mapping[str, str] | None 
     )
 
 
-_TYPE_RE = re.compile(r"^[a-z][a-z0-9_]{0,30}$")
+_TYPE_RE = re.compile(r"^[a-z][a-z0-9_]{0,30}\Z")
 
 
 def _processes(origin: str, raw: Any) -> dict[str, str]:

@@ -16,8 +16,8 @@ IDENTITY_META = (".maestro-name", ".maestro-user")
 
 
 def _read_meta(fd: int, folder: Path, name: str, warnings: list[str]) -> str | None:
-    """A metadata file, read through the folder's descriptor: a link, FIFO or oversized file
-    is an error for this folder. Identity files count only when the operator wrote them."""
+    """A metadata file, read through the folder's descriptor: a link (symbolic or hard), FIFO or
+    oversized file is an error for this folder. Identity files count only when the operator wrote them."""
     origin = f"pre-seeded {folder}"
     identity = name in IDENTITY_META
     ignored = f"{origin}: {name} ignored: not a root-owned regular file (a service may have written it; " \
@@ -31,6 +31,8 @@ def _read_meta(fd: int, folder: Path, name: str, warnings: list[str]) -> str | N
         raise SpecError(origin, name, exc.reason) from None
     if found is None:
         return None
+    if found[1].st_nlink > 1:  # a hard link: perhaps to a file of root's it could not read itself
+        raise SpecError(origin, name, f"has {found[1].st_nlink} links (a hard link), not a file of its own")
     if identity and not _operator_owned(found[1]):  # swapped since it was looked at
         warnings.append(ignored)
         return None

@@ -171,6 +171,18 @@ def test_services_file_round_trip_from_the_environment():
     assert [same_spec(a, b) for a, b in zip(parsed.specs, back, strict=True)] == [True, True]
 
 
+def test_values_with_unicode_line_breaks_round_trip():
+    """NEL, LINE and PARAGRAPH SEPARATOR are line breaks to YAML 1.1 readers: PyYAML wrote them raw,
+    so a command `echo one<NEL>echo two` came back as `echo one echo two` (or, in a block, as two
+    lines: two commands), and an env value (a password) changed without a word."""
+    parsed = parse_services_yaml(
+        '{"services": [{"repo": "/srv/a", "port": 8000, "name": "a", "cmd": "echo one\\u0085echo two\\nx",'
+        ' "env": {"PASSWORD": "p\\u2028q\\u2029r\\u0085"}}]}', "services.yml")
+    text = ex.services_yaml(ex.units_of(parsed))
+    (again,) = parsed_from(text).specs
+    assert again.cmd == "echo one\x85echo two\nx" and dict(again.env) == {"PASSWORD": "p\u2028q\u2029r\x85"}
+
+
 # ---------------------------------------------------------------- what the manifests say
 
 

@@ -82,3 +82,19 @@ def test_the_projects_dotenv_is_read_unless_the_operator_leaves_it_out(tmp_path)
     for value, expected in (("", True), ("1", True), ("0", False), ("off", False), ("no", False)):
         env = {"MAESTRO_PROJECT_DOTENV": value} if value else {}
         assert Settings.from_env(env).build.project_dotenv is expected
+
+
+def test_check_size_refuses_what_no_process_could_start_with():
+    import pytest
+
+    from maestro_runtime.spec import SpecError
+    from maestro_runtime.spec.envvars import MAX_ENVIRONMENT, MAX_VARIABLE, check_size
+
+    assert check_size("o", {"A": "1", "B": "x" * 1000}) == {"A": "1", "B": "x" * 1000}
+    with pytest.raises(SpecError) as one:
+        check_size("o", {"BIG": "x" * MAX_VARIABLE})
+    assert one.value.field == "env.BIG" and "x" * 10 not in str(one.value)  # never the value
+    shared = "y" * 100_000  # YAML aliases: one string, many keys
+    with pytest.raises(SpecError) as many:
+        check_size("o", {f"K{i}": shared for i in range(MAX_ENVIRONMENT // 100_000 + 1)})
+    assert many.value.field == "env" and "21 variables" in str(many.value)

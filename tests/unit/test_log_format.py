@@ -40,3 +40,18 @@ def test_a_traceback_is_printed_as_prefixed_lines():
     assert lines[1] == "[maestro][debug] | Traceback (most recent call last):"
     assert lines[-1] == "[maestro][debug] | KeyError: 'key'"
     assert all(line.startswith("[maestro][debug] ") for line in lines)
+
+
+def test_terminal_safe_keeps_text_and_colours_and_escapes_the_rest():
+    from maestro_runtime.log_format import terminal_safe
+
+    assert terminal_safe("GET / 200 ✓\tok") == "GET / 200 ✓\tok"
+    assert terminal_safe("\x1b[32mok\x1b[0m") == "\x1b[32mok\x1b[0m\x1b[0m"  # colours end with the line
+    assert terminal_safe("x\r[maestro][error] forged") == "x\\r[maestro][error] forged"
+    hostile = "\x1b]52;c;Zm9v\x07\x1b[2J\x1b[1A\u202e\x9b"
+    assert terminal_safe(hostile) == "\\x1b]52;c;Zm9v\\x07\\x1b[2J\\x1b[1A\\u202e\\x9b"
+
+
+def test_a_runtime_line_quoting_a_build_acts_on_no_terminal():
+    text = _Formatter(False).format(record("build failed, last lines:\nok\r[maestro][info] fine\x1b]0;t\x07"))
+    assert text.split("\n")[1] == "[maestro][error] | ok\\r[maestro][info] fine\\x1b]0;t\\x07"

@@ -175,3 +175,14 @@ def test_common_causes_in_a_last_line_come_with_what_fixes_them():
         "the app reads PGDATABASE from its environment: set it (YAML env:, SVC_<i>_ENV_PGDATABASE, "
         "MAESTRO_ENV_<SVC>_PGDATABASE, or the project's .env)")
     assert known_cause("KeyError: 'name'") is None and known_cause("Error: listen EADDRINUSE") is None
+
+
+def test_clip_message_bounds_lines_and_their_width():
+    from maestro_runtime.ops.logs import clip_message
+
+    assert clip_message("build failed, last lines:\nok") == "build failed, last lines:\nok"
+    huge = clip_message("failed:\n" + "x" * 10_000_000 + "\n" + "\n".join(f"l{i}" for i in range(100)))
+    lines = huge.split("\n")
+    assert lines[0] == "failed:" and lines[1] == "[61 lines left out]" and lines[-1] == "l99"
+    assert len(lines) == 42 and all(len(line) <= 500 for line in lines)
+    assert clip_message("a\n" + "y" * 600).endswith("… [140 characters left out]")

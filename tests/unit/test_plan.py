@@ -171,8 +171,9 @@ def test_process_types_are_programs_of_their_own():
     assert _exec_argv(worker.script)[-2:] == ["python", "worker.py"]
     assert "PORT=8080" in _exec_argv(worker.script) and "USER=svc_web" in _exec_argv(worker.script)
     assert f"[program:web-worker]\ncommand=/bin/sh {LAUNCH}/web-worker.sh " in worker.conf
-    assert [g.name for g in plan.groups] == ["web", "web-clock", "web-worker"]  # each its own cgroup
-    assert "/cg/maestro/web-worker/cgroup.procs" in worker.script
+    # The service's cgroup for all: its limits bound the service, whatever number of types it declares.
+    assert [g.name for g in plan.groups] == ["web"]
+    assert "/cg/maestro/web/cgroup.procs" in worker.script and "/cg/maestro/web-worker/" not in worker.script
     assert plan.record.processes == record.processes
 
 

@@ -118,3 +118,12 @@ def test_removal_waits_for_an_activation_that_is_taking_a_name(tmp_path):
     removal.join(10)
     assert (programs.conf_dir / "a-b-worker.conf").exists() and programs.script("a-b-worker").exists()
     assert not (programs.launch_dir / "a-b.types").exists()
+
+
+def test_a_procfile_of_too_many_types_fails_its_service():
+    """1500 `wN:` lines were 1500 programs for supervisord, the controller and list-services."""
+    from maestro_runtime.ops.processes import MAX_PROCESS_TYPES
+
+    assert clash("web", {f"w{i}": "sleep 1" for i in range(MAX_PROCESS_TYPES)}, {}) is None
+    field, reason = clash("web", {f"w{i}": "sleep 1" for i in range(1500)}, {})
+    assert field == "processes" and reason == "1500 process types (Procfile or processes:); at most 32"

@@ -183,3 +183,28 @@ def test_the_port_expanded_by_us_is_the_one_the_shell_would_give(tmp_path):
     shell = subprocess.run(["/bin/sh", "-c", command], capture_output=True, text=True, env=env, cwd=tmp_path,
                            check=True)
     assert json.loads(direct.stdout) == json.loads(shell.stdout) == ["a:8123", "--p=8123", "8123"]
+
+
+def test_no_validator_lets_a_trailing_newline_through():
+    """Python's ``$`` also matches before a final newline: a YAML ``processes:`` key 'worker\\n'
+    passed the process-type check and the program-id check, and would have put '[program:a-worker'
+    and a line ']' into supervisord's config (only the launch script's path check, by luck, stopped
+    it later, with a message about the path). Every such check now ends at the very end."""
+    import json
+
+    from maestro_runtime.control import runstate
+    from maestro_runtime.engine import log_listener, rpc_add, supervisord
+    from maestro_runtime.ops import userdb
+    from maestro_runtime.settings import checks
+    from maestro_runtime.spec import fields, naming, parse_services_yaml, parsers
+
+    for pattern, good in ((naming.PROGRAM_ID_RE, "a-worker"), (naming.USER_RE, "svc_a"), (parsers._TYPE_RE, "worker"),
+                          (fields._REF_RE, "main"), (fields._ENV_KEY_RE, "FOO"), (supervisord.SAFE_PATH_RE, "/run/m"),
+                          (checks._INI_SAFE_PATH, "/run/m"), (rpc_add.NAME_RE, "a"), (log_listener._NAME_RE, "a"),
+                          (runstate._ID_RE, "a"), (userdb.NAME_RE, "svc_a")):
+        assert pattern.match(good) and not pattern.match(good + "\n"), pattern.pattern
+    with pytest.raises(supervisord.RenderError):
+        supervisord.render_program("a-worker\n", Path("/run/maestro/launch/a-worker.sh"), supervisord.ProgramOptions())
+    parsed = parse_services_yaml(json.dumps({"services": [{"repo": "/srv/a", "processes": {"worker\n": "sleep 1"}}]}),
+                                 "s.yml")
+    assert [e.field for e in parsed.errors] == ["processes"]

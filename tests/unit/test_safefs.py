@@ -241,3 +241,21 @@ def test_kept_data_is_carried_over(tmp_path):
     old = sources.swap_in(staging, dest, ["data", "link", "missing/x"])
     assert (dest / "data" / "notes").read_text() == "kept" and not (dest / "data" / "shipped").exists()
     assert not (dest / "link").exists() and old is not None
+
+
+def test_a_hard_linked_metadata_file_fails_its_folder(tmp_path):
+    """A .maestro-cmd that is a hard link to a file elsewhere (root's, where fs.protected_hardlinks
+    is off, so the service could make it; made here by the test) was read and run as the
+    service's command: the other file's content in the service's process and in list-services."""
+    secret = tmp_path / "secret"
+    secret.write_text("echo root-only-content\n")
+    secret.chmod(0o600)
+    for name in (".maestro-cmd", ".maestro-port"):
+        folder = tmp_path / "projects" / ("app" + name.rsplit("-", 1)[1])
+        folder.mkdir(parents=True)
+        (folder / "index.html").write_text("x")
+        os.link(secret, folder / name)
+        with pytest.raises(SpecError) as caught:
+            parse_preseeded_folder(folder, {}, "auto")
+        assert caught.value.field == name and "hard link" in str(caught.value)
+        assert "root-only-content" not in str(caught.value)
