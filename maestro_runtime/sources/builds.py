@@ -356,7 +356,7 @@ def build(project: Path | ProjectFiles, account, *, settings, policy, service_id
     built = []
     for ecosystem in ("python", "node"):
         if ecosystem == "python":
-            if not files & {"requirements.txt", "pyproject.toml", "setup.py"}:
+            if not files & buildplan.PYTHON_MANIFESTS:
                 continue
             plan, version, warning = pybuild.plan(directory, files, Path(account.venv_dir), opts,
                                                   Path(account.home).parent)

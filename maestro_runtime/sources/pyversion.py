@@ -1,8 +1,8 @@
 """Which Python a project gets (pure: texts and a list of interpreters in, a choice out).
 
 What a project asks for, as modern platforms read it: an exact pin from ``.python-version``
-(else ``runtime.txt``, ``python-3.11.4``), and constraints from ``pyproject.toml``
-``requires-python`` and ``uv.lock`` ``requires-python``. The pin is used when an
+(else ``runtime.txt``, ``python-3.11.4``; else Pipenv's ``[requires] python_version``), and
+constraints from ``pyproject.toml`` ``requires-python`` and ``uv.lock`` ``requires-python``. The pin is used when an
 interpreter of that version is here; otherwise the newest interpreter satisfying every
 constraint (and the pin's minor version when possible), with a warning naming both and
 saying whether the one used satisfies the pin; an error only when none satisfies the
@@ -18,6 +18,8 @@ from dataclasses import dataclass
 
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import InvalidVersion, Version
+
+from maestro_runtime.sources import pylocks
 
 
 class NoInterpreter(Exception):
@@ -62,6 +64,9 @@ def read_request(texts: Mapping[str, str]) -> Request:
                 break
         if pin:
             break
+    if pin is None:  # Pipenv's [requires], as Heroku reads it (the lock's copy first)
+        pin = pylocks.pipfile_python(texts.get("Pipfile.lock"), texts.get("Pipfile"))
+        source = ("Pipfile.lock" if "Pipfile.lock" in texts else "Pipfile") if pin else None
     constraints = []
     for name, path in (("pyproject.toml", ("project", "requires-python")), ("uv.lock", ("requires-python",))):
         if name not in texts:
