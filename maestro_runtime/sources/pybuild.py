@@ -122,6 +122,28 @@ def choose_interpreter(directory: Path, opts) -> pyversion.Choice:
     return choice
 
 
+# What uv and pip print when a dependency had no wheel and its build from source failed.
+_SOURCE_BUILD_FAILED = re.compile(r"Failed to (?:download and )?build `|Failed building wheel for|"
+                                  r"failed-wheel-build-for-install")
+
+
+def fallback(directory: Path, files: set[str], venv_dir: Path, opts, trusted: Path, used: str,
+             failed_log: str | None = None) -> tuple[Plan, str] | None:
+    """The plan (and version line) with the newest interpreter here older than ``used`` that the
+    project allows, when it pins none and the operator chose none; given the log of the build
+    with ``used``, only when it says a dependency failed to build from source (locks made before
+    ``used`` came out often have no wheel for it: psycopg2 2.9.3, httptools 0.6.1 on 3.13)."""
+    if opts.python_explicit or (failed_log is not None and not _SOURCE_BUILD_FAILED.search(failed_log)):
+        return None
+    texts = {name: text for name in REQUEST_FILES
+             if (text := read_text(directory, directory / name)) is not None}
+    older = pyversion.older_fits(pyversion.read_request(texts), interpreters(opts), used)
+    if not older:
+        return None
+    found, version, _ = plan(directory, files, venv_dir, opts, trusted, interpreter=older[0])
+    return found, version
+
+
 def others_hint(directory: Path, opts, used: str) -> str | None:
     """After a failed install with Python ``used``: another interpreter here that would fit."""
     if opts.python_explicit:
@@ -131,10 +153,12 @@ def others_hint(directory: Path, opts, used: str) -> str | None:
     return pyversion.others_hint(pyversion.read_request(texts), interpreters(opts), used)
 
 
-def plan(directory: Path, files: set[str], venv_dir: Path, opts, trusted: Path) -> tuple[Plan, str, str | None]:
-    """The Python plan, the interpreter's version line (part of the stamp) and a warning."""
+def plan(directory: Path, files: set[str], venv_dir: Path, opts, trusted: Path,
+         interpreter: pyversion.Interpreter | None = None) -> tuple[Plan, str, str | None]:
+    """The Python plan, the interpreter's version line (part of the stamp) and a warning.
+    ``interpreter``: this one (a :func:`fallback`), not the project's choice."""
     try:
-        choice = choose_interpreter(directory, opts)
+        choice = pyversion.Choice(interpreter) if interpreter else choose_interpreter(directory, opts)
     except pyversion.NoInterpreter as exc:
         raise BuildError(str(exc)) from None
     python = choice.interpreter.path
@@ -202,7 +226,8 @@ def uv_steps(files: set[str], venv_dir: Path, python: str, uv: str, *, fresh_ven
     steps = []
     targets = _install_targets(files, locked, root)
     if fresh_venv or not targets:  # nothing to install (an empty Pipfile): the venv alone
-        steps.append((uv, "venv", "--quiet", "--seed", "--allow-existing", "--python", python, str(venv_dir)))
+        keep = () if fresh_venv else ("--allow-existing",)
+        steps.append((uv, "venv", "--quiet", "--seed", *keep, "--python", python, str(venv_dir)))
     pip = (uv, "pip", "install", "--python", str(venv_dir / "bin" / "python"))
     steps += [(*pip, *target) for target in targets]
     return tuple(steps)

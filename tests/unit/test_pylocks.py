@@ -206,3 +206,50 @@ def test_flask_declared_in_a_pipfile_is_detected_before_any_install(tmp_path):
     poetry = _write(tmp_path / "q", {"pyproject.toml": POETRY_PYPROJECT.replace("tiny", "uvicorn"),
                                      "api.py": "from fastapi import FastAPI\napp = FastAPI()\n"})
     assert detect_command(poetry).command == "uvicorn api:app --host 0.0.0.0 --port $PORT"
+
+
+# ---------------------------------------------------------------- an older Python after a failed source build
+# Trial 15: psycopg2-binary 2.9.3 (a Django sample) and httptools 0.6.1 (a Poetry sample's lock)
+# have no wheel for the image's newest Python and no longer compile there; 3.11 is beside it.
+
+UV_FAILED = "error: Failed to build `httptools==0.6.1`\n  Caused by: Build backend failed\n"
+PIP_FAILED = "ERROR: Failed building wheel for psycopg2-binary\n"
+
+
+def test_older_fits_only_without_a_pin():
+    here = [pyversion.Interpreter("/a", "3.11.2"), pyversion.Interpreter("/b", "3.13.5"),
+            pyversion.Interpreter("/c", "3.12.7")]
+    assert [i.version for i in pyversion.older_fits(pyversion.Request(), here, "3.13.5")] == ["3.12.7", "3.11.2"]
+    capped = pyversion.Request(None, "", ((">=3.12", "pyproject.toml requires-python"),))
+    assert [i.version for i in pyversion.older_fits(capped, here, "3.13.5")] == ["3.12.7"]
+    assert pyversion.older_fits(pyversion.Request("3.13", ".python-version"), here, "3.13.5") == []
+
+
+def _newest_python(tmp_path: Path) -> str:
+    """A stand-in for an interpreter newer than any here: only its ``--version`` is asked
+    (mock: the host has one Python, and fallback() runs nothing else of it)."""
+    fake = tmp_path / "bin" / "python3.99"
+    fake.parent.mkdir()
+    fake.write_text("#!/bin/sh\necho Python 3.99.0\n")
+    fake.chmod(0o755)
+    return str(fake)
+
+
+def test_fallback_only_after_a_source_build_failure_and_never_over_a_choice(tmp_path):
+    from maestro_runtime.sources.builds import BuildOptions
+    from maestro_runtime.sources.pybuild import fallback, interpreters
+
+    opts = BuildOptions(python_explicit=False, extra_pythons=(_newest_python(tmp_path),), installer="pip")
+    project = _write(tmp_path / "p", {"requirements.txt": "httptools==0.6.1\n"})
+    files, venv = {"requirements.txt"}, tmp_path / "venv"
+    older = [i for i in interpreters(opts) if i.version != "3.99.0"]
+    for log in (UV_FAILED, PIP_FAILED, None):  # None: is there one built with before? (the stamp check)
+        found = fallback(project, files, venv, opts, tmp_path, "3.99.0", failed_log=log)
+        assert found is not None and found[1] != "Python 3.99.0"
+        assert found[0].steps[-1][-2:] == ("-r", "requirements.txt") and found[0].tool[0] != opts.extra_pythons[0]
+        assert older and found[1].endswith(max(older, key=lambda i: pyversion.Version(i.version)).version)
+    assert fallback(project, files, venv, opts, tmp_path, "3.99.0", failed_log="No matching distribution") is None
+    assert fallback(project, files, venv, BuildOptions(python_explicit=True, python=opts.extra_pythons[0]),
+                    tmp_path, "3.99.0", failed_log=UV_FAILED) is None, "the operator's interpreter is final"
+    (project / ".python-version").write_text("3.99\n")
+    assert fallback(project, files, venv, opts, tmp_path, "3.99.0", failed_log=UV_FAILED) is None, "the project's pin"
