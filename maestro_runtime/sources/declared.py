@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import shlex
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -126,9 +127,36 @@ def build_parts(command: str) -> tuple[str | None, tuple[str, ...]]:
 def declared_web(project: Path | ProjectFiles) -> Declared | None:
     files = ProjectFiles.of(project)
     web = procfile(files).get("web")
-    if web:
-        return Declared(web, "detected: Procfile web")
-    return _railway(files) or _render(files) or _nixpacks(files)
+    found = Declared(web, "detected: Procfile web") if web else (_railway(files) or _render(files) or _nixpacks(files))
+    return _gunicorn_on_port(files, found) if found else None
+
+
+_CONFIG_BIND = re.compile(r"^bind\s*=", re.M)
+
+
+def _gunicorn_on_port(files: ProjectFiles, found: Declared) -> Declared:
+    """A gunicorn command whose config file binds a fixed address (``bind = "0.0.0.0:8080"``,
+    DigitalOcean's default port) and names none itself: ``--bind 0.0.0.0:$PORT`` appended, which
+    gunicorn puts above its config file. Without a config ``bind``, gunicorn reads $PORT itself,
+    and a command that names its address is left as it is."""
+    try:
+        words = shlex.split(found.command)
+    except ValueError:
+        return found
+    if not words or Path(words[0]).name != "gunicorn" or any(w.startswith(("-b", "--bind")) for w in words):
+        return found
+    config = "gunicorn.conf.py"  # read by default from the working directory
+    for i, word in enumerate(words):
+        if word in ("-c", "--config") and i + 1 < len(words):
+            config = words[i + 1]
+        elif word.startswith("--config="):
+            config = word.split("=", 1)[1]
+    if config.startswith("python:") or "/" in config.removeprefix("./") or ".." in config:
+        return found  # a module, or a file elsewhere: not read here
+    if not _CONFIG_BIND.search(files.text(config.removeprefix("./")) or ""):
+        return found
+    return Declared(f"{found.command} --bind 0.0.0.0:$PORT",
+                    f"{found.reason} (--bind 0.0.0.0:$PORT added: {config} binds a fixed address)")
 
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
