@@ -226,7 +226,8 @@ def uv_steps(files: set[str], venv_dir: Path, python: str, uv: str, *, fresh_ven
     steps = []
     targets = _install_targets(files, locked, root)
     if fresh_venv or not targets:  # nothing to install (an empty Pipfile): the venv alone
-        keep = () if fresh_venv else ("--allow-existing",)
+        # --clear: a venv made by another interpreter is replaced (uv >= 0.8 refuses otherwise)
+        keep = ("--clear",) if fresh_venv else ("--allow-existing",)
         steps.append((uv, "venv", "--quiet", "--seed", *keep, "--python", python, str(venv_dir)))
     pip = (uv, "pip", "install", "--python", str(venv_dir / "bin" / "python"))
     steps += [(*pip, *target) for target in targets]

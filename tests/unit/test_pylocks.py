@@ -176,7 +176,7 @@ def test_plans_install_the_lock_and_the_project_only_when_it_is_a_package(tmp_pa
     locked, root = lock_requirements(app, files)
     assert not root
     steps = uv_steps(files, venv, "/py", "/uv", fresh_venv=True, locked=locked, root=root)
-    assert steps[0][:2] == ("/uv", "venv")
+    assert steps[0][:2] == ("/uv", "venv") and "--clear" in steps[0], "a venv of another interpreter is replaced"
     assert steps[1][:5] == ("/uv", "pip", "install", "--python", str(venv / "bin" / "python"))
     assert "web==1.2.0" in steps[1] and "-e" not in steps[1] and len(steps) == 2
     (app / "demo_app").mkdir()
