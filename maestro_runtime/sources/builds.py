@@ -34,7 +34,7 @@ from pathlib import Path
 
 from maestro_runtime import safefs
 from maestro_runtime.engine.launch import shims_dir
-from maestro_runtime.sources import buildplan, buildstep, node, pybuild
+from maestro_runtime.sources import buildplan, buildstep, node, pkgresources, pybuild
 from maestro_runtime.sources.buildplan import (  # noqa: F401 (re-exported: callers use builds.*)
     META_LIMIT,
     PYTHON_INPUTS,
@@ -134,8 +134,8 @@ def node_plan(files: set[str], package: Mapping, opts: BuildOptions, node_module
 def compute_stamp(plan: Plan, contents: Mapping[str, bytes], tool_version: str, directory: Path) -> str:
     """Same inputs, interpreter and commands -> same stamp; anything else -> a rebuild."""
     digest = hashlib.sha256()
-    # Python: the install step only (making the venv again changes nothing); Node: install and build.
-    steps = plan.steps if plan.ecosystem == "node" else plan.steps[-1]
+    # Python: the install steps only (making the venv again changes nothing); Node: install and build.
+    steps = plan.steps if plan.ecosystem == "node" else [s for s in plan.steps if not pkgresources.makes_venv(s)]
     for part in (plan.ecosystem, str(directory), tool_version, json.dumps(steps)):
         digest.update(part.encode() + b"\0")
     for name in plan.inputs:

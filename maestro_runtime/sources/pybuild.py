@@ -26,7 +26,7 @@ from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
 
-from maestro_runtime.sources import pyinstall, pylocks, pyversion, uvbin
+from maestro_runtime.sources import pkgresources, pyinstall, pylocks, pyversion, uvbin
 from maestro_runtime.sources.buildplan import PYTHON_INPUTS, STAMP_NAME, BuildError, Plan, venv_is_fresh_needed
 from maestro_runtime.sources.projectfiles import list_names, read_text
 
@@ -231,6 +231,8 @@ def uv_steps(files: set[str], venv_dir: Path, python: str, uv: str, *, fresh_ven
         steps.append((uv, "venv", "--quiet", "--seed", *keep, "--python", python, str(venv_dir)))
     pip = (uv, "pip", "install", "--python", str(venv_dir / "bin" / "python"))
     steps += [(*pip, *target) for target in targets]
+    if targets:
+        steps.append(pkgresources.step(venv_dir, pip))
     return tuple(steps)
 
 
@@ -267,4 +269,6 @@ def python_plan(files: set[str], venv_dir: Path, opts, *, fresh_venv: bool, pyth
     if fresh_venv or not targets:
         steps.append((python, "-m", "venv", *(("--clear",) if fresh_venv else ()), str(venv_dir)))
     steps += [(*pip, *opts.pip_options, *target) for target in targets]
+    if targets:
+        steps.append(pkgresources.step(venv_dir, (*pip, *opts.pip_options)))
     return Plan("python", inputs, tuple(steps), venv_dir / STAMP_NAME, (python, "--version"))

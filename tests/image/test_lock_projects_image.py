@@ -7,7 +7,9 @@ small hand-written fixtures, each served with its own content:
   ended "Python sources but no way to start them";
 * a project pinning nothing whose locked dependency has no wheel for the image's newest Python
   and no longer compiles there (httptools 0.6.1 on 3.13, as in a Poetry sample's lock and
-  psycopg2-binary 2.9.3 in a Django one): built again with 3.11, beside it in the image.
+  psycopg2-binary 2.9.3 in a Django one): built again with 3.11, beside it in the image;
+* gunicorn 20.1.0 (that Django sample and a Flask one), which requires setuptools and imports
+  pkg_resources, gone from setuptools 81: "No module named 'pkg_resources'" at start.
 """
 
 from __future__ import annotations
@@ -87,6 +89,13 @@ def index():
 """
 
 
+WSGI_APP = """def app(environ, start_response):
+    import gunicorn
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [f"gunicorn {gunicorn.__version__}\\n".encode()]
+"""
+
+
 def _installed(container, name: str, package: str) -> bool:
     out = container.exec("sh", "-c", f"ls /home/svc_{name}/.maestro/venv/lib/python3*/site-packages/ | "
                                      f"grep -ci '^{package}' || true")
@@ -106,12 +115,14 @@ def test_poetry_pipenv_and_an_old_lock_on_the_newest_python(start_container, tmp
         "requirements.txt": "httptools==0.6.1\n", "Procfile": "web: python app.py\n",
         "app.py": paas.PY_SERVER.format(name="oldlock", extra=(
             '"python %d.%d httptools %s" % (*sys.version_info[:2], __import__("httptools").__version__)'))})
+    paas.write(projects / "oldgunicorn", {"requirements.txt": "gunicorn==20.1.0\n",
+                                          "Procfile": "web: gunicorn app:app\n", "app.py": WSGI_APP})
     for path in [projects, *projects.rglob("*")]:
         path.chmod(0o755 if path.is_dir() else 0o644)
     projects.parent.chmod(0o755)
     container = start_container("-v", f"{projects}:/opt/projects", projects=False,
                                 env={"MAESTRO_SANDBOX_MODE": "off"}, wait=False)
-    services = container.wait_running(["poetryapp", "pipenvapp", "oldlock"], timeout=600)
+    services = container.wait_running(["poetryapp", "pipenvapp", "oldlock", "oldgunicorn"], timeout=600)
 
     status, body = wait_for(lambda: http_get(services["poetryapp"]["port"]), 30, what="the poetry app")
     assert (status, body) == (200, "poetry six 1.16.0\n"), "the lock's six, not the newest"
@@ -127,10 +138,14 @@ def test_poetry_pipenv_and_an_old_lock_on_the_newest_python(start_container, tmp
     assert (status, body) == (200, "oldlock python 3.11 httptools 0.6.1\n")
     assert "a dependency failed to build from source with Python 3.13" in container.logs()
 
+    status, body = wait_for(lambda: http_get(services["oldgunicorn"]["port"]), 30, what="gunicorn 20.1.0")
+    assert (status, body) == (200, "gunicorn 20.1.0\n")
+    assert _installed(container, "oldgunicorn", "setuptools-80"), "the newest setuptools that has pkg_resources"
+
     # A restart builds nothing again: the fallback's build is up to date as it is.
     container.engine("restart", "-t", "10", container.name)
     wait_for(lambda: container.exec("list-services", "--json", check=False).returncode == 0, 60, what="the reboot")
-    container.wait_running(["poetryapp", "pipenvapp", "oldlock"], timeout=120)
+    container.wait_running(["poetryapp", "pipenvapp", "oldlock", "oldgunicorn"], timeout=120)
     logs = container.logs()
     assert logs.count("failed to build from source with Python 3.13") == 1, "the fallback was not remembered"
     assert "oldlock: python dependencies up to date, build skipped" in logs

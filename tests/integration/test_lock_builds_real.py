@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -109,3 +110,37 @@ def test_a_venv_of_another_interpreter_is_replaced(world):
     assert "uv venv" in (world.base / "state" / "builds" / "web.build.log").read_text()
     assert "version = 3.9.0" not in (venv / "pyvenv.cfg").read_text()
     assert (venv / builds.STAMP_NAME).is_file()
+
+
+def _dist(site: Path, name: str, requires: list[str]) -> None:
+    info = site / f"{name}-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n"
+                                   + "".join(f"Requires-Dist: {r}\n" for r in requires))
+
+
+@pytest.mark.parametrize("requires, installs", [
+    (["setuptools (>=3.0)"], True),  # gunicorn 20.1.0's own line
+    (["setuptools>=81"], False),  # asks for a setuptools without pkg_resources: its choice
+    (["setuptools ; extra == 'dev'"], False),
+    (["packaging"], False),
+])
+def test_pkg_resources_for_a_dependency_that_requires_setuptools(tmp_path, requires, installs):
+    """Trial 15: gunicorn 20.1.0 (digitalocean/sample-django, fly-apps/python-hellofly-flask)
+    requires setuptools and imports pkg_resources, which setuptools 81 removed. A real venv
+    (uv, no seed: no setuptools) with a distribution declaring that requirement, the step run
+    as the build runs it, installing from PyPI."""
+    from maestro_runtime.sources import pkgresources
+
+    uv = paas.uv_binary(tmp_path / "uvbin")
+    venv = tmp_path / "venv"
+    subprocess.run([str(uv), "venv", "--quiet", "--python", sys.executable, str(venv)], check=True)
+    site = next(venv.glob("lib/python*/site-packages"))
+    _dist(site, "oldserver", requires)
+    step = pkgresources.step(venv, (str(uv), "pip", "install", "--python", str(venv / "bin" / "python")))
+    proc = subprocess.run(step, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "UV_CACHE_DIR": str(tmp_path / "cache")})
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    found = subprocess.run([str(venv / "bin" / "python"), "-c", "import pkg_resources"], capture_output=True)
+    assert (found.returncode == 0) is installs
+    assert ("oldserver require setuptools" in proc.stdout) is installs

@@ -178,14 +178,15 @@ def test_plans_install_the_lock_and_the_project_only_when_it_is_a_package(tmp_pa
     steps = uv_steps(files, venv, "/py", "/uv", fresh_venv=True, locked=locked, root=root)
     assert steps[0][:2] == ("/uv", "venv") and "--clear" in steps[0], "a venv of another interpreter is replaced"
     assert steps[1][:5] == ("/uv", "pip", "install", "--python", str(venv / "bin" / "python"))
-    assert "web==1.2.0" in steps[1] and "-e" not in steps[1] and len(steps) == 2
+    assert "web==1.2.0" in steps[1] and "-e" not in steps[1] and len(steps) == 3
+    assert steps[2][:2] == (str(venv / "bin" / "python"), "-c"), "then pkg_resources for old pins"
     (app / "demo_app").mkdir()
     locked, root = lock_requirements(app, files | {"demo_app"})
     steps = uv_steps(files, venv, "/py", "/uv", fresh_venv=False, locked=locked, root=root)
-    assert steps[-1][-3:] == ("--no-deps", "-e", "."), "the package itself, its dependencies from the lock"
+    assert steps[-2][-3:] == ("--no-deps", "-e", "."), "the package itself, its dependencies from the lock"
     pip = python_plan(files, venv, type("O", (), {"pip_options": (), "python": "/py"})(), fresh_venv=False,
                       locked=locked, root=root)
-    assert "tiny==2.1.0" in pip.steps[0] and pip.steps[-1][-3:] == ("--no-deps", "-e", ".")
+    assert "tiny==2.1.0" in pip.steps[0] and pip.steps[-2][-3:] == ("--no-deps", "-e", ".")
     assert "poetry.lock" in pip.inputs, "a changed lock is a rebuild"
 
     pipenv = _write(tmp_path / "pipenv", {"Pipfile": PIPFILE, "Pipfile.lock": PIPFILE_LOCK})
@@ -246,7 +247,7 @@ def test_fallback_only_after_a_source_build_failure_and_never_over_a_choice(tmp_
     for log in (UV_FAILED, PIP_FAILED, None):  # None: is there one built with before? (the stamp check)
         found = fallback(project, files, venv, opts, tmp_path, "3.99.0", failed_log=log)
         assert found is not None and found[1] != "Python 3.99.0"
-        assert found[0].steps[-1][-2:] == ("-r", "requirements.txt") and found[0].tool[0] != opts.extra_pythons[0]
+        assert found[0].steps[-2][-2:] == ("-r", "requirements.txt") and found[0].tool[0] != opts.extra_pythons[0]
         assert older and found[1].endswith(max(older, key=lambda i: pyversion.Version(i.version)).version)
     assert fallback(project, files, venv, opts, tmp_path, "3.99.0", failed_log="No matching distribution") is None
     assert fallback(project, files, venv, BuildOptions(python_explicit=True, python=opts.extra_pythons[0]),
