@@ -99,7 +99,7 @@ WSGI_APP = """def app(environ, start_response):
 def _installed(container, name: str, package: str) -> bool:
     out = container.exec("sh", "-c", f"ls /home/svc_{name}/.maestro/venv/lib/python3*/site-packages/ | "
                                      f"grep -ci '^{package}' || true")
-    return out.strip() not in ("", "0")
+    return out.stdout.strip() not in ("", "0")
 
 
 def test_poetry_pipenv_and_an_old_lock_on_the_newest_python(start_container, tmp_path):
