@@ -35,3 +35,21 @@ def test_a_missing_variable_the_app_names_is_a_known_cause():
         name = next(w for w in ("DATABASE_URL", "REDIS_URL", "SECRET_KEY") if w in line)
         assert known_cause(line).startswith(f"the app reads {name} from its environment: set it"), line
     assert known_cause("Exception: something else broke") is None
+
+
+def test_a_refused_probe_says_nothing_listens_on_port():
+    """render-examples/hapi-quick-start listens on a fixed 3000: RUNNING, and its health said only
+    "Connect call failed ('127.0.0.1', N)". A real probe of a loopback port nobody listens on."""
+    import asyncio
+    import socket
+
+    from maestro_runtime.control.probes import probe_http, probe_tcp
+
+    with socket.socket() as sock:  # a free port, closed again: nothing listens there
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    for probe in (probe_tcp(port, 2.0), probe_http(port, "/", None, 2.0)):
+        result = asyncio.run(probe)
+        assert not result.ok
+        assert result.detail == (f"port {port}: connection refused, nothing listens there "
+                                 "(does the app listen on $PORT?)")
