@@ -110,6 +110,10 @@ async def _timed(coro, timeout: float, what: str) -> Result:
         return await asyncio.wait_for(coro, timeout)
     except TimeoutError:
         return Result(False, f"{what}: no answer in {timeout:g}s")
+    except ConnectionRefusedError:
+        # Trial 15: an app serving a port of its own (hapi's 3000, gunicorn's config 8080) is RUNNING
+        # and unreachable; "Connect call failed" did not say why.
+        return Result(False, f"{what}: connection refused, nothing listens there (does the app listen on $PORT?)")
     except OSError as exc:
         return Result(False, f"{what}: {exc.strerror or exc}")
     except ValueError:  # a status line longer than the reader's limit (64 KiB): the service's answer

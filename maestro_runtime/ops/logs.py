@@ -40,10 +40,15 @@ def display(line: str) -> str:
     return line
 
 
+# A traceback's last line, "Exception: ..." / "django.core.exceptions.ImproperlyConfigured: ...".
+_EXCEPTION = re.compile(r"^(?:[A-Za-z_][\w.]*)?(?:Error|Exception|Exit|Configured|Interrupt)(?:\[\w+\])?: \S")
+
+
 def last_error(lines: Iterable[str], width: int = 200) -> str | None:
-    """The line that most likely says why a service died: its last stderr line (a traceback ends
-    with the exception), else its last line; printable and clipped (it goes into one-line errors)."""
-    last = last_err = None
+    """The line that most likely says why a service died: the last exception a traceback ended
+    with (a server's own "Worker failed to boot" comes after it), else its last stderr line, else
+    its last line; printable and clipped (it goes into one-line errors)."""
+    last = last_err = last_exception = None
     for line in lines:
         _stamp, _, rest = line.partition(" ")
         tag, _, text = rest.partition(" ")
@@ -51,7 +56,9 @@ def last_error(lines: Iterable[str], width: int = 200) -> str | None:
             last = text
             if tag == "err":
                 last_err = text
-    found = last_err or last
+                if _EXCEPTION.match(text.strip()):
+                    last_exception = text
+    found = last_exception or last_err or last
     if found is None:
         return None
     found = "".join(c if c.isprintable() else " " for c in found).strip()
@@ -74,10 +81,17 @@ KNOWN_CAUSES = (
     (re.compile(r"No module named '?pkg_resources'?"),
      lambda m: "pkg_resources came with setuptools until 81: add setuptools<81 to the project's requirements, "
                "or upgrade what imports it"),
-    (re.compile(r"KeyError: '([A-Z][A-Z0-9_]*)'"),
-     lambda m: f"the app reads {m.group(1)} from its environment: set it (YAML env:, SVC_<i>_ENV_{m.group(1)}, "
-               f"MAESTRO_ENV_<SVC>_{m.group(1)}, or the project's .env)"),
+    (re.compile(r"KeyError: '([A-Z][A-Z0-9_]*)'"), lambda m: _set_it(m.group(1))),
+    # "DATABASE_URL environment variable not defined" (a DigitalOcean sample), "Set the X environment variable"
+    (re.compile(r"\b([A-Z][A-Z0-9_]{2,})\b (?:environment variable|env var)s? (?:is )?(?:not (?:defined|set|found)|"
+                r"missing|required)|Set the ([A-Z][A-Z0-9_]{2,}) environment variable"),
+     lambda m: _set_it(m.group(1) or m.group(2))),
 )
+
+
+def _set_it(name: str) -> str:
+    return (f"the app reads {name} from its environment: set it (YAML env:, SVC_<i>_ENV_{name}, "
+            f"MAESTRO_ENV_<SVC>_{name}, or the project's .env)")
 
 
 def known_cause(line: str) -> str | None:

@@ -12,7 +12,7 @@ from maestro_runtime.sources.projectfiles import ProjectFiles
 
 STAMP_NAME = ".maestro-build-stamp"
 PYTHON_INPUTS = ("requirements.txt", "pyproject.toml", "setup.py", "setup.cfg", "uv.lock", ".python-version",
-                 "runtime.txt")
+                 "runtime.txt", "Pipfile", "Pipfile.lock", "poetry.lock")
 TAIL_LINES = 25
 META_LIMIT = 64 * 1024  # stamps, pyvenv.cfg
 
@@ -66,7 +66,8 @@ def tool_version(argv: Sequence[str]) -> str:
     return (proc.stdout or proc.stderr).strip()
 
 
-MANIFESTS = frozenset({"requirements.txt", "pyproject.toml", "setup.py", "package.json"})
+PYTHON_MANIFESTS = frozenset({"requirements.txt", "pyproject.toml", "setup.py", "Pipfile", "Pipfile.lock"})
+MANIFESTS = PYTHON_MANIFESTS | {"package.json"}
 
 
 def may_build(project: Path | ProjectFiles) -> bool:

@@ -26,24 +26,15 @@ import hashlib
 import json
 import logging
 import os
-import shlex
-import subprocess
 import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from maestro_runtime import safefs
-from maestro_runtime.engine.launch import (
-    ROOT_ENVIRONMENT,
-    SYSTEM_PATH,
-    drop_privileges_argv,
-    service_env_argv,
-    shims_dir,
-)
-from maestro_runtime.sandbox.netpolicy import is_proxy_key
-from maestro_runtime.sources import buildplan, buildstep, node, pybuild
+from maestro_runtime.engine.launch import shims_dir
+from maestro_runtime.sources import buildplan, buildstep, node, pkgresources, pybuild
 from maestro_runtime.sources.buildplan import (  # noqa: F401 (re-exported: callers use builds.*)
     META_LIMIT,
     PYTHON_INPUTS,
@@ -56,7 +47,14 @@ from maestro_runtime.sources.buildplan import (  # noqa: F401 (re-exported: call
     tool_version,
     venv_is_fresh_needed,
 )
-from maestro_runtime.sources.declared import declared_build, platform_env
+from maestro_runtime.sources.buildrun import (  # noqa: F401 (re-exported: callers use builds.*)
+    FIRST_TO_GO,
+    build_environment,
+    command_prefix,
+    wrap,
+)
+from maestro_runtime.sources.buildrun import run_plan as _run_plan
+from maestro_runtime.sources.declared import declared_build
 from maestro_runtime.sources.projectfiles import ProjectFiles
 from maestro_runtime.sources.pybuild import python_plan  # noqa: F401 (re-exported)
 
@@ -136,8 +134,8 @@ def node_plan(files: set[str], package: Mapping, opts: BuildOptions, node_module
 def compute_stamp(plan: Plan, contents: Mapping[str, bytes], tool_version: str, directory: Path) -> str:
     """Same inputs, interpreter and commands -> same stamp; anything else -> a rebuild."""
     digest = hashlib.sha256()
-    # Python: the install step only (making the venv again changes nothing); Node: install and build.
-    steps = plan.steps if plan.ecosystem == "node" else plan.steps[-1]
+    # Python: the install steps only (making the venv again changes nothing); Node: install and build.
+    steps = plan.steps if plan.ecosystem == "node" else [s for s in plan.steps if not pkgresources.makes_venv(s)]
     for part in (plan.ecosystem, str(directory), tool_version, json.dumps(steps)):
         digest.update(part.encode() + b"\0")
     for name in plan.inputs:
@@ -146,41 +144,6 @@ def compute_stamp(plan: Plan, contents: Mapping[str, bytes], tool_version: str, 
 
 
 # ---------------------------------------------------------------- running (shell)
-
-
-def build_environment(directory: Path, account, opts: BuildOptions) -> dict[str, str]:
-    cache = Path(account.cache_dir)
-    env = {**platform_env(directory), **dict(opts.passthrough)}  # the platform's, then the operator's
-    env.update(
-        HOME=str(account.home),
-        USER=account.user,
-        LOGNAME=account.user,
-        LANG="C.UTF-8",
-        PATH=f"{account.venv_dir}/bin:{directory}/node_modules/.bin:{SYSTEM_PATH}:{shims_dir(str(account.home))}",
-        TMPDIR=str(account.tmp_dir),
-        XDG_CACHE_HOME=str(cache),
-        PIP_CACHE_DIR=str(cache / "pip"),
-        npm_config_cache=str(cache / "npm"),
-        npm_config_update_notifier="false",
-        COREPACK_HOME=str(cache / "corepack"),
-        COREPACK_ENABLE_DOWNLOAD_PROMPT="0",
-        COREPACK_ENABLE_AUTO_PIN="0",  # never a packageManager field written into package.json
-        PIP_DISABLE_PIP_VERSION_CHECK="1",
-        PYTHONDONTWRITEBYTECODE="1",
-    )
-    env.update(pybuild.uv_environment(account, env))
-    return env
-
-
-def command_prefix(account, directory: Path, policy) -> list[str]:
-    """Sandbox wrapper (when the policy offers one), then the drop to the project's user."""
-    wrapper = getattr(policy, "build_wrapper", None)
-    prefix = list(wrapper(account, directory) or ()) if callable(wrapper) else []
-    if prefix:
-        return prefix  # the sandbox wrapper drops to the account itself
-    if os.geteuid() == 0:  # to the project's user, or (degraded mode) root with no capability
-        return drop_privileges_argv(account.uid, account.gid)
-    return []
 
 
 def _shims_present(plan: Plan) -> bool:
@@ -247,81 +210,6 @@ def _log_path(opts: BuildOptions, service_id: str, account) -> Path:
     return path
 
 
-def wrap(prefix: list[str], step: Sequence[str], env: Mapping[str, str], opts: BuildOptions,
-         ) -> tuple[list[str], dict[str, str]]:
-    """argv and process environment of one step.
-
-    The build's environment (HOME, PATH into the project's venv, caches) is applied only by
-    the last exec, after the drop: the root processes before it (the sandbox wrapper,
-    setpriv) get a fixed environment, so nothing the project can write (a ``.pth`` in
-    ``~/.local``, a venv on PATH, loader variables) is seen by root. The sandbox wrapper
-    gets its config as a file (``--config``), never as variables to parse again.
-
-    Behind the sandbox wrapper that last exec is a plain ``env K=V`` (no ``-i``): the wrapper
-    already starts its command, after its own drop, with ``env -i`` and the sandbox's
-    environment, whose proxy variables are the only way out of the sandbox's network
-    namespace; the build's variables are added to it, never a replacement for it.
-    """
-    wrapped = bool(prefix) and prefix[0] != "/usr/bin/setpriv"
-    if wrapped:
-        # Proxy variables go to the wrapper (--env), which keeps them only where its network
-        # is not its own proxy's; after it they would override that proxy, the only way out.
-        proxy = [f"--env={k}={v}" for k, v in env.items() if is_proxy_key(k)]
-        if proxy and prefix[-1] == "--":
-            prefix = [*prefix[:-1], *proxy, "--"]
-        last = ["/usr/bin/env", *(f"{k}={v}" for k, v in env.items() if not is_proxy_key(k))]
-    else:
-        last = service_env_argv(env)
-    argv = [*prefix, *last, *step]
-    if not prefix:
-        return argv, dict(env)
-    root_env = dict(ROOT_ENVIRONMENT)
-    # The sandbox wrapper gets the operator's own PYTHONPATH (a development checkout), never the build's.
-    if wrapped and opts.operator_pythonpath:
-        root_env["PYTHONPATH"] = opts.operator_pythonpath
-    return argv, root_env
-
-
-# Every build step (and release phase) at the highest oom_score_adj, inherited by all it starts:
-# when the container runs out of memory, the kernel ends a build (which fails, or runs again alone:
-# ops/buildslots.py), not a running service or the runtime. Raising it needs no privilege.
-FIRST_TO_GO = ("/usr/bin/choom", "-n", "1000", "--") if os.access("/usr/bin/choom", os.X_OK) else ()
-
-
-def _run_plan(plan: Plan, directory: Path, account, policy, opts: BuildOptions, logfile: Path) -> None:
-    build_env = build_environment(directory, account, opts)
-    prefix = command_prefix(account, directory, policy)
-    with open(logfile, "a") as out:
-        out.write(f"{STEP_HEADER}{plan.ecosystem}\n")  # list-services' PROVISIONING rows name it (ops/inventory.py)
-        for step in plan.steps:
-            out.write(f"$ {shlex.join(step)}\n")
-            out.flush()
-            started = time.monotonic()
-            try:
-                argv, env = wrap(prefix, step, build_env, opts)
-                proc = subprocess.run([*FIRST_TO_GO, *argv], cwd=directory, env=env, stdout=out,
-                                      stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, timeout=opts.timeout)
-                code = proc.returncode
-            except subprocess.TimeoutExpired:
-                code = None
-            except OSError as exc:
-                out.write(f"cannot run {step[0]}: {exc}\n")
-                code = 127
-            out.write(f"# exit {code} after {time.monotonic() - started:.1f}s\n")
-            out.flush()
-            if code != 0:
-                killed = code in (-9, 137)  # SIGKILL: what the kernel's OOM killer sends
-                if code is None:
-                    what = "timed out"
-                elif killed:
-                    what = f"was killed (exit {code}: out of memory?)"
-                else:
-                    what = f"failed (exit {code})"
-                raise BuildError(
-                    f"{plan.ecosystem} build {what}: {shlex.join(step[:4])}...; log {logfile}, last lines:\n"
-                    + tail(logfile.read_text(errors="replace")), killed=killed)
-
-
 def _check_untouched(directory: Path, before: Mapping[str, bytes]) -> None:
     """A build must never rewrite a file the project ships (a lock most of all): fail instead,
     and the fetch is rolled back, so the project's files come back as they were."""
@@ -356,7 +244,7 @@ def build(project: Path | ProjectFiles, account, *, settings, policy, service_id
     built = []
     for ecosystem in ("python", "node"):
         if ecosystem == "python":
-            if not files & {"requirements.txt", "pyproject.toml", "setup.py"}:
+            if not files & buildplan.PYTHON_MANIFESTS:
                 continue
             plan, version, warning = pybuild.plan(directory, files, Path(account.venv_dir), opts,
                                                   Path(account.home).parent)
@@ -373,7 +261,13 @@ def build(project: Path | ProjectFiles, account, *, settings, policy, service_id
         contents = _read_inputs(directory, plan.inputs)
         stamp = compute_stamp(plan, contents, version, directory)
         trusted = _trusted(plan.stamp_path, account, directory)
-        if _read_stamp(plan.stamp_path, trusted) == stamp and _shims_present(plan):
+        stored = _read_stamp(plan.stamp_path, trusted)
+        if ecosystem == "python" and stored not in (None, stamp):  # built by a fallback before?
+            older = pybuild.fallback(directory, files, Path(account.venv_dir), opts, Path(account.home).parent,
+                                     version.split()[-1])
+            if older and compute_stamp(older[0], contents, older[1], directory) == stored:
+                plan, stamp = older[0], stored
+        if stored == stamp and _shims_present(plan):
             log.info("service %s: %s dependencies up to date, build skipped", service_id, ecosystem)
             continue
         logfile = _log_path(opts, service_id, account)
@@ -388,10 +282,10 @@ def build(project: Path | ProjectFiles, account, *, settings, policy, service_id
         try:
             _run_plan(plan, directory, account, policy, opts, logfile)
         except BuildError as exc:
-            hint = pybuild.others_hint(directory, opts, version.split()[-1]) if ecosystem == "python" else None
-            if hint is None or exc.killed:
+            if ecosystem != "python" or exc.killed:
                 raise
-            raise BuildError(f"{exc}\n{hint}") from None
+            stamp = _with_older_python(exc, directory, files, account, policy, opts, logfile, contents, version,
+                                       service_id)
         _check_untouched(directory, contents)
         # The stamp folder is made when missing (npm with no dependencies makes no node_modules).
         _write_stamp(plan.stamp_path, stamp, plan, account, trusted)
@@ -401,6 +295,29 @@ def build(project: Path | ProjectFiles, account, *, settings, policy, service_id
         built.append("build step")
     _collectstatic(directory, account, policy, opts, service_id, getattr(settings, "environ", None) or {})
     return built
+
+
+def _with_older_python(exc: BuildError, directory: Path, files: set[str], account, policy, opts: BuildOptions,
+                       logfile: Path, contents: Mapping[str, bytes], version: str, service_id: str) -> str:
+    """A Python install that failed building a dependency from source, with no version asked
+    for: built again with the newest older interpreter the project allows (its stamp returned),
+    as the error's hint would have told the user to pin. Else ``exc``, with that hint."""
+    used = version.split()[-1]
+    older = pybuild.fallback(directory, files, Path(account.venv_dir), opts, Path(account.home).parent, used,
+                             failed_log=logfile.read_text(errors="replace"))
+    if older is None:
+        hint = pybuild.others_hint(directory, opts, used)
+        raise BuildError(f"{exc}\n{hint}" if hint else str(exc), killed=exc.killed) from None
+    plan, older_version = older
+    log.warning("service %s: a dependency failed to build from source with Python %s; building with %s "
+                "(a .python-version file saying its minor version skips the first try)", service_id, used,
+                older_version.split()[-1])
+    try:
+        _run_plan(plan, directory, account, policy, opts, logfile)
+    except BuildError as again:
+        raise BuildError(f"{again}\n(Python {used} failed first: a dependency did not build from source)",
+                         killed=again.killed) from None
+    return compute_stamp(plan, contents, older_version, directory)
 
 
 def _collectstatic(directory: Path, account, policy, opts: BuildOptions, service_id: str, env) -> None:

@@ -2,14 +2,15 @@
 
 Start, in the order a user of those platforms expects: ``Procfile`` (every process type), then
 ``railway.json``/``railway.toml`` ``deploy.startCommand``, ``render.yaml`` (the first
-``type: web`` service's ``startCommand``), ``nixpacks.toml`` ``[start] cmd``. ``app.json``
+``type: web`` service's ``startCommand``), DigitalOcean's ``.do/app.yaml`` (the first service's
+``run_command``), ``nixpacks.toml`` ``[start] cmd``. ``app.json``
 names no start command (Heroku reads the Procfile), so it is not read for one.
 
 Build, in the same order of files: ``railway.json``/``railway.toml`` ``build.buildCommand``,
-``render.yaml`` (that web service's ``buildCommand``), ``nixpacks.toml`` ``[phases.build]``
-``cmds`` (or ``cmd``). Its parts that only install the dependencies (``pip install -r
-requirements.txt``, ``npm ci``, ``yarn``...) are left out: the runtime's own install did that,
-with the lock files untouched (see :func:`build_parts`).
+``render.yaml`` (that web service's ``buildCommand``), ``.do/app.yaml`` ``build_command``,
+``nixpacks.toml`` ``[phases.build]`` ``cmds`` (or ``cmd``). Its parts that only install the
+dependencies (``pip install -r requirements.txt``, ``npm ci``, ``yarn``...) are left out: the
+runtime's own install did that, with the lock files untouched (see :func:`build_parts`).
 
 Environment: a project whose commands come from ``render.yaml`` gets Render's constant
 variables for its builds and processes (:func:`platform_env`), under the operator's.
@@ -20,6 +21,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import shlex
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -80,6 +82,25 @@ def _render(files: ProjectFiles, key: str = "startCommand") -> Declared | None:
     return Declared(command, f"detected: render.yaml {key}") if command else None
 
 
+_DO_SPECS = (".do/app.yaml", ".do/deploy.template.yaml")
+
+
+def _digitalocean(files: ProjectFiles, key: str = "run_command") -> Declared | None:
+    """DigitalOcean App Platform's app spec: the first service naming ``key`` (``run_command`` or
+    ``build_command``), in ``.do/app.yaml`` (else the deploy button's template, under ``spec:``)."""
+    if ".do" not in files.names:
+        return None
+    for name in _DO_SPECS:
+        doc = files.doc(name, yaml.safe_load, yaml.YAMLError)
+        spec = doc.get("spec", doc) if isinstance(doc, dict) else None
+        services = spec.get("services") if isinstance(spec, dict) else None
+        for service in services if isinstance(services, list) else ():
+            command = _command(service.get(key)) if isinstance(service, dict) else None
+            if command:
+                return Declared(command, f"detected: {name} {key}")
+    return None
+
+
 def _nixpacks(files: ProjectFiles, build: bool = False) -> Declared | None:
     doc = files.doc("nixpacks.toml", tomllib.loads, tomllib.TOMLDecodeError)
     if not isinstance(doc, dict):
@@ -101,7 +122,7 @@ def declared_build(project: Path | ProjectFiles) -> Declared | None:
     """The build step the project declares for another platform, or None."""
     files = ProjectFiles.of(project)
     return (_railway(files, "build", "buildCommand") or _render(files, "buildCommand")
-            or _nixpacks(files, build=True))
+            or _digitalocean(files, "build_command") or _nixpacks(files, build=True))
 
 
 # Parts of a declared build that only install the dependencies, as the runtime already did
@@ -126,9 +147,37 @@ def build_parts(command: str) -> tuple[str | None, tuple[str, ...]]:
 def declared_web(project: Path | ProjectFiles) -> Declared | None:
     files = ProjectFiles.of(project)
     web = procfile(files).get("web")
-    if web:
-        return Declared(web, "detected: Procfile web")
-    return _railway(files) or _render(files) or _nixpacks(files)
+    found = Declared(web, "detected: Procfile web") if web else (
+        _railway(files) or _render(files) or _digitalocean(files) or _nixpacks(files))
+    return _gunicorn_on_port(files, found) if found else None
+
+
+_CONFIG_BIND = re.compile(r"^bind\s*=", re.M)
+
+
+def _gunicorn_on_port(files: ProjectFiles, found: Declared) -> Declared:
+    """A gunicorn command whose config file binds a fixed address (``bind = "0.0.0.0:8080"``,
+    DigitalOcean's default port) and names none itself: ``--bind 0.0.0.0:$PORT`` appended, which
+    gunicorn puts above its config file. Without a config ``bind``, gunicorn reads $PORT itself,
+    and a command that names its address is left as it is."""
+    try:
+        words = shlex.split(found.command)
+    except ValueError:
+        return found
+    if not words or Path(words[0]).name != "gunicorn" or any(w.startswith(("-b", "--bind")) for w in words):
+        return found
+    config = "gunicorn.conf.py"  # read by default from the working directory
+    for i, word in enumerate(words):
+        if word in ("-c", "--config") and i + 1 < len(words):
+            config = words[i + 1]
+        elif word.startswith("--config="):
+            config = word.split("=", 1)[1]
+    if config.startswith("python:") or "/" in config.removeprefix("./") or ".." in config:
+        return found  # a module, or a file elsewhere: not read here
+    if not _CONFIG_BIND.search(files.text(config.removeprefix("./")) or ""):
+        return found
+    return Declared(f"{found.command} --bind 0.0.0.0:$PORT",
+                    f"{found.reason} (--bind 0.0.0.0:$PORT added: {config} binds a fixed address)")
 
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")

@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import re
 import shlex
+import tomllib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -122,7 +123,7 @@ def _normalise(name: str) -> str:
 
 
 def declared_packages(project: Path | ProjectFiles) -> set[str]:
-    """Distribution names in requirements*.txt / pyproject.toml / setup.py (a rough, forgiving read)."""
+    """Distribution names in requirements*.txt / pyproject.toml / setup.py / Pipfile (a rough, forgiving read)."""
     files = ProjectFiles.of(project)
     names: set[str] = set()
     for requirements in files.matching("requirements*.txt"):
@@ -138,6 +139,12 @@ def declared_packages(project: Path | ProjectFiles) -> set[str]:
         if text is not None:
             for quoted in re.findall(r"""["']\s*([A-Za-z0-9][A-Za-z0-9._-]*)\s*(?:\[[^\]]*\])?\s*[<>=!~;"']""", text):
                 names.add(_normalise(quoted))
+    # Pipenv's and Poetry's tables name packages as keys (``flask = "*"``), unquoted.
+    for name, path in (("Pipfile", ("packages",)), ("pyproject.toml", ("tool", "poetry", "dependencies"))):
+        table = files.doc(name, tomllib.loads, tomllib.TOMLDecodeError)
+        for key in path:
+            table = table.get(key) if isinstance(table, dict) else None
+        names |= {_normalise(k) for k in (table if isinstance(table, dict) else {}) if _REQ_NAME.fullmatch(k)}
     return names
 
 

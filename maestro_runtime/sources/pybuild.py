@@ -7,6 +7,8 @@
   project user can run is found and ``PIP_INSTALL_OPTIONS`` is not set; ``pip`` keeps the
   pip-compatible path). ``uv.lock`` -> ``uv sync --frozen`` into the account's venv;
   requirements -> ``uv venv`` (0.1 s against 5 s for ``python -m venv``) + ``uv pip install``.
+* Pipenv and Poetry projects (neither tool is here): their locks read by :mod:`pylocks`, the
+  locked requirements installed as arguments; a Poetry project itself only when it is a package.
 * Django with ``STATIC_ROOT`` in its settings: ``manage.py collectstatic --noinput`` after the
   install, as Heroku does (``DISABLE_COLLECTSTATIC=1`` skips it).
 """
@@ -24,13 +26,13 @@ from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
 
-from maestro_runtime.sources import pyinstall, pyversion, uvbin
+from maestro_runtime.sources import pkgresources, pyinstall, pylocks, pyversion, uvbin
 from maestro_runtime.sources.buildplan import PYTHON_INPUTS, STAMP_NAME, BuildError, Plan, venv_is_fresh_needed
-from maestro_runtime.sources.projectfiles import read_text
+from maestro_runtime.sources.projectfiles import list_names, read_text
 
 log = logging.getLogger("maestro.builds")
 
-REQUEST_FILES = (".python-version", "runtime.txt", "pyproject.toml", "uv.lock")
+REQUEST_FILES = (".python-version", "runtime.txt", "pyproject.toml", "uv.lock", "Pipfile", "Pipfile.lock")
 _VERSIONS: dict[str, str] = {}  # interpreter path -> version, once per process
 
 
@@ -120,6 +122,28 @@ def choose_interpreter(directory: Path, opts) -> pyversion.Choice:
     return choice
 
 
+# What uv and pip print when a dependency had no wheel and its build from source failed.
+_SOURCE_BUILD_FAILED = re.compile(r"Failed to (?:download and )?build `|Failed building wheel for|"
+                                  r"failed-wheel-build-for-install")
+
+
+def fallback(directory: Path, files: set[str], venv_dir: Path, opts, trusted: Path, used: str,
+             failed_log: str | None = None) -> tuple[Plan, str] | None:
+    """The plan (and version line) with the newest interpreter here older than ``used`` that the
+    project allows, when it pins none and the operator chose none; given the log of the build
+    with ``used``, only when it says a dependency failed to build from source (locks made before
+    ``used`` came out often have no wheel for it: psycopg2 2.9.3, httptools 0.6.1 on 3.13)."""
+    if opts.python_explicit or (failed_log is not None and not _SOURCE_BUILD_FAILED.search(failed_log)):
+        return None
+    texts = {name: text for name in REQUEST_FILES
+             if (text := read_text(directory, directory / name)) is not None}
+    older = pyversion.older_fits(pyversion.read_request(texts), interpreters(opts), used)
+    if not older:
+        return None
+    found, version, _ = plan(directory, files, venv_dir, opts, trusted, interpreter=older[0])
+    return found, version
+
+
 def others_hint(directory: Path, opts, used: str) -> str | None:
     """After a failed install with Python ``used``: another interpreter here that would fit."""
     if opts.python_explicit:
@@ -129,10 +153,12 @@ def others_hint(directory: Path, opts, used: str) -> str | None:
     return pyversion.others_hint(pyversion.read_request(texts), interpreters(opts), used)
 
 
-def plan(directory: Path, files: set[str], venv_dir: Path, opts, trusted: Path) -> tuple[Plan, str, str | None]:
-    """The Python plan, the interpreter's version line (part of the stamp) and a warning."""
+def plan(directory: Path, files: set[str], venv_dir: Path, opts, trusted: Path,
+         interpreter: pyversion.Interpreter | None = None) -> tuple[Plan, str, str | None]:
+    """The Python plan, the interpreter's version line (part of the stamp) and a warning.
+    ``interpreter``: this one (a :func:`fallback`), not the project's choice."""
     try:
-        choice = choose_interpreter(directory, opts)
+        choice = pyversion.Choice(interpreter) if interpreter else choose_interpreter(directory, opts)
     except pyversion.NoInterpreter as exc:
         raise BuildError(str(exc)) from None
     python = choice.interpreter.path
@@ -140,29 +166,73 @@ def plan(directory: Path, files: set[str], venv_dir: Path, opts, trusted: Path) 
     fresh = venv_is_fresh_needed(venv_dir, choice.interpreter.version, trusted)
     uv = installer_uv(opts)
     warning = choice.warning
+    locked, root = lock_requirements(directory, files)
     if uv:
-        steps = uv_steps(files, venv_dir, python, uv, fresh_venv=fresh)
+        steps = uv_steps(files, venv_dir, python, uv, fresh_venv=fresh, locked=locked, root=root)
     else:
-        steps = python_plan(files, venv_dir, opts, fresh_venv=fresh, python=python).steps
+        steps = python_plan(files, venv_dir, opts, fresh_venv=fresh, python=python, locked=locked, root=root).steps
         if "uv.lock" in files:
             warning = (warning + "; " if warning else "") + "uv.lock is not used by pip (MAESTRO_PYTHON_INSTALLER)"
     inputs = tuple(f for f in PYTHON_INPUTS if f in files)
     return Plan("python", inputs, steps, venv_dir / STAMP_NAME, (python, "--version")), version, warning
 
 
-def uv_steps(files: set[str], venv_dir: Path, python: str, uv: str, *, fresh_venv: bool) -> tuple[tuple[str, ...], ...]:
+def lock_requirements(directory: Path, files: set[str]) -> tuple[pylocks.Locked | None, bool]:
+    """A Pipenv or Poetry project's locked requirements (None for any other, or with a
+    requirements.txt, which wins as everywhere) and whether the project itself is installed."""
+    if "requirements.txt" in files or ("uv.lock" in files and "pyproject.toml" in files):
+        return None, True
+
+    def text(name: str) -> str | None:
+        return read_text(directory, directory / name) if name in files else None
+
+    if "Pipfile.lock" in files or "Pipfile" in files:
+        locked = pylocks.pipenv(text("Pipfile.lock"), text("Pipfile"))
+        if locked is None:
+            raise BuildError("neither Pipfile.lock (JSON) nor Pipfile (TOML) reads: fix them "
+                             "or ship a requirements.txt")
+        return locked, False
+    if "poetry.lock" in files and "pyproject.toml" in files:
+        pyproject = text("pyproject.toml")
+        if pylocks.is_poetry(pyproject):
+            locked = pylocks.poetry(pyproject, text("poetry.lock"))
+            if locked is None:
+                raise BuildError("poetry.lock does not read (TOML) or locks no package: "
+                                 "run `poetry lock` and commit it")
+            present = set(files) | {f"src/{n}" for n in list_names(directory / "src")}
+            return locked, pylocks.poetry_root_installable(pyproject, present)
+    return None, True
+
+
+def _install_targets(files: set[str], locked: pylocks.Locked | None, root: bool) -> list[tuple[str, ...]]:
+    """What each install command is given: the requirements file, the locked requirements (then
+    the project itself, without dependencies: the lock has them), or the project."""
+    if "requirements.txt" in files:
+        return [("-r", "requirements.txt")]
+    if locked is None:
+        return [("-e", ".")]
+    targets: list[tuple[str, ...]] = [locked.requirements] if locked.requirements else []
+    if root:
+        targets.append(("--no-deps", "-e", "."))
+    return targets
+
+
+def uv_steps(files: set[str], venv_dir: Path, python: str, uv: str, *, fresh_venv: bool,
+             locked: pylocks.Locked | None = None, root: bool = True) -> tuple[tuple[str, ...], ...]:
     """The uv commands (pure). ``UV_PROJECT_ENVIRONMENT`` (set by the caller) puts ``uv sync``'s
     environment in the account's venv, never a ``.venv`` inside the project."""
     if "uv.lock" in files and "pyproject.toml" in files:
         return ((uv, "sync", "--frozen", "--no-dev", "--python", python),)
     steps = []
-    if fresh_venv:
-        steps.append((uv, "venv", "--quiet", "--seed", "--python", python, str(venv_dir)))
+    targets = _install_targets(files, locked, root)
+    if fresh_venv or not targets:  # nothing to install (an empty Pipfile): the venv alone
+        # --clear: a venv made by another interpreter is replaced (uv >= 0.8 refuses otherwise)
+        keep = ("--clear",) if fresh_venv else ("--allow-existing",)
+        steps.append((uv, "venv", "--quiet", "--seed", *keep, "--python", python, str(venv_dir)))
     pip = (uv, "pip", "install", "--python", str(venv_dir / "bin" / "python"))
-    if "requirements.txt" in files:
-        steps.append((*pip, "-r", "requirements.txt"))
-    else:
-        steps.append((*pip, "-e", "."))
+    steps += [(*pip, *target) for target in targets]
+    if targets:
+        steps.append(pkgresources.step(venv_dir, pip))
     return tuple(steps)
 
 
@@ -185,20 +255,20 @@ def collectstatic_step(directory: Path, venv_dir: Path, env: Mapping[str, str]) 
     return None
 
 
-def python_plan(files: set[str], venv_dir: Path, opts, *, fresh_venv: bool, python: str = "") -> Plan | None:
+def python_plan(files: set[str], venv_dir: Path, opts, *, fresh_venv: bool, python: str = "",
+                locked: pylocks.Locked | None = None, root: bool = True) -> Plan | None:
     """``files``: names present at the project root."""
     inputs = tuple(f for f in PYTHON_INPUTS if f in files)
-    if "requirements.txt" in files:
-        target: tuple[str, ...] = ("-r", "requirements.txt")
-    elif "pyproject.toml" in files or "setup.py" in files:
-        target = ("-e", ".")
-    else:
+    if not (files & {"requirements.txt", "pyproject.toml", "setup.py"} or locked is not None):
         return None
+    targets = _install_targets(files, locked, root)
     pip = (str(venv_dir / "bin" / "python"), "-m", "pip", "install", "--no-input",
            "--disable-pip-version-check", "--progress-bar", "off")
     python = python or opts.python
     steps = []
-    if fresh_venv:
-        steps.append((python, "-m", "venv", "--clear", str(venv_dir)))
-    steps.append((*pip, *opts.pip_options, *target))
+    if fresh_venv or not targets:
+        steps.append((python, "-m", "venv", *(("--clear",) if fresh_venv else ()), str(venv_dir)))
+    steps += [(*pip, *opts.pip_options, *target) for target in targets]
+    if targets:
+        steps.append(pkgresources.step(venv_dir, (*pip, *opts.pip_options)))
     return Plan("python", inputs, tuple(steps), venv_dir / STAMP_NAME, (python, "--version"))

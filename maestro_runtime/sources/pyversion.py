@@ -1,8 +1,8 @@
 """Which Python a project gets (pure: texts and a list of interpreters in, a choice out).
 
 What a project asks for, as modern platforms read it: an exact pin from ``.python-version``
-(else ``runtime.txt``, ``python-3.11.4``), and constraints from ``pyproject.toml``
-``requires-python`` and ``uv.lock`` ``requires-python``. The pin is used when an
+(else ``runtime.txt``, ``python-3.11.4``; else Pipenv's ``[requires] python_version``), and
+constraints from ``pyproject.toml`` ``requires-python`` and ``uv.lock`` ``requires-python``. The pin is used when an
 interpreter of that version is here; otherwise the newest interpreter satisfying every
 constraint (and the pin's minor version when possible), with a warning naming both and
 saying whether the one used satisfies the pin; an error only when none satisfies the
@@ -18,6 +18,8 @@ from dataclasses import dataclass
 
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import InvalidVersion, Version
+
+from maestro_runtime.sources import pylocks
 
 
 class NoInterpreter(Exception):
@@ -62,6 +64,9 @@ def read_request(texts: Mapping[str, str]) -> Request:
                 break
         if pin:
             break
+    if pin is None:  # Pipenv's [requires], as Heroku reads it (the lock's copy first)
+        pin = pylocks.pipfile_python(texts.get("Pipfile.lock"), texts.get("Pipfile"))
+        source = ("Pipfile.lock" if "Pipfile.lock" in texts else "Pipfile") if pin else None
     constraints = []
     for name, path in (("pyproject.toml", ("project", "requires-python")), ("uv.lock", ("requires-python",))):
         if name not in texts:
@@ -160,20 +165,27 @@ def install_target(request: Request, available: Sequence[Interpreter]) -> str | 
     return None
 
 
+def older_fits(request: Request, available: Sequence[Interpreter], used: str) -> list[Interpreter]:
+    """With no pin: the interpreters here older than ``used`` that the project's constraints
+    allow, newest first (what to build with when ``used`` could not); none with a pin."""
+    if request.pin:
+        return []  # the project chose; the warning at its choice already said what is here
+    try:
+        newest = Version(used)
+        older = [(v, i) for i in available if (v := Version(i.version)) < newest and _satisfies(v, request.constraints)]
+    except InvalidVersion:
+        return []
+    return [i for _, i in sorted(older, key=lambda pair: pair[0], reverse=True)]
+
+
 def others_hint(request: Request, available: Sequence[Interpreter], used: str) -> str | None:
     """After a failed install with ``used`` and no pin: the older interpreters here that the
     project's constraints also allow, as the one-line change that selects one. Dependencies
     locked before ``used`` was released often have no wheel for it and no longer compile."""
-    if request.pin:
-        return None  # the project chose; the warning at its choice already said what is here
-    try:
-        newest = Version(used)
-        older = sorted((v for i in available if (v := Version(i.version)) < newest
-                        and _satisfies(v, request.constraints)), reverse=True)
-    except InvalidVersion:
-        return None
+    older = [Version(i.version) for i in older_fits(request, available, used)]
     if not older:
         return None
+    newest = Version(used)
     minor = f"{older[0].major}.{older[0].minor}"
     return (f"Python {', '.join(str(v) for v in older)} is also here and fits the project: a .python-version "
             f"file saying {minor} builds with it (dependencies pinned before Python {newest.major}.{newest.minor} "
