@@ -24,7 +24,7 @@ from maestro_runtime.engine.launch import (
 )
 from maestro_runtime.sandbox.netpolicy import is_proxy_key
 from maestro_runtime.sources import pybuild
-from maestro_runtime.sources.buildplan import STEP_HEADER, BuildError, Plan, tail
+from maestro_runtime.sources.buildplan import STEP_HEADER, BuildError, Plan, log_end, tail
 from maestro_runtime.sources.declared import platform_env
 
 if TYPE_CHECKING:
@@ -138,4 +138,4 @@ def run_plan(plan: Plan, directory: Path, account, policy, opts: BuildOptions, l
                     what = f"failed (exit {code})"
                 raise BuildError(
                     f"{plan.ecosystem} build {what}: {shlex.join(step[:4])}...; log {logfile}, last lines:\n"
-                    + tail(logfile.read_text(errors="replace")), killed=killed)
+                    + tail(log_end(logfile)), killed=killed)

@@ -239,8 +239,8 @@ def build(project: Path | ProjectFiles, account, *, settings, policy, service_id
     if "package.json" in files:
         try:
             package = json.loads(_read_inputs(directory, ("package.json",))["package.json"])
-        except ValueError as exc:
-            raise BuildError(f"package.json is not valid JSON: {exc}") from exc
+        except (ValueError, RecursionError) as exc:
+            raise BuildError(f"package.json is not valid JSON: {exc}") from None
     built = []
     for ecosystem in ("python", "node"):
         if ecosystem == "python":
@@ -304,7 +304,7 @@ def _with_older_python(exc: BuildError, directory: Path, files: set[str], accoun
     as the error's hint would have told the user to pin. Else ``exc``, with that hint."""
     used = version.split()[-1]
     older = pybuild.fallback(directory, files, Path(account.venv_dir), opts, Path(account.home).parent, used,
-                             failed_log=logfile.read_text(errors="replace"))
+                             failed_log=buildplan.log_end(logfile, 1024 * 1024))
     if older is None:
         hint = pybuild.others_hint(directory, opts, used)
         raise BuildError(f"{exc}\n{hint}" if hint else str(exc), killed=exc.killed) from None

@@ -56,7 +56,7 @@ def _node(files: ProjectFiles) -> Detection | None:
         return None
     try:
         manifest = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):  # nested past the parser's depth
         manifest = {}
     if not isinstance(manifest, dict):
         manifest = {}

@@ -76,7 +76,7 @@ class ProjectFiles:
             text = self.text(name)
             try:
                 self._docs[key] = None if text is None else parse(text)
-            except errors:
+            except (errors, RecursionError):  # RecursionError: nested past the parser's depth
                 self._docs[key] = None
         return self._docs[key]
 

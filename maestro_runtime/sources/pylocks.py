@@ -115,7 +115,7 @@ def pipenv(lock_text: str | None, pipfile_text: str | None) -> Locked | None:
     if lock_text is not None:
         try:
             lock = json.loads(lock_text)
-        except ValueError:
+        except (ValueError, RecursionError):
             lock = None
         default = lock.get("default") if isinstance(lock, dict) else None
         if isinstance(default, dict):
@@ -124,7 +124,7 @@ def pipenv(lock_text: str | None, pipfile_text: str | None) -> Locked | None:
     if pipfile_text is not None:
         try:
             packages = tomllib.loads(pipfile_text).get("packages")
-        except tomllib.TOMLDecodeError:
+        except (tomllib.TOMLDecodeError, RecursionError):
             return None
         if isinstance(packages, dict):
             lines = (_pipenv_entry(n, e) for n, e in packages.items() if isinstance(n, str))
@@ -139,12 +139,12 @@ def pipfile_python(lock_text: str | None, pipfile_text: str | None) -> str | Non
         try:
             meta = json.loads(lock_text).get("_meta")
             requires = meta.get("requires") if isinstance(meta, dict) else None
-        except (ValueError, AttributeError):
+        except (ValueError, AttributeError, RecursionError):
             requires = None
     if not isinstance(requires, dict) and pipfile_text is not None:
         try:
             requires = tomllib.loads(pipfile_text).get("requires")
-        except tomllib.TOMLDecodeError:
+        except (tomllib.TOMLDecodeError, RecursionError):
             requires = None
     if not isinstance(requires, dict):
         return None
@@ -161,7 +161,7 @@ def pipfile_python(lock_text: str | None, pipfile_text: str | None) -> str | Non
 def is_poetry(pyproject_text: str | None) -> bool:
     try:
         doc = tomllib.loads(pyproject_text or "")
-    except tomllib.TOMLDecodeError:
+    except (tomllib.TOMLDecodeError, RecursionError):
         return False
     tool = doc.get("tool")
     return isinstance(tool, dict) and isinstance(tool.get("poetry"), dict)
@@ -226,7 +226,7 @@ def poetry(pyproject_text: str | None, lock_text: str | None) -> Locked | None:
     try:
         doc = tomllib.loads(pyproject_text or "")
         lock = tomllib.loads(lock_text or "")
-    except tomllib.TOMLDecodeError:
+    except (tomllib.TOMLDecodeError, RecursionError):
         return None
     packages = {normalise(p["name"]): p for p in lock.get("package", ())
                 if isinstance(p, dict) and isinstance(p.get("name"), str) and _NAME.match(p["name"])}
@@ -283,7 +283,7 @@ def poetry_root_installable(pyproject_text: str | None, present: frozenset[str] 
     module (an app run from ``app.py``) is dependencies only: its build would fail."""
     try:
         doc = tomllib.loads(pyproject_text or "")
-    except tomllib.TOMLDecodeError:
+    except (tomllib.TOMLDecodeError, RecursionError):
         return False
     poetry_table = doc.get("tool", {}).get("poetry", {})
     if not isinstance(poetry_table, dict) or poetry_table.get("package-mode") is False:

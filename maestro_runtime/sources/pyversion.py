@@ -73,7 +73,7 @@ def read_request(texts: Mapping[str, str]) -> Request:
             continue
         try:
             value = tomllib.loads(texts[name])
-        except tomllib.TOMLDecodeError:
+        except (tomllib.TOMLDecodeError, RecursionError):
             continue
         for key in path:
             value = value.get(key) if isinstance(value, dict) else None

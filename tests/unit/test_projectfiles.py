@@ -11,7 +11,7 @@ import pytest
 
 from maestro_runtime.sources import projectfiles
 from maestro_runtime.sources.declared import declared_web, procfile, service_env
-from maestro_runtime.sources.detect import detect_command
+from maestro_runtime.sources.detect import NoStartCommand, detect_command
 from maestro_runtime.sources.projectfiles import ProjectFiles, read_text
 
 
@@ -117,3 +117,30 @@ def test_matching_is_path_glob(tmp_path):
     files = ProjectFiles.take(folder)
     for pattern in ("requirements*.txt", "*.py"):
         assert files.matching(pattern) == sorted(p.name for p in folder.glob(pattern))
+
+
+def test_files_nested_past_the_parsers_depth_read_as_invalid_not_as_an_internal_error(tmp_path):
+    # A service's own platform files: json, tomllib and yaml raise RecursionError on deep nesting,
+    # which reached the boot as "internal error: RecursionError" naming no file.
+    deep_json, deep_toml = "[" * 100_000 + "]" * 100_000, "a = " + "[" * 50_000 + "]" * 50_000 + "\n"
+    deep_yaml = "a: " + "[" * 50_000 + "]" * 50_000 + "\n"
+    folder = project(tmp_path, {"index.html": "<h1>x</h1>", "railway.json": deep_json, "railway.toml": deep_toml,
+                                "render.yaml": deep_yaml, "nixpacks.toml": deep_toml, "pyproject.toml": deep_toml,
+                                ".do/app.yaml": deep_yaml})
+    detection = detect_command(folder)  # the nested files count as invalid; index.html makes it static
+    assert "http.server" in detection.command, detection
+    (folder / "package.json").write_text(deep_json)
+    with pytest.raises(NoStartCommand, match=r"package\.json"):  # the one-line error of a package.json it cannot use
+        detect_command(folder)
+
+
+def test_a_build_log_is_read_from_its_end_only(tmp_path):
+    # A failed step quotes the log's last lines: one 20 MB line was read whole, and quoted whole.
+    from maestro_runtime.sources.buildplan import log_end, tail
+
+    log = tmp_path / "x.build.log"
+    log.write_bytes(b"# header\n" + b"A" * 20_000_000 + b"\n$ pip install\nERROR: it broke\n")
+    end = log_end(log)
+    assert len(end) <= 64 * 1024 and end.endswith("ERROR: it broke\n")
+    assert tail(end).splitlines()[-2:] == ["$ pip install", "ERROR: it broke"]
+    assert log_end(tmp_path / "missing") == ""
