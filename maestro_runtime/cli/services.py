@@ -120,11 +120,11 @@ def _provisioning(settings: Settings) -> object:
 
 
 def _provisioning_step(settings: Settings, name: str, since: object) -> str:
-    """What a listed service is doing, from its build log (root's 0700 folder: sources/builds.py)."""
+    """What a listed service is doing, from its build's steps (root's 0700 folder: sources/builds.py)."""
     from maestro_runtime.ops.inventory import provisioning_step
     from maestro_runtime.ops.logs import tail_bytes
 
-    log = settings.build_log(name)
+    log = settings.build_steps(name)
     try:
         modified = None if "/" in name else log.stat().st_mtime
     except OSError:

@@ -300,8 +300,9 @@ class Controller:
         return status
 
     def build_seconds(self, service_id: str) -> float | None:
-        """The last build's duration: the sum of its steps' ``# exit N after Xs`` lines (builds.py)."""
-        path = self.settings.build_log(service_id)
+        """The last build's duration: the sum of its steps' ``# exit N after Xs`` lines (builds.py),
+        from root's steps file: the build log holds what the build printed too."""
+        path = self.settings.build_steps(service_id)
         try:
             mtime = path.stat().st_mtime
         except OSError:
@@ -310,9 +311,8 @@ class Controller:
         if cached and cached[0] == mtime:
             return cached[1]
         total = None
-        # The build's own output is in the log too (any size, any line): read a line at a time,
-        # at most 4 KiB of one, and count only what a duration can be (a "nan" made every
-        # list-services --json say NaN, which is no JSON).
+        # A line at a time, at most 4 KiB of one, counting only what a duration can be (a "nan"
+        # once made every list-services --json say NaN, which is no JSON).
         with contextlib.suppress(OSError), path.open("rb") as handle:
             for line in iter(lambda: handle.readline(4096), b""):
                 if line.startswith(b"# exit ") and b" after " in line:

@@ -165,15 +165,16 @@ def programs_of(record: ServiceRecord) -> tuple[ServiceRecord, ...]:
     return (record, *process_records(record))
 
 
-def provisioning_step(build_log_tail: list[str], modified: float | None, since: object) -> str:
-    """What a service being provisioned is doing, from its build log (sources/builds.py writes
-    ``# maestro: KIND`` before each plan and ``$ COMMAND`` before each step): a log written
+def provisioning_step(steps_tail: list[str], modified: float | None, since: object) -> str:
+    """What a service being provisioned is doing, from its build's steps file (sources/buildrun.py
+    writes ``# maestro: KIND`` before each plan and ``$ COMMAND`` before each step there and in the
+    build log; the build's own output reaches only the log, so it cannot fake a step): a file written
     since the boot began names the step it ran last (``node: npm ci``, ``release: ...``);
     otherwise the service is still being fetched (or waits for a build slot)."""
     if modified is None or not isinstance(since, (int, float)) or modified < since:
         return "fetching"
     kind, command = "building", ""
-    for line in reversed(build_log_tail):
+    for line in reversed(steps_tail):
         if not command and line.startswith("$ "):
             command = line[2:]
         elif command and line.startswith(STEP_HEADER):

@@ -156,6 +156,10 @@ class Settings:
     def build_log(self, service_id: str) -> Path:
         return self.build_log_dir / f"{service_id}.build.log"
 
+    def build_steps(self, service_id: str) -> Path:
+        """Root's markers of the last build (sources/buildplan.py steps_file), never the build's output."""
+        return self.build_log_dir / f"{service_id}.build.steps"
+
     @property
     def provisioning_list(self) -> Path:
         """The services a boot is still provisioning (ops/reconcile.py), for list-services."""

@@ -41,6 +41,14 @@ def tail(text: str, lines: int = TAIL_LINES) -> str:
     return "\n".join(text.rstrip().splitlines()[-lines:])
 
 
+def steps_file(logfile: Path) -> Path:
+    """``<id>.build.steps`` beside ``<id>.build.log``: root's own record of each plan, step and exit
+    (the markers the log shows too). The log holds the build's output as well, so a build could
+    print a marker there and fake its step or duration: readers take them from here
+    (list-services' PROVISIONING step, the controller's build seconds)."""
+    return logfile.with_name(logfile.name.removesuffix(".log") + ".steps")
+
+
 def log_end(path: Path, size: int = 64 * 1024) -> str:
     """The end of a build log, reading at most ``size`` bytes: a step's output has no bound (one
     line of 300 MB took a failed deploy to 2 GB), and only its end is ever quoted or searched."""

@@ -24,7 +24,7 @@ from maestro_runtime.engine.launch import (
 )
 from maestro_runtime.sandbox.netpolicy import is_proxy_key
 from maestro_runtime.sources import pybuild
-from maestro_runtime.sources.buildplan import STEP_HEADER, BuildError, Plan, log_end, tail
+from maestro_runtime.sources.buildplan import STEP_HEADER, BuildError, Plan, log_end, steps_file, tail
 from maestro_runtime.sources.declared import platform_env
 
 if TYPE_CHECKING:
@@ -110,11 +110,18 @@ FIRST_TO_GO = ("/usr/bin/choom", "-n", "1000", "--") if os.access("/usr/bin/choo
 def run_plan(plan: Plan, directory: Path, account, policy, opts: BuildOptions, logfile: Path) -> None:
     build_env = build_environment(directory, account, opts)
     prefix = command_prefix(account, directory, policy)
-    with open(logfile, "a") as out:
-        out.write(f"{STEP_HEADER}{plan.ecosystem}\n")  # list-services' PROVISIONING rows name it (ops/inventory.py)
-        for step in plan.steps:
-            out.write(f"$ {shlex.join(step)}\n")
+    with open(logfile, "a") as out, open(steps_file(logfile), "a") as steps:
+
+        def mark(line: str) -> None:  # in the log for people, in the steps file for readers
+            line = line.replace("\n", " ").replace("\r", " ") + "\n"
+            out.write(line)
             out.flush()
+            steps.write(line)
+            steps.flush()
+
+        mark(f"{STEP_HEADER}{plan.ecosystem}")  # list-services' PROVISIONING rows name it (ops/inventory.py)
+        for step in plan.steps:
+            mark(f"$ {shlex.join(step)}")
             started = time.monotonic()
             try:
                 argv, env = wrap(prefix, step, build_env, opts)
@@ -126,8 +133,7 @@ def run_plan(plan: Plan, directory: Path, account, policy, opts: BuildOptions, l
             except OSError as exc:
                 out.write(f"cannot run {step[0]}: {exc}\n")
                 code = 127
-            out.write(f"# exit {code} after {time.monotonic() - started:.1f}s\n")
-            out.flush()
+            mark(f"# exit {code} after {time.monotonic() - started:.1f}s")
             if code != 0:
                 killed = code in (-9, 137)  # SIGKILL: what the kernel's OOM killer sends
                 if code is None:

@@ -277,6 +277,7 @@ def build(project: Path | ProjectFiles, account, *, settings, policy, service_id
                 fh.write(header)
         else:
             logfile.write_text(header)
+            buildplan.steps_file(logfile).write_text("")
         log.info("service %s: building %s dependencies (log %s)", service_id, ecosystem, logfile)
         started = time.monotonic()
         try:

@@ -353,3 +353,20 @@ def test_deploy_of_a_git_repository_with_a_link_out_of_the_project_fails_in_one_
     good = master_repo(tmp_path / "fine", {"index.html": "<h1>fine</h1>"})
     proc = maestro.run("deploy", "--repo", f"file://{good}", "--name", "fine", "--yes", check=False)
     assert proc.returncode == 0 and "deployed fine: RUNNING" in proc.stdout, proc.stdout + proc.stderr
+
+
+def test_a_build_cannot_fake_its_duration_or_step_by_printing_root_markers(maestro):
+    # The markers root writes (`# maestro: KIND`, `$ CMD`, `# exit N after Xs`) were read back from
+    # the build log, where the build's own output is too.
+    maestro.boot()
+    src = maestro.source("faker")
+    (src / "package.json").write_text(json.dumps({"scripts": {
+        "build": "echo '# exit 0 after 500000000.0s'; echo '# maestro: release'; echo '$ rm -rf /'",
+        "start": "exec python3 -m http.server $PORT"}}))
+    proc = maestro.run("deploy", "--repo", str(src), "--name", "faker", "--yes", check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    build_log = Path(maestro.env["MAESTRO_STATE_DIR"]) / "builds" / "faker.build.log"
+    assert "# exit 0 after 500000000.0s" in build_log.read_text()  # the output is kept as it was
+    row = wait_for(lambda: (r := json.loads(maestro.run("list-services", "--json").stdout)[0])
+                   .get("build_seconds") is not None and r, 30, what="the controller's build seconds")
+    assert 0 < row["build_seconds"] < 600, row["build_seconds"]
