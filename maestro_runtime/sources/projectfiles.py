@@ -22,12 +22,19 @@ READ_LIMIT = 4 * 1024 * 1024
 
 def read_text(directory: Path, path: Path) -> str | None:
     """A project file as root reads it: no link followed on the way, regular files only,
-    capped, never blocking (a FIFO named package.json must not hang the boot); None otherwise."""
+    capped, never blocking (a FIFO named package.json must not hang the boot); None otherwise.
+    A hard link to a file its folder's owner does not own is not the project's either: where
+    fs.protected_hardlinks is off, a service can link root's files into its folder (a ``.env``
+    linked to a secret would put it in the service's environment)."""
     try:
-        data = safefs.read_file(path, under=directory.parent, limit=READ_LIMIT)
+        with safefs.opened_dir(path.parent, under=directory.parent) as parent:
+            found = safefs.read_stat_at(parent, path.name, path, limit=READ_LIMIT)
+            owner = os.fstat(parent).st_uid
     except (safefs.UnsafeFile, OSError, ValueError):
         return None
-    return None if data is None else data.decode("utf-8", "replace")
+    if found is None or (found[1].st_nlink > 1 and found[1].st_uid != owner):
+        return None
+    return found[0].decode("utf-8", "replace")
 
 
 def list_names(directory: Path) -> frozenset[str]:
