@@ -1,4 +1,4 @@
-"""list-services prints what services wrote (a PROVISIONING row's step from its build log, a
+"""list-services prints what services wrote (a PROVISIONING row's step, which names a command, a
 Procfile command, a build's last lines in an error) with no control character: a service's
 output never reaches the operator's terminal as escape sequences (retitle, clear, recolour,
 fake rows). Real boot, real supervisord, real useradd; the CLI as the operator runs it.
@@ -15,9 +15,11 @@ from tests.integration.conftest import wait_for
 
 pytestmark = pytest.mark.integration
 
-# What a hostile release phase prints: a line that looks like a build step, carrying a window
-# title (OSC), a screen clear (CSI) and a bell; then it takes its time, so the row stays PROVISIONING.
-HOSTILE_RELEASE = r"printf '$ \033]0;owned\007\033[2J\033[31mred\n'; sleep 30"
+# A hostile release phase: its command itself carries a window title (OSC), a screen clear (CSI)
+# and a bell, raw in the Procfile, and it prints a line that looks like a build step; then it takes
+# its time, so the row stays PROVISIONING. The step shown is root's record of the command (the
+# steps file), never what the release printed.
+HOSTILE_RELEASE = "printf '$ fake step\\n'; : '\x1b]0;owned\x07\x1b[2J\x1b[31mred'; sleep 30"
 
 
 def test_a_provisioning_rows_step_carries_no_escape_sequence(maestro):
@@ -36,8 +38,9 @@ def test_a_provisioning_rows_step_carries_no_escape_sequence(maestro):
         step = rows.get("loud", {}).get("step") or ""
         return step if "\x1b" in step else None
 
-    step = wait_for(hostile_step, 60, 0.2, what="loud's release to print its line")
-    assert step.startswith("release: ")  # the row shows it (JSON escapes it), ...
+    step = wait_for(hostile_step, 60, 0.2, what="loud's release to run")
+    # root's record of the command (the printed "$ fake step" has no "sleep 30"); JSON escapes it, ...
+    assert step.startswith("release: ") and "sleep 30" in step, step
     table = maestro.run("list-services").stdout
     assert "loud" in table and "PROVISIONING" in table
     # ... the table too, but nothing in it a terminal would act on
