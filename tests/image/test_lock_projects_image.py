@@ -20,48 +20,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from fixtures import paas
+from fixtures.locks import POETRY_LOCK, POETRY_PYPROJECT
 from image.conftest import http_get
 from integration.conftest import wait_for
-
-POETRY_PYPROJECT = """[tool.poetry]
-name = "lock-demo"
-version = "0.1.0"
-description = ""
-authors = ["t <t@example.org>"]
-
-[tool.poetry.dependencies]
-python = "^3.10"
-six = "^1.16"
-
-[tool.poetry.group.dev.dependencies]
-iniconfig = "^2.0"
-
-[build-system]
-requires = ["poetry-core"]
-build-backend = "poetry.core.masonry.api"
-"""
-
-POETRY_LOCK = """[[package]]
-name = "six"
-version = "1.16.0"
-description = ""
-optional = false
-python-versions = ">=2.7"
-files = []
-
-[[package]]
-name = "iniconfig"
-version = "2.0.0"
-description = ""
-optional = false
-python-versions = ">=3.7"
-files = []
-
-[metadata]
-lock-version = "2.0"
-python-versions = "^3.10"
-content-hash = "0"
-"""
 
 # Flask 3.0.3's closure, as `pipenv lock` writes it; colorama on Windows only.
 PIPFILE_LOCK = {

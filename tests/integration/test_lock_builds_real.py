@@ -14,6 +14,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from fixtures import paas
+from fixtures.locks import POETRY_LOCK, POETRY_PYPROJECT
 from fixtures.projects import write
 from integration import test_builds_real as real
 from integration.test_builds_real import PY_MAIN, build, own, start
@@ -27,38 +28,6 @@ pytestmark = [
     pytest.mark.skipif(os.geteuid() != 0, reason="creates a system user"),
 ]
 
-POETRY = """[tool.poetry]
-name = "lock-demo"
-version = "0.1.0"
-
-[tool.poetry.dependencies]
-python = "^3.9"
-six = "^1.16"
-
-[tool.poetry.group.dev.dependencies]
-iniconfig = "^2.0"
-
-[build-system]
-requires = ["poetry-core"]
-build-backend = "poetry.core.masonry.api"
-"""
-POETRY_LOCK = """[[package]]
-name = "six"
-version = "1.16.0"
-optional = false
-python-versions = ">=2.7"
-
-[[package]]
-name = "iniconfig"
-version = "2.0.0"
-optional = false
-python-versions = ">=3.7"
-
-[metadata]
-lock-version = "2.0"
-"""
-
-
 def _site(world):
     return next(world.account.venv_dir.glob("lib/python*/site-packages"))
 
@@ -71,7 +40,7 @@ def _uv(world):
 
 def test_poetry_app_without_a_package_gets_its_locked_dependencies_only(world):
     _uv(world)
-    write(world.project, {"pyproject.toml": POETRY, "poetry.lock": POETRY_LOCK, "main.py": PY_MAIN})
+    write(world.project, {"pyproject.toml": POETRY_PYPROJECT, "poetry.lock": POETRY_LOCK, "main.py": PY_MAIN})
     own(world)
     assert build(world) == ["python"]  # before: poetry-core "No file/folder found for package lock-demo"
     assert (_site(world) / "six.py").is_file() and not list(_site(world).glob("iniconfig*"))
