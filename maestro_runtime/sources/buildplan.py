@@ -49,17 +49,6 @@ def steps_file(logfile: Path) -> Path:
     return logfile.with_name(logfile.name.removesuffix(".log") + ".steps")
 
 
-def log_end(path: Path, size: int = 64 * 1024) -> str:
-    """The end of a build log, reading at most ``size`` bytes: a step's output has no bound (one
-    line of 300 MB took a failed deploy to 2 GB), and only its end is ever quoted or searched."""
-    try:
-        with open(path, "rb") as handle:
-            handle.seek(max(0, handle.seek(0, 2) - size))
-            return handle.read(size).decode("utf-8", errors="replace")
-    except OSError:
-        return ""
-
-
 def venv_is_fresh_needed(venv_dir: Path, python_version: str, trusted: Path) -> bool:
     """A missing or broken venv, or one made by another interpreter, is rebuilt from scratch."""
     try:

@@ -22,9 +22,10 @@ from maestro_runtime.engine.launch import (
     service_env_argv,
     shims_dir,
 )
+from maestro_runtime.ops.logs import tail_bytes
 from maestro_runtime.sandbox.netpolicy import is_proxy_key
 from maestro_runtime.sources import pybuild
-from maestro_runtime.sources.buildplan import STEP_HEADER, BuildError, Plan, log_end, steps_file, tail
+from maestro_runtime.sources.buildplan import STEP_HEADER, BuildError, Plan, steps_file, tail
 from maestro_runtime.sources.declared import platform_env
 
 if TYPE_CHECKING:
@@ -107,6 +108,11 @@ def wrap(prefix: list[str], step: Sequence[str], env: Mapping[str, str], opts: B
 FIRST_TO_GO = ("/usr/bin/choom", "-n", "1000", "--") if os.access("/usr/bin/choom", os.X_OK) else ()
 
 
+# A step's output has no bound (one line of 300 MB took a failed deploy to 2 GB): its error
+# quotes the last lines of at most this much of the log's end.
+QUOTED_END = 64 * 1024
+
+
 def run_plan(plan: Plan, directory: Path, account, policy, opts: BuildOptions, logfile: Path) -> None:
     build_env = build_environment(directory, account, opts)
     prefix = command_prefix(account, directory, policy)
@@ -144,4 +150,4 @@ def run_plan(plan: Plan, directory: Path, account, policy, opts: BuildOptions, l
                     what = f"failed (exit {code})"
                 raise BuildError(
                     f"{plan.ecosystem} build {what}: {shlex.join(step[:4])}...; log {logfile}, last lines:\n"
-                    + tail(log_end(logfile)), killed=killed)
+                    + tail("\n".join(tail_bytes(logfile, QUOTED_END))), killed=killed)

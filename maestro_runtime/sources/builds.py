@@ -34,6 +34,7 @@ from pathlib import Path
 
 from maestro_runtime import safefs
 from maestro_runtime.engine.launch import shims_dir
+from maestro_runtime.ops.logs import tail_bytes
 from maestro_runtime.sources import buildplan, buildstep, node, pkgresources, pybuild
 from maestro_runtime.sources.buildplan import (  # noqa: F401 (re-exported: callers use builds.*)
     META_LIMIT,
@@ -305,7 +306,7 @@ def _with_older_python(exc: BuildError, directory: Path, files: set[str], accoun
     as the error's hint would have told the user to pin. Else ``exc``, with that hint."""
     used = version.split()[-1]
     older = pybuild.fallback(directory, files, Path(account.venv_dir), opts, Path(account.home).parent, used,
-                             failed_log=buildplan.log_end(logfile, 1024 * 1024))
+                             failed_log="\n".join(tail_bytes(logfile, 1024 * 1024)))
     if older is None:
         hint = pybuild.others_hint(directory, opts, used)
         raise BuildError(f"{exc}\n{hint}" if hint else str(exc), killed=exc.killed) from None
