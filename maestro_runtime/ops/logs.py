@@ -102,8 +102,10 @@ def known_cause(line: str) -> str | None:
     return None
 
 
-def tail_bytes(path: Path, size: int = 16384) -> list[str]:
-    """The last lines of one file, reading at most ``size`` bytes from its end."""
+def tail_bytes(path: Path, size: int = 16384, *, keep_cut: bool = False) -> list[str]:
+    """The last lines of one file, reading at most ``size`` bytes from its end. The first line
+    read is usually cut: left out, unless ``keep_cut`` (a build error quotes it, clipped, so a
+    step that printed one huge line shows that it did)."""
     try:
         with path.open("rb") as handle:
             handle.seek(0, 2)
@@ -113,7 +115,7 @@ def tail_bytes(path: Path, size: int = 16384) -> list[str]:
     except OSError:
         return []
     lines = data.decode("utf-8", errors="replace").splitlines()
-    return lines[1:] if end > size else lines  # the first may be cut
+    return lines[1:] if end > size and not keep_cut else lines  # the first may be cut
 
 
 def read_lines(paths: Iterable[Path]) -> Iterator[str]:

@@ -150,4 +150,4 @@ def run_plan(plan: Plan, directory: Path, account, policy, opts: BuildOptions, l
                     what = f"failed (exit {code})"
                 raise BuildError(
                     f"{plan.ecosystem} build {what}: {shlex.join(step[:4])}...; log {logfile}, last lines:\n"
-                    + tail("\n".join(tail_bytes(logfile, QUOTED_END))), killed=killed)
+                    + tail("\n".join(tail_bytes(logfile, QUOTED_END, keep_cut=True))), killed=killed)

@@ -306,7 +306,7 @@ def _with_older_python(exc: BuildError, directory: Path, files: set[str], accoun
     as the error's hint would have told the user to pin. Else ``exc``, with that hint."""
     used = version.split()[-1]
     older = pybuild.fallback(directory, files, Path(account.venv_dir), opts, Path(account.home).parent, used,
-                             failed_log="\n".join(tail_bytes(logfile, 1024 * 1024)))
+                             failed_log="\n".join(tail_bytes(logfile, 1024 * 1024, keep_cut=True)))
     if older is None:
         hint = pybuild.others_hint(directory, opts, used)
         raise BuildError(f"{exc}\n{hint}" if hint else str(exc), killed=exc.killed) from None

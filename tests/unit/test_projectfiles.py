@@ -142,7 +142,7 @@ def test_a_build_log_is_read_from_its_end_only(tmp_path):
 
     log = tmp_path / "x.build.log"
     log.write_bytes(b"# header\n" + b"A" * 20_000_000 + b"\n$ pip install\nERROR: it broke\n")
-    end = "\n".join(tail_bytes(log, QUOTED_END))
+    end = "\n".join(tail_bytes(log, QUOTED_END, keep_cut=True))
     assert len(end) <= 64 * 1024 and end.endswith("ERROR: it broke")
     assert tail(end).splitlines()[-2:] == ["$ pip install", "ERROR: it broke"]
     assert tail_bytes(tmp_path / "missing") == []
