@@ -63,11 +63,16 @@ def store_path(state_dir: Path, url: str) -> Path:
     return state_dir / "git" / f"{hashlib.sha256(clean.encode()).hexdigest()[:16]}.git"
 
 
+def _root_env() -> dict[str, str]:
+    """Root's git environment for its own folders: no credentials, no configuration but the repository's."""
+    return gitsource.git_env({"PATH": SYSTEM_PATH, "HOME": "/nonexistent"}, None, None)
+
+
 def _root_git(argv: list[str], *, cwd: Path | None = None, env: dict[str, str] | None = None,
               timeout: float = 600, input: str | None = None, prefix: list[str] | None = None,
               ) -> subprocess.CompletedProcess[str]:
     """git as root, in root's own folders only, reading no configuration but the repository's."""
-    base = env or gitsource.git_env({"PATH": SYSTEM_PATH, "HOME": "/nonexistent"}, None, None)
+    base = env or _root_env()
     try:
         return subprocess.run([*(prefix or ()), "git", "-c", "core.hooksPath=/dev/null", *argv], cwd=cwd, env=base,
                               input=input,
@@ -140,9 +145,8 @@ def create(store: Path, branch: str, dest: Path, public_url: str, caps: Caps | N
     tip = branch_tip(store, branch)
     if tip is None:
         raise WorkspaceError(f"workspace {dest.name}: branch {branch!r} is not in the object store")
-    root_env = gitsource.git_env({"PATH": SYSTEM_PATH, "HOME": "/nonexistent"}, None, None)
     try:
-        gitsource.judge_tree(["-c", "core.hooksPath=/dev/null", "--git-dir", str(store)], tip, root_env, 300,
+        gitsource.judge_tree(["-c", "core.hooksPath=/dev/null", "--git-dir", str(store)], tip, _root_env(), 300,
                              caps or Caps())
     except (LookupError, TreeRefused) as exc:
         raise WorkspaceError(f"workspace {dest.name}: branch {branch!r}: {exc}") from None
