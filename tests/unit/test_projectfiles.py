@@ -146,3 +146,20 @@ def test_a_build_log_is_read_from_its_end_only(tmp_path):
     assert len(end) <= 64 * 1024 and end.endswith("ERROR: it broke")
     assert tail(end).splitlines()[-2:] == ["$ pip install", "ERROR: it broke"]
     assert tail_bytes(tmp_path / "missing") == []
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="root links and chowns another owner's file")
+def test_a_hard_link_to_a_file_the_folders_owner_does_not_own_is_not_read(tmp_path):
+    # Where fs.protected_hardlinks is off a service can link root's files into its folder.
+    folder = project(tmp_path, {"Procfile": "web: python app.py\n", "own.txt": "x"})
+    os.chown(folder, 12345, 12345)
+    secret = tmp_path / "secret.env"
+    secret.write_text("SECRET_TOKEN=root-only\n")
+    secret.chmod(0o600)
+    os.link(secret, folder / ".env")
+    assert read_text(folder, folder / ".env") is None
+    assert "SECRET_TOKEN" not in service_env(folder, {}, "app")
+    os.chown(folder / "own.txt", 12345, 12345)  # the owner's own file with a second link: still its
+    os.link(folder / "own.txt", tmp_path / "elsewhere.txt")
+    assert read_text(folder, folder / "own.txt") == "x"
+    assert read_text(folder, folder / "Procfile") == "web: python app.py\n"  # one link, root's: as before
