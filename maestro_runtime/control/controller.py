@@ -300,28 +300,19 @@ class Controller:
         return status
 
     def build_seconds(self, service_id: str) -> float | None:
-        """The last build's duration: the sum of its steps' ``# exit N after Xs`` lines (builds.py),
-        from root's steps file: the build log holds what the build printed too."""
+        """The last build's duration, from root's steps file (the build log holds what the build
+        printed too); read again only when the file changed."""
+        from maestro_runtime.sources.buildplan import build_seconds
+
         path = self.settings.build_steps(service_id)
         try:
             mtime = path.stat().st_mtime
         except OSError:
             return None
         cached = self.builds.get(service_id)
-        if cached and cached[0] == mtime:
-            return cached[1]
-        total = None
-        # A line at a time, at most 4 KiB of one, counting only what a duration can be (a "nan"
-        # once made every list-services --json say NaN, which is no JSON).
-        with contextlib.suppress(OSError), path.open("rb") as handle:
-            for line in iter(lambda: handle.readline(4096), b""):
-                if line.startswith(b"# exit ") and b" after " in line:
-                    with contextlib.suppress(ValueError):
-                        seconds = float(line.rsplit(b" after ", 1)[1].strip().removesuffix(b"s"))
-                        if 0 <= seconds < 1e9:  # also false for nan
-                            total = (total or 0.0) + seconds
-        self.builds[service_id] = (mtime, total)
-        return total
+        if not cached or cached[0] != mtime:
+            self.builds[service_id] = cached = (mtime, build_seconds(path))
+        return cached[1]
 
     # ------------------------------------------------------------ the loop
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -47,6 +48,21 @@ def steps_file(logfile: Path) -> Path:
     print a marker there and fake its step or duration: readers take them from here
     (list-services' PROVISIONING step, the controller's build seconds)."""
     return logfile.with_name(logfile.name.removesuffix(".log") + ".steps")
+
+
+def build_seconds(steps: Path) -> float | None:
+    """A build's duration from its steps file: the sum of its ``# exit N after Xs`` lines (buildrun.py),
+    or None when it has none. A line at a time, at most 4 KiB of one, counting only what a duration
+    can be (a "nan" once made every list-services --json say NaN, which is no JSON)."""
+    total = None
+    with contextlib.suppress(OSError), steps.open("rb") as handle:
+        for line in iter(lambda: handle.readline(4096), b""):
+            if line.startswith(b"# exit ") and b" after " in line:
+                with contextlib.suppress(ValueError):
+                    seconds = float(line.rsplit(b" after ", 1)[1].strip().removesuffix(b"s"))
+                    if 0 <= seconds < 1e9:  # also false for nan
+                        total = (total or 0.0) + seconds
+    return total
 
 
 def venv_is_fresh_needed(venv_dir: Path, python_version: str, trusted: Path) -> bool:

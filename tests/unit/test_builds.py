@@ -203,3 +203,18 @@ def test_node_build_with_real_npm_and_no_dependencies(fake):
     log = (fake.opts.log_dir / "web.build.log").read_text()
     assert run(fake) == []
     assert (fake.opts.log_dir / "web.build.log").read_text() == log
+
+
+def test_build_seconds_sums_only_root_exit_lines(tmp_path):
+    """A build's duration is the sum of the steps file's ``# exit N after Xs`` lines; lines that are
+    no duration (nan, negative, absurd, cut by the 4 KiB read) count for nothing."""
+    from maestro_runtime.sources.buildplan import build_seconds
+
+    steps = tmp_path / "s.build.steps"
+    assert build_seconds(steps) is None  # no file: no build
+    steps.write_bytes(b"# maestro: python\n$ uv pip install\n# exit 0 after 1.5s\n# exit 1 after nans\n"
+                      b"# exit 0 after -3s\n# exit 0 after 1e12s\n# exit 0 after " + b"9" * 5000 + b"s\n"
+                      b"# maestro: node\n# exit 0 after 2.0s\n")
+    assert build_seconds(steps) == 3.5
+    steps.write_bytes(b"# maestro: python\n")
+    assert build_seconds(steps) is None
