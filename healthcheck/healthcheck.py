@@ -199,20 +199,13 @@ def probe_all(targets: list[tuple[str, int, str, str]], *also) -> dict[str, str 
 
 
 def load_records(state_dir: str) -> list[dict]:
+    """Every service record; one unreadable (or not an object) counts as none, never as an error."""
     folder = os.path.join(state_dir, "services")
     try:
         names = sorted(os.listdir(folder))
     except OSError:
         return []
-    records = []
-    for name in names:
-        if name.endswith(".json"):
-            try:
-                with open(os.path.join(folder, name)) as handle:
-                    records.append(json.load(handle))
-            except (OSError, ValueError):
-                continue
-    return records
+    return [record for name in names if name.endswith(".json") and (record := _read_json(os.path.join(folder, name)))]
 
 
 CONTROLLER_FRESH = 20.0
