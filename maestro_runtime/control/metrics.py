@@ -6,6 +6,7 @@ scrape costs nothing between scrapes and shows the numbers list-services shows.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -14,6 +15,7 @@ from prometheus_client.registry import Collector, CollectorRegistry
 
 STATES = ("RUNNING", "STARTING", "BACKOFF", "STOPPED", "EXITED", "FATAL", "FAILED", "NOT_LOADED", "unknown")
 HEALTHS = ("starting", "healthy", "unhealthy", "none")
+log = logging.getLogger("maestro")
 
 
 class SnapshotCollector(Collector):
@@ -107,3 +109,21 @@ def serve(bind: tuple[str, int], snapshot: Callable[[], dict[str, Any]]) -> Any:
     server = make_server(address[0], bind[1], make_wsgi_app(registry), Server, handler_class=Handler)
     threading.Thread(target=server.serve_forever, name="maestro-metrics", daemon=True).start()
     return server
+
+
+def start(ops, snapshot: Callable[[], dict[str, Any]]) -> None:
+    """Serve on MAESTRO_METRICS_ADDR; one error line when the address cannot be had."""
+    try:
+        serve(ops.metrics_bind, snapshot)
+        log.info("metrics on http://%s:%d/metrics", *ops.metrics_bind)
+    except OSError as exc:
+        log.error("metrics: cannot listen on %s: %s", ops.metrics_addr, exc)
+
+
+def runtime_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("maestro-runtime")
+    except PackageNotFoundError:
+        return "unknown"

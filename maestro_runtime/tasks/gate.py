@@ -77,3 +77,17 @@ def gate(depends_on: Mapping[str, str], states: Mapping[str, EntryState]) -> Gat
         if not met:
             waiting.append(f"{name} {cond}")
     return Gate(not waiting, tuple(waiting))
+
+
+def service_health(records, processes: Mapping[str, Mapping], health_of: Mapping[str, str], now: float,
+                   startsecs: float) -> dict[str, str | None]:
+    """For ``depends_on``: each RUNNING service's probe verdict (``health_of``: the controller's run
+    states); with none, "starting" until the run has lasted ``startsecs``, then None (healthy)."""
+    health: dict[str, str | None] = {}
+    for r in records:
+        info = processes.get(r.id) or {}
+        if r.role == "task" or info.get("statename") != "RUNNING":
+            continue
+        young = now - float(info.get("start") or 0) < startsecs
+        health[r.id] = health_of.get(r.id) or ("starting" if young else None)
+    return health
