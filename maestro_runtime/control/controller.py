@@ -31,12 +31,14 @@ from typing import Any
 from maestro_runtime.control import probes, supervision
 from maestro_runtime.control.alerts import Alerts
 from maestro_runtime.control.policy import Policy, for_process_type, resolve
+from maestro_runtime.control.portowners import listeners, squatters
 from maestro_runtime.control.rpc import process_states
 from maestro_runtime.control.runstate import FATAL, RUNNING, RunState, RunStateStore, describe_exit
 from maestro_runtime.control.sampling import Sample, children_map, sample_tree
 from maestro_runtime.engine.supervisord import Supervisor, SupervisorUnavailable
 from maestro_runtime.settings import OpsSettings, Settings
 from maestro_runtime.state.records import RecordStore, ServiceRecord
+from maestro_runtime.tasks.gate import service_health
 from maestro_runtime.tasks.runner import Runner, alert_hook
 
 log = logging.getLogger("maestro")
@@ -164,6 +166,7 @@ class Controller:
     async def act(self, record: ServiceRecord, policy: Policy, action: supervision.Action) -> None:
         run = self.runs[record.id]
         if action.kind == "start":
+            await self.evict_squatters(record)
             log.info("service %s: restart %d (%s)", record.id, run.attempts, describe_exit(run))
             try:
                 await asyncio.to_thread(self.supervisor.call, "supervisor.startProcess", record.id, False)
@@ -175,12 +178,34 @@ class Controller:
                 self.save(record.id, replace(run, next_restart_at=time.time() + delay,
                                              handled_start=float(info.get("start") or time.time())))
         elif action.kind == "alert":
-            level = log.error if action.event == "gave_up" else log.warning
+            level = log.error if action.event in ("gave_up", "port_taken") else log.warning
             level("service %s: %s: %s", record.id, action.event.replace("_", " "), action.detail)
             self.alerts.emit(action.event, record.id, action.detail, restarts=run.restarts,
                              exit_code=run.last_exit_code, essential=policy.essential)
         elif action.kind == "exit_container":
             self.stop_container(record.id)
+
+    async def evict_squatters(self, record: ServiceRecord) -> None:
+        """Before a service starts again: another service listening on its port took it while it was
+        down (and is likely why it ended); that service's programs are stopped, FATAL (portowners.py)."""
+        if record.port <= 0 or record.id in self.parent_of:
+            return
+        found, strangers = squatters(self.records.values(), record, await asyncio.to_thread(listeners, record.port))
+        if strangers:
+            log.warning("service %s: port %d is held by uid %s, no service's", record.id, record.port,
+                        ", ".join(map(str, sorted(strangers))))
+        for other in (r for r in found if r.id in self.policies):  # a failed one runs nothing
+            reason = f"listened on port {record.port} of service {record.id}: stopped (each port is its service's)"
+            new, actions = supervision.squatted(self.policies[other.id], self.runs[other.id], time.time(), reason)
+            self.save(other.id, new)  # before the stop: a STOPPED seen meanwhile is no operator's stop
+            try:
+                await asyncio.to_thread(self.supervisor.call, "supervisor.stopProcess", other.id, True)
+            except Exception as exc:  # not running (its process type held it) or gone
+                log.info("service %s: stop: %s", other.id, exc)
+            if self.processes is not None:  # this pass's view of it is stale: skipped, seen STOPPED next
+                self.processes.pop(other.id, None)
+            for action in actions:
+                await self.act(other, self.policies[other.id], action)
 
     def stop_container(self, service_id: str) -> None:
         """An essential service gave up: leave status 1 for the parent and ask it to stop everything."""
@@ -200,17 +225,9 @@ class Controller:
 
     def task_health(self, records: list[ServiceRecord], processes: dict[str, Any],
                     now: float) -> dict[str, str | None]:
-        """For ``depends_on``: the probe verdict; with none, "starting" until the run has lasted
-        MAESTRO_STARTSECS, then None (healthy)."""
-        health: dict[str, str | None] = {}
-        for r in records:
-            info = processes.get(r.id) or {}
-            if r.role == "task" or info.get("statename") != "RUNNING":
-                continue
-            run = self.runs.get(r.id)
-            young = now - float(info.get("start") or 0) < self.settings.startsecs
-            health[r.id] = (run.health if run else "") or ("starting" if young else None)
-        return health
+        """For ``depends_on``: the probe verdicts this controller keeps (tasks/gate.py)."""
+        health_of = {i: run.health for i, run in self.runs.items()}
+        return service_health(records, processes, health_of, now, self.settings.startsecs)
 
     async def step_tasks(self) -> None:
         try:
@@ -320,7 +337,10 @@ class Controller:
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, self.stopping.set)
-        self.start_metrics()
+        if self.ops.metrics_bind is not None:  # prometheus_client is imported only then
+            from maestro_runtime.control.metrics import start as serve_metrics
+
+            serve_metrics(self.ops, self.snapshot)
         tasks: set[asyncio.Task] = set()
         next_sample = 0.0
         while not self.stopping.is_set():
@@ -343,6 +363,7 @@ class Controller:
 
     def snapshot(self) -> dict[str, Any]:
         """The metrics' view: the same rows as list-services --json."""
+        from maestro_runtime.control.metrics import runtime_version
         from maestro_runtime.ops.inventory import Extras, build_views
 
         records = [r for r in self.records.values() if r.id not in self.parent_of]  # build_views adds the types
@@ -355,27 +376,6 @@ class Controller:
                         "rss": sample.rss} if sample else None)
         rows = [v.as_json() for v in build_views(records, self.processes, extras, self.settings.startsecs)]
         return {"version": runtime_version(), "services": rows}
-
-    def start_metrics(self) -> None:
-        bind = self.ops.metrics_bind
-        if bind is None:
-            return
-        from maestro_runtime.control.metrics import serve
-
-        try:
-            serve(bind, self.snapshot)
-            log.info("metrics on http://%s:%d/metrics", *bind)
-        except OSError as exc:
-            log.error("metrics: cannot listen on %s: %s", self.ops.metrics_addr, exc)
-
-
-def runtime_version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("maestro-runtime")
-    except PackageNotFoundError:
-        return "unknown"
 
 
 def main() -> None:

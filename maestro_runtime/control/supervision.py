@@ -31,7 +31,7 @@ LIVE = frozenset({"STARTING", "RUNNING"})
 @dataclass(frozen=True)
 class Action:
     kind: str  # start | alert | exit_container
-    event: str = ""  # for alerts: gave_up | exited
+    event: str = ""  # for alerts: gave_up | exited | port_taken
     detail: str = ""
 
 
@@ -117,8 +117,18 @@ QUICK_CLEAN_EXIT = (
     "run it in the foreground, and make a one-shot command a task (kind: task)")
 
 
-def _give_up(policy: Policy, new: RunState, actions: list[Action], reason: str) -> tuple[RunState, list[Action]]:
-    actions = [*actions, Action("alert", "gave_up", reason)]
+def squatted(policy: Policy, state: RunState, now: float, reason: str) -> tuple[RunState, list[Action]]:
+    """The service listened on another service's port (control/portowners.py): the caller stops it,
+    and it stays down, ``FATAL`` whatever its restart policy (it would only take the port again),
+    until the operator starts it. Its end is handled here, so the stop is no crash to restart."""
+    new = replace(state, handled_start=state.last_start or now, last_exit_code=-1,
+                  last_exit_signal="SIGTERM (port taken)", last_exit_at=now)
+    return _give_up(policy, new, [], reason, event="port_taken")
+
+
+def _give_up(policy: Policy, new: RunState, actions: list[Action], reason: str,
+             event: str = "gave_up") -> tuple[RunState, list[Action]]:
+    actions = [*actions, Action("alert", event, reason)]
     if policy.essential:
         actions.append(Action("exit_container", detail="an essential service gave up"))
     return replace(new, phase=FATAL, next_restart_at=None, fatal_reason=reason), actions

@@ -1,0 +1,74 @@
+"""A service that binds another service's port while that one is down is stopped before the
+owner starts again (control/portowners.py), with real supervisord, users and sockets."""
+
+from __future__ import annotations
+
+import http.client
+import os
+import signal
+
+from tests.integration.conftest import wait_for
+from tests.integration.ops_helpers import Webhook, services_file
+
+# Serves its own $PORT like any service, and keeps trying to bind TARGET, the other service's
+# port once the owner is up, answering "impostor" there once it has it: it waits for the owner to go down.
+SQUATTER = (
+    "import http.server, os, socket, threading, time\n"
+    "class H(http.server.BaseHTTPRequestHandler):\n"
+    "    def do_GET(self):\n"
+    "        self.send_response(200); self.end_headers(); self.wfile.write(b'impostor')\n"
+    "    def log_message(self, *a): pass\n"
+    "mine = http.server.HTTPServer(('0.0.0.0', int(os.environ['PORT'])), H)\n"
+    "threading.Thread(target=mine.serve_forever, daemon=True).start()\n"
+    "while socket.socket().connect_ex(('127.0.0.1', int(os.environ['TARGET']))):\n"
+    "    time.sleep(0.05)  # the owner is up: from now on, wait for it to go down\n"
+    "while True:\n"
+    "    try:\n"
+    "        http.server.HTTPServer(('0.0.0.0', int(os.environ['TARGET'])), H).serve_forever()\n"
+    "    except OSError:\n"
+    "        time.sleep(0.02)\n"
+)
+
+
+def _answer(port: int) -> str | None:
+    try:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+        conn.request("GET", "/")
+        return conn.getresponse().read().decode()
+    except OSError:
+        return None
+
+
+def test_a_service_on_another_services_port_is_stopped_before_the_owner_restarts(maestro):
+    hook = Webhook()
+    try:
+        port = int(maestro.env["MAESTRO_PORT_RANGE"].split("-")[0]) + 50
+        spec = services_file(maestro, [
+            {"name": "owner", "cmd": "python3 -m http.server $PORT", "port": port,
+             "backoff": {"initial": "1s"}},
+            {"name": "squatter", "cmd": "python3 app.py", "app": SQUATTER, "env": {"TARGET": str(port)}},
+        ])
+        maestro.boot(MAESTRO_SERVICES_FILE=str(spec), MAESTRO_ALERT_WEBHOOK=hook.url)
+        try:
+            owner = maestro.wait_running(["owner", "squatter"])["owner"]
+        except AssertionError:
+            raise AssertionError(maestro.list_json() + maestro.log()[-4000:]) from None
+        wait_for(lambda: _answer(port) == "ok", 20, what="the owner's page")
+        os.kill(owner["pid"], signal.SIGKILL)  # a crash: the squatter takes the port at once
+        wait_for(lambda: _answer(port) == "impostor", 10, what="the squatter on the owner's port")
+        # The owner's restart (1 s backoff) finds the port taken, stops the squatter first, and starts.
+        wait_for(lambda: _answer(port) == "ok", 20, what="the owner back on its port")
+        try:
+            rows = wait_for(lambda: (s := maestro.services())["owner"]["status"] == "RUNNING"
+                            and s["squatter"]["status"] == "FATAL" and s, 20, what="owner RUNNING, squatter FATAL")
+        except AssertionError:
+            raise AssertionError(maestro.list_json()[-1500:] + maestro.log()[-3000:]) from None
+        assert f"listened on port {port} of service owner" in rows["squatter"]["error"], rows["squatter"]
+        assert rows["owner"]["pid"] != owner["pid"]
+        wait_for(lambda: hook.named("port_taken", "squatter"), 10, what="the port_taken alert")
+        assert f"service squatter: port taken: listened on port {port} of service owner" in maestro.log()
+        # It stays down (restart: always notwithstanding): it would only take the port again.
+        wait_for(lambda: maestro.services()["squatter"]["status"] == "FATAL", 3)
+        assert _answer(port) == "ok"
+    finally:
+        hook.close()
