@@ -191,9 +191,10 @@ def _pump(fd: int, proc: subprocess.Popen, out: CappedLog, deadline: float) -> i
         if ended is None and now >= deadline:
             _end(proc)
             return None
-        wait = min(TICK, deadline - now) if ended is None else ended + DRAIN - now
-        if wait < 0:
+        if ended is not None and now > ended + DRAIN:
             break
+        # Once it ended, what it wrote is in the pipe already: no wait for more.
+        wait = min(TICK, deadline - now) if ended is None else 0
         if not select.select([fd], [], [], wait)[0]:
             if ended is not None:
                 break  # ended, and the pipe is empty
