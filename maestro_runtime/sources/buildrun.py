@@ -183,6 +183,8 @@ def run_step(argv: list[str], directory: Path, env: Mapping[str, str], out: Capp
 
 
 def _pump(fd: int, proc: subprocess.Popen, out: CappedLog, deadline: float) -> int | None:
+    poller = select.poll()  # not select(): a busy runtime may have descriptors past 1024
+    poller.register(fd, select.POLLIN)
     ended = None  # when the step's process ended
     while True:
         now = time.monotonic()
@@ -195,7 +197,7 @@ def _pump(fd: int, proc: subprocess.Popen, out: CappedLog, deadline: float) -> i
             break
         # Once it ended, what it wrote is in the pipe already: no wait for more.
         wait = min(TICK, deadline - now) if ended is None else 0
-        if not select.select([fd], [], [], wait)[0]:
+        if not poller.poll(wait * 1000):
             if ended is not None:
                 break  # ended, and the pipe is empty
             continue

@@ -6,8 +6,11 @@ from __future__ import annotations
 
 import contextlib
 import os
+import resource
 import signal
 import time
+
+import pytest
 
 from maestro_runtime.sources.buildlog import CappedLog
 from maestro_runtime.sources.buildrun import DRAIN, run_step
@@ -71,3 +74,22 @@ def test_a_command_that_cannot_start_raises_oserror_and_leaks_no_descriptor(tmp_
         else:
             raise AssertionError("a missing command ran")
     assert len(os.listdir("/proc/self/fd")) == before
+
+
+def test_a_runtime_with_many_descriptors_open_still_runs_steps(tmp_path):
+    """A busy boot (parallel builds, sockets) may hand the pipe a descriptor past 1024, where
+    select() fails (ValueError: filedescriptor out of range): poll() has no such limit."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 1200:
+        pytest.skip(f"the hard limit on open files ({hard}) is below 1200")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 1200), hard))
+    held = []
+    try:
+        while not held or held[-1] < 1100:
+            held.append(os.open("/dev/null", os.O_RDONLY))
+        code, text, _ = _run(tmp_path, "echo fine")
+        assert code == 0 and text == "fine\n"
+    finally:
+        for fd in held:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
