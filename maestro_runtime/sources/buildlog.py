@@ -153,7 +153,7 @@ class CappedLog:
     def _cut(self) -> None:
         """A new file (head, marker, kept end) renamed over the log: a reader sees the old file
         or the new one, never a mix, and ``maestro logs --follow`` ends the old one before it
-        goes on in the new one. (Cutting in place was 25% faster on ext4, which writes a
+        goes on in the new one. (Cutting in place was about 30% faster on ext4, which writes a
         file renamed over another to disk at once, but a reader could see half a cut.)"""
         head, size = self.layout.head, self.size
         start = size - self.layout.keep
