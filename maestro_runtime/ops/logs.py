@@ -7,6 +7,7 @@ each ``<ISO time> out|err <text>``; ``<state>/builds/<id>.build.log`` for the bu
 from __future__ import annotations
 
 import collections
+import os
 import re
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -138,28 +139,50 @@ def select(lines: Iterable[str], *, last: int | None, since: str | None) -> list
 def follow(path: Path, emit: Callable[[str], None], *, stop: Callable[[], bool] = lambda: False,
            interval: float = 0.2) -> None:
     """Print lines appended to ``path`` from its current end, across rotations (a new inode or a
-    shorter file means the listener rotated: read the new file from its start)."""
+    shorter file means the listener rotated: the old file is read to its end, then the new one
+    from its start) and a build log's cuts (a new file too, sources/buildlog.py: it goes on after
+    the last line printed, or from the marker when those were left out)."""
+    from maestro_runtime.sources import buildlog
+
+    cuts = path.name.endswith(".build.log")
+    head = buildlog.LAYOUT.head
     handle = None
     inode = None
-    partial = ""
+    partial = b""
+    left: tuple[int, tuple[int, int]] | None = None  # a build log's: where the old file was left, its marker
+
+    def at_head() -> tuple[int, int]:
+        return buildlog.parse_at_head(os.pread(handle.fileno(), 256, head)) if cuts else (0, 0)
+
+    def lines(chunk: bytes) -> None:
+        nonlocal partial
+        *done, partial = (partial + chunk).split(b"\n")
+        for line in done:  # "\r\n" and a lone "\r" end a line too, as where the file is read whole
+            for part in line.removesuffix(b"\r").split(b"\r"):
+                emit(part.decode("utf-8", errors="replace"))
+
     while not stop():
         if handle is None:
             try:
-                handle = path.open(encoding="utf-8", errors="replace")
-                stat = path.stat()
+                handle = path.open("rb")
+                stat = os.fstat(handle.fileno())
                 if inode is None:
                     handle.seek(0, 2)  # the first open: only what comes next
-                inode = stat.st_ino
+                elif left is not None:
+                    now = at_head()
+                    resume = buildlog.after_cut(left[0], left[1], now, head)
+                    if resume is not None:
+                        handle.seek(resume)
+                        if resume < head + now[1]:
+                            partial = b""  # the rest of that line was left out: the marker says so
+                inode, left = stat.st_ino, None
             except OSError:
                 handle = None
                 time.sleep(interval)
                 continue
         chunk = handle.read()
         if chunk:
-            partial += chunk
-            *lines, partial = partial.split("\n")
-            for line in lines:
-                emit(line)
+            lines(chunk)
             continue
         try:
             stat = path.stat()
@@ -167,8 +190,11 @@ def follow(path: Path, emit: Callable[[str], None], *, stop: Callable[[], bool] 
         except OSError:
             rotated = True
         if rotated:
+            lines(handle.read())  # what the old file got after the last read, before it was replaced
+            left = (handle.tell(), at_head()) if cuts else None
             handle.close()
             handle, inode = None, -1  # -1: known before, so the new file is read from its start
+            continue
         time.sleep(interval)
     if handle is not None:
         handle.close()

@@ -2,12 +2,16 @@
 
 Each step runs after the drop to the project's user (or behind the sandbox wrapper), with the
 build's environment applied only by the last exec, at the highest ``oom_score_adj``; its output
-goes to the service's build log, and a failure raises :class:`BuildError` with the log's tail.
+goes through a pipe to the service's build log (bounded: :mod:`buildlog`), and a failure raises
+:class:`BuildError` with the log's tail.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
+import select
 import shlex
 import subprocess
 import time
@@ -25,6 +29,7 @@ from maestro_runtime.engine.launch import (
 from maestro_runtime.ops.logs import tail_bytes
 from maestro_runtime.sandbox.netpolicy import is_proxy_key
 from maestro_runtime.sources import pybuild
+from maestro_runtime.sources.buildlog import CappedLog
 from maestro_runtime.sources.buildplan import STEP_HEADER, BuildError, Plan, steps_file, tail
 from maestro_runtime.sources.declared import platform_env
 
@@ -112,16 +117,23 @@ FIRST_TO_GO = ("/usr/bin/choom", "-n", "1000", "--") if os.access("/usr/bin/choo
 # quotes the last lines of at most this much of the log's end.
 QUOTED_END = 64 * 1024
 
+# A step's output comes to root through a pipe, written to the log by root (sources/buildlog.py
+# keeps it bounded). Handing the child the log file as its stdout would let it write without
+# bound; an RLIMIT_FSIZE would kill a legitimate build that prints a lot.
+PIPE_SIZE = 1024 * 1024  # fewer, larger reads (the unprivileged maximum, fs.pipe-max-size)
+TICK = 0.5  # how often a quiet step is checked for its end (a step that exits closes the pipe: no wait)
+DRAIN = 1.0  # after the step ends, what is in the pipe is read, for this long at most: a process it
+# left behind that holds the pipe keeps no build waiting (its writes fail once root closes the pipe)
+
 
 def run_plan(plan: Plan, directory: Path, account, policy, opts: BuildOptions, logfile: Path) -> None:
     build_env = build_environment(directory, account, opts)
     prefix = command_prefix(account, directory, policy)
-    with open(logfile, "a") as out, open(steps_file(logfile), "a") as steps:
+    with CappedLog(logfile) as out, open(steps_file(logfile), "a") as steps:
 
         def mark(line: str) -> None:  # in the log for people, in the steps file for readers
             line = line.replace("\n", " ").replace("\r", " ") + "\n"
-            out.write(line)
-            out.flush()
+            out.write(line.encode(errors="backslashreplace"))
             steps.write(line)
             steps.flush()
 
@@ -131,13 +143,9 @@ def run_plan(plan: Plan, directory: Path, account, policy, opts: BuildOptions, l
             started = time.monotonic()
             try:
                 argv, env = wrap(prefix, step, build_env, opts)
-                proc = subprocess.run([*FIRST_TO_GO, *argv], cwd=directory, env=env, stdout=out,
-                                      stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, timeout=opts.timeout)
-                code = proc.returncode
-            except subprocess.TimeoutExpired:
-                code = None
+                code = run_step([*FIRST_TO_GO, *argv], directory, env, out, opts.timeout)
             except OSError as exc:
-                out.write(f"cannot run {step[0]}: {exc}\n")
+                out.write(f"cannot run {step[0]}: {exc}\n".encode(errors="backslashreplace"))
                 code = 127
             mark(f"# exit {code} after {time.monotonic() - started:.1f}s")
             if code != 0:
@@ -151,3 +159,60 @@ def run_plan(plan: Plan, directory: Path, account, policy, opts: BuildOptions, l
                 raise BuildError(
                     f"{plan.ecosystem} build {what}: {shlex.join(step[:4])}...; log {logfile}, last lines:\n"
                     + tail("\n".join(tail_bytes(logfile, QUOTED_END, keep_cut=True))), killed=killed)
+
+
+def run_step(argv: list[str], directory: Path, env: Mapping[str, str], out: CappedLog,
+             timeout: float | None) -> int | None:
+    """Run one step, its stdout and stderr into ``out``; its exit code, or None when it timed out."""
+    read_end, write_end = os.pipe()
+    try:
+        with contextlib.suppress(OSError):  # a smaller pipe works too, with more reads
+            fcntl.fcntl(read_end, fcntl.F_SETPIPE_SZ, PIPE_SIZE)
+        try:
+            proc = subprocess.Popen(argv, cwd=directory, env=env, stdin=subprocess.DEVNULL, stdout=write_end,
+                                    stderr=write_end)
+        finally:
+            os.close(write_end)
+        try:
+            return _pump(read_end, proc, out, time.monotonic() + timeout if timeout else float("inf"))
+        except BaseException:
+            _end(proc)
+            raise
+    finally:
+        os.close(read_end)
+
+
+def _pump(fd: int, proc: subprocess.Popen, out: CappedLog, deadline: float) -> int | None:
+    poller = select.poll()  # not select(): a busy runtime may have descriptors past 1024
+    poller.register(fd, select.POLLIN)
+    ended = None  # when the step's process ended
+    while True:
+        now = time.monotonic()
+        if ended is None and proc.poll() is not None:
+            ended = now
+        if ended is None and now >= deadline:
+            _end(proc)
+            return None
+        if ended is not None and now > ended + DRAIN:
+            break
+        # Once it ended, what it wrote is in the pipe already: no wait for more.
+        wait = min(TICK, deadline - now) if ended is None else 0
+        if not poller.poll(wait * 1000):
+            if ended is not None:
+                break  # ended, and the pipe is empty
+            continue
+        chunk = os.read(fd, PIPE_SIZE)
+        if not chunk:
+            break  # every writer closed it
+        out.write(chunk)
+    try:  # the pipe closed, the step may still run (its output sent elsewhere)
+        return proc.wait(max(0.0, deadline - time.monotonic()) if deadline != float("inf") else None)
+    except subprocess.TimeoutExpired:
+        _end(proc)
+        return None
+
+
+def _end(proc: subprocess.Popen) -> None:
+    with contextlib.suppress(OSError):
+        proc.kill()
+    proc.wait()
