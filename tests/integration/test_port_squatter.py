@@ -7,6 +7,8 @@ import http.client
 import os
 import signal
 
+import pytest
+
 from tests.integration.conftest import wait_for
 from tests.integration.ops_helpers import Webhook, services_file
 
@@ -39,7 +41,9 @@ def _answer(port: int) -> str | None:
         return None
 
 
-def test_a_service_on_another_services_port_is_stopped_before_the_owner_restarts(maestro):
+# In bubblewrap too: the services keep the container's network namespace, and the table's uids are theirs.
+@pytest.mark.parametrize("sandbox", ["off", "require"])
+def test_a_service_on_another_services_port_is_stopped_before_the_owner_restarts(maestro, sandbox):
     hook = Webhook()
     try:
         port = int(maestro.env["MAESTRO_PORT_RANGE"].split("-")[0]) + 50
@@ -48,7 +52,7 @@ def test_a_service_on_another_services_port_is_stopped_before_the_owner_restarts
              "backoff": {"initial": "1s"}},
             {"name": "squatter", "cmd": "python3 app.py", "app": SQUATTER, "env": {"TARGET": str(port)}},
         ])
-        maestro.boot(MAESTRO_SERVICES_FILE=str(spec), MAESTRO_ALERT_WEBHOOK=hook.url)
+        maestro.boot(MAESTRO_SERVICES_FILE=str(spec), MAESTRO_ALERT_WEBHOOK=hook.url, MAESTRO_SANDBOX_MODE=sandbox)
         try:
             owner = maestro.wait_running(["owner", "squatter"])["owner"]
         except AssertionError:
