@@ -219,3 +219,31 @@ def test_deploy_of_an_entry_held_by_its_dependencies_says_what_it_waits_for(maes
     out = maestro.run("deploy", "--yes", "--repo", str(src), "--name", "after", "--depends-on", "slow:completed")
     assert "deployed after: waiting for slow completed," in out.stdout, out.stdout
     maestro.run("maestro", "cancel", "slow")
+
+
+def test_start_stop_restart_leave_tasks_to_the_task_runner(maestro):
+    # `maestro restart --all` started every task again through supervisord, behind the runner's back:
+    # an agent made another (paid) run whose phase, exit code and commits were never recorded.
+    src = maestro.source("once")
+    (src / "server.py").write_text(SERVER)
+    services = maestro.root / "services.yaml"
+    services.write_text(f"""
+- {{name: once, repo: {src}, kind: task, cmd: "sh -c 'echo ran >> runs.txt'"}}
+- {{name: web, repo: {src}, cmd: python3 server.py}}
+""")
+    maestro.boot(MAESTRO_SERVICES_FILE=str(services))
+    _finished(maestro, "once")
+    maestro.wait_running(["web"])
+    runs_file = Path(_entries(maestro)["once"]["directory"]) / "runs.txt"
+    assert runs_file.read_text() == "ran\n"
+
+    out = maestro.run("maestro", "restart", "--all")
+    assert "web: restarted" in out.stdout and "once" not in out.stdout + out.stderr, out
+    for action in ("start", "stop", "restart"):
+        refused = maestro.run("maestro", action, "web", "once", check=False)
+        assert refused.returncode == 1 and refused.stdout == "", refused
+        assert "once is a task: maestro run once runs it again, maestro cancel once stops its run" in refused.stderr
+        assert "Traceback" not in refused.stderr
+    time.sleep(2)
+    assert runs_file.read_text() == "ran\n", "the task ran again"
+    assert _task(maestro, "once")["runs"] == 1
