@@ -247,3 +247,38 @@ def test_start_stop_restart_leave_tasks_to_the_task_runner(maestro):
     time.sleep(2)
     assert runs_file.read_text() == "ran\n", "the task ran again"
     assert _task(maestro, "once")["runs"] == 1
+
+
+def test_a_workspace_whose_branch_changes_keeps_commits_that_exist_nowhere_else(maestro):
+    # Changing an agent's ref replaced its checkout, and the commits it had made (pushed nowhere)
+    # were deleted with the old one.
+    repo = _repo(maestro.root)
+    services = maestro.root / "services.yaml"
+    entry = ("- {{name: agent, repo: {repo}, ref: {ref}, kind: task, cmd: \"sh agent.sh 'notes'\", "
+             "env: {{AGENT_TOKEN: {token}, AGENT_STEP_SECONDS: '0'}}}}\n")
+    services.write_text(entry.format(repo=repo.bare, ref="feat/x", token=TOKEN))
+    maestro.boot(MAESTRO_SERVICES_FILE=str(services))
+    assert _finished(maestro, "agent")["phase"] == "succeeded"
+    agent_dir = Path(_entries(maestro)["agent"]["directory"])
+
+    def log() -> list[str]:
+        return git("-c", f"safe.directory={agent_dir}", "-c", "core.hooksPath=/dev/null", "log", "--format=%s",
+                   cwd=agent_dir).splitlines()
+
+    made = log()
+    assert made[:2] == ["agent: finish notes", "agent: start notes"]
+
+    services.write_text(entry.format(repo=repo.bare, ref="feat/y", token=TOKEN))
+    out = maestro.run("deploy-from-env", check=False)
+    assert "Traceback" not in out.stderr
+    agent = _entries(maestro)["agent"]
+    assert "the checkout of branch 'feat/x'" in agent["error"] and "holds 2 commit(s) not pushed" in agent["error"]
+    assert agent["git"]["branch"] == "feat/x" and log() == made  # the previous checkout is still there
+
+    # Once pushed, they exist upstream: the checkout is replaced by one of the new branch.
+    git("-c", f"safe.directory={agent_dir}", "-c", "core.hooksPath=/dev/null", "push", "--quiet", "origin", "feat/x",
+        cwd=agent_dir)
+    maestro.run("deploy-from-env")
+    agent = _entries(maestro)["agent"]
+    assert agent["error"] is None and agent["git"]["branch"] == "feat/y", agent
+    assert git("log", "--format=%s", "feat/x", cwd=repo.bare).splitlines()[:2] == made[:2]
