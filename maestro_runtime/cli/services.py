@@ -165,8 +165,9 @@ def remove_service(name: str, purge: bool, delete_user: bool, yes: bool) -> None
             for program in (record.id, *extras):
                 supervisor.remove(program)  # stops the program before its files go
         provisioner.cleanup(record, purge=purge, delete_user=delete_user)
-    kept = "deleted" if purge else f"kept in {record.directory}"
-    click.echo(f"removed {record.id}: port {record.port or '-'} freed, files {kept}"
+    done = [f"port {record.port} freed"] * bool(record.port) + [
+        ("files deleted" if purge else f"files kept in {record.directory}")] * bool(record.directory)
+    click.echo(f"removed {record.id}" + "".join(f"{', ' if i else ': '}{d}" for i, d in enumerate(done))
                + ("" if supervisor else " (supervisord not running)"))
     if record.kind == "preseeded" and not purge and record.directory:
         # A pre-seeded folder would come back at the next boot: mark it, additively.

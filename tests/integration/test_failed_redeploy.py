@@ -36,3 +36,20 @@ def test_a_failed_redeploy_neither_restarts_the_previous_service_nor_reruns_a_ta
     assert runs.read_text() == "ran\n" and after["once"]["task"]["runs"] == 1
     record = json.loads((maestro.root / "state" / "services" / "web.json").read_text())
     assert record["env"] == {"ALPHA": "2", "ZED": "1"}
+
+
+def test_a_deploy_refused_for_its_port_leaves_no_files_and_its_removal_says_so(maestro):
+    # The code was fetched and kept before the port was found taken: a FAILED entry whose folder
+    # no `remove-service --purge` deleted (its record names none), and "port - freed, files kept in ".
+    src = maestro.source("site")
+    maestro.boot()
+    first = maestro.run("deploy", "--yes", "--repo", str(src), "--name", "first")
+    port = maestro.services()["first"]["port"]
+    assert f"port {port}" in first.stdout
+    taken = maestro.run("deploy", "--yes", "--repo", str(src), "--name", "second", "--port", str(port), check=False)
+    assert taken.returncode == 1 and f"port {port} is already used by service 'first'" in taken.stderr
+    assert not (maestro.root / "state" / "projects" / "second").exists()
+    out = maestro.run("remove-service", "second", "--yes")
+    assert out.stdout == "removed second\n", out.stdout
+    out = maestro.run("remove-service", "first", "--yes")
+    assert out.stdout.startswith(f"removed first: port {port} freed, files kept in "), out.stdout
