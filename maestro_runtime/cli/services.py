@@ -257,6 +257,10 @@ def allow_host(service: str, host: str, save: bool) -> None:
         provisioner.activate(record)  # the sandbox report lists the new host
         apply_changes(provisioner)
     click.echo(f"{record.id} may now reach {name}" + (" (saved)" if save else " (until the next boot)"))
+    egress = str(((provisioner.store.load(record.id) or record).sandbox.get("network") or {}).get(
+        "egress_enforced_by", ""))
+    if egress.startswith("not enforced"):  # it could reach every host before, as it can now
+        click.echo(f"note: {record.id}'s egress is {egress}: it reaches any host anyway", err=True)
 
 
 # ---------------------------------------------------------------- export
