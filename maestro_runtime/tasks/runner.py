@@ -39,7 +39,13 @@ Event = Callable[[str, str, Mapping[str, Any]], None]  # (event, entry id, field
 
 
 def log_event(event: str, entry: str, fields: Mapping[str, Any]) -> None:
-    log.info("%s %s %s", entry, event, " ".join(f"{k}={v}" for k, v in fields.items()))
+    """One line an operator reads: ``migrate: task.failed (exit 1, 3.1s)``, with the reason after a
+    colon when there is one (never ``reason=None`` nor a duration to the nanosecond)."""
+    code, duration = fields.get("exit_code"), fields.get("duration")
+    said = ([] if code is None else [f"exit {code}"]) + ([] if duration is None else [f"{duration:.1f}s"])
+    text = f"{entry}: {event}" + (f" ({', '.join(said)})" if said else "")
+    (log.info if event == "task.succeeded" else log.warning)(
+        "%s", text + (f": {fields['reason']}" if fields.get("reason") else ""))
 
 
 def snapshot(records: list[ServiceRecord], phases: Mapping[str, Phase], processes: Mapping[str, dict],
@@ -171,7 +177,8 @@ class Runner:
             commits = commits_since(r.uid, r.gid, r.home, r.directory, phase.start_commit, self.jail())
         done = phase.to(outcome, want=False, exit_code=code, ended=ended, reason=reason, commits=commits)
         self.launched.discard(r.id)
-        self.on_event(f"task.{outcome}", r.id, {"exit_code": code, "duration": done.duration, "reason": reason})
+        duration = None if done.duration is None else round(done.duration, 3)
+        self.on_event(f"task.{outcome}", r.id, {"exit_code": code, "duration": duration, "reason": reason})
         return done
 
     def _request(self, r: ServiceRecord, phase: Phase, what: str, processes: Mapping[str, dict],
