@@ -49,14 +49,18 @@ def log_event(event: str, entry: str, fields: Mapping[str, Any]) -> None:
 
 
 def snapshot(records: list[ServiceRecord], phases: Mapping[str, Phase], processes: Mapping[str, dict],
-             health: Mapping[str, str | None] | None = None) -> dict[str, EntryState]:
-    """The states gating decides on, keyed by entry id (and by name, when it differs)."""
+             health: Mapping[str, str | None] | None = None,
+             verdicts: Mapping[str, str] | None = None) -> dict[str, EntryState]:
+    """The states gating decides on, keyed by entry id (and by name, when it differs). ``verdicts``:
+    the controller's state of a service where supervisord's is too coarse (it says EXITED of a
+    service the controller gave up on: FATAL)."""
     out: dict[str, EntryState] = {}
     for r in records:
         proc = processes.get(r.id)
         phase = phases.get(r.id)
         state = EntryState(
-            supervisor=proc["statename"] if proc else None, health=(health or {}).get(r.id),
+            supervisor=(verdicts or {}).get(r.id) or (proc["statename"] if proc else None),
+            health=(health or {}).get(r.id),
             phase=phase.phase if phase and r.role == "task" else None,
             exit_code=(phase.exit_code if r.role == "task" and phase else (proc or {}).get("exitstatus")),
             role=r.role, provisioned=r.ready, error=r.error)
@@ -121,7 +125,7 @@ class Runner:
             phases[action.name] = phase
         if health_of is not None:
             health = health_of(records, processes, now)
-        states = snapshot(records, phases, processes, health)
+        states = snapshot(records, phases, processes, health, self._verdicts(records, processes))
         for r in records:
             if r.id in phases:
                 phases[r.id] = self._gate(r, phases[r.id], states, processes.get(r.id), now)
@@ -129,6 +133,22 @@ class Runner:
             if entry_id in by_id and phase != self.phases.load(entry_id):
                 self.phases.save(entry_id, phase)
         self.first = False
+
+    def _verdicts(self, records: list[ServiceRecord], processes: Mapping[str, dict]) -> dict[str, str]:
+        """The controller's verdict on each service an entry depends on whose run has ended. The
+        controller restarts, not supervisord (startretries=0): supervisord says EXITED of a service
+        that gave up, and its dependents waited for it ("waiting: db healthy") forever."""
+        from maestro_runtime.control.runstate import RunStateStore, display_state
+
+        named = {n for r in records for n in r.depends_on}
+        runs = RunStateStore(self.settings.state_dir)
+        out = {}
+        for r in records:
+            proc = processes.get(r.id)
+            if r.role != "task" and (r.id in named or r.name in named) and proc and proc["statename"] in (
+                    "EXITED", "FATAL", "STOPPED"):
+                out[r.id] = display_state(runs.load(r.id), proc["statename"])
+        return out
 
     def _records(self) -> list[ServiceRecord]:
         """Every record, read again only when the folder changed (records are replaced by rename)."""

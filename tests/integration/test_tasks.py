@@ -282,3 +282,21 @@ def test_a_workspace_whose_branch_changes_keeps_commits_that_exist_nowhere_else(
     agent = _entries(maestro)["agent"]
     assert agent["error"] is None and agent["git"]["branch"] == "feat/y", agent
     assert git("log", "--format=%s", "feat/x", cwd=repo.bare).splitlines()[:2] == made[:2]
+
+
+def test_a_dependency_the_controller_gave_up_on_fails_its_dependents(maestro):
+    # supervisord says EXITED of a service the controller gave up on (it restarts, not supervisord):
+    # its dependents said "waiting: dead healthy" forever, not the failure README promises.
+    src = maestro.source("dep")
+    (src / "server.py").write_text(SERVER)
+    services = maestro.root / "services.yaml"
+    services.write_text(f"""
+- {{name: dead, repo: {src}, cmd: "sh -c 'sleep 0.5; exit 3'", max_restarts: 1, backoff: {{initial: 1s}}}}
+- {{name: after, repo: {src}, cmd: python3 server.py, depends_on: {{dead: healthy}}}}
+""")
+    maestro.boot(MAESTRO_SERVICES_FILE=str(services))
+    wait_for(lambda: _entries(maestro)["dead"]["status"] == "FATAL", 30, what="dead FATAL")
+    after = wait_for(lambda: (e := _entries(maestro)["after"])["status"].startswith("failed") and e, 10,
+                     what="after failed")
+    assert after["status"] == "failed: dependency dead is FATAL", after["status"]
+    assert not (Path(after["directory"]) / "started").exists()
