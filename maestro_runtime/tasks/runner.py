@@ -150,6 +150,11 @@ class Runner:
                 out[r.id] = display_state(runs.load(r.id), proc["statename"])
         return out
 
+    def _stopped(self, entry_id: str) -> bool:
+        from maestro_runtime.control.runstate import RunStateStore
+
+        return RunStateStore(self.settings.state_dir).stopped(entry_id)
+
     def _records(self) -> list[ServiceRecord]:
         """Every record, read again only when the folder changed (records are replaced by rename)."""
         try:
@@ -170,7 +175,10 @@ class Runner:
             # unless it only runs on its schedule. A finished task is not run again at boot.
             fresh = Phase(revision=r.program_revision, last_slot=phase.last_slot if phase else None,
                           runs=phase.runs if phase else 0)
-            return fresh.to(PENDING, want=r.autostart and not r.schedule and r.ready)
+            # A service the operator stopped (maestro stop) stays stopped, as one without
+            # dependencies does (its program does not autostart): only maestro start starts it.
+            held = r.role != "task" and self._stopped(r.id)
+            return fresh.to(PENDING, want=r.autostart and not r.schedule and r.ready and not held)
         if r.role != "task":
             return phase
         if phase.phase != RUNNING:

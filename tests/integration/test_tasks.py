@@ -300,3 +300,25 @@ def test_a_dependency_the_controller_gave_up_on_fails_its_dependents(maestro):
                      what="after failed")
     assert after["status"] == "failed: dependency dead is FATAL", after["status"]
     assert not (Path(after["directory"]) / "started").exists()
+
+
+def test_a_service_with_dependencies_the_operator_stopped_stays_stopped_across_a_restart(maestro):
+    # The task runner starts a service with depends_on (supervisord does not): at the next boot
+    # it started one the operator had stopped, which README says "stays stopped ... until maestro start".
+    src = maestro.source("held")
+    (src / "server.py").write_text(SERVER)
+    services = maestro.root / "services.yaml"
+    services.write_text(f"""
+- {{name: migrate, repo: {src}, kind: task, cmd: "true"}}
+- {{name: web, repo: {src}, cmd: python3 server.py, depends_on: {{migrate: completed}}}}
+""")
+    maestro.boot(MAESTRO_SERVICES_FILE=str(services))
+    maestro.wait_running(["web"])
+    assert "web: stopped" in maestro.run("maestro", "stop", "web").stdout
+    assert maestro.stop() == 0
+    maestro.boot()
+    time.sleep(4)  # the runner looks every second
+    web = _entries(maestro)["web"]
+    assert web["status"] == "STOPPED" and web["operator_stopped"] is True, web["status"]
+    assert "web: started" in maestro.run("maestro", "start", "web").stdout
+    maestro.wait_running(["web"])
