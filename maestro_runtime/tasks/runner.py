@@ -227,8 +227,10 @@ class Runner:
               now: float) -> Phase:
         if phase.blocked and phase.phase == FAILED and r.ready and not gate(r.depends_on, states).impossible:
             # What blocked it was redeployed, run again or restarted: it starts once they allow it.
-            log.info("%s: its dependencies may allow it again; waiting for them", r.id)
-            phase = phase.to(PENDING, want=True, blocked=False, reason=None, ended=None)
+            held = r.role != "task" and self._stopped(r.id)  # maestro stop holds until maestro start
+            log.info("%s: its dependencies may allow it again%s", r.id,
+                     " (stopped by the operator: maestro start starts it)" if held else "; waiting for them")
+            phase = phase.to(PENDING, want=not held, blocked=False, reason=None, ended=None)
         if phase.phase not in (PENDING, WAITING) or not phase.want or not r.ready or proc is None:
             return phase  # proc None: its program is not added yet (boot adds them all at once)
         decision = gate(r.depends_on, states)

@@ -322,3 +322,24 @@ def test_a_service_with_dependencies_the_operator_stopped_stays_stopped_across_a
     assert web["status"] == "STOPPED" and web["operator_stopped"] is True, web["status"]
     assert "web: started" in maestro.run("maestro", "start", "web").stdout
     maestro.wait_running(["web"])
+
+
+def test_a_blocked_service_the_operator_stopped_is_not_started_when_its_dependency_recovers(maestro):
+    # Unblocking (its dependency ran again and succeeded) started it, maestro stop notwithstanding.
+    src = maestro.source("held")
+    (src / "server.py").write_text(SERVER)
+    services = maestro.root / "services.yaml"
+    services.write_text(f"""
+- {{name: migrate, repo: {src}, kind: task, cmd: "test -f ok"}}
+- {{name: web, repo: {src}, cmd: python3 server.py, depends_on: {{migrate: completed}}}}
+""")
+    maestro.boot(MAESTRO_SERVICES_FILE=str(services))
+    wait_for(lambda: _entries(maestro)["web"]["status"].startswith("failed: dependency migrate"), 20,
+             what="web blocked")
+    maestro.run("maestro", "stop", "web")
+    (Path(_entries(maestro)["migrate"]["directory"]) / "ok").write_text("")
+    assert maestro.run("maestro", "run", "migrate", "--until-done").returncode == 0
+    time.sleep(3)  # the runner looks every second
+    web = _entries(maestro)["web"]
+    assert web["status"] == "STOPPED" and web["operator_stopped"] is True, web["status"]
+    assert not (Path(_entries(maestro)["web"]["directory"]) / "started").exists()
