@@ -343,3 +343,25 @@ def test_a_blocked_service_the_operator_stopped_is_not_started_when_its_dependen
     web = _entries(maestro)["web"]
     assert web["status"] == "STOPPED" and web["operator_stopped"] is True, web["status"]
     assert not (Path(_entries(maestro)["web"]["directory"]) / "started").exists()
+
+
+def test_a_task_that_failed_without_an_exit_code_says_why(maestro):
+    # The table said only "failed" of a run cut short by a container stop (README: "failed:
+    # interrupted") and of a task whose dependency failed.
+    src = maestro.source("long")
+    maestro.boot()
+    maestro.run("deploy", "--yes", "--repo", str(src), "--name", "long", "--task", "--cmd", "sleep 60")
+    maestro.run("deploy", "--yes", "--repo", str(src), "--name", "bad", "--task", "--cmd", "sh -c 'exit 1'")
+    maestro.run("deploy", "--yes", "--repo", str(src), "--name", "next", "--task", "--cmd", "true",
+                "--depends-on", "bad:completed")
+    wait_for(lambda: _task(maestro, "long")["phase"] == "running", 15, what="long running")
+    wait_for(lambda: _task(maestro, "next")["phase"] == "failed", 15, what="next failed")
+    assert maestro.stop() == 0
+    maestro.proc = None
+    maestro.boot()
+    table = wait_for(lambda: "failed: interrupted" in (t := maestro.run("list-services").stdout) and t, 15,
+                     what="long interrupted")
+    rows = {line.split()[0]: line for line in table.splitlines()[1:] if line.strip()}
+    assert "failed: interrupted: the runtime stopped during the run" in rows["long"]
+    assert "failed: dependency bad failed (exit 1)" in rows["next"]
+    assert "failed (1)" in rows["bad"]
