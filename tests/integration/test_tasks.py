@@ -365,3 +365,26 @@ def test_a_task_that_failed_without_an_exit_code_says_why(maestro):
     assert "failed: interrupted: the runtime stopped during the run" in rows["long"]
     assert "failed: dependency bad failed (exit 1)" in rows["next"]
     assert "failed (1)" in rows["bad"]
+
+
+def test_run_until_done_succeeds_only_when_the_run_succeeded(maestro):
+    # --until-done printed "running" and exited 0 once its 5 s default wait ran out, and exited 0 for a
+    # run that failed with no exit code (its dependency failed): `maestro run x --until-done && next`
+    # went on as if x had succeeded.
+    src = maestro.source("until")
+    maestro.boot()
+    maestro.run("deploy", "--yes", "--repo", str(src), "--name", "slow", "--task", "--cmd", "sleep 7")
+    maestro.run("deploy", "--yes", "--repo", str(src), "--name", "bad", "--task", "--cmd", "sh -c 'exit 4'")
+    maestro.run("deploy", "--yes", "--repo", str(src), "--name", "next", "--task", "--cmd", "true",
+                "--depends-on", "bad:completed")
+    _finished(maestro, "slow")
+    wait_for(lambda: _task(maestro, "next")["phase"] == "failed", 15, what="next failed")
+
+    out = maestro.run("maestro", "run", "slow", "--until-done")  # longer than 5 s: waited for
+    assert out.stdout.startswith("slow: succeeded (exit 0) in "), out.stdout
+    out = maestro.run("maestro", "run", "slow", "--until-done", "--wait", "1", check=False)
+    assert out.returncode == 1 and out.stdout == "", out
+    assert "slow: still running after 1s (maestro logs slow -f follows it)" in out.stderr
+    maestro.run("maestro", "cancel", "slow")
+    out = maestro.run("maestro", "run", "next", "--until-done", "--wait", "10", check=False)
+    assert out.returncode == 1 and "next: failed: dependency bad failed (exit 4)" in out.stdout, out
