@@ -155,7 +155,7 @@ def remove_service(name: str, purge: bool, delete_user: bool, yes: bool) -> None
             _remove_unreadable(provisioner, problem, purge or delete_user)
             return
         if (purge or delete_user) and not yes:
-            doomed = ["its files"] * purge + [f"user {record.user}"] * delete_user
+            doomed = ["its files" + _unsaved(settings, record)] * purge + [f"user {record.user}"] * delete_user
             what = " and ".join(doomed)
             click.confirm(f"Remove service {record.id} and delete {what}?", abort=True)
         extras = provisioner.process_ids(record.id)  # its worker/clock... programs go with it
@@ -176,6 +176,17 @@ def remove_service(name: str, purge: bool, delete_user: bool, yes: bool) -> None
     elif record.kind not in ("deploy", "preseeded"):
         click.echo(f"note: {record.id} comes from {record.origin}; remove it there too or it returns at next boot",
                    err=True)
+
+
+def _unsaved(settings: Settings, record) -> str:
+    """`` (its checkout holds 2 commit(s) not pushed)`` for a branch workspace whose work exists
+    nowhere else: the question before --purge says what it deletes."""
+    if not record.workspace or not record.directory or not (Path(record.directory) / ".git").is_dir():
+        return ""
+    from maestro_runtime.tasks import workspace as ws
+
+    work = ws.unsaved_work(record.uid, record.gid, record.home, record.directory, ws.sandbox_jail(settings))
+    return f" (its checkout holds {work})" if work else ""
 
 
 def _mark_disabled(folder: Path) -> None:

@@ -388,3 +388,18 @@ def test_run_until_done_succeeds_only_when_the_run_succeeded(maestro):
     maestro.run("maestro", "cancel", "slow")
     out = maestro.run("maestro", "run", "next", "--until-done", "--wait", "10", check=False)
     assert out.returncode == 1 and "next: failed: dependency bad failed (exit 4)" in out.stdout, out
+
+
+def test_remove_purge_asks_naming_the_commits_a_workspace_would_lose(maestro):
+    # It asked only "delete its files?": the only copy of an agent's unpushed commits went with a "y".
+    repo = _repo(maestro.root)
+    services = maestro.root / "services.yaml"
+    services.write_text(f"- {{name: agent, repo: {repo.bare}, ref: feat/x, kind: task, cmd: \"sh agent.sh 'n'\", "
+                        f"env: {{AGENT_TOKEN: {TOKEN}, AGENT_STEP_SECONDS: '0'}}}}\n")
+    maestro.boot(MAESTRO_SERVICES_FILE=str(services))
+    _finished(maestro, "agent")
+    out = maestro.run("remove-service", "agent", "--purge", input="n\n", check=False)
+    assert out.returncode == 1 and "Aborted" in out.stderr, out
+    assert ("Remove service agent and delete its files (its checkout holds 2 commit(s) not pushed)? [y/N]"
+            in out.stdout), out.stdout
+    assert (Path(_entries(maestro)["agent"]["directory"]) / ".git").is_dir()
