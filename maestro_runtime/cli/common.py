@@ -90,9 +90,12 @@ def ends_its_children(command: Callable[..., None]) -> Callable[..., None]:
 
 
 def running_supervisor(provisioner) -> Supervisor | None:
-    """Rebuild the firewall for the current services; then the running supervisord, if any."""
+    """Rebuild the firewall for the current services; then the running supervisord, if any.
+    A firewall this container cannot have (no NET_ADMIN: Docker's and podman's default) was said
+    at boot and shows in list-services: each deploy, remove and allow-host does not say it again."""
+    standing = set(provisioner.policy.firewall().skipped())
     for problem in provisioner.policy.sync_firewall(provisioner.store.all()):
-        log.warning("%s", problem)
+        (log.debug if problem in standing else log.warning)("%s", problem)
     supervisor = Supervisor(provisioner.settings.supervisor_socket)
     return supervisor if supervisor.available() else None
 

@@ -84,6 +84,10 @@ def deploy(yes: bool, wait: float, env_pairs: tuple[str, ...], allow_system_path
         raise click.ClickException(headline(outcome.error or "deploy failed"))
     record = outcome.record
     assert record is not None
+    if program_id != base and base in existing:  # the name was taken: say so, never a silent copy
+        taken = existing[base]
+        click.echo(f"note: {base} comes from {taken.origin} (change it there and run deploy-from-env); "
+                   f"this deploy is a new service, {program_id}", err=True)
     if record.role == "task":
         when = f"on schedule {record.schedule!r}" if record.schedule else "now (see list-services --kind task)"
         click.echo(f"deployed task {record.id}: runs {when}, user {record.user}, command {record.command!r}"

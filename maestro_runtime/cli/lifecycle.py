@@ -22,7 +22,15 @@ def _targets(store, names: tuple[str, ...], everything: bool) -> list:
 
     if everything == bool(names):
         raise click.UsageError("name one or more services, or give --all (not both)")
-    records = store.all() if everything else [_find(store, n) for n in names]
+    if everything:  # tasks run through the task runner (maestro run/cancel), never behind its back
+        return [r for r in store.all() if r.ready and r.role != "task"]
+    records = [_find(store, n) for n in names]
+    for r in records:
+        if r.role == "task":
+            # supervisord would run it with no phase, exit code, commits or dependencies recorded
+            # (and, for an agent, another paid run): refused before anything is touched.
+            raise click.ClickException(f"{r.id} is a task: maestro run {r.id} runs it again, "
+                                       f"maestro cancel {r.id} stops its run")
     return [r for r in records if r.ready]
 
 
@@ -56,7 +64,7 @@ def _lifecycle(action: str, names: tuple[str, ...], everything: bool) -> None:
 
 @click.command("start")
 @click.argument("names", nargs=-1)
-@click.option("--all", "everything", is_flag=True, help="Every service.")
+@click.option("--all", "everything", is_flag=True, help="Every service (not tasks).")
 def start(names: tuple[str, ...], everything: bool) -> None:
     """Start services, with their Procfile process types (and forget an earlier maestro stop)."""
     _lifecycle("start", names, everything)
@@ -64,7 +72,7 @@ def start(names: tuple[str, ...], everything: bool) -> None:
 
 @click.command("stop")
 @click.argument("names", nargs=-1)
-@click.option("--all", "everything", is_flag=True, help="Every service.")
+@click.option("--all", "everything", is_flag=True, help="Every service (not tasks).")
 def stop(names: tuple[str, ...], everything: bool) -> None:
     """Stop services and their process types gracefully (TERM, then KILL after stopwaitsecs); they stay
     stopped across restarts."""
@@ -73,7 +81,7 @@ def stop(names: tuple[str, ...], everything: bool) -> None:
 
 @click.command("restart")
 @click.argument("names", nargs=-1)
-@click.option("--all", "everything", is_flag=True, help="Every service.")
+@click.option("--all", "everything", is_flag=True, help="Every service (not tasks).")
 def restart(names: tuple[str, ...], everything: bool) -> None:
     """Restart services (with their process types), one at a time; no other service is touched."""
     _lifecycle("restart", names, everything)

@@ -155,7 +155,7 @@ def remove_service(name: str, purge: bool, delete_user: bool, yes: bool) -> None
             _remove_unreadable(provisioner, problem, purge or delete_user)
             return
         if (purge or delete_user) and not yes:
-            doomed = ["its files"] * purge + [f"user {record.user}"] * delete_user
+            doomed = ["its files" + _unsaved(settings, record)] * purge + [f"user {record.user}"] * delete_user
             what = " and ".join(doomed)
             click.confirm(f"Remove service {record.id} and delete {what}?", abort=True)
         extras = provisioner.process_ids(record.id)  # its worker/clock... programs go with it
@@ -165,8 +165,9 @@ def remove_service(name: str, purge: bool, delete_user: bool, yes: bool) -> None
             for program in (record.id, *extras):
                 supervisor.remove(program)  # stops the program before its files go
         provisioner.cleanup(record, purge=purge, delete_user=delete_user)
-    kept = "deleted" if purge else f"kept in {record.directory}"
-    click.echo(f"removed {record.id}: port {record.port or '-'} freed, files {kept}"
+    done = [f"port {record.port} freed"] * bool(record.port) + [
+        ("files deleted" if purge else f"files kept in {record.directory}")] * bool(record.directory)
+    click.echo(f"removed {record.id}" + "".join(f"{', ' if i else ': '}{d}" for i, d in enumerate(done))
                + ("" if supervisor else " (supervisord not running)"))
     if record.kind == "preseeded" and not purge and record.directory:
         # A pre-seeded folder would come back at the next boot: mark it, additively.
@@ -175,6 +176,17 @@ def remove_service(name: str, purge: bool, delete_user: bool, yes: bool) -> None
     elif record.kind not in ("deploy", "preseeded"):
         click.echo(f"note: {record.id} comes from {record.origin}; remove it there too or it returns at next boot",
                    err=True)
+
+
+def _unsaved(settings: Settings, record) -> str:
+    """`` (its checkout holds 2 commit(s) not pushed)`` for a branch workspace whose work exists
+    nowhere else: the question before --purge says what it deletes."""
+    if not record.workspace or not record.directory or not (Path(record.directory) / ".git").is_dir():
+        return ""
+    from maestro_runtime.tasks import workspace as ws
+
+    work = ws.unsaved_work(record.uid, record.gid, record.home, record.directory, ws.sandbox_jail(settings))
+    return f" (its checkout holds {work})" if work else ""
 
 
 def _mark_disabled(folder: Path) -> None:
@@ -256,6 +268,10 @@ def allow_host(service: str, host: str, save: bool) -> None:
         provisioner.activate(record)  # the sandbox report lists the new host
         apply_changes(provisioner)
     click.echo(f"{record.id} may now reach {name}" + (" (saved)" if save else " (until the next boot)"))
+    egress = str(((provisioner.store.load(record.id) or record).sandbox.get("network") or {}).get(
+        "egress_enforced_by", ""))
+    if egress.startswith("not enforced"):  # it could reach every host before, as it can now
+        click.echo(f"note: {record.id}'s egress is {egress}: it reaches any host anyway", err=True)
 
 
 # ---------------------------------------------------------------- export

@@ -131,6 +131,14 @@ def process_states(supervisor: Any) -> dict[str, dict[str, Any]]:
     """{program: info} like ``Supervisor.processes()``, with ``signal`` when supervisord has the method.
     Raises what ``Supervisor.processes()`` raises when supervisord is down."""
     rows = fetch(supervisor.socket, supervisor.timeout)
-    if rows is None:
-        return supervisor.processes()
-    return {row["name"]: row for row in rows}
+    found = supervisor.processes() if rows is None else {row["name"]: row for row in rows}
+    return {name: _without_restated_exit(row) for name, row in found.items()}
+
+
+def _without_restated_exit(row: dict[str, Any]) -> dict[str, Any]:
+    """supervisord's spawnerr ``Bad exit code 3`` only restates the exit status the row holds: left
+    out, it no longer turns every exit into "exit 3: Bad exit code 3" (log, alert, list-services).
+    A real spawn error (``can't find command``) stays."""
+    if str(row.get("spawnerr") or "").startswith("Bad exit code "):
+        return {**row, "spawnerr": ""}
+    return row

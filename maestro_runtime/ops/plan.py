@@ -60,7 +60,10 @@ def service_record(spec: ServiceSpec, service_id: str, found: Found, *, identity
         ref=spec.ref if spec.repo else None, directory=str(found.directory), user=account.user,
         uid=account.uid, gid=account.gid, home=str(account.home), tmp_dir=str(account.tmp_dir),
         cache_dir=str(account.cache_dir), venv_dir=str(account.venv_dir) if found.has_venv else "",
-        port=found.port, command=found.command, command_reason=found.command_reason, env=found.env,
+        # Sorted, as the record's JSON keeps it: the same service read back renders the same
+        # launch script (a failed redeploy's previous version is not "changed", so not restarted).
+        port=found.port, command=found.command, command_reason=found.command_reason,
+        env=dict(sorted(found.env.items())),
         processes=found.processes, health=spec.health.as_record(), policy=spec.policy.as_record(),
         autostart=spec.autostart, keep=list(spec.keep), allow_hosts=list(spec.allow_hosts),
         limits=spec.limits.overrides(), state=READY, error=None, updated=now, revision=found.revision,

@@ -243,19 +243,19 @@ class Provisioner:
                     processes.run_release(directory, account, release, env, settings=settings,
                                           policy=self.policy, service_id=a.id)
                 files = ProjectFiles.take(directory)  # and again after the release phase
+            port = self.ledger.assign(a.id, spec.port, settings.port_range)
+            if spec.kind == "preseeded" and spec.port is None:
+                self._remember_port(directory, port, account)
+            if spec.cmd:
+                command, reason = spec.cmd, "explicit"
+            else:
+                detected = detect.detect_command(files, account.venv_dir if account.venv_dir.is_dir() else None)
+                command, reason = detected.command, detected.reason
         except BaseException:
-            if code.fetched:  # the previous version (or nothing) comes back: never a half-built service
+            if code.fetched:  # the previous version (or nothing) comes back: never half-built, nor portless
                 fetch.roll_back(directory, code.previous_dir, spec.keep)
             raise
         fetch.finish(code.previous_dir)
-        port = self.ledger.assign(a.id, spec.port, settings.port_range)
-        if spec.kind == "preseeded" and spec.port is None:
-            self._remember_port(directory, port, account)
-        if spec.cmd:
-            command, reason = spec.cmd, "explicit"
-        else:
-            found = detect.detect_command(files, account.venv_dir if account.venv_dir.is_dir() else None)
-            command, reason = found.command, found.reason
         found = Found(directory=directory, source=code.source, revision=code.revision, account=account,
                       has_venv=account.venv_dir.is_dir(), port=port, command=command, command_reason=reason,
                       env=env, processes=types, workspace=code.workspace)

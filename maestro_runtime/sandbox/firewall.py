@@ -246,18 +246,22 @@ class Firewall:
             return [f"IPv6 firewall skipped: ip6tables is unusable ({why6})"]
         return []
 
+    def skipped(self) -> list[str]:
+        """What :meth:`apply` reports for each family it cannot manage here: a standing condition
+        (no iptables, no NET_ADMIN) that the boot says and list-services shows per service."""
+        return [f"IPv{family} firewall skipped: {why}" for family in (4, 6) if (why := self.problem(family))]
+
     def apply(self, ports: Sequence[int], egress: Sequence[Egress]) -> list[str]:
         """Rebuild both chains for each usable family; returns problems (never raises, never logs)."""
         if self.disabled:
             return []
-        problems = []
         try:
             resolvers = parse_resolvers(self.resolv_conf.read_text(errors="replace")[:65536])
         except OSError:
             resolvers = ()  # glibc then asks 127.0.0.1, which lo already allows
+        problems = self.skipped()
         for family in (4, 6):
-            if (why := self.problem(family)) is not None:
-                problems.append(f"IPv{family} firewall skipped: {why}")
+            if self.problem(family) is not None:
                 continue
             tool, restore = TOOLS[family]
             proc = self._run([restore, "-w", "--noflush"], restore_text(family, ports, egress, resolvers))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 
 import click
@@ -45,10 +46,11 @@ def describe(phase: Phase | None) -> str:
 
 @click.command("run")
 @click.argument("name")
-@click.option("--wait", "wait", default=5.0, show_default=True,
-              help="Seconds to wait for the run to start (with --until-done: to end).")
+@click.option("--wait", "wait", type=click.FloatRange(min=0), default=None,
+              help="Seconds to wait for the run to start (default 5), or with --until-done for it to end "
+                   "(default: as long as it takes).")
 @click.option("--until-done", is_flag=True, help="Wait until the run ends and exit with its exit code.")
-def run_task(name: str, wait: float, until_done: bool) -> None:
+def run_task(name: str, wait: float | None, until_done: bool) -> None:
     """Run task NAME again now (once its dependencies are met)."""
     settings, record = _task(name)
     store = PhaseStore(settings.state_dir / "tasks")
@@ -58,13 +60,23 @@ def run_task(name: str, wait: float, until_done: bool) -> None:
                                    f"{time.strftime('%H:%M:%S', time.localtime(before.started or 0))}")
     runs = before.runs if before else 0
     store.request(record.id, "run")
-    if until_done:
-        phase = _wait(store, record.id, lambda p: p.runs > runs and p.phase in FINISHED, wait)
-    else:
-        phase = _wait(store, record.id, lambda p: p.runs > runs or p.phase in ("waiting", "failed"), wait)
+    if not until_done:
+        phase = _wait(store, record.id, lambda p: p.runs > runs or p.phase in ("waiting", "failed"),
+                      5.0 if wait is None else wait)
+        click.echo(f"{record.id}: {describe(phase)}")
+        return
+
+    def ended(p: Phase) -> bool:  # this request's end: a run, or a dependency that failed (no run)
+        return p.phase in FINISHED and (before is None or p.runs > runs or p.ended != before.ended)
+
+    phase = _wait(store, record.id, ended, math.inf if wait is None else wait)
+    if phase is None or not ended(phase):
+        # A script's `maestro run x --until-done && next-step` must not go on while x still runs.
+        now = phase.phase if phase and phase.phase not in FINISHED else "pending"
+        raise click.ClickException(f"{record.id}: still {now} after {wait:g}s (maestro logs {record.id} -f follows it)")
     click.echo(f"{record.id}: {describe(phase)}")
-    if until_done and phase is not None and phase.phase in FINISHED and phase.exit_code:
-        raise SystemExit(phase.exit_code if 0 < phase.exit_code < 256 else 1)
+    if phase.phase != "succeeded":  # failed or cancelled: never a success, with or without an exit code
+        raise SystemExit(phase.exit_code if phase.exit_code and 0 < phase.exit_code < 256 else 1)
 
 
 @click.command("cancel")

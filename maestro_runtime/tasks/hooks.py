@@ -66,15 +66,19 @@ def task_source(provisioner: Provisioner, a: Assignment, previous: ServiceRecord
     from maestro_runtime.tasks import workspace as ws
 
     spec = a.spec
+    settings = provisioner.settings
+    directory = settings.projects_dir / a.id
     if not wants_workspace(spec):
+        _keep_unsaved_work(provisioner, previous, directory)
         return None
     assert spec.repo is not None
-    settings = provisioner.settings
-    directory, source = settings.projects_dir / a.id, sources.redact(spec.repo)
+    source = sources.redact(spec.repo)
     store = ws.store_path(settings.state_dir, spec.repo)
     same = (previous is not None and previous.workspace.get("store") == str(store)
             and previous.workspace.get("branch") == spec.ref and (directory / ".git").is_dir()
             and not (directory / ".git").is_symlink())
+    if not same:  # another repository or branch (or a tag): the checkout would be replaced
+        _keep_unsaved_work(provisioner, previous, directory)
     opts = sources.FetchOptions.from_settings(settings)
     try:
         if same and previous is not None:
@@ -96,3 +100,24 @@ def task_source(provisioner: Provisioner, a: Assignment, previous: ServiceRecord
     previous_dir = sources.swap_in(staging, directory, spec.keep)
     return Code(directory, source, f"{tip[:12]}-{time.time():.6f}", fetched=True, previous_dir=previous_dir,
                 workspace={"store": str(store), "branch": spec.ref, "base": tip})
+
+
+def _keep_unsaved_work(provisioner: Provisioner, previous: ServiceRecord | None, directory) -> None:
+    """A branch workspace about to be replaced (its repository or branch changed) may hold the
+    only copy of its entry's commits: the change is refused, naming them, and the previous
+    version keeps its checkout (ops/provision.py keeps a failed redeploy's previous version)."""
+    from maestro_runtime.sources import fetch as sources
+    from maestro_runtime.tasks import workspace as ws
+
+    if previous is None or not previous.workspace:
+        return
+    git_dir = directory / ".git"
+    if git_dir.is_symlink() or not git_dir.is_dir():
+        return
+    work = ws.unsaved_work(previous.uid, previous.gid, previous.home, str(directory),
+                           ws.sandbox_jail(provisioner.settings))
+    if work:
+        branch = previous.workspace.get("branch", "?")
+        raise sources.SourceError(
+            f"workspace: the checkout of branch {branch!r} in {directory} holds {work}; it is not replaced: "
+            f"push them (or copy them out), or remove-service {previous.id} --purge to drop them")

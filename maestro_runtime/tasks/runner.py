@@ -39,18 +39,28 @@ Event = Callable[[str, str, Mapping[str, Any]], None]  # (event, entry id, field
 
 
 def log_event(event: str, entry: str, fields: Mapping[str, Any]) -> None:
-    log.info("%s %s %s", entry, event, " ".join(f"{k}={v}" for k, v in fields.items()))
+    """One line an operator reads: ``migrate: task.failed (exit 1, 3.1s)``, with the reason after a
+    colon when there is one (never ``reason=None`` nor a duration to the nanosecond)."""
+    code, duration = fields.get("exit_code"), fields.get("duration")
+    said = ([] if code is None else [f"exit {code}"]) + ([] if duration is None else [f"{duration:.1f}s"])
+    text = f"{entry}: {event}" + (f" ({', '.join(said)})" if said else "")
+    (log.info if event == "task.succeeded" else log.warning)(
+        "%s", text + (f": {fields['reason']}" if fields.get("reason") else ""))
 
 
 def snapshot(records: list[ServiceRecord], phases: Mapping[str, Phase], processes: Mapping[str, dict],
-             health: Mapping[str, str | None] | None = None) -> dict[str, EntryState]:
-    """The states gating decides on, keyed by entry id (and by name, when it differs)."""
+             health: Mapping[str, str | None] | None = None,
+             verdicts: Mapping[str, str] | None = None) -> dict[str, EntryState]:
+    """The states gating decides on, keyed by entry id (and by name, when it differs). ``verdicts``:
+    the controller's state of a service where supervisord's is too coarse (it says EXITED of a
+    service the controller gave up on: FATAL)."""
     out: dict[str, EntryState] = {}
     for r in records:
         proc = processes.get(r.id)
         phase = phases.get(r.id)
         state = EntryState(
-            supervisor=proc["statename"] if proc else None, health=(health or {}).get(r.id),
+            supervisor=(verdicts or {}).get(r.id) or (proc["statename"] if proc else None),
+            health=(health or {}).get(r.id),
             phase=phase.phase if phase and r.role == "task" else None,
             exit_code=(phase.exit_code if r.role == "task" and phase else (proc or {}).get("exitstatus")),
             role=r.role, provisioned=r.ready, error=r.error)
@@ -115,7 +125,7 @@ class Runner:
             phases[action.name] = phase
         if health_of is not None:
             health = health_of(records, processes, now)
-        states = snapshot(records, phases, processes, health)
+        states = snapshot(records, phases, processes, health, self._verdicts(records, processes))
         for r in records:
             if r.id in phases:
                 phases[r.id] = self._gate(r, phases[r.id], states, processes.get(r.id), now)
@@ -123,6 +133,27 @@ class Runner:
             if entry_id in by_id and phase != self.phases.load(entry_id):
                 self.phases.save(entry_id, phase)
         self.first = False
+
+    def _verdicts(self, records: list[ServiceRecord], processes: Mapping[str, dict]) -> dict[str, str]:
+        """The controller's verdict on each service an entry depends on whose run has ended. The
+        controller restarts, not supervisord (startretries=0): supervisord says EXITED of a service
+        that gave up, and its dependents waited for it ("waiting: db healthy") forever."""
+        from maestro_runtime.control.runstate import RunStateStore, display_state
+
+        named = {n for r in records for n in r.depends_on}
+        runs = RunStateStore(self.settings.state_dir)
+        out = {}
+        for r in records:
+            proc = processes.get(r.id)
+            if r.role != "task" and (r.id in named or r.name in named) and proc and proc["statename"] in (
+                    "EXITED", "FATAL", "STOPPED"):
+                out[r.id] = display_state(runs.load(r.id), proc["statename"])
+        return out
+
+    def _stopped(self, entry_id: str) -> bool:
+        from maestro_runtime.control.runstate import RunStateStore
+
+        return RunStateStore(self.settings.state_dir).stopped(entry_id)
 
     def _records(self) -> list[ServiceRecord]:
         """Every record, read again only when the folder changed (records are replaced by rename)."""
@@ -144,7 +175,10 @@ class Runner:
             # unless it only runs on its schedule. A finished task is not run again at boot.
             fresh = Phase(revision=r.program_revision, last_slot=phase.last_slot if phase else None,
                           runs=phase.runs if phase else 0)
-            return fresh.to(PENDING, want=r.autostart and not r.schedule and r.ready)
+            # A service the operator stopped (maestro stop) stays stopped, as one without
+            # dependencies does (its program does not autostart): only maestro start starts it.
+            held = r.role != "task" and self._stopped(r.id)
+            return fresh.to(PENDING, want=r.autostart and not r.schedule and r.ready and not held)
         if r.role != "task":
             return phase
         if phase.phase != RUNNING:
@@ -171,7 +205,8 @@ class Runner:
             commits = commits_since(r.uid, r.gid, r.home, r.directory, phase.start_commit, self.jail())
         done = phase.to(outcome, want=False, exit_code=code, ended=ended, reason=reason, commits=commits)
         self.launched.discard(r.id)
-        self.on_event(f"task.{outcome}", r.id, {"exit_code": code, "duration": done.duration, "reason": reason})
+        duration = None if done.duration is None else round(done.duration, 3)
+        self.on_event(f"task.{outcome}", r.id, {"exit_code": code, "duration": duration, "reason": reason})
         return done
 
     def _request(self, r: ServiceRecord, phase: Phase, what: str, processes: Mapping[str, dict],
@@ -192,8 +227,10 @@ class Runner:
               now: float) -> Phase:
         if phase.blocked and phase.phase == FAILED and r.ready and not gate(r.depends_on, states).impossible:
             # What blocked it was redeployed, run again or restarted: it starts once they allow it.
-            log.info("%s: its dependencies may allow it again; waiting for them", r.id)
-            phase = phase.to(PENDING, want=True, blocked=False, reason=None, ended=None)
+            held = r.role != "task" and self._stopped(r.id)  # maestro stop holds until maestro start
+            log.info("%s: its dependencies may allow it again%s", r.id,
+                     " (stopped by the operator: maestro start starts it)" if held else "; waiting for them")
+            phase = phase.to(PENDING, want=not held, blocked=False, reason=None, ended=None)
         if phase.phase not in (PENDING, WAITING) or not phase.want or not r.ready or proc is None:
             return phase  # proc None: its program is not added yet (boot adds them all at once)
         decision = gate(r.depends_on, states)

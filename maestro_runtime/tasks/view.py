@@ -38,6 +38,8 @@ def status_text(view: ServiceView, phase: Phase | None, role: str) -> str:
     text = phase.phase
     if phase.exit_code is not None and phase.phase != "succeeded":
         text += f" ({phase.exit_code})"
+    elif phase.phase == "failed" and phase.reason:  # no exit code to show: why, as a service's says
+        text += f": {phase.reason}"
     return text
 
 

@@ -269,3 +269,22 @@ def status(uid: int, gid: int, home: str, directory: str, upstream: str | None, 
 def commits_since(uid: int, gid: int, home: str, directory: str, start: str, jail: Jail = no_jail) -> int | None:
     out = git_as(uid, gid, home, directory, ["rev-list", "--count", f"{start}..HEAD"], jail)
     return int(out.strip()) if out and out.strip().isdigit() else None
+
+
+def unsaved_work(uid: int, gid: int, home: str, directory: str, jail: Jail = no_jail) -> str | None:
+    """What in a checkout exists nowhere else (commits on no remote-tracking branch, changed or
+    new files), said in a few words; None when nothing. A checkout git cannot read counts as
+    holding work: whether it does cannot be told, and the only copy must not go unasked."""
+    def git(*argv: str) -> str | None:
+        return git_as(uid, gid, home, directory, list(argv), jail)
+
+    unpushed = git("rev-list", "--count", "HEAD", "--not", "--remotes")
+    porcelain = git("status", "--porcelain", "--untracked-files=normal")
+    if unpushed is None or porcelain is None or not unpushed.strip().isdigit():
+        return "a checkout git cannot read (its work cannot be told apart)"
+    parts = []
+    if int(unpushed):
+        parts.append(f"{int(unpushed)} commit(s) not pushed")
+    if changed := len([line for line in porcelain.splitlines() if line.strip()]):
+        parts.append(f"{changed} changed file(s) not committed")
+    return " and ".join(parts) or None

@@ -143,3 +143,27 @@ def test_a_run_killed_by_a_signal_is_recorded_by_name_across_a_container_restart
     maestro.boot()
     again = maestro.wait_running(["victim"])["victim"]
     assert again["last_exit_signal"] == "SIGKILL" and again["last_exit"] == "killed by SIGKILL", again
+
+
+def test_an_exit_is_said_once_not_with_supervisords_bad_exit_code(maestro):
+    # supervisord's own "Bad exit code 3" restated the exit status everywhere: the log and the alert
+    # said "exit 3: Bad exit code 3", list-services "! looper: Bad exit code 3" while it backed off
+    # and "...; last output: ... (Bad exit code 3)" once it gave up.
+    hook = Webhook()
+    try:
+        spec = services_file(maestro, [
+            {"name": "looper", "cmd": "python3 app.py", "app": CRASH,
+             "backoff": {"initial": "2s", "factor": 1, "max": "2s"}, "max_restarts": 1},
+        ])
+        maestro.boot(MAESTRO_SERVICES_FILE=str(spec), MAESTRO_ALERT_WEBHOOK=hook.url)
+        backing_off = wait_for(lambda: (s := maestro.services()["looper"])["status"] == "BACKOFF" and s, 20,
+                               interval=0.1, what="looper BACKOFF")
+        assert backing_off["error"] is None and backing_off["last_exit"] == "exit 3", backing_off
+        fatal = wait_for(lambda: (s := maestro.services()["looper"])["status"] == "FATAL" and s, 20,
+                         what="looper FATAL")
+        assert fatal["error"].endswith("last output: RuntimeError: database unreachable"), fatal["error"]
+        exited = wait_for(lambda: hook.named("exited"), 10, what="the exited event")
+        assert exited[0][1]["detail"] == "exit 3"
+        assert "Bad exit code" not in maestro.log() + maestro.run("list-services").stdout
+    finally:
+        hook.close()

@@ -37,3 +37,20 @@ def test_task_failed_goes_to_the_webhook_signed():
         assert event["event"] == "task_failed" and event["service"] == "nightly" and "exit 3" in json.dumps(event)
     finally:
         server.shutdown()
+
+
+def test_task_events_are_logged_as_a_line_an_operator_reads(caplog):
+    # It logged "migrate task.succeeded exit_code=0 duration=3.0961177349090576 reason=None".
+    from maestro_runtime.tasks.runner import log_event
+
+    with caplog.at_level("INFO", logger="maestro.tasks"):
+        log_event("task.succeeded", "migrate", {"exit_code": 0, "duration": 3.0961177349090576, "reason": None})
+        log_event("task.failed", "nightly", {"exit_code": 3, "duration": 1.25, "reason": None})
+        log_event("task.cancelled", "slow", {"exit_code": None, "duration": 3.0, "reason": "stopped"})
+        log_event("service.blocked", "web", {"reason": "dependency migrate failed (exit 1)"})
+    assert [(r.levelname, r.getMessage()) for r in caplog.records] == [
+        ("INFO", "migrate: task.succeeded (exit 0, 3.1s)"),
+        ("WARNING", "nightly: task.failed (exit 3, 1.2s)"),
+        ("WARNING", "slow: task.cancelled (3.0s): stopped"),
+        ("WARNING", "web: service.blocked: dependency migrate failed (exit 1)"),
+    ]
