@@ -107,8 +107,10 @@ def boot(settings: Settings, on_ready: OnReady | None = None) -> int:
     for warning in provisioner.boot_warnings():
         log.warning("%s", warning)
     report = reconcile(provisioner, gather_specs(settings), jobs=settings.build_jobs, on_ready=on_ready)
+    # A firewall this container cannot have was said once among the boot warnings above.
+    standing = set(provisioner.policy.firewall().skipped())
     for problem in provisioner.policy.sync_firewall(provisioner.store.all()):
-        log.warning("%s", problem)
+        (log.debug if problem in standing else log.warning)("%s", problem)
     write_report(settings.boot_report, report)
     (log.warning if report.failed else log.info)("%s", report.summary())
     return len(report.failed)
