@@ -34,8 +34,9 @@ from maestro_runtime.state.records import RecordError, RecordStore
 @click.option("--state", help="Only entries in this state or task phase (RUNNING, failed, waiting...).")
 @click.option("--watch", is_flag=True, help="Refresh the table every 2 seconds until Ctrl-C.")
 @click.option("--ready", is_flag=True,
-              help="Exit 0 when every entry is ready (a service RUNNING whose probe passes, a task that "
-                   "succeeded), else 1; one line names the others (a readiness check).")
+              help="Exit 0 when every entry is ready (a service RUNNING whose probe passes, a one-shot task "
+                   "that succeeded; scheduled tasks do not count), else 1; one line names the others "
+                   "(a readiness check).")
 @one_line_errors
 def list_services(as_json: bool, kind: str | None, state: str | None, watch: bool, ready: bool) -> None:
     """List every registered service: state, health, restarts, last exit, CPU, memory, port, command."""

@@ -74,9 +74,10 @@ class ServiceView:
     @property
     def ready(self) -> bool:
         """What the runtime's own depends_on waits for (tasks/gate.py): a task that succeeded,
-        a service RUNNING whose probe passes (or that has none)."""
+        a service RUNNING whose probe passes (or that has none). A scheduled task is never waited
+        for: its next run may be a day away, and one failed run is its alert's, not the container's."""
         if self.role == "task":
-            return self.status == "succeeded"
+            return bool((self.task or {}).get("schedule")) or self.status == "succeeded"
         return self.status == "RUNNING" and self.health in (None, "healthy")
 
     @property

@@ -79,7 +79,7 @@ def enrich(views: list[ServiceView], records: list[ServiceRecord], phases: dict[
         phase = phases.get(r.id)
         out.append(replace(
             v, role=r.role, depends_on=dict(r.depends_on) or None,
-            task=task_json(phase) if r.role == "task" else None,
+            task={**task_json(phase), "schedule": r.schedule} if r.role == "task" else None,
             git=git_json(r, phase, jail) if r.ready else None,
             status=status_text(v, phase, r.role),
         ))
