@@ -30,10 +30,13 @@ CAP_SETPCAP = 8
 _SHELL_SYNTAX = re.compile(r"[;&|<>()`\n{}]")
 # "=" needs no shell past the leading words (checked as assignments): --port=80 is a plain word.
 _NEEDS_SHELL = re.compile(r"[;&|<>()`\n{}$*?\[\]~#\\'\"]")
+# Keywords, and the builtins no program on PATH stands in for: they run in a shell (`exit 3`
+# exec'd as a program ended 127, "env: 'exit': No such file or directory").
 _SHELL_WORDS = frozenset((
     "if", "then", "else", "elif", "fi", "case", "esac", "for", "while", "until", "do", "done", "in",
     "function", "select", "time", "cd", "export", "set", "unset", "exec", "eval", "source", ".",
-    "alias", "ulimit", "umask", "trap", "read", "shift", "wait",
+    "alias", "ulimit", "umask", "trap", "read", "shift", "wait", "exit", "return", "break", "continue",
+    ":", "readonly", "local", "times", "command", "getopts", "hash", "type", "unalias", "jobs", "fg", "bg",
 ))
 
 

@@ -146,6 +146,9 @@ def test_environment_is_clean_and_complete(tmp_path, monkeypatch):
         ("cd app && npm start", ["/bin/sh", "-c", WAIT + "cd app && npm start"]),
         ("echo a\necho b", ["/bin/sh", "-c", WAIT + "echo a\necho b"]),
         ("exec node x", ["/bin/sh", "-c", WAIT + "exec node x"]),
+        # builtins no program stands in for
+        ("exit 3", ["/bin/sh", "-c", WAIT + "exit 3"]),
+        (": keep", ["/bin/sh", "-c", WAIT + ": keep"]),
     ],
 )
 def test_command_argv_avoids_a_resident_shell_when_it_can(command, argv):
