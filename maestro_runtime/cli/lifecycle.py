@@ -92,7 +92,7 @@ def restart(names: tuple[str, ...], everything: bool) -> None:
 @click.option("-f", "--follow", is_flag=True, help="Keep printing new lines.")
 @click.option("-n", "--lines", "last", type=click.IntRange(min=0), default=100, show_default=True,
               help="How many of the last lines.")
-@click.option("--since", help="Only lines newer than this (10m, 2h, 30s).")
+@click.option("--since", help="Only lines newer than this (10m, 2h, 30s); not with --build.")
 @click.option("--build", is_flag=True, help="The dependency build's log instead (also of a failed build).")
 def logs(name: str, follow: bool, last: int, since: str | None, build: bool) -> None:
     """Print a service's output (running, exited or failed), or its build log with --build."""
@@ -102,6 +102,8 @@ def logs(name: str, follow: bool, last: int, since: str | None, build: bool) -> 
     from maestro_runtime.spec.durations import parse_duration
     from maestro_runtime.state.records import RecordStore
 
+    if since and build:  # a build log's lines carry no time to compare
+        raise click.UsageError("--since does not apply to --build (the build log's lines have no time)")
     settings = _settings()
     record = _find(RecordStore(settings.records_dir), name)
     stamp = None
@@ -121,7 +123,7 @@ def logs(name: str, follow: bool, last: int, since: str | None, build: bool) -> 
         if not any(p.exists() for p in paths) and not follow:
             click.echo(f"note: {record.id} has written no output yet", err=True)
     # What the service (or its build) wrote reaches the operator's terminal with no escape it could act on.
-    for line in logfiles.select(logfiles.read_lines(paths), last=last, since=None if build else stamp):
+    for line in logfiles.select(logfiles.read_lines(paths), last=last, since=stamp):
         click.echo(terminal_safe(show(line)))
     if follow:
         with contextlib.suppress(KeyboardInterrupt):

@@ -186,3 +186,13 @@ def test_clip_message_bounds_lines_and_their_width():
     assert lines[0] == "failed:" and lines[1] == "[61 lines left out]" and lines[-1] == "l99"
     assert len(lines) == 42 and all(len(line) <= 500 for line in lines)
     assert clip_message("a\n" + "y" * 600).endswith("… [140 characters left out]")
+
+
+def test_logs_since_with_build_is_a_usage_error():
+    """A build log's lines carry no time: --since with --build was silently ignored."""
+    from click.testing import CliRunner
+
+    from maestro_runtime.cli.lifecycle import logs
+
+    result = CliRunner().invoke(logs, ["web", "--build", "--since", "10m"])
+    assert result.exit_code == 2 and "--since does not apply to --build" in result.output, result.output
