@@ -24,7 +24,8 @@ def task_json(phase: Phase | None) -> dict[str, Any]:
         return {"phase": "pending", "exit_code": None, "started": None, "ended": None, "duration": None,
                 "reason": None, "runs": 0, "commits_made": None}
     return {"phase": phase.phase, "exit_code": phase.exit_code, "started": phase.started, "ended": phase.ended,
-            "duration": phase.duration, "reason": phase.reason, "runs": phase.runs, "commits_made": phase.commits}
+            "duration": None if phase.duration is None else round(phase.duration, 3),
+            "reason": phase.reason, "runs": phase.runs, "commits_made": phase.commits}
 
 
 def status_text(view: ServiceView, phase: Phase | None, role: str) -> str:
