@@ -102,6 +102,11 @@ def _lookup(user: str, prefix: Path | None) -> tuple[int, int] | None:
     return None if entry is None else entry[:2]
 
 
+def ids(user: str, prefix: Path | None = None) -> tuple[int, int] | None:
+    """(uid, gid) of ``user`` as the account files say now; None when there is no such user."""
+    return _lookup(user, prefix)
+
+
 def _prefix_etc(prefix: Path) -> Path:
     """PREFIX/etc with the four account files (empty ones made here; the image has none)."""
     etc = prefix / "etc"

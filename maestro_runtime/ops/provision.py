@@ -18,7 +18,7 @@ from maestro_runtime import safefs
 from maestro_runtime.control.runstate import RunStateStore
 from maestro_runtime.engine.programs import ProgramFiles
 from maestro_runtime.engine.supervisord import RenderError
-from maestro_runtime.ops import accounts, processes
+from maestro_runtime.ops import accounts, leftovers, processes
 from maestro_runtime.ops.buildslots import BuildSlots
 from maestro_runtime.ops.logs import clip_message
 from maestro_runtime.ops.plan import Facts, Found, plan_service, service_record
@@ -383,13 +383,19 @@ class Provisioner:
     def cleanup(self, record: ServiceRecord, *, purge: bool, delete_user: bool) -> None:
         """After the service has stopped: its cgroups and allow-host additions go; its files and
         account only when asked."""
+        alone = self.accounts.created(record.user) and not any(r.user == record.user for r in self.store.all())
+        # What escaped the stop (a setsid child) goes too, before its uid can be anyone else's.
+        ids = accounts.ids(record.user, self.settings.accounts_prefix) if alone else None
+        left = leftovers.end_all(*ids) if ids and ids[0] > 0 and not self.identity_degraded else []
         self.policy.forget(record)
         if purge and record.directory:
             _purge(Path(record.directory))
         deletable = delete_user and self.accounts.created(record.user)
         if delete_user and not deletable:
             log.warning("user %s was not created by maestro-runtime: kept", record.user)
-        if deletable and not any(r.user == record.user for r in self.store.all()):
+        elif delete_user and left:
+            log.warning("user %s kept: processes %s still run as it", record.user, " ".join(map(str, left)))
+        if deletable and alone and not left:
             accounts.delete_account(record.user, self.settings.accounts_prefix)
             self.accounts.forget(record.user)
             if purge and record.home:

@@ -1,0 +1,59 @@
+"""remove-service and what a hostile service left running.
+
+Unsandboxed (the README's `docker run` flags: no CAP_SYS_ADMIN, so bubblewrap cannot work), a
+service's process can leave supervisord's process group (``setsid``) and outlive the stop. With
+accounts in MAESTRO_USERADD_PREFIX (the image's default) ``userdel --prefix`` does not look for
+running processes, and the next account made gets the freed uid: the leftover would then run as
+the next service. Real supervisord, real useradd --prefix, a real escaped process.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import psutil
+import pytest
+
+from tests.integration.conftest import wait_for
+
+pytestmark = [pytest.mark.integration, pytest.mark.skipif(os.geteuid() != 0, reason="needs root (useradd)")]
+
+# The service forks a process into its own session, out of supervisord's reach, then serves.
+ESCAPE = "setsid sleep 977 </dev/null >/dev/null 2>&1 & exec python3 -m http.server $PORT"
+
+
+def _uids(prefix: Path) -> dict[str, int]:
+    lines = (prefix / "etc" / "passwd").read_text().splitlines()
+    return {f[0]: int(f[2]) for f in (line.split(":") for line in lines) if len(f) > 2}
+
+
+def _as(uid: int) -> list[psutil.Process]:
+    found = []
+    for proc in psutil.process_iter(["uids", "status"]):
+        uids = proc.info["uids"]
+        if uids and uid in uids and proc.info["status"] != psutil.STATUS_ZOMBIE:
+            found.append(proc)
+    return found
+
+
+def test_remove_service_ends_what_escaped_and_the_uid_goes_to_no_leftover(maestro):
+    prefix = maestro.root / "nss"
+    maestro.preseed("bystander")
+    maestro.boot(MAESTRO_USERADD_PREFIX=str(prefix))
+    evil = maestro.source("evil")
+    maestro.run("deploy", "--repo", str(evil), "--name", "evil", "--cmd", ESCAPE, "--yes")
+    before = maestro.wait_running(["evil", "bystander"])["bystander"]["pid"]
+    uid = _uids(prefix)["svc_evil"]
+    wait_for(lambda: any("977" in " ".join(p.cmdline()) for p in _as(uid)), 10, what="the escaped process")
+
+    maestro.run("remove-service", "evil", "--purge", "--delete-user", "--yes")
+    wait_for(lambda: not _as(uid), 10, what=f"no process left running as uid {uid} (the removed service's)")
+    assert maestro.services()["bystander"]["pid"] == before  # only the removed service's uid was hit
+
+    # The freed uid goes to the next account: nothing of the removed service runs as it.
+    victim = maestro.source("victim")
+    maestro.run("deploy", "--repo", str(victim), "--name", "victim", "--yes")
+    maestro.wait_running(["victim"])
+    mine = {p.pid for p in _as(_uids(prefix)["svc_victim"])}
+    assert not [p for p in psutil.process_iter(["cmdline"]) if p.pid in mine and "977" in " ".join(p.cmdline())]
