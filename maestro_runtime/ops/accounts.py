@@ -252,6 +252,19 @@ def delete_account(user: str, prefix: Path | None = None) -> None:
         _run(["userdel", *(["--prefix", str(prefix)] if prefix else []), user])
 
 
+def seal(path: Path) -> None:
+    """Give a deleted account's kept folder to root, 0700 (by descriptor: never through a link):
+    what is inside stays as it is, out of reach of whichever account gets the uid next."""
+    try:
+        with safefs.opened_dir(path, under=safefs.trusted_parent(path)) as fd:
+            os.fchown(fd, 0, 0)
+            os.fchmod(fd, 0o700)
+    except FileNotFoundError:
+        return
+    except safefs.UnsafeFile as exc:
+        raise AccountError(str(exc)) from None
+
+
 def purge_tree(path: Path, under: Path | None = None) -> None:
     """Remove a service's folder; ``under`` (default: its parent) is a folder only root changes."""
     try:

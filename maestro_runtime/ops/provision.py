@@ -18,7 +18,7 @@ from maestro_runtime import safefs
 from maestro_runtime.control.runstate import RunStateStore
 from maestro_runtime.engine.programs import ProgramFiles
 from maestro_runtime.engine.supervisord import RenderError
-from maestro_runtime.ops import accounts, leftovers, processes
+from maestro_runtime.ops import accounts, processes
 from maestro_runtime.ops.buildslots import BuildSlots
 from maestro_runtime.ops.logs import clip_message
 from maestro_runtime.ops.plan import Facts, Found, plan_service, service_record
@@ -381,36 +381,8 @@ class Provisioner:
         RunStateStore(self.settings.state_dir).forget(service_id)  # a new service of that name starts afresh
 
     def cleanup(self, record: ServiceRecord, *, purge: bool, delete_user: bool) -> None:
-        """After the service has stopped: its cgroups and allow-host additions go; its files and
-        account only when asked."""
-        alone = self.accounts.created(record.user) and not any(r.user == record.user for r in self.store.all())
-        # What escaped the stop (a setsid child) goes too, before its uid can be anyone else's.
-        ids = accounts.ids(record.user, self.settings.accounts_prefix) if alone else None
-        left = leftovers.end_all(*ids) if ids and ids[0] > 0 and not self.identity_degraded else []
-        self.policy.forget(record)
-        if purge and record.directory:
-            _purge(Path(record.directory))
-        deletable = delete_user and self.accounts.created(record.user)
-        if delete_user and not deletable:
-            log.warning("user %s was not created by maestro-runtime: kept", record.user)
-        elif delete_user and left:
-            log.warning("user %s kept: processes %s still run as it", record.user, " ".join(map(str, left)))
-        if deletable and alone and not left:
-            accounts.delete_account(record.user, self.settings.accounts_prefix)
-            self.accounts.forget(record.user)
-            if purge and record.home:
-                _purge(Path(record.home))
-        elif purge and record.home:
-            # The account stays (maybe shared): remove only this service's per-project dirs.
-            for sub in (".maestro", ".cache"):
-                _purge(Path(record.home) / sub, under=Path(record.home).parent)
+        """After the service has stopped: what it left running, its cgroups and allow-host
+        additions go; its files and account only when asked (ops/removal.py)."""
+        from maestro_runtime.ops import removal
 
-
-def _purge(path: Path, under: Path | None = None) -> None:
-    """--purge after the service is gone: what cannot be removed is named, never a traceback."""
-    try:
-        accounts.purge_tree(path, under)
-    except (accounts.AccountError, OSError) as exc:
-        log.warning("could not delete %s: %s", path, exc)
-
-
+        removal.cleanup(self, record, purge=purge, delete_user=delete_user)

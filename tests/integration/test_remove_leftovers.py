@@ -57,3 +57,28 @@ def test_remove_service_ends_what_escaped_and_the_uid_goes_to_no_leftover(maestr
     maestro.wait_running(["victim"])
     mine = {p.pid for p in _as(_uids(prefix)["svc_victim"])}
     assert not [p for p in psutil.process_iter(["cmdline"]) if p.pid in mine and "977" in " ".join(p.cmdline())]
+
+
+# The removed service's data, which the operator kept (no --purge).
+KEEP = ("mkdir -p data && echo s3cret > data/secret.txt && chmod 600 data/secret.txt "
+        "&& exec python3 -m http.server $PORT")
+
+
+def test_kept_files_of_a_deleted_user_are_not_the_next_account_s(maestro):
+    prefix = maestro.root / "nss"
+    maestro.boot(MAESTRO_USERADD_PREFIX=str(prefix))
+    old = maestro.source("old")
+    maestro.run("deploy", "--repo", str(old), "--name", "old", "--cmd", KEEP, "--yes")
+    directory = maestro.wait_running(["old"])["old"]["directory"]
+    wait_for(lambda: (Path(directory) / "data" / "secret.txt").exists(), 10, what="old's data")
+    uid = _uids(prefix)["svc_old"]
+    maestro.run("remove-service", "old", "--delete-user", "--yes")  # files kept
+    assert (Path(directory) / "data" / "secret.txt").read_text() == "s3cret\n"
+
+    new = maestro.source("new")
+    peek = f"cat {directory}/data/secret.txt > seen.txt 2>&1; exec python3 -m http.server $PORT"
+    maestro.run("deploy", "--repo", str(new), "--name", "new", "--cmd", peek, "--yes")
+    mine = maestro.wait_running(["new"])["new"]["directory"]
+    assert _uids(prefix)["svc_new"] == uid  # the freed uid is the next account's...
+    seen = wait_for(lambda: (Path(mine) / "seen.txt").read_text(), 10, what="new's try")
+    assert "s3cret" not in seen, "a new service read the kept files of a removed one (its uid was reused)"
