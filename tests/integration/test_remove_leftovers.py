@@ -10,6 +10,7 @@ the next service. Real supervisord, real useradd --prefix, a real escaped proces
 from __future__ import annotations
 
 import os
+import random
 from pathlib import Path
 
 import psutil
@@ -21,6 +22,19 @@ pytestmark = [pytest.mark.integration, pytest.mark.skipif(os.geteuid() != 0, rea
 
 # The service forks a process into its own session, out of supervisord's reach, then serves.
 ESCAPE = "setsid sleep 977 </dev/null >/dev/null 2>&1 & exec python3 -m http.server $PORT"
+
+
+def _prefix(maestro) -> Path:
+    """The prefix's account files, holding one placeholder account at a random id: the accounts
+    the test makes then get ids other test runs on this machine (other /etc copies, one kernel)
+    are unlikely to use, since removing a service ends every process of its uid."""
+    prefix = maestro.root / "nss"
+    (prefix / "etc").mkdir(parents=True)
+    uid = random.randrange(21000, 29000)
+    for name, line in (("passwd", f"mtplace:x:{uid}:{uid}::/nonexistent:/usr/sbin/nologin"),
+                       ("group", f"mtplace:x:{uid}:"), ("shadow", "mtplace:!:19000::::::"), ("gshadow", "mtplace:!::")):
+        (prefix / "etc" / name).write_text(line + "\n")
+    return prefix
 
 
 def _uids(prefix: Path) -> dict[str, int]:
@@ -38,13 +52,14 @@ def _as(uid: int) -> list[psutil.Process]:
 
 
 def test_remove_service_ends_what_escaped_and_the_uid_goes_to_no_leftover(maestro):
-    prefix = maestro.root / "nss"
+    prefix = _prefix(maestro)
     maestro.preseed("bystander")
     maestro.boot(MAESTRO_USERADD_PREFIX=str(prefix))
     evil = maestro.source("evil")
     maestro.run("deploy", "--repo", str(evil), "--name", "evil", "--cmd", ESCAPE, "--yes")
     before = maestro.wait_running(["evil", "bystander"])["bystander"]["pid"]
     uid = _uids(prefix)["svc_evil"]
+    assert uid < _uids(prefix)["mtplace"] < 29000  # below the placeholder, away from other runs' ids
     wait_for(lambda: any("977" in " ".join(p.cmdline()) for p in _as(uid)), 10, what="the escaped process")
 
     maestro.run("remove-service", "evil", "--purge", "--delete-user", "--yes")
@@ -65,7 +80,7 @@ KEEP = ("mkdir -p data && echo s3cret > data/secret.txt && chmod 600 data/secret
 
 
 def test_kept_files_of_a_deleted_user_are_not_the_next_account_s(maestro):
-    prefix = maestro.root / "nss"
+    prefix = _prefix(maestro)
     maestro.boot(MAESTRO_USERADD_PREFIX=str(prefix))
     old = maestro.source("old")
     maestro.run("deploy", "--repo", str(old), "--name", "old", "--cmd", KEEP, "--yes")
