@@ -55,22 +55,22 @@ def test_remove_service_ends_what_escaped_and_the_uid_goes_to_no_leftover(maestr
     prefix = _prefix(maestro)
     maestro.preseed("bystander")
     maestro.boot(MAESTRO_USERADD_PREFIX=str(prefix))
-    evil = maestro.source("evil")
-    maestro.run("deploy", "--repo", str(evil), "--name", "evil", "--cmd", ESCAPE, "--yes")
-    before = maestro.wait_running(["evil", "bystander"])["bystander"]["pid"]
-    uid = _uids(prefix)["svc_evil"]
+    source = maestro.source("escaper")
+    maestro.run("deploy", "--repo", str(source), "--name", "escaper", "--cmd", ESCAPE, "--yes")
+    before = maestro.wait_running(["escaper", "bystander"])["bystander"]["pid"]
+    uid = _uids(prefix)["svc_escaper"]
     assert uid < _uids(prefix)["mtplace"] < 29000  # below the placeholder, away from other runs' ids
     wait_for(lambda: any("977" in " ".join(p.cmdline()) for p in _as(uid)), 10, what="the escaped process")
 
-    maestro.run("remove-service", "evil", "--purge", "--delete-user", "--yes")
+    maestro.run("remove-service", "escaper", "--purge", "--delete-user", "--yes")
     wait_for(lambda: not _as(uid), 10, what=f"no process left running as uid {uid} (the removed service's)")
     assert maestro.services()["bystander"]["pid"] == before  # only the removed service's uid was hit
 
     # The freed uid goes to the next account: nothing of the removed service runs as it.
-    victim = maestro.source("victim")
-    maestro.run("deploy", "--repo", str(victim), "--name", "victim", "--yes")
-    maestro.wait_running(["victim"])
-    mine = {p.pid for p in _as(_uids(prefix)["svc_victim"])}
+    victim = maestro.source("heir")
+    maestro.run("deploy", "--repo", str(victim), "--name", "heir", "--yes")
+    maestro.wait_running(["heir"])
+    mine = {p.pid for p in _as(_uids(prefix)["svc_heir"])}
     assert not [p for p in psutil.process_iter(["cmdline"]) if p.pid in mine and "977" in " ".join(p.cmdline())]
 
 
@@ -82,18 +82,18 @@ KEEP = ("mkdir -p data && echo s3cret > data/secret.txt && chmod 600 data/secret
 def test_kept_files_of_a_deleted_user_are_not_the_next_account_s(maestro):
     prefix = _prefix(maestro)
     maestro.boot(MAESTRO_USERADD_PREFIX=str(prefix))
-    old = maestro.source("old")
-    maestro.run("deploy", "--repo", str(old), "--name", "old", "--cmd", KEEP, "--yes")
-    directory = maestro.wait_running(["old"])["old"]["directory"]
+    old = maestro.source("departed")
+    maestro.run("deploy", "--repo", str(old), "--name", "departed", "--cmd", KEEP, "--yes")
+    directory = maestro.wait_running(["departed"])["departed"]["directory"]
     wait_for(lambda: (Path(directory) / "data" / "secret.txt").exists(), 10, what="old's data")
-    uid = _uids(prefix)["svc_old"]
-    maestro.run("remove-service", "old", "--delete-user", "--yes")  # files kept
+    uid = _uids(prefix)["svc_departed"]
+    maestro.run("remove-service", "departed", "--delete-user", "--yes")  # files kept
     assert (Path(directory) / "data" / "secret.txt").read_text() == "s3cret\n"
 
-    new = maestro.source("new")
+    new = maestro.source("successor")
     peek = f"cat {directory}/data/secret.txt > seen.txt 2>&1; exec python3 -m http.server $PORT"
-    maestro.run("deploy", "--repo", str(new), "--name", "new", "--cmd", peek, "--yes")
-    mine = maestro.wait_running(["new"])["new"]["directory"]
-    assert _uids(prefix)["svc_new"] == uid  # the freed uid is the next account's...
+    maestro.run("deploy", "--repo", str(new), "--name", "successor", "--cmd", peek, "--yes")
+    mine = maestro.wait_running(["successor"])["successor"]["directory"]
+    assert _uids(prefix)["svc_successor"] == uid  # the freed uid is the next account's...
     seen = wait_for(lambda: (Path(mine) / "seen.txt").read_text(), 10, what="new's try")
     assert "s3cret" not in seen, "a new service read the kept files of a removed one (its uid was reused)"
