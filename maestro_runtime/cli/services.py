@@ -42,7 +42,7 @@ def list_services(as_json: bool, kind: str | None, state: str | None, watch: boo
     """List every registered service: state, health, restarts, last exit, CPU, memory, port, command."""
     settings = command_settings()
     if ready:
-        views, _every, _processes = _gather(settings, kind, state)
+        views, _every, _processes = _gather(settings, kind, state, git=False)  # a workspace's git is not shown
         waiting = [f"{v.name} ({v.status}{'' if v.health in (None, 'healthy') else ', ' + v.health})"
                    for v in views if not v.ready]
         if views and not waiting:
@@ -82,7 +82,8 @@ def _services_text(settings: Settings, as_json: bool, kind: str | None = None,
     return text, "note: supervisord is not running; statuses are unknown" if processes is None else ""
 
 
-def _gather(settings: Settings, kind: str | None, state: str | None) -> tuple[list, list, dict | None]:
+def _gather(settings: Settings, kind: str | None, state: str | None, *, git: bool = True,
+            ) -> tuple[list, list, dict | None]:
     """(the views the filters keep, every view, supervisord's processes or None when it is down)."""
     from maestro_runtime.control.rpc import process_states
     from maestro_runtime.ops.inventory import build_views, gather_extras, provisioning_views
@@ -105,7 +106,7 @@ def _gather(settings: Settings, kind: str | None, state: str | None) -> tuple[li
               for v in provisioning_views(listed, {r.id for r in records}, time.time())]
     from maestro_runtime.tasks.workspace import sandbox_jail
 
-    every = enrich(views, records, PhaseStore(settings.state_dir / "tasks").all(), sandbox_jail(settings))
+    every = enrich(views, records, PhaseStore(settings.state_dir / "tasks").all(), sandbox_jail(settings), git=git)
     return [v for v in every if matches(v, kind, state)], every, processes
 
 

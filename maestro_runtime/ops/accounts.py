@@ -102,6 +102,11 @@ def _lookup(user: str, prefix: Path | None) -> tuple[int, int] | None:
     return None if entry is None else entry[:2]
 
 
+def ids(user: str, prefix: Path | None = None) -> tuple[int, int] | None:
+    """(uid, gid) of ``user`` as the account files say now; None when there is no such user."""
+    return _lookup(user, prefix)
+
+
 def _prefix_etc(prefix: Path) -> Path:
     """PREFIX/etc with the four account files (empty ones made here; the image has none)."""
     etc = prefix / "etc"
@@ -245,6 +250,19 @@ def delete_account(user: str, prefix: Path | None = None) -> None:
         if _lookup(user, prefix) is None:
             return
         _run(["userdel", *(["--prefix", str(prefix)] if prefix else []), user])
+
+
+def seal(path: Path) -> None:
+    """Give a deleted account's kept folder to root, 0700 (by descriptor: never through a link):
+    what is inside stays as it is, out of reach of whichever account gets the uid next."""
+    try:
+        with safefs.opened_dir(path, under=safefs.trusted_parent(path)) as fd:
+            os.fchown(fd, 0, 0)
+            os.fchmod(fd, 0o700)
+    except FileNotFoundError:
+        return
+    except safefs.UnsafeFile as exc:
+        raise AccountError(str(exc)) from None
 
 
 def purge_tree(path: Path, under: Path | None = None) -> None:

@@ -381,30 +381,8 @@ class Provisioner:
         RunStateStore(self.settings.state_dir).forget(service_id)  # a new service of that name starts afresh
 
     def cleanup(self, record: ServiceRecord, *, purge: bool, delete_user: bool) -> None:
-        """After the service has stopped: its cgroups and allow-host additions go; its files and
-        account only when asked."""
-        self.policy.forget(record)
-        if purge and record.directory:
-            _purge(Path(record.directory))
-        deletable = delete_user and self.accounts.created(record.user)
-        if delete_user and not deletable:
-            log.warning("user %s was not created by maestro-runtime: kept", record.user)
-        if deletable and not any(r.user == record.user for r in self.store.all()):
-            accounts.delete_account(record.user, self.settings.accounts_prefix)
-            self.accounts.forget(record.user)
-            if purge and record.home:
-                _purge(Path(record.home))
-        elif purge and record.home:
-            # The account stays (maybe shared): remove only this service's per-project dirs.
-            for sub in (".maestro", ".cache"):
-                _purge(Path(record.home) / sub, under=Path(record.home).parent)
+        """After the service has stopped: what it left running, its cgroups and allow-host
+        additions go; its files and account only when asked (ops/removal.py)."""
+        from maestro_runtime.ops import removal
 
-
-def _purge(path: Path, under: Path | None = None) -> None:
-    """--purge after the service is gone: what cannot be removed is named, never a traceback."""
-    try:
-        accounts.purge_tree(path, under)
-    except (accounts.AccountError, OSError) as exc:
-        log.warning("could not delete %s: %s", path, exc)
-
-
+        removal.cleanup(self, record, purge=purge, delete_user=delete_user)

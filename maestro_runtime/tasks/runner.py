@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
 from typing import Any
 
@@ -82,6 +83,17 @@ class Runner:
         self._stamp = -1
         self._read_at = 0.0
         self._jail = None  # where git reads a workspace (tasks/workspace.py), made on first use
+        # git reads of workspaces run beside the loop, never in it: a hostile checkout (its HEAD a
+        # FIFO) holds git for GIT_TIMEOUT, and the controller's loop (every service's restarts and
+        # probes) waits for each step. Only the entry itself waits: to start, or to be finished.
+        self._reads: ThreadPoolExecutor | None = None
+        self._heads: dict[str, Future] = {}  # entry id -> its HEAD, read before it starts
+        self._ending: dict[str, tuple[str, int | None, float, str | None, Future]] = {}  # its commits, counted
+
+    def _read(self, fn: Callable[..., Any], *args: Any) -> Future:
+        if self._reads is None:
+            self._reads = ThreadPoolExecutor(max_workers=4, thread_name_prefix="workspace-git")
+        return self._reads.submit(fn, *args)
 
     def jail(self):
         from maestro_runtime.tasks.workspace import sandbox_jail
@@ -103,6 +115,9 @@ class Runner:
         by_id = {r.id: r for r in records}
         for stale in set(phases) - set(by_id):
             self.phases.delete(stale)
+        for gone in (set(self._heads) | set(self._ending)) - set(by_id):
+            self._heads.pop(gone, None)
+            self._ending.pop(gone, None)
         if not any(r.role == "task" or r.depends_on for r in records):
             self.first = False
             return  # nothing to do: no supervisord call each second for a container of services
@@ -129,6 +144,8 @@ class Runner:
         for r in records:
             if r.id in phases:
                 phases[r.id] = self._gate(r, phases[r.id], states, processes.get(r.id), now)
+        for entry_id in [e for e in self._heads if phases.get(e, Phase()).phase not in (PENDING, WAITING)]:
+            del self._heads[entry_id]  # cancelled meanwhile: a later start reads HEAD afresh
         for entry_id, phase in phases.items():
             if entry_id in by_id and phase != self.phases.load(entry_id):
                 self.phases.save(entry_id, phase)
@@ -183,6 +200,8 @@ class Runner:
             return phase
         if phase.phase != RUNNING:
             return phase
+        if r.id in self._ending:  # it ended; the commits it made are being counted
+            return self._counted(r, phase)
         state = proc["statename"] if proc else None
         if state in ("STARTING", "RUNNING", "BACKOFF", "STOPPING"):
             return phase
@@ -198,11 +217,25 @@ class Runner:
 
     def _finish(self, r: ServiceRecord, phase: Phase, outcome: str, code: int | None, ended: float,
                 reason: str | None) -> Phase:
-        commits = phase.commits
         if r.workspace and phase.start_commit:
             from maestro_runtime.tasks.workspace import commits_since
 
-            commits = commits_since(r.uid, r.gid, r.home, r.directory, phase.start_commit, self.jail())
+            count = self._read(commits_since, r.uid, r.gid, r.home, r.directory, phase.start_commit, self.jail())
+            self._ending[r.id] = (outcome, code, ended, reason, count)
+            return self._counted(r, phase)
+        return self._done(r, phase, outcome, code, ended, reason, phase.commits)
+
+    def _counted(self, r: ServiceRecord, phase: Phase) -> Phase:
+        """The run's end once its commits are counted (still RUNNING until then)."""
+        outcome, code, ended, reason, count = self._ending[r.id]
+        if not count.done():
+            return phase
+        del self._ending[r.id]
+        commits = count.result() if count.exception() is None else None
+        return self._done(r, phase, outcome, code, ended, reason, commits)
+
+    def _done(self, r: ServiceRecord, phase: Phase, outcome: str, code: int | None, ended: float,
+              reason: str | None, commits: int | None) -> Phase:
         done = phase.to(outcome, want=False, exit_code=code, ended=ended, reason=reason, commits=commits)
         self.launched.discard(r.id)
         duration = None if done.duration is None else round(done.duration, 3)
@@ -239,15 +272,23 @@ class Runner:
                           {"reason": decision.impossible})
             return phase.to(FAILED, want=False, reason=decision.impossible, ended=now, exit_code=None, blocked=True)
         if not decision.ready:
+            self._heads.pop(r.id, None)  # read again once it may start
             return phase.to(WAITING, reason=decision.reason)
         if r.role != "task" and proc and proc["statename"] in ("RUNNING", "STARTING"):
             return phase.to(RUNNING, want=False, reason=None)
         start_commit = None
-        if r.workspace:
+        if r.workspace:  # its HEAD first, read beside the loop: it starts at a later step
             from maestro_runtime.tasks.workspace import git_as
 
-            head = git_as(r.uid, r.gid, r.home, r.directory, ["rev-parse", "HEAD"], self.jail())
-            start_commit = (head or "").strip() or None
+            head = self._heads.get(r.id)
+            if head is None:
+                self._heads[r.id] = self._read(git_as, r.uid, r.gid, r.home, r.directory, ["rev-parse", "HEAD"],
+                                               self.jail())
+                return phase.to(WAITING, reason="waiting: reading its workspace")
+            if not head.done():
+                return phase.to(WAITING, reason="waiting: reading its workspace")
+            del self._heads[r.id]
+            start_commit = ((head.result() if head.exception() is None else None) or "").strip() or None
         if not self._call("supervisor.startProcess", r.id, False):
             return phase
         self.launched.add(r.id)

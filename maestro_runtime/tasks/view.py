@@ -68,9 +68,17 @@ def git_json(record: ServiceRecord, phase: Phase | None, jail=None) -> dict[str,
 
 
 def enrich(views: list[ServiceView], records: list[ServiceRecord], phases: dict[str, Phase],
-           jail=None) -> list[ServiceView]:
-    """``jail``: where git reads a workspace (``workspace.sandbox_jail``); None: unconfined (tests)."""
+           jail=None, *, git: bool = True) -> list[ServiceView]:
+    """``jail``: where git reads a workspace (``workspace.sandbox_jail``); None: unconfined (tests).
+    ``git=False``: no workspace is read (``list-services --ready`` shows none)."""
+    from concurrent.futures import ThreadPoolExecutor
+
     by_id = {r.id: r for r in records}
+    reading = [r for r in records if git and r.ready and r.workspace and r.directory]
+    # All at once: a hostile checkout holds its reads for GIT_TIMEOUT, and N of them must not cost N times that.
+    with ThreadPoolExecutor(max_workers=max(1, min(8, len(reading)))) as pool:
+        gits = dict(zip([r.id for r in reading],
+                        pool.map(lambda r: git_json(r, phases.get(r.id), jail), reading), strict=True))
     out = []
     for v in views:
         r = by_id.get(v.name)
@@ -81,7 +89,7 @@ def enrich(views: list[ServiceView], records: list[ServiceRecord], phases: dict[
         out.append(replace(
             v, role=r.role, depends_on=dict(r.depends_on) or None,
             task={**task_json(phase), "schedule": r.schedule} if r.role == "task" else None,
-            git=git_json(r, phase, jail) if r.ready else None,
+            git=gits.get(r.id),
             status=status_text(v, phase, r.role),
         ))
     return out

@@ -58,6 +58,10 @@ class NotABranch(WorkspaceError):
     """The ref is a tag or a commit: no branch to commit on."""
 
 
+class GitTimedOut(WorkspaceError):
+    """git reading a checkout ran out of time: a FIFO planted as HEAD or alternates, a filter that sleeps."""
+
+
 def store_path(state_dir: Path, url: str) -> Path:
     clean, _ = gitsource.split_credentials(gitsource.clone_url(url))
     return state_dir / "git" / f"{hashlib.sha256(clean.encode()).hexdigest()[:16]}.git"
@@ -215,7 +219,15 @@ def sandbox_jail(settings) -> Jail:
 
 def git_as(uid: int, gid: int, home: str, directory: str, argv: list[str], jail: Jail = no_jail) -> str | None:
     """Run git as the entry's user in its workspace: its own config then only affects itself,
-    and the commands that config names run in ``jail`` (see the module's doc)."""
+    and the commands that config names run in ``jail`` (see the module's doc). None: it failed."""
+    try:
+        return _git_as(uid, gid, home, directory, argv, jail)
+    except GitTimedOut:
+        return None
+
+
+def _git_as(uid: int, gid: int, home: str, directory: str, argv: list[str], jail: Jail) -> str | None:
+    """:func:`git_as`, raising GitTimedOut when git ran out of time."""
     env = {"PATH": SYSTEM_PATH, "HOME": home or "/nonexistent", "LC_ALL": "C", "GIT_CONFIG_NOSYSTEM": "1",
            "GIT_TERMINAL_PROMPT": "0", "GIT_OPTIONAL_LOCKS": "0",
            # No transport at all: a missing object in a "partial clone" would otherwise be fetched
@@ -235,18 +247,28 @@ def git_as(uid: int, gid: int, home: str, directory: str, argv: list[str], jail:
     try:
         proc = subprocess.run([*prefix, "git", *hardening, "-C", directory, *argv], env=env, capture_output=True,
                               text=True, timeout=GIT_TIMEOUT)
-    except (OSError, subprocess.TimeoutExpired):
+    except OSError:
         return None
+    except subprocess.TimeoutExpired:
+        raise GitTimedOut(f"git {argv[0]} in {directory} timed out after {GIT_TIMEOUT:.0f}s") from None
     return proc.stdout if proc.returncode == 0 else None
 
 
 def status(uid: int, gid: int, home: str, directory: str, upstream: str | None, *,
            store: Path | None = None, base: str | None = None, jail: Jail = no_jail) -> GitStatus | None:
     """The checkout as its user sees it; ``store`` and ``base`` (the commit it was made from)
-    count what upstream gained that the checkout has not fetched."""
+    count what upstream gained that the checkout has not fetched. None: unreadable, or one
+    read ran out of time (the rest would too: a hostile checkout costs one GIT_TIMEOUT, not five)."""
+    try:
+        return _status(uid, gid, home, directory, upstream, store, base, jail)
+    except GitTimedOut:
+        return None
 
+
+def _status(uid: int, gid: int, home: str, directory: str, upstream: str | None, store: Path | None,
+            base: str | None, jail: Jail) -> GitStatus | None:
     def git(*argv: str) -> str | None:
-        return git_as(uid, gid, home, directory, list(argv), jail)
+        return _git_as(uid, gid, home, directory, list(argv), jail)
 
     head = (git("rev-parse", "HEAD") or "").strip()
     if not head:
@@ -259,7 +281,8 @@ def status(uid: int, gid: int, home: str, directory: str, upstream: str | None, 
         if len(counts) == 2:
             ahead, behind = int(counts[0]), int(counts[1])
         elif store is not None and base:  # upstream's new commits are in the store only
-            ahead = commits_since(uid, gid, home, directory, base, jail) or 0
+            since = git("rev-list", "--count", f"{base}..HEAD")
+            ahead = int(since.strip()) if since and since.strip().isdigit() else 0
             behind = gained_upstream(store, base, upstream) or 0
     last = (git("log", "-1", "--format=%h %s") or "").strip()
     return GitStatus(branch, len([line for line in porcelain.splitlines() if line.strip()]), ahead, behind,

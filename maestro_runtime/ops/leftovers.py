@@ -1,0 +1,53 @@
+"""What a removed service left running: every process of its account, ended with it.
+
+Unsandboxed (no bubblewrap PID namespace), a service's process can leave supervisord's process
+group (``setsid``) and so outlive ``remove-service``'s stop. It keeps the service's uid. When
+that account is deleted the next account made may get the same uid (useradd takes the system id
+below the lowest in use, and ``userdel --prefix`` does not look for running processes at all):
+the leftover would then run as the new service. So when the last service of an account the
+runtime made is removed, every process running as that uid is killed first.
+
+How: ``kill(-1, SIGKILL)`` sent *as that uid* (setpriv, then the system's python: procps 4's
+``kill`` reads ``-1`` as an option). The kernel signals
+every process that uid may signal in one pass under its task list lock, so no pid is read and
+then signalled (a pid reused meanwhile is never hit) and a fork cannot slip between the reads.
+Repeated until ``/proc`` shows no process of the uid, or the time is up.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+
+import psutil
+
+from maestro_runtime.engine.launch import drop_privileges_argv
+
+# The system's interpreter, not the runtime's (which the service's user may not reach), isolated.
+KILL = ("/usr/bin/python3", "-I", "-S", "-c",
+        "import os\ntry:\n    os.kill(-1, 9)\nexcept ProcessLookupError:\n    pass")
+
+
+def running_as(uid: int) -> list[int]:
+    """Pids whose real, effective or saved uid is ``uid`` (a zombie has ended: not counted)."""
+    found = []
+    for proc in psutil.process_iter(["uids", "status"]):
+        uids, status = proc.info["uids"], proc.info["status"]
+        if uids is not None and uid in uids[:3] and status != psutil.STATUS_ZOMBIE:
+            found.append(proc.pid)
+    return found
+
+
+def end_all(uid: int, gid: int, *, wait: float = 5.0) -> list[int]:
+    """SIGKILL every process of ``uid``; return the pids still running after ``wait`` seconds."""
+    if uid <= 0:  # root (degraded mode shares it): never
+        raise ValueError(f"refusing to end every process of uid {uid}")
+    deadline = time.monotonic() + wait
+    while True:
+        left = running_as(uid)
+        if not left or time.monotonic() >= deadline:
+            return left
+        # As the uid itself: kill(-1) then reaches only what that uid may signal (never root's).
+        subprocess.run([*drop_privileges_argv(uid, gid), *KILL],
+                       capture_output=True, timeout=10, check=False)
+        time.sleep(0.05)
