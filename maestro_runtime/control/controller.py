@@ -1,19 +1,18 @@
 """``python -m maestro_runtime.control.controller``: the one long-lived controller.
 
-It runs as supervisord's program ``maestro-controller`` (autorestart), not inside the
-parent process: when it crashes or is restarted, supervisord brings it back and no
-service is touched (every decision it needs is in the state dir), and a bug in it
-cannot take the container's PID-1 chain down. One asyncio loop carries:
+A program of supervisord's (``maestro-controller``, autorestart), not of the parent process: when it
+crashes supervisord brings it back and no service is touched (every decision it needs is in the
+state dir), and a bug in it cannot take the container's PID-1 chain down. One asyncio loop carries:
 
-- supervision: every TICK (0.5 s; 1 s when nothing moved for 10 s), supervisord's
-  getAllProcessInfo -> supervision.step per service -> start after the backoff,
-  give up at max_restarts, alerts;
-- probes: each due probe is a task on the same loop, bounded by its timeout, so a hung
-  probe costs one pending task, never the loop;
+- supervision: every TICK (0.5 s; 1 s when nothing moved for 10 s), supervisord's getAllProcessInfo
+  -> supervision.step per service -> start after the backoff (another service on its port stopped
+  first: portowners.py), give up at max_restarts, alerts;
+- probes: each due probe a task on the same loop, bounded by its timeout: a hung probe costs one
+  pending task, never the loop;
 - samples: every SAMPLE_EVERY (10 s), CPU and RSS of every process tree -> status.json (the
   heartbeat list-services and HEALTHCHECK read) and the metrics snapshot.
-XML-RPC and psutil calls block, so they run in a worker thread; webhook delivery has
-its own thread and bounded queue (alerts.py).
+XML-RPC and psutil calls block, so they run in a worker thread; webhook delivery has its own
+thread and bounded queue (alerts.py).
 """
 
 from __future__ import annotations
@@ -36,6 +35,7 @@ from maestro_runtime.control.rpc import process_states
 from maestro_runtime.control.runstate import FATAL, RUNNING, RunState, RunStateStore, describe_exit
 from maestro_runtime.control.sampling import Sample, children_map, sample_tree
 from maestro_runtime.engine.supervisord import Supervisor, SupervisorUnavailable
+from maestro_runtime.ops import leftovers
 from maestro_runtime.settings import OpsSettings, Settings
 from maestro_runtime.state.records import RecordStore, ServiceRecord
 from maestro_runtime.tasks.gate import service_health
@@ -192,8 +192,7 @@ class Controller:
             return
         found, strangers = squatters(self.records.values(), record, await asyncio.to_thread(listeners, record.port))
         if strangers:
-            log.warning("service %s: port %d is held by uid %s, no service's", record.id, record.port,
-                        ", ".join(map(str, sorted(strangers))))
+            log.warning("service %s: port %d is held by uid %s (no service)", record.id, record.port, sorted(strangers))
         for other in (r for r in found if r.id in self.policies):  # a failed one runs nothing
             reason = f"listened on port {record.port} of service {record.id}: stopped (each port is its service's)"
             new, actions = supervision.squatted(self.policies[other.id], self.runs[other.id], time.time(), reason)
@@ -202,10 +201,11 @@ class Controller:
                 await asyncio.to_thread(self.supervisor.call, "supervisor.stopProcess", other.id, True)
             except Exception as exc:  # not running (its process type held it) or gone
                 log.info("service %s: stop: %s", other.id, exc)
-            if self.processes is not None:  # this pass's view of it is stale: skipped, seen STOPPED next
-                self.processes.pop(other.id, None)
+            (self.processes or {}).pop(other.id, None)  # this pass's view is stale: skipped, seen STOPPED next
             for action in actions:
                 await self.act(other, self.policies[other.id], action)
+        for user, uid, gid in {(r.user, r.uid, r.gid) for r in found}:  # and what left its process group
+            await asyncio.to_thread(leftovers.end_squatter, self.settings, user, uid, gid)
 
     def stop_container(self, service_id: str) -> None:
         """An essential service gave up: leave status 1 for the parent and ask it to stop everything."""

@@ -51,3 +51,17 @@ def end_all(uid: int, gid: int, *, wait: float = 5.0) -> list[int]:
         subprocess.run([*drop_privileges_argv(uid, gid), *KILL],
                        capture_output=True, timeout=10, check=False)
         time.sleep(0.05)
+
+
+def end_squatter(settings, user: str, uid: int, gid: int) -> list[int]:
+    """A service stopped for holding another's port (control/portowners.py) may hold it from a
+    process that left its group (``setsid``): every process of its account ends too, when the
+    runtime made that account and no other service runs as it. Returns the pids still running."""
+    from maestro_runtime.ops import accounts
+    from maestro_runtime.state.records import RecordStore
+
+    registry = accounts.AccountRegistry(settings.state_dir / "accounts.json", prefix=settings.accounts_prefix)
+    others = [r for r in RecordStore(settings.records_dir).all() if r.user == user]
+    if uid <= 0 or not registry.created(user) or len(others) > 1:
+        return []
+    return end_all(uid, gid)
