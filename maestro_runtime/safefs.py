@@ -19,6 +19,7 @@ import os
 import secrets
 import shutil
 import stat
+import subprocess
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -331,7 +332,14 @@ def remove_at(parent: int, name: str) -> None:
             os.unlink(name, dir_fd=parent)
         return
     assert shutil.rmtree.avoids_symlink_attacks  # fd-based on Linux: never leaves the tree
-    shutil.rmtree(name, dir_fd=parent)
+    try:
+        shutil.rmtree(name, dir_fd=parent)
+    except RecursionError:
+        # Python 3.11's fd-based rmtree recurses per level: a service's tree 1000 folders deep
+        # stops it. GNU rm walks any depth, never follows a link, and stays on this file system;
+        # it runs from the folder we opened (/proc/self/fd is the child's own, before its exec).
+        subprocess.run(["rm", "-rf", "--one-file-system", "--", name], cwd=f"/proc/self/fd/{parent}",
+                       pass_fds=(parent,), check=True, capture_output=True, timeout=600)
 
 
 def remove_tree(path: Path, *, under: Path) -> None:

@@ -259,3 +259,18 @@ def test_a_hard_linked_metadata_file_fails_its_folder(tmp_path):
             parse_preseeded_folder(folder, {}, "auto")
         assert caught.value.field == name and "hard link" in str(caught.value)
         assert "root-only-content" not in str(caught.value)
+
+
+def test_remove_tree_of_any_depth(tmp_path):
+    """A service's folder 1500 levels deep: Python 3.11's fd-based rmtree recursed past its limit."""
+    top = tmp_path / "project"
+    top.mkdir()
+    fd = os.open(top, os.O_RDONLY | os.O_DIRECTORY)
+    for _ in range(1500):
+        os.mkdir("d", dir_fd=fd)
+        deeper = os.open("d", os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+        os.close(fd)
+        fd = deeper
+    os.close(fd)
+    safefs.remove_tree(top, under=tmp_path)
+    assert not top.exists()
