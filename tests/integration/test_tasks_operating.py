@@ -96,17 +96,22 @@ def test_a_dependency_the_controller_gave_up_on_fails_its_dependents(maestro):
     assert not (Path(after["directory"]) / "started").exists()
 
 
-def test_a_service_with_dependencies_the_operator_stopped_stays_stopped_across_a_restart(maestro):
-    # The task runner starts a service with depends_on (supervisord does not): at the next boot
-    # it started one the operator had stopped, which README says "stays stopped ... until maestro start".
+def _web_after_migrate(maestro, migrate: str) -> Path:
+    """A services file: task ``migrate`` running ``migrate``, then ``web`` once it completed."""
     src = maestro.source("held")
     (src / "server.py").write_text(SERVER)
     services = maestro.root / "services.yaml"
     services.write_text(f"""
-- {{name: migrate, repo: {src}, kind: task, cmd: "true"}}
+- {{name: migrate, repo: {src}, kind: task, cmd: "{migrate}"}}
 - {{name: web, repo: {src}, cmd: python3 server.py, depends_on: {{migrate: completed}}}}
 """)
-    maestro.boot(MAESTRO_SERVICES_FILE=str(services))
+    return services
+
+
+def test_a_service_with_dependencies_the_operator_stopped_stays_stopped_across_a_restart(maestro):
+    # The task runner starts a service with depends_on (supervisord does not): at the next boot
+    # it started one the operator had stopped, which README says "stays stopped ... until maestro start".
+    maestro.boot(MAESTRO_SERVICES_FILE=str(_web_after_migrate(maestro, "true")))
     maestro.wait_running(["web"])
     assert "web: stopped" in maestro.run("maestro", "stop", "web").stdout
     assert maestro.stop() == 0
@@ -120,14 +125,7 @@ def test_a_service_with_dependencies_the_operator_stopped_stays_stopped_across_a
 
 def test_a_blocked_service_the_operator_stopped_is_not_started_when_its_dependency_recovers(maestro):
     # Unblocking (its dependency ran again and succeeded) started it, maestro stop notwithstanding.
-    src = maestro.source("held")
-    (src / "server.py").write_text(SERVER)
-    services = maestro.root / "services.yaml"
-    services.write_text(f"""
-- {{name: migrate, repo: {src}, kind: task, cmd: "test -f ok"}}
-- {{name: web, repo: {src}, cmd: python3 server.py, depends_on: {{migrate: completed}}}}
-""")
-    maestro.boot(MAESTRO_SERVICES_FILE=str(services))
+    maestro.boot(MAESTRO_SERVICES_FILE=str(_web_after_migrate(maestro, "test -f ok")))
     wait_for(lambda: _entries(maestro)["web"]["status"].startswith("failed: dependency migrate"), 20,
              what="web blocked")
     maestro.run("maestro", "stop", "web")
@@ -139,15 +137,21 @@ def test_a_blocked_service_the_operator_stopped_is_not_started_when_its_dependen
     assert not (Path(_entries(maestro)["web"]["directory"]) / "started").exists()
 
 
+def _deploy_tasks(maestro, first: tuple[str, str], bad: tuple[str, str]) -> None:
+    """Boot with no entries, then deploy three tasks: ``first`` and ``bad`` (name, command), and
+    ``next``, which waits for ``bad`` to complete."""
+    src = maestro.source(first[0])
+    maestro.boot()
+    for name, cmd in (first, bad):
+        maestro.run("deploy", "--yes", "--repo", str(src), "--name", name, "--task", "--cmd", cmd)
+    maestro.run("deploy", "--yes", "--repo", str(src), "--name", "next", "--task", "--cmd", "true",
+                "--depends-on", f"{bad[0]}:completed")
+
+
 def test_a_task_that_failed_without_an_exit_code_says_why(maestro):
     # The table said only "failed" of a run cut short by a container stop (README: "failed:
     # interrupted") and of a task whose dependency failed.
-    src = maestro.source("long")
-    maestro.boot()
-    maestro.run("deploy", "--yes", "--repo", str(src), "--name", "long", "--task", "--cmd", "sleep 60")
-    maestro.run("deploy", "--yes", "--repo", str(src), "--name", "bad", "--task", "--cmd", "sh -c 'exit 1'")
-    maestro.run("deploy", "--yes", "--repo", str(src), "--name", "next", "--task", "--cmd", "true",
-                "--depends-on", "bad:completed")
+    _deploy_tasks(maestro, ("long", "sleep 60"), ("bad", "sh -c 'exit 1'"))
     wait_for(lambda: _task(maestro, "long")["phase"] == "running", 15, what="long running")
     wait_for(lambda: _task(maestro, "next")["phase"] == "failed", 15, what="next failed")
     assert maestro.stop() == 0
@@ -165,12 +169,7 @@ def test_run_until_done_succeeds_only_when_the_run_succeeded(maestro):
     # --until-done printed "running" and exited 0 once its 5 s default wait ran out, and exited 0 for a
     # run that failed with no exit code (its dependency failed): `maestro run x --until-done && next`
     # went on as if x had succeeded.
-    src = maestro.source("until")
-    maestro.boot()
-    maestro.run("deploy", "--yes", "--repo", str(src), "--name", "slow", "--task", "--cmd", "sleep 7")
-    maestro.run("deploy", "--yes", "--repo", str(src), "--name", "bad", "--task", "--cmd", "sh -c 'exit 4'")
-    maestro.run("deploy", "--yes", "--repo", str(src), "--name", "next", "--task", "--cmd", "true",
-                "--depends-on", "bad:completed")
+    _deploy_tasks(maestro, ("slow", "sleep 7"), ("bad", "sh -c 'exit 4'"))
     _finished(maestro, "slow")
     wait_for(lambda: _task(maestro, "next")["phase"] == "failed", 15, what="next failed")
 
