@@ -34,6 +34,7 @@ from maestro_runtime.control.portowners import listeners, squatters
 from maestro_runtime.control.rpc import process_states
 from maestro_runtime.control.runstate import FATAL, RUNNING, RunState, RunStateStore, describe_exit
 from maestro_runtime.control.sampling import Sample, children_map, sample_tree
+from maestro_runtime.engine import parent
 from maestro_runtime.engine.supervisord import Supervisor, SupervisorUnavailable
 from maestro_runtime.ops import leftovers
 from maestro_runtime.settings import OpsSettings, Settings
@@ -47,6 +48,7 @@ IDLE_TICK = 1.0  # when nothing changed for BUSY_FOR seconds: half the polling o
 BUSY_FOR = 10.0
 SAMPLE_EVERY = 10.0
 FIRST_PROBE_AFTER = 1.0
+IDLE = frozenset({"EXITED", "FATAL", "STOPPED", "BACKOFF"})  # supervisord's: no process of the program
 
 
 class Controller:
@@ -183,15 +185,27 @@ class Controller:
             self.alerts.emit(action.event, record.id, action.detail, restarts=run.restarts,
                              exit_code=run.last_exit_code, essential=policy.essential)
         elif action.kind == "exit_container":
-            self.stop_container(record.id)
+            parent.request_stop(self.settings.runtime_dir / "exit-status", record.id, self.supervisor)
 
-    async def evict_squatters(self, record: ServiceRecord) -> None:
-        """Before a service starts again: another service listening on its port took it while it was
-        down (and is likely why it ended); that service's programs are stopped, FATAL (portowners.py)."""
+    async def guard_ports(self) -> None:
+        """A service whose program does not run leaves its port free: another service that binds it is
+        stopped at the tick that sees it, not only at the owner's start (one read while any is down)."""
+        down = [r for r in self.records.values() if r.port > 0 and r.id not in self.parent_of and r.id in self.policies
+                and ((self.processes or {}).get(r.id) or {}).get("statename") in IDLE]
+        held = await asyncio.to_thread(listeners, {r.port for r in down}) if down else {}
+        for record in (r for r in down if held.get(r.port, set()) - {r.uid}):
+            await self.evict_squatters(record, held[record.port])
+
+    async def evict_squatters(self, record: ServiceRecord, holders: set[int] | None = None) -> None:
+        """Before a service starts again (or while it is down: guard_ports, which gives ``holders``):
+        another service listening on its port took it; its programs are stopped, FATAL (portowners.py)."""
         if record.port <= 0 or record.id in self.parent_of:
             return
-        found, strangers = squatters(self.records.values(), record, await asyncio.to_thread(listeners, record.port))
-        if strangers:
+        at_start = holders is None
+        if holders is None:
+            holders = (await asyncio.to_thread(listeners, {record.port})).get(record.port, set())
+        found, strangers = squatters(self.records.values(), record, holders)
+        if strangers and at_start:  # root's own program, say: named at each start, not at each tick
             log.warning("service %s: port %d is held by uid %s (no service)", record.id, record.port, sorted(strangers))
         for other in (r for r in found if r.id in self.policies):  # a failed one runs nothing
             reason = f"listened on port {record.port} of service {record.id}: stopped (each port is its service's)"
@@ -206,20 +220,6 @@ class Controller:
                 await self.act(other, self.policies[other.id], action)
         for user, uid, gid in {(r.user, r.uid, r.gid) for r in found}:  # and what left its process group
             await asyncio.to_thread(leftovers.end_squatter, self.settings, user, uid, gid)
-
-    def stop_container(self, service_id: str) -> None:
-        """An essential service gave up: leave status 1 for the parent and ask it to stop everything."""
-        log.error("service %s is essential and gave up: stopping the container (status 1)", service_id)
-        try:
-            (self.settings.runtime_dir / "exit-status").write_text(f"1 {service_id}\n")
-            import psutil
-
-            parent = psutil.Process(os.getppid()).ppid()  # supervisord's parent: engine/parent.py
-            os.kill(parent if parent > 1 else os.getppid(), signal.SIGTERM)
-        except (OSError, Exception) as exc:
-            log.error("cannot signal the runtime's parent (%s); shutting supervisord down", exc)
-            with contextlib.suppress(Exception):
-                self.supervisor.call("supervisor.shutdown")
 
     # ------------------------------------------------------------ probes
 
@@ -239,14 +239,8 @@ class Controller:
             log.error("task runner: %r", exc)
 
     def due_probes(self, now: float) -> list[str]:
-        due = []
-        for service_id, policy in self.policies.items():
-            run = self.runs.get(service_id)
-            if (policy.probe is None or run is None or run.phase != RUNNING or service_id in self.probing
-                    or self.next_probe.get(service_id, 0) > now):
-                continue
-            due.append(service_id)
-        return due
+        return [i for i, policy in self.policies.items() if policy.probe is not None and i not in self.probing
+                and (run := self.runs.get(i)) is not None and run.phase == RUNNING and self.next_probe.get(i, 0) <= now]
 
     async def probe_one(self, service_id: str) -> None:
         self.probing.add(service_id)
@@ -345,6 +339,7 @@ class Controller:
         next_sample = 0.0
         while not self.stopping.is_set():
             await self.supervise_once()
+            await self.guard_ports()
             await self.step_tasks()
             now = time.time()
             for service_id in self.due_probes(now):

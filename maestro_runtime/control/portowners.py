@@ -4,7 +4,8 @@ Services share the container's network namespace, and a port is anyone's who bin
 while a service is down (a crash, a restart, the boot's order) another service can bind its
 port and answer its clients, and the service then cannot start again. Nothing here can refuse
 that bind (no network namespace per service; a cgroup bind hook needs cgroup v2 and BPF), so
-the controller looks before each restart (``Controller.evict_squatters``) and stops the squatter.
+the controller looks while a service is down and before it starts again (``Controller.guard_ports``,
+``evict_squatters``) and stops the squatter.
 """
 
 from __future__ import annotations
@@ -20,34 +21,37 @@ LISTEN = "0A"  # TCP_LISTEN in the tables' ``st`` column
 READ_LIMIT = 8 << 20  # ~50,000 sockets: a service opening more only hides itself, never stalls us
 
 
-def listener_uids(table: str, port: int) -> set[int]:
-    """The uids of the sockets listening on ``port`` in one table (its header line skipped).
-
-    A line: ``sl local_address rem_address st tx:rx tr:when retrnsmt uid timeout inode ...``,
+def listener_uids(table: str, ports: set[int]) -> dict[int, set[int]]:
+    """For each of ``ports`` with a listening socket in one table (its header line skipped), the
+    sockets' uids. A line: ``sl local_address rem_address st tx:rx tr:when retrnsmt uid ...``,
     the address as ``HEXADDR:HEXPORT``."""
-    uids = set()
+    held: dict[int, set[int]] = {}
     for line in table.splitlines()[1:]:
         fields = line.split()
         if len(fields) < 8 or fields[3] != LISTEN:
             continue
         try:
-            if int(fields[1].rpartition(":")[2], 16) == port:
-                uids.add(int(fields[7]))
+            port, uid = int(fields[1].rpartition(":")[2], 16), int(fields[7])
         except ValueError:
             continue
-    return uids
+        if port in ports:
+            held.setdefault(port, set()).add(uid)
+    return held
 
 
-def listeners(port: int, proc_net: Path = Path("/proc/net")) -> set[int]:
-    """The uids listening on ``port`` over IPv4 and IPv6 in our network namespace."""
-    uids: set[int] = set()
+def listeners(ports: set[int], proc_net: Path = Path("/proc/net")) -> dict[int, set[int]]:
+    """The uids listening on each of ``ports`` over IPv4 and IPv6 in our network namespace: one
+    read of each table however many ports are asked about."""
+    held: dict[int, set[int]] = {}
     for name in ("tcp", "tcp6"):
         try:
             with (proc_net / name).open("rb") as table:
-                uids |= listener_uids(table.read(READ_LIMIT).decode("ascii", "replace"), port)
+                found = listener_uids(table.read(READ_LIMIT).decode("ascii", "replace"), ports)
         except OSError:  # no IPv6 in this kernel or namespace
             continue
-    return uids
+        for port, uids in found.items():
+            held.setdefault(port, set()).update(uids)
+    return held
 
 
 def squatters(records: Iterable[ServiceRecord], owner: ServiceRecord,

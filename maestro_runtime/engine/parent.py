@@ -13,6 +13,7 @@ also reaps any orphan it inherits and exits with supervisord's status.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import signal
 import sys
@@ -96,6 +97,23 @@ def main() -> None:
             end_descendants(grace=2.0)
             code = os.waitstatus_to_exitcode(status) if os.WIFEXITED(status) else 128 + os.WTERMSIG(status)
             sys.exit(forced_status(verdict) or code)
+
+
+def request_stop(verdict: Path, service_id: str, supervisor) -> None:
+    """The controller's side of the verdict: an essential service gave up, so status 1 is left in
+    ``verdict`` for :func:`forced_status` and this parent (supervisord's) is asked to stop everything."""
+    log = logging.getLogger("maestro")  # the controller's logging, set up by its main()
+    log.error("service %s is essential and gave up: stopping the container (status 1)", service_id)
+    try:
+        verdict.write_text(f"1 {service_id}\n")
+        import psutil
+
+        ours = psutil.Process(os.getppid()).ppid()  # the caller is supervisord's child; we are its parent
+        os.kill(ours if ours > 1 else os.getppid(), signal.SIGTERM)
+    except Exception as exc:  # the file, the process table or the signal: supervisord still stops
+        log.error("cannot signal the runtime's parent (%s); shutting supervisord down", exc)
+        with contextlib.suppress(Exception):
+            supervisor.call("supervisor.shutdown")
 
 
 def forced_status(path: Path | None) -> int:

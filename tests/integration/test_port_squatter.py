@@ -81,3 +81,21 @@ def test_a_service_on_another_services_port_is_stopped_before_the_owner_restarts
         assert _answer(port) == "ok"
     finally:
         hook.close()
+
+
+def test_a_squatter_is_stopped_while_the_owner_stays_down(maestro):
+    # An owner that is not restarted (restart: never, or given up, or stopped) left its port to the
+    # squatter for good: it is now stopped at the tick that sees it, and the port stays free.
+    port = int(maestro.env["MAESTRO_PORT_RANGE"].split("-")[0]) + 50
+    spec = services_file(maestro, [
+        {"name": "owner", "cmd": "python3 -m http.server $PORT", "port": port, "restart": "never"},
+        {"name": "squatter", "cmd": "python3 app.py", "app": SQUATTER, "env": {"TARGET": str(port)}},
+    ])
+    maestro.boot(MAESTRO_SERVICES_FILE=str(spec))
+    owner = maestro.wait_running(["owner", "squatter"])["owner"]
+    wait_for(lambda: _answer(port) == "ok", 20, what="the owner's page")
+    os.kill(owner["pid"], signal.SIGKILL)
+    rows = wait_for(lambda: (s := maestro.services())["squatter"]["status"] == "FATAL" and s, 20,
+                    what="the squatter stopped")
+    assert rows["owner"]["status"] == "EXITED" and "of service owner" in rows["squatter"]["error"]
+    assert _answer(port) is None  # nobody answers for the owner now

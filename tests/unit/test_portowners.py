@@ -21,23 +21,26 @@ TABLE = HEADER + (
     "   4: 0100007F:ZZZZ 00000000:0000 0A 00000000:00000000 00:00000000 00000000  1004        0 4 1 0\n")
 
 
-def test_listener_uids_reads_only_listening_sockets_of_the_port():
-    assert listener_uids(TABLE, 8080) == {1001}  # 0x1F90; the established socket of uid 1002 is no listener
-    assert listener_uids(TABLE, 8081) == {1003}
-    assert listener_uids(TABLE, 9) == set()
-    assert listener_uids("", 8080) == set()
+def test_listener_uids_reads_only_listening_sockets_of_the_ports():
+    # 0x1F90 = 8080: the established socket of uid 1002 is no listener; 8081 is another port
+    assert listener_uids(TABLE, {8080}) == {8080: {1001}}
+    assert listener_uids(TABLE, {8080, 8081, 9}) == {8080: {1001}, 8081: {1003}}
+    assert listener_uids(TABLE, {9}) == {}
+    assert listener_uids("", {8080}) == {}
     v6 = HEADER + ("   0: 00000000000000000000000000000000:1F90 00000000000000000000000000000000:0000 0A "
                    "00000000:00000000 00:00000000 00000000  1005        0 5 1 0\n")
-    assert listener_uids(v6, 8080) == {1005}
+    assert listener_uids(v6, {8080}) == {8080: {1005}}
 
 
-def test_listeners_sees_a_real_listening_socket_and_its_user():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-        assert listeners(port) == set()  # bound, not listening
-        sock.listen()
-        assert listeners(port) == {0}  # this test runs as root
+def test_listeners_sees_real_listening_sockets_and_their_user():
+    with socket.socket() as four, socket.socket(socket.AF_INET6) as six:
+        four.bind(("127.0.0.1", 0))
+        six.bind(("::1", 0))
+        ports = {four.getsockname()[1], six.getsockname()[1]}
+        assert listeners(ports) == {}  # bound, not listening
+        four.listen()
+        six.listen()
+        assert listeners(ports) == {port: {0} for port in ports}  # this test runs as root
 
 
 def test_squatters_are_every_program_of_another_user_and_strangers_are_named():
