@@ -207,7 +207,11 @@ class Controller:
         found, strangers = squatters(self.records.values(), record, holders)
         if strangers and at_start:  # root's own program, say: named at each start, not at each tick
             log.warning("service %s: port %d is held by uid %s (no service)", record.id, record.port, sorted(strangers))
-        for other in (r for r in found if r.id in self.policies):  # a failed one runs nothing
+        # Not one that failed (it runs nothing), nor one stopped already: what still holds the port
+        # is what end_squatter could not end (a shared account), and each tick would only say it again.
+        found = [r for r in found if r.id in self.policies and not (
+            self.runs[r.id].phase == FATAL and ((self.processes or {}).get(r.id) or {}).get("statename") in IDLE)]
+        for other in found:
             reason = f"listened on port {record.port} of service {record.id}: stopped (each port is its service's)"
             new, actions = supervision.squatted(self.policies[other.id], self.runs[other.id], time.time(), reason)
             self.save(other.id, new)  # before the stop: a STOPPED seen meanwhile is no operator's stop

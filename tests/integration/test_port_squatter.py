@@ -6,6 +6,7 @@ from __future__ import annotations
 import http.client
 import os
 import signal
+import time
 
 import pytest
 
@@ -99,3 +100,26 @@ def test_a_squatter_is_stopped_while_the_owner_stays_down(maestro):
                     what="the squatter stopped")
     assert rows["owner"]["status"] == "EXITED" and "of service owner" in rows["squatter"]["error"]
     assert _answer(port) is None  # nobody answers for the owner now
+
+
+def test_a_squatter_that_cannot_be_ended_is_said_once(maestro):
+    # Its account is shared with another service (the operator's `user:`): the port's owner can only be
+    # told by uid, so both are stopped, but the escaped listener is left alone (ending every process of
+    # a shared user is for remove-service). Each is said once, not at every tick.
+    port = int(maestro.env["MAESTRO_PORT_RANGE"].split("-")[0]) + 50
+    spec = services_file(maestro, [
+        {"name": "owner", "cmd": "python3 -m http.server $PORT", "port": port, "restart": "never"},
+        {"name": "squatter", "cmd": "python3 app.py", "app": SQUATTER, "user": "svc_shared",
+         "env": {"TARGET": str(port), "ESCAPE": "1"}},
+        {"name": "buddy", "cmd": "python3 -m http.server $PORT", "user": "svc_shared"},
+    ])
+    maestro.boot(MAESTRO_SERVICES_FILE=str(spec))
+    owner = maestro.wait_running(["owner", "squatter", "buddy"])["owner"]
+    wait_for(lambda: _answer(port) == "ok", 20, what="the owner's page")
+    os.kill(owner["pid"], signal.SIGKILL)
+    wait_for(lambda: maestro.services()["squatter"]["status"] == "FATAL", 20, what="the squatter stopped")
+    time.sleep(4)  # 4-8 controller ticks with the port still held by the escaped listener
+    log = maestro.log()
+    assert log.count("service squatter: port taken:") == 1 and log.count("service buddy: port taken:") == 1, log
+    assert maestro.services()["buddy"]["status"] == "FATAL"
+    assert _answer(port) == "impostor"  # the escaped listener of the shared account: named, not ended
