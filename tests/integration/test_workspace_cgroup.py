@@ -1,0 +1,106 @@
+"""git reading a branch workspace runs what the checkout's config names (a clean filter during
+``git status``): that must count against the service's own cgroup limits, not run beside root
+in the caller's cgroup (the operator's CLI, the controller). Real boot: real supervisord, real
+git, real users, real cgroups (skipped where no memory controller is writable).
+
+The service (memory: 64M) plants a clean filter on its own VERSION file. When git looks inside
+that file, the filter writes down its cgroups and tries to allocate 128 MiB: in the service's
+cgroup the kernel kills it (git then hashes the file as it is: unchanged); outside, the
+allocation succeeds and the filter says so through the content it hands back (``changed`` 1)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+from fixtures.gitrepos import git, make_repo
+
+from maestro_runtime.sandbox import cgroups
+
+from .conftest import wait_for
+
+pytestmark = pytest.mark.integration
+
+PLANT = r"""#!/bin/sh
+# As the agent: a clean filter on VERSION in its own checkout's config.
+set -eu
+cat > .git/probe.sh <<'EOF'
+#!/bin/sh
+content=$(cat)
+cat /proc/self/cgroup > .git/probe-cgroup 2>/dev/null || true
+if python3 -c 'b = b"x" * (128 << 20)' 2>/dev/null; then
+  echo allocated > .git/probe-allocated 2>/dev/null || true
+  echo escaped
+else
+  printf '%s\n' "$content"
+fi
+EOF
+chmod +x .git/probe.sh
+git config filter.probe.clean "$PWD/.git/probe.sh"
+mkdir -p .git/info
+echo 'VERSION filter=probe' > .git/info/attributes
+touch -d @1000000000 VERSION
+touch .git/planted
+exec sleep 600
+"""
+
+
+def _memory_cgroup_writable() -> bool:
+    layout = cgroups.detect()
+    return layout.mechanism("memory") in ("cgroup-v1", "cgroup-v2")
+
+
+def _repo(root: Path):
+    repo = make_repo(root / "git")
+    work = root / "git" / "work"
+    git("checkout", "--quiet", "-b", "agent", "main", cwd=work)
+    (work / "plant.sh").write_text(PLANT)
+    git("add", ".", cwd=work)
+    git("commit", "--quiet", "-m", "plant", cwd=work)
+    git("push", "--quiet", str(repo.bare), "agent", cwd=work)
+    return repo
+
+
+def _boot(maestro, **env: str) -> tuple[dict, Path]:
+    repo = _repo(maestro.root)
+    services = maestro.root / "services.yaml"
+    services.write_text(f"""
+- {{name: agent, repo: {repo.bare}, ref: agent, workspace: true, memory: 64M, cmd: "sh plant.sh", port: 0}}
+""")
+    maestro.boot(MAESTRO_SERVICES_FILE=str(services), **env)
+    entry = wait_for(lambda: (s := maestro.services().get("agent")) and s.get("pid") and s, 60,
+                     what="agent running")
+    checkout = Path(entry["directory"])
+    wait_for(lambda: (checkout / ".git" / "planted").exists(), 30, what="the filter planted")
+    return entry, checkout
+
+
+def _git_info(maestro) -> dict:
+    return {s["name"]: s for s in json.loads(maestro.run("list-services", "--json").stdout)}["agent"]["git"]
+
+
+@pytest.mark.skipif(not _memory_cgroup_writable(), reason="no writable memory cgroup controller")
+def test_a_filter_run_by_list_services_counts_against_the_services_cgroup(maestro):
+    entry, checkout = _boot(maestro)
+    info = _git_info(maestro)
+    seen = (checkout / ".git" / "probe-cgroup")
+    assert seen.exists(), f"git status never ran the filter (the test proves nothing): {info}"
+    own = Path(f"/proc/{entry['pid']}/cgroup").read_text()
+    assert seen.read_text() == own, f"the filter ran in\n{seen.read_text()}\nthe service runs in\n{own}"
+    assert not (checkout / ".git" / "probe-allocated").exists(), "128 MiB allocated past the service's 64M"
+    assert info["changed"] == 0, info
+
+
+@pytest.mark.skipif(not _memory_cgroup_writable(), reason="no writable memory cgroup controller")
+@pytest.mark.skipif(not os.path.exists("/usr/bin/bwrap"), reason="needs bubblewrap")
+def test_in_the_sandbox_a_filter_still_counts_against_the_services_memory(maestro):
+    """Sandboxed, git reads in a bubblewrap jail with the checkout read-only (the filter cannot
+    write): whether it escaped the limit shows in the content it hands back."""
+    _, checkout = _boot(maestro, MAESTRO_SANDBOX_MODE="require")
+    info = _git_info(maestro)
+    assert info is not None and "error" not in info, info
+    assert info["changed"] == 0, f"the filter allocated 128 MiB past the service's 64M: {info}"
+    # remove-service --purge reads the checkout first (unsaved work) through the same path.
+    maestro.run("remove-service", "agent", "--purge", "--yes", check=False)
