@@ -3,10 +3,12 @@
 in the caller's cgroup (the operator's CLI, the controller). Real boot: real supervisord, real
 git, real users, real cgroups (skipped where no memory controller is writable).
 
-The service (memory: 64M) plants a clean filter on its own VERSION file. When git looks inside
-that file, the filter writes down its cgroups and tries to allocate 128 MiB: in the service's
-cgroup the kernel kills it (git then hashes the file as it is: unchanged); outside, the
-allocation succeeds and the filter says so through the content it hands back (``changed`` 1)."""
+The service (memory: 64M) plants a clean filter on its own files and changes their stat, so
+git status must look inside them. On index.html the filter hands back other content (so
+``changed`` counts 1: the filter ran); on VERSION it writes down its cgroups and tries to
+allocate 128 MiB: in the service's cgroup the kernel kills it (git then hashes the file as it
+is: unchanged); outside, the allocation succeeds and the filter says so through the content it
+hands back (``changed`` 2). That channel works inside the read-only jail too."""
 
 from __future__ import annotations
 
@@ -24,11 +26,12 @@ from .conftest import wait_for
 pytestmark = pytest.mark.integration
 
 PLANT = r"""#!/bin/sh
-# As the agent: a clean filter on VERSION in its own checkout's config.
+# As the agent: a clean filter on its files, in its own checkout's config.
 set -eu
-cat > .git/probe.sh <<'EOF'
+cat > .git/probe.sh <<'END'
 #!/bin/sh
 content=$(cat)
+if [ "$1" != VERSION ]; then echo "the filter ran"; exit 0; fi
 cat /proc/self/cgroup > .git/probe-cgroup 2>/dev/null || true
 if python3 -c 'b = b"x" * (128 << 20)' 2>/dev/null; then
   echo allocated > .git/probe-allocated 2>/dev/null || true
@@ -36,20 +39,22 @@ if python3 -c 'b = b"x" * (128 << 20)' 2>/dev/null; then
 else
   printf '%s\n' "$content"
 fi
-EOF
+END
 chmod +x .git/probe.sh
-git config filter.probe.clean "$PWD/.git/probe.sh"
+git config filter.probe.clean "$PWD/.git/probe.sh %f"
 mkdir -p .git/info
-echo 'VERSION filter=probe' > .git/info/attributes
-touch -d @1000000000 VERSION
+printf 'VERSION filter=probe\nindex.html filter=probe\n' > .git/info/attributes
+touch -d @1000000000 VERSION index.html
 touch .git/planted
 exec sleep 600
 """
 
 
 def _memory_cgroup_writable() -> bool:
-    layout = cgroups.detect()
-    return layout.mechanism("memory") in ("cgroup-v1", "cgroup-v2")
+    return cgroups.detect().mechanism("memory") in ("cgroup-v1", "cgroup-v2")
+
+
+needs_memory_cgroup = pytest.mark.skipif(not _memory_cgroup_writable(), reason="no writable memory cgroup controller")
 
 
 def _repo(root: Path):
@@ -81,26 +86,27 @@ def _git_info(maestro) -> dict:
     return {s["name"]: s for s in json.loads(maestro.run("list-services", "--json").stdout)}["agent"]["git"]
 
 
-@pytest.mark.skipif(not _memory_cgroup_writable(), reason="no writable memory cgroup controller")
+@needs_memory_cgroup
 def test_a_filter_run_by_list_services_counts_against_the_services_cgroup(maestro):
     entry, checkout = _boot(maestro)
     info = _git_info(maestro)
-    seen = (checkout / ".git" / "probe-cgroup")
-    assert seen.exists(), f"git status never ran the filter (the test proves nothing): {info}"
+    seen = checkout / ".git" / "probe-cgroup"
+    assert seen.exists(), f"git status never ran the filter on VERSION (the test proves nothing): {info}"
     own = Path(f"/proc/{entry['pid']}/cgroup").read_text()
     assert seen.read_text() == own, f"the filter ran in\n{seen.read_text()}\nthe service runs in\n{own}"
     assert not (checkout / ".git" / "probe-allocated").exists(), "128 MiB allocated past the service's 64M"
-    assert info["changed"] == 0, info
+    assert info["changed"] == 1, info
 
 
-@pytest.mark.skipif(not _memory_cgroup_writable(), reason="no writable memory cgroup controller")
+@needs_memory_cgroup
 @pytest.mark.skipif(not os.path.exists("/usr/bin/bwrap"), reason="needs bubblewrap")
 def test_in_the_sandbox_a_filter_still_counts_against_the_services_memory(maestro):
     """Sandboxed, git reads in a bubblewrap jail with the checkout read-only (the filter cannot
     write): whether it escaped the limit shows in the content it hands back."""
-    _, checkout = _boot(maestro, MAESTRO_SANDBOX_MODE="require")
+    _boot(maestro, MAESTRO_SANDBOX_MODE="require")
     info = _git_info(maestro)
     assert info is not None and "error" not in info, info
-    assert info["changed"] == 0, f"the filter allocated 128 MiB past the service's 64M: {info}"
-    # remove-service --purge reads the checkout first (unsaved work) through the same path.
-    maestro.run("remove-service", "agent", "--purge", "--yes", check=False)
+    assert info["changed"] == 1, f"the filter allocated 128 MiB past the service's 64M (2), or never ran (0): {info}"
+    # remove-service --purge asks first, naming the checkout's unsaved work: read the same way.
+    asked = maestro.run("remove-service", "agent", "--purge", input="n\n", check=False)
+    assert "1 changed file(s) not committed" in asked.stdout + asked.stderr, asked
