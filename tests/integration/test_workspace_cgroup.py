@@ -110,3 +110,94 @@ def test_in_the_sandbox_a_filter_still_counts_against_the_services_memory(maestr
     # remove-service --purge asks first, naming the checkout's unsaved work: read the same way.
     asked = maestro.run("remove-service", "agent", "--purge", input="n\n", check=False)
     assert "1 changed file(s) not committed" in asked.stdout + asked.stderr, asked
+
+
+FILTER = """#!/bin/sh
+content=$(cat)
+cat /proc/self/cgroup > {out}/cgroup
+if python3 -c 'b = b"x" * (128 << 20)'; then echo allocated > {out}/allocated; fi
+printf '%s\\n' "$content"
+"""
+
+
+@pytest.fixture
+def planted():
+    """A workspace (as the runtime makes it) whose user planted a filter; its user; the filter's out folder."""
+    import pwd
+    import shutil
+    import subprocess
+    import tempfile
+    import uuid
+
+    from .test_workspace_jail import _checkout
+
+    place = Path(tempfile.mkdtemp(prefix="mtcg-"))
+    place.chmod(0o755)
+    name = f"mtcg{uuid.uuid4().hex[:6]}"
+    subprocess.run(["useradd", "--system", "--user-group", "--no-create-home", "--home-dir", str(place / "home"),
+                    "--shell", "/usr/sbin/nologin", name], check=True)
+    checkout = _checkout(place)
+    out = place / "out"
+    out.mkdir(mode=0o777)
+    out.chmod(0o777)
+    script = checkout / ".git" / "probe.sh"
+    script.write_text(FILTER.format(out=out))
+    script.chmod(0o755)
+    with open(checkout / ".git" / "config", "a") as config:
+        config.write(f'[filter "x"]\n\tclean = {script}\n')
+    (checkout / ".git" / "info").mkdir(exist_ok=True)
+    (checkout / ".git" / "info" / "attributes").write_text("VERSION filter=x\n")
+    os.utime(checkout / "VERSION", (1e9, 1e9))
+    subprocess.run(["chown", "-R", f"{name}:{name}", str(checkout)], check=True)
+    yield checkout, pwd.getpwnam(name), out
+    subprocess.run(["userdel", name], check=False)
+    shutil.rmtree(place, ignore_errors=True)
+
+
+def _groups_of(cgroup_text: str) -> set[str]:
+    return {line.split(":", 2)[2] for line in cgroup_text.splitlines() if line.split(":", 2)[2] != "/"}
+
+
+@needs_memory_cgroup
+def test_where_the_services_groups_are_gone_a_read_gets_a_group_of_its_own_with_its_limits(planted):
+    """A service whose groups are not there (removed with it, or never made): its checkout is
+    read in a group made for that read, with the service's limits, and removed after it."""
+    from maestro_runtime.settings import Settings
+    from maestro_runtime.state.records import RecordStore, ServiceRecord
+    from maestro_runtime.tasks import workspace as ws
+
+    checkout, user, out = planted
+    state = checkout.parent.parent / "state"
+    settings = Settings.from_env({"MAESTRO_RUNTIME_DIR": str(state.parent / "run"), "MAESTRO_STATE_DIR": str(state),
+                                  "MAESTRO_FIREWALL_DISABLE": "1", "MAESTRO_SANDBOX_MODE": "off"})
+    record = ServiceRecord(id=f"gone-{user.pw_name}", name="agent", kind="file", origin="test", source="test",
+                           directory=str(checkout), user=user.pw_name, port=0, uid=user.pw_uid, gid=user.pw_gid,
+                           limits={"memory": "64M"})
+    RecordStore(settings.records_dir).save(record)
+    layout = cgroups.detect()
+    assert not any(folder.exists() for folder in cgroups.service_dirs(layout, record.id))
+
+    status = ws.status(user.pw_uid, user.pw_gid, "/nonexistent", str(checkout), None, jail=ws.sandbox_jail(settings))
+    assert status is not None and status.changed == 0, status
+    groups = _groups_of((out / "cgroup").read_text())
+    assert groups and all(g.startswith("/maestro/git-") for g in groups), groups
+    assert not (out / "allocated").exists(), "128 MiB allocated past the service's 64M"
+    read_group = {g.rsplit("/", 1)[1] for g in groups}
+    assert not any(folder.exists() for name in read_group for folder in cgroups.service_dirs(layout, name)), \
+        "the read's group outlived it"
+    assert not any(folder.exists() for folder in cgroups.service_dirs(layout, record.id)), "the service's group remade"
+
+
+@needs_memory_cgroup
+def test_a_checkout_no_service_owns_is_read_in_a_group_of_its_own(planted):
+    from maestro_runtime.settings import Settings
+    from maestro_runtime.tasks import workspace as ws
+
+    checkout, user, out = planted
+    state = checkout.parent.parent / "state"
+    settings = Settings.from_env({"MAESTRO_RUNTIME_DIR": str(state.parent / "run"), "MAESTRO_STATE_DIR": str(state),
+                                  "MAESTRO_FIREWALL_DISABLE": "1", "MAESTRO_SANDBOX_MODE": "off"})
+    assert ws.git_as(user.pw_uid, user.pw_gid, "/nonexistent", str(checkout), ["status", "--porcelain"],
+                     ws.sandbox_jail(settings)) is not None
+    groups = _groups_of((out / "cgroup").read_text())
+    assert groups and all(g.startswith("/maestro/git-") for g in groups), groups
