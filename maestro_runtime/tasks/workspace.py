@@ -33,7 +33,7 @@ changed, in the checkout or in a populated submodule's own checkout), which stat
 tell a filtered file's change (git-lfs); ``core.fsmonitor``, hooks (``post-index-change``),
 ``log.showSignature``'s ``gpg.program`` and transports are switched off below; external diff,
 textconv, pagers, editors, credential helpers are never reached by these commands
-(tests/integration/test_workspace_cgroup.py runs them all).
+(tests/integration/test_workspace_git_commands.py sets them all).
 """
 
 from __future__ import annotations
