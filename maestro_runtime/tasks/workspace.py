@@ -22,16 +22,30 @@ service's config, and some of it runs commands (a ``filter.*.clean`` on a racy f
 ``status``, a promisor remote's ``uploadpack`` on a missing object): so, when services are
 sandboxed, it runs in a bubblewrap jail of its own (:func:`sandbox_jail`: no network, a read-only
 view of the checkout, killed with its pid namespace on a timeout), never beside root, outside
-the service's sandbox, network policy and lifetime.
+the service's sandbox, network policy and lifetime. Whether sandboxed or not, that git also runs in
+the service's own cgroups (:func:`sandbox_jail`: joined before exec, as its launch joins them),
+so what the config starts counts against the service's memory, pids and CPU limits, never
+against its caller's (the controller, the operator's CLI).
+
+Which of the config's commands git reaches in these reads (rev-parse, status --porcelain,
+rev-list, log -1 --format): only ``filter.<driver>.clean``/``.process`` (a file whose stat
+changed, in the checkout or in a populated submodule's own checkout), which status needs to
+tell a filtered file's change (git-lfs); ``core.fsmonitor``, hooks (``post-index-change``),
+``log.showSignature``'s ``gpg.program`` and transports are switched off below; external diff,
+textconv, pagers, editors, credential helpers are never reached by these commands
+(tests/integration/test_workspace_git_commands.py sets them all).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import itertools
 import os
 import subprocess
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -43,11 +57,23 @@ from maestro_runtime.sources.redact import redact
 
 SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 GIT_TIMEOUT = 10.0  # reading a checkout's status: a hostile repository must not stall list-services or the runner
-Jail = Callable[[str], Sequence[str]]  # a checkout's folder -> the argv that confines git reading it ("--" last)
 
 
-def no_jail(directory: str) -> Sequence[str]:
-    return ()
+@dataclass(frozen=True)
+class Confinement:
+    """Where git reading one checkout runs: the cgroup.procs files its child joins before exec
+    (the service's), and the argv before the privilege drop (the jail, rlimit fallbacks; "--" last)."""
+
+    procs: tuple[str, ...] = ()
+    argv: tuple[str, ...] = ()
+
+
+Jail = Callable[[str], AbstractContextManager[Confinement]]  # a checkout's folder -> its confinement, while held
+
+
+@contextlib.contextmanager
+def no_jail(directory: str) -> Iterator[Confinement]:
+    yield Confinement()
 
 
 class WorkspaceError(Exception):
@@ -193,15 +219,21 @@ class GitStatus:
     head: str
 
 
+_ONE_SHOT = itertools.count()  # names of the groups made for one read (see _groups)
+
+
 def sandbox_jail(settings) -> Jail:
-    """The jail git reads a checkout in, as its services are confined: none when services run
-    unsandboxed (the service is then no better confined than the git reading it)."""
+    """How git reads a checkout as its services are confined: in the cgroups of the service whose
+    folder it is (:func:`_groups`), and in a bubblewrap jail when services are sandboxed (none
+    when they run unsandboxed: the service is then no better confined than the git reading it)."""
     from maestro_runtime.sandbox.bwrap import Shape, bwrap_argv, system_view
     from maestro_runtime.sandbox.policy import SandboxError, SandboxPolicy
+    from maestro_runtime.state.records import RecordStore
 
     policy = SandboxPolicy.from_settings(settings)
+    store = RecordStore(settings.records_dir)
 
-    def jail(directory: str) -> Sequence[str]:
+    def bwrap(directory: str) -> tuple[str, ...]:
         try:
             on, _ = policy.sandboxed()
         except SandboxError:  # require mode without bubblewrap: no service runs, nothing to read
@@ -212,21 +244,54 @@ def sandbox_jail(settings) -> Jail:
         # own pid namespace: whatever the service's config starts ends with it.
         shape = Shape(writable=(), readonly=(directory,), unshare_net=True, new_session=True,
                       private_proc=policy.probe().private_proc)
-        return bwrap_argv(policy.config.bwrap, system_view(policy.config), shape)
+        return tuple(bwrap_argv(policy.config.bwrap, system_view(policy.config), shape))
+
+    @contextlib.contextmanager
+    def jail(directory: str) -> Iterator[Confinement]:
+        record = next((r for r in store.all() if r.directory == directory), None)
+        with _groups(policy, record) as (procs, prlimit):
+            yield Confinement(procs, (*bwrap(directory), *prlimit))
 
     return jail
 
 
+@contextlib.contextmanager
+def _groups(policy, record) -> Iterator[tuple[tuple[str, ...], tuple[str, ...]]]:
+    """(cgroup.procs files, prlimit argv) for git reading ``record``'s checkout: the service's own
+    groups, as its launch joins them (sandbox/cgroups.py), so its limits hold for it and all it
+    runs together. Where they are not there (not made yet, or removed with the service: never
+    made again from here), a group for this one read with the service's limits, as a build step
+    gets (no record: the defaults), removed after it."""
+    from maestro_runtime.sandbox import cgroups
+
+    layout = policy.layout()
+    limits = policy.config.limits
+    if record is not None:
+        with contextlib.suppress(ValueError):  # limits provisioning refused: the defaults
+            limits = cgroups.resolve_limits(limits, record.limits)
+        own = cgroups.plan_groups(layout, record.id, limits)
+        if all(group.folder.is_dir() for group in own.dirs):
+            yield own.procs, own.prlimit
+            return
+    name = f"git-{os.getpid()}-{next(_ONE_SHOT)}"
+    prepared = cgroups.prepare(layout, name, limits)
+    try:
+        yield prepared.procs, prepared.prlimit
+    finally:
+        cgroups.remove(layout, name)
+
+
 def git_as(uid: int, gid: int, home: str, directory: str, argv: list[str], jail: Jail = no_jail) -> str | None:
     """Run git as the entry's user in its workspace: its own config then only affects itself,
-    and the commands that config names run in ``jail`` (see the module's doc). None: it failed."""
+    and the commands that config names run confined by ``jail`` (see the module's doc). None: it failed."""
     try:
-        return _git_as(uid, gid, home, directory, argv, jail)
+        with jail(directory) as confined:
+            return _git_as(uid, gid, home, directory, argv, confined)
     except GitTimedOut:
         return None
 
 
-def _git_as(uid: int, gid: int, home: str, directory: str, argv: list[str], jail: Jail) -> str | None:
+def _git_as(uid: int, gid: int, home: str, directory: str, argv: list[str], confined: Confinement) -> str | None:
     """:func:`git_as`, raising GitTimedOut when git ran out of time."""
     env = {"PATH": SYSTEM_PATH, "HOME": home or "/nonexistent", "LC_ALL": "C", "GIT_CONFIG_NOSYSTEM": "1",
            "GIT_TERMINAL_PROMPT": "0", "GIT_OPTIONAL_LOCKS": "0",
@@ -235,23 +300,35 @@ def _git_as(uid: int, gid: int, home: str, directory: str, argv: list[str], jail
            "GIT_ALLOW_PROTOCOL": ""}
     prefix: list[str] = []
     hardening = ["-c", "core.fsmonitor=false", "-c", "core.hooksPath=/dev/null", "-c", "log.showSignature=false"]
+    procs: tuple[str, ...] = ()
     if os.geteuid() == 0:
         from maestro_runtime.engine.launch import drop_privileges_argv
 
-        # As the entry runs: its user, or in degraded mode root without a capability (the
-        # runtime's own would otherwise reach whatever the checkout's config makes git run).
-        prefix = [*jail(directory), *drop_privileges_argv(uid, gid)]
+        # As the entry runs: its cgroups and user, or in degraded mode root without a capability
+        # (the runtime's own would otherwise reach whatever the checkout's config makes git run).
+        prefix = [*confined.argv, *drop_privileges_argv(uid, gid)]
+        procs = confined.procs
     if os.geteuid() != 0 or uid == 0:  # degraded mode (the entry runs as root too) or tests as a normal user
         hardening += ["-c", f"safe.directory={directory}"]
         env["GIT_CONFIG_GLOBAL"] = "/dev/null"
     try:
+        # The child joins the service's cgroups before exec, as sandbox/runner.py's commands do:
+        # everything git starts is then counted there. A group it cannot join fails the read.
         proc = subprocess.run([*prefix, "git", *hardening, "-C", directory, *argv], env=env, capture_output=True,
-                              text=True, timeout=GIT_TIMEOUT)
-    except OSError:
-        return None
+                              text=True, timeout=GIT_TIMEOUT, preexec_fn=_joining(procs))
     except subprocess.TimeoutExpired:
         raise GitTimedOut(f"git {argv[0]} in {directory} timed out after {GIT_TIMEOUT:.0f}s") from None
+    except (OSError, subprocess.SubprocessError):
+        return None
     return proc.stdout if proc.returncode == 0 else None
+
+
+def _joining(procs: tuple[str, ...]) -> Callable[[], None] | None:
+    if not procs:
+        return None
+    from maestro_runtime.sandbox import cgroups
+
+    return lambda: cgroups.join(procs)
 
 
 def status(uid: int, gid: int, home: str, directory: str, upstream: str | None, *,
@@ -260,15 +337,16 @@ def status(uid: int, gid: int, home: str, directory: str, upstream: str | None, 
     count what upstream gained that the checkout has not fetched. None: unreadable, or one
     read ran out of time (the rest would too: a hostile checkout costs one GIT_TIMEOUT, not five)."""
     try:
-        return _status(uid, gid, home, directory, upstream, store, base, jail)
+        with jail(directory) as confined:
+            return _status(uid, gid, home, directory, upstream, store, base, confined)
     except GitTimedOut:
         return None
 
 
 def _status(uid: int, gid: int, home: str, directory: str, upstream: str | None, store: Path | None,
-            base: str | None, jail: Jail) -> GitStatus | None:
+            base: str | None, confined: Confinement) -> GitStatus | None:
     def git(*argv: str) -> str | None:
-        return _git_as(uid, gid, home, directory, list(argv), jail)
+        return _git_as(uid, gid, home, directory, list(argv), confined)
 
     head = (git("rev-parse", "HEAD") or "").strip()
     if not head:
@@ -298,11 +376,14 @@ def unsaved_work(uid: int, gid: int, home: str, directory: str, jail: Jail = no_
     """What in a checkout exists nowhere else (commits on no remote-tracking branch, changed or
     new files), said in a few words; None when nothing. A checkout git cannot read counts as
     holding work: whether it does cannot be told, and the only copy must not go unasked."""
-    def git(*argv: str) -> str | None:
-        return git_as(uid, gid, home, directory, list(argv), jail)
-
-    unpushed = git("rev-list", "--count", "HEAD", "--not", "--remotes")
-    porcelain = git("status", "--porcelain", "--untracked-files=normal")
+    try:
+        with jail(directory) as confined:
+            unpushed = _git_as(uid, gid, home, directory, ["rev-list", "--count", "HEAD", "--not", "--remotes"],
+                               confined)
+            porcelain = _git_as(uid, gid, home, directory, ["status", "--porcelain", "--untracked-files=normal"],
+                                confined)
+    except GitTimedOut:
+        unpushed = porcelain = None
     if unpushed is None or porcelain is None or not unpushed.strip().isdigit():
         return "a checkout git cannot read (its work cannot be told apart)"
     parts = []
