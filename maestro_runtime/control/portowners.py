@@ -132,9 +132,11 @@ def _ephemeral(proc: Path) -> tuple[int, int]:
 
 def squatters(records: Iterable[ServiceRecord], owner: ServiceRecord,
               holders: set[int]) -> tuple[list[ServiceRecord], set[int]]:
-    """The programs of other services whose users listen on ``owner``'s port (every program of such
-    a user: its process types too), and the holders' uids that are no service's (root's own ...).
-    The owner's own user never squats, nor does a service the operator runs as that same user."""
+    """The programs of other services whose users hold ``owner``'s port (every program of such a
+    user: its process types too; its tasks, which the controller cannot stop but ends with the
+    user's processes), and the holders' uids that are no service's (root's own ...). The owner's
+    own user never squats, nor does a service the operator runs as that same user. ``records``
+    may name one id twice (the controller's services and the store's records): listed once."""
     others = holders - {owner.uid}
-    found = [r for r in records if r.uid in others and r.uid >= 0 and r.id != owner.id]
-    return found, others - {r.uid for r in found}
+    found = {r.id: r for r in records if r.uid in others and r.uid >= 0 and r.id != owner.id}
+    return list(found.values()), others - {r.uid for r in found.values()}

@@ -16,11 +16,13 @@ Repeated until ``/proc`` shows no process of the uid, or the time is up.
 
 from __future__ import annotations
 
+import logging
 import subprocess
 import time
 
 import psutil
 
+log = logging.getLogger("maestro")
 # The system's interpreter, isolated, started as root: it drops to the uid itself, then kills, and
 # never execs after the drop. (setpriv then exec failed with EAGAIN once the uid ran more processes
 # than the caller's RLIMIT_NPROC, a container run with --ulimit nproc=N: a service that forked that
@@ -67,4 +69,7 @@ def end_squatter(settings, user: str, uid: int, gid: int) -> list[int]:
     others = [r for r in RecordStore(settings.records_dir).all() if r.user == user]
     if uid <= 0 or not registry.created(user) or len(others) > 1:
         return []
-    return end_all(uid, gid)
+    left = end_all(uid, gid)
+    log.warning("user %s held another service's port: its processes ended%s", user,
+                f" but for {' '.join(map(str, left))}" if left else "")
+    return left

@@ -156,3 +156,41 @@ def test_a_service_that_binds_another_services_port_without_listening_is_stopped
     except AssertionError:
         raise AssertionError(maestro.list_json()[-1500:] + maestro.log()[-3000:]) from None
     assert f"listened on port {port} of service owner" in rows["binder"]["error"], rows["binder"]
+
+
+# A task (kind: task) squats instead: tasks belong to the task runner, not to the controller's services,
+# and the squatter search looked only among services, naming the task's uid "no service" (review16b).
+TASK_SQUATTER = (
+    "import http.server, socket, time, os\n"
+    "class H(http.server.BaseHTTPRequestHandler):\n"
+    "    def do_GET(self):\n"
+    "        self.send_response(200); self.end_headers(); self.wfile.write(b'impostor')\n"
+    "    def log_message(self, *a): pass\n"
+    "while socket.socket().connect_ex(('127.0.0.1', int(os.environ['TARGET']))):\n"
+    "    time.sleep(0.05)\n"
+    "while True:\n"
+    "    try:\n"
+    "        http.server.HTTPServer(('0.0.0.0', int(os.environ['TARGET'])), H).serve_forever()\n"
+    "    except OSError:\n"
+    "        time.sleep(0.02)\n"
+)
+
+
+def test_a_task_on_a_services_port_is_ended_before_the_owner_restarts(maestro):
+    port = int(maestro.env["MAESTRO_PORT_RANGE"].split("-")[0]) + 52
+    spec = services_file(maestro, [
+        {"name": "owner", "cmd": "python3 -m http.server $PORT", "port": port, "backoff": {"initial": "1s"}},
+        {"name": "grabber", "kind": "task", "cmd": "python3 app.py", "app": TASK_SQUATTER,
+         "env": {"TARGET": str(port)}},
+    ])
+    maestro.boot(MAESTRO_SERVICES_FILE=str(spec), MAESTRO_SANDBOX_MODE="off")
+    owner = maestro.wait_running(["owner"])["owner"]
+    wait_for(lambda: maestro.services()["grabber"]["status"] == "running", 20, what="the task running")
+    wait_for(lambda: _accepting(port), 20, what="the owner listening")
+    os.kill(owner["pid"], signal.SIGKILL)
+    try:
+        wait_for(lambda: _answer(port) == "impostor", 10, what="the task on the owner's port")
+        wait_for(lambda: _answer(port) == "ok", 20, what="the owner back on its port")
+        wait_for(lambda: maestro.services()["owner"]["status"] == "RUNNING", 20, what="owner RUNNING")
+    except AssertionError:
+        raise AssertionError(maestro.list_json()[-2500:] + maestro.log()[-3000:]) from None

@@ -108,6 +108,10 @@ def test_squatters_are_every_program_of_another_user_and_strangers_are_named():
     assert [r.id for r in found] == ["evil", "evil-worker"]  # the owner's own user never squats
     assert strangers == {0}
     assert squatters([owner, squatter], owner, {1001}) == ([], set())
+    # The controller's services, then every record (its tasks among them): each squatter once.
+    task = rec("grabber", 1003)
+    found, strangers = squatters([owner, squatter, owner, squatter, task], owner, {1002, 1003})
+    assert [r.id for r in found] == ["evil", "grabber"] and strangers == set()
 
 
 def test_a_squatter_is_fatal_with_the_reason_and_its_stop_is_no_crash_to_restart():
