@@ -204,7 +204,8 @@ class Controller:
         at_start = holders is None
         if holders is None:
             holders = (await asyncio.to_thread(listeners, {record.port})).get(record.port, set())
-        found, strangers = squatters(self.records.values(), record, holders)
+        # Tasks too (the runner's, not among self.records): a task has no policy, end_squatter ends it.
+        found, strangers = squatters([*self.records.values(), *self.records_store.all()], record, holders)
         if strangers and at_start:  # root's own program, say: named at each start, not at each tick
             log.warning("service %s: port %d is held by uid %s (no service)", record.id, record.port, sorted(strangers))
         # Not one that failed (it runs nothing), nor one stopped already: what still holds the port

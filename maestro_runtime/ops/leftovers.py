@@ -7,7 +7,7 @@ below the lowest in use, and ``userdel --prefix`` does not look for running proc
 the leftover would then run as the new service. So when the last service of an account the
 runtime made is removed, every process running as that uid is killed first.
 
-How: ``kill(-1, SIGKILL)`` sent *as that uid* (setpriv, then the system's python: procps 4's
+How: ``kill(-1, SIGKILL)`` sent *as that uid* (the system's python drops to it, then kills: procps 4's
 ``kill`` reads ``-1`` as an option). The kernel signals
 every process that uid may signal in one pass under its task list lock, so no pid is read and
 then signalled (a pid reused meanwhile is never hit) and a fork cannot slip between the reads.
@@ -16,16 +16,21 @@ Repeated until ``/proc`` shows no process of the uid, or the time is up.
 
 from __future__ import annotations
 
+import logging
 import subprocess
 import time
 
 import psutil
 
-from maestro_runtime.engine.launch import drop_privileges_argv
-
-# The system's interpreter, not the runtime's (which the service's user may not reach), isolated.
+log = logging.getLogger("maestro")
+# The system's interpreter, isolated, started as root: it drops to the uid itself, then kills, and
+# never execs after the drop. (setpriv then exec failed with EAGAIN once the uid ran more processes
+# than the caller's RLIMIT_NPROC, a container run with --ulimit nproc=N: a service that forked that
+# many was out of reach of its own kill; raising the limit needs CAP_SYS_RESOURCE, which Docker drops.)
 KILL = ("/usr/bin/python3", "-I", "-S", "-c",
-        "import os\ntry:\n    os.kill(-1, 9)\nexcept ProcessLookupError:\n    pass")
+        "import os, sys\nuid, gid = int(sys.argv[1]), int(sys.argv[2])\n"
+        "os.setgroups([])\nos.setresgid(gid, gid, gid)\nos.setresuid(uid, uid, uid)\n"
+        "try:\n    os.kill(-1, 9)\nexcept ProcessLookupError:\n    pass")
 
 
 def running_as(uid: int) -> list[int]:
@@ -48,7 +53,7 @@ def end_all(uid: int, gid: int, *, wait: float = 5.0) -> list[int]:
         if not left or time.monotonic() >= deadline:
             return left
         # As the uid itself: kill(-1) then reaches only what that uid may signal (never root's).
-        subprocess.run([*drop_privileges_argv(uid, gid), *KILL],
+        subprocess.run([*KILL, str(uid), str(gid)],
                        capture_output=True, timeout=10, check=False)
         time.sleep(0.05)
 
@@ -64,4 +69,7 @@ def end_squatter(settings, user: str, uid: int, gid: int) -> list[int]:
     others = [r for r in RecordStore(settings.records_dir).all() if r.user == user]
     if uid <= 0 or not registry.created(user) or len(others) > 1:
         return []
-    return end_all(uid, gid)
+    left = end_all(uid, gid)
+    log.warning("user %s held another service's port: its processes ended%s", user,
+                f" but for {' '.join(map(str, left))}" if left else "")
+    return left

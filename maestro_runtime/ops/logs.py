@@ -136,6 +136,9 @@ def select(lines: Iterable[str], *, last: int | None, since: str | None) -> list
     return list(collections.deque(lines, maxlen=last) if last is not None else lines)
 
 
+LINE_MAX = 64 * 1024  # what follow() holds of a line not ended yet (the file's cap does not bound it)
+
+
 def follow(path: Path, emit: Callable[[str], None], *, stop: Callable[[], bool] = lambda: False,
            interval: float = 0.2) -> None:
     """Print lines appended to ``path`` from its current end, across rotations (a new inode or a
@@ -157,9 +160,14 @@ def follow(path: Path, emit: Callable[[str], None], *, stop: Callable[[], bool] 
     def lines(chunk: bytes) -> None:
         nonlocal partial
         *done, partial = (partial + chunk).split(b"\n")
+        if len(partial) > LINE_MAX:  # a line that never ends (a build's): printed in pieces, never kept whole
+            cut = len(partial) - len(partial) % LINE_MAX
+            done.append(partial[:cut])
+            partial = partial[cut:]
         for line in done:  # "\r\n" and a lone "\r" end a line too, as where the file is read whole
             for part in line.removesuffix(b"\r").split(b"\r"):
-                emit(part.decode("utf-8", errors="replace"))
+                for at in range(0, max(1, len(part)), LINE_MAX):
+                    emit(part[at:at + LINE_MAX].decode("utf-8", errors="replace"))
 
     while not stop():
         if handle is None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import re
 
-from maestro_runtime.ops.logs import follow
+from maestro_runtime.ops.logs import LINE_MAX, follow
 from maestro_runtime.sources.buildlog import LAYOUT, CappedLog, after_cut
 
 LINE = b"line %07d of a build printing a lot\n"
@@ -103,3 +103,14 @@ def test_a_rotated_service_log_is_followed_into_the_new_file_from_its_start(tmp_
 
     follow(path, emitted.append, stop=stop, interval=0)
     assert emitted == ["first", "last of the old file", "first of the new file", "second"]
+
+
+def test_a_line_that_never_ends_costs_the_follower_a_bounded_buffer(tmp_path):
+    # A build printing without a newline (review16b): the file stays within its cap, but the follower
+    # kept every byte it read since the last newline (cuts or not), as much as the build printed.
+    path = tmp_path / "web.build.log"
+    path.write_bytes(b"")
+    chunk = b"x" * (1 << 20)
+    emitted = _follow(path, [[chunk]] * 24 + [[b"end\n"]])
+    assert max(map(len, emitted)) <= LINE_MAX, max(map(len, emitted))
+    assert emitted[-1].endswith("end")
