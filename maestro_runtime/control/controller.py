@@ -208,11 +208,11 @@ class Controller:
         found, strangers = squatters([*self.records.values(), *self.records_store.all()], record, holders)
         if strangers and at_start:  # root's own program, say: named at each start, not at each tick
             log.warning("service %s: port %d is held by uid %s (no service)", record.id, record.port, sorted(strangers))
-        # Not one that failed (it runs nothing), nor one stopped already: what still holds the port
+        # Not a task (no policy: only ended below), nor one stopped already: what still holds the port then
         # is what end_squatter could not end (a shared account), and each tick would only say it again.
-        found = [r for r in found if r.id in self.policies and not (
+        stop = [r for r in found if r.id in self.policies and not (
             self.runs[r.id].phase == FATAL and ((self.processes or {}).get(r.id) or {}).get("statename") in IDLE)]
-        for other in found:
+        for other in stop:
             reason = f"listened on port {record.port} of service {record.id}: stopped (each port is its service's)"
             new, actions = supervision.squatted(self.policies[other.id], self.runs[other.id], time.time(), reason)
             self.save(other.id, new)  # before the stop: a STOPPED seen meanwhile is no operator's stop
@@ -223,7 +223,7 @@ class Controller:
             (self.processes or {}).pop(other.id, None)  # this pass's view is stale: skipped, seen STOPPED next
             for action in actions:
                 await self.act(other, self.policies[other.id], action)
-        for user, uid, gid in {(r.user, r.uid, r.gid) for r in found}:  # and what left its process group
+        for user, uid, gid in {(r.user, r.uid, r.gid) for r in found if r in stop or r.id not in self.policies}:
             await asyncio.to_thread(leftovers.end_squatter, self.settings, user, uid, gid)
 
     # ------------------------------------------------------------ probes
