@@ -192,3 +192,21 @@ def _forget_cgroups(env: dict[str, str]) -> None:
     provisioner = Provisioner(Settings.from_env(env))
     for record in provisioner.store.all():
         provisioner.policy.forget(record)
+
+
+@pytest.fixture
+def place():
+    """A folder a service's user can reach (pytest's tmp_path sits in a root-only 0700 folder)."""
+    from tests.integration.workspace_fixtures import reachable_place
+
+    with reachable_place("mtws") as folder:
+        yield folder
+
+
+@pytest.fixture
+def user(place):
+    """A throwaway system user, its home under ``place``."""
+    from tests.integration.workspace_fixtures import system_user
+
+    with system_user(place, "mtws") as account:
+        yield account

@@ -22,6 +22,7 @@ from fixtures.gitrepos import git, make_repo
 from maestro_runtime.sandbox import cgroups
 
 from .conftest import wait_for
+from .workspace_fixtures import checkout, plant_clean_filter, reachable_place, system_user
 
 pytestmark = pytest.mark.integration
 
@@ -123,35 +124,13 @@ printf '%s\\n' "$content"
 @pytest.fixture
 def planted():
     """A workspace (as the runtime makes it) whose user planted a filter; its user; the filter's out folder."""
-    import pwd
-    import shutil
-    import subprocess
-    import tempfile
-    import uuid
-
-    from .test_workspace_jail import _checkout
-
-    place = Path(tempfile.mkdtemp(prefix="mtcg-"))
-    place.chmod(0o755)
-    name = f"mtcg{uuid.uuid4().hex[:6]}"
-    subprocess.run(["useradd", "--system", "--user-group", "--no-create-home", "--home-dir", str(place / "home"),
-                    "--shell", "/usr/sbin/nologin", name], check=True)
-    checkout = _checkout(place)
-    out = place / "out"
-    out.mkdir(mode=0o777)
-    out.chmod(0o777)
-    script = checkout / ".git" / "probe.sh"
-    script.write_text(FILTER.format(out=out))
-    script.chmod(0o755)
-    with open(checkout / ".git" / "config", "a") as config:
-        config.write(f'[filter "x"]\n\tclean = {script}\n')
-    (checkout / ".git" / "info").mkdir(exist_ok=True)
-    (checkout / ".git" / "info" / "attributes").write_text("VERSION filter=x\n")
-    os.utime(checkout / "VERSION", (1e9, 1e9))
-    subprocess.run(["chown", "-R", f"{name}:{name}", str(checkout)], check=True)
-    yield checkout, pwd.getpwnam(name), out
-    subprocess.run(["userdel", name], check=False)
-    shutil.rmtree(place, ignore_errors=True)
+    with reachable_place("mtcg") as place, system_user(place, "mtcg") as user:
+        folder = checkout(place)
+        out = place / "out"
+        out.mkdir(mode=0o777)
+        out.chmod(0o777)
+        plant_clean_filter(folder, FILTER.format(out=out), "VERSION", user.pw_uid, user.pw_gid)
+        yield folder, user, out
 
 
 def _groups_of(cgroup_text: str) -> set[str]:

@@ -9,11 +9,7 @@ as the same user, over the same checkout, shows the other traps are live."""
 from __future__ import annotations
 
 import os
-import pwd
-import shutil
 import subprocess
-import tempfile
-import uuid
 from pathlib import Path
 
 import pytest
@@ -25,23 +21,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.skipif(os.geteuid() != 0, rea
 
 GIT_ENV = {"PATH": "/usr/bin:/bin", "HOME": "/nonexistent", "GIT_CONFIG_NOSYSTEM": "1"}
 FILTERS = {"filter.clean", "filter.process", "global.filter", "sm.filter.clean"}
-
-
-@pytest.fixture
-def place():
-    folder = Path(tempfile.mkdtemp(prefix="mtgc-"))
-    folder.chmod(0o755)
-    yield folder
-    shutil.rmtree(folder, ignore_errors=True)
-
-
-@pytest.fixture
-def user(place):
-    name = f"mtgc{uuid.uuid4().hex[:6]}"
-    subprocess.run(["useradd", "--system", "--user-group", "--no-create-home", "--home-dir",
-                    str(place / "home"), "--shell", "/usr/sbin/nologin", name], check=True)
-    yield pwd.getpwnam(name)
-    subprocess.run(["userdel", name], check=False)
 
 
 def _config(path: Path, key: str, value: object) -> None:

@@ -2,19 +2,16 @@
 service's own git config names must not run outside its sandbox (real git, useradd, bubblewrap)."""
 
 import os
-import pwd
-import shutil
 import subprocess
-import tempfile
 import time
-import uuid
 from pathlib import Path
 
 import pytest
-from fixtures.gitrepos import make_repo
 
 from maestro_runtime.settings import Settings
 from maestro_runtime.tasks import workspace as ws
+
+from .workspace_fixtures import checkout, plant_clean_filter
 
 pytestmark = [pytest.mark.integration,
               pytest.mark.skipif(os.geteuid() != 0, reason="needs root"),
@@ -28,51 +25,14 @@ cat
 """
 
 
-@pytest.fixture
-def place():
-    """A folder the user can reach (pytest's tmp_path sits in a root-only 0700 folder)."""
-    folder = Path(tempfile.mkdtemp(prefix="mtws-"))
-    folder.chmod(0o755)
-    yield folder
-    shutil.rmtree(folder, ignore_errors=True)
-
-
-@pytest.fixture
-def user(place):
-    name = f"mtws{uuid.uuid4().hex[:6]}"
-    subprocess.run(["useradd", "--system", "--user-group", "--no-create-home", "--home-dir",
-                    str(place / "home"), "--shell", "/usr/sbin/nologin", name], check=True)
-    yield pwd.getpwnam(name)
-    subprocess.run(["userdel", name], check=False)
-
-
-def _checkout(base: Path) -> Path:
-    """A workspace of branch main, made as the runtime makes it."""
-    repo = make_repo(base / "src")
-    store = ws.store_path(base / "state", repo.url)
-    ws.fetch_branch(repo.url, "main", store)
-    checkout = base / "projects" / "agent"
-    checkout.parent.mkdir()
-    ws.create(store, "main", checkout, repo.url)
-    return checkout
-
-
 def _hostile_checkout(tmp_path: Path, user) -> tuple[Path, Path]:
-    checkout = _checkout(tmp_path)
+    folder = checkout(tmp_path)
     out = tmp_path / "out"  # a folder the user may write, outside its sandbox
     out.mkdir(mode=0o777)
     out.chmod(0o777)
     # What the service writes in its own checkout while it runs: a clean filter on every file.
-    script = checkout / ".git" / "evil.sh"
-    script.write_text(EVIL.format(out=out))
-    script.chmod(0o755)
-    with open(checkout / ".git" / "config", "a") as config:
-        config.write(f'[filter "x"]\n\tclean = {script} clean\n')
-    (checkout / ".git" / "info").mkdir(exist_ok=True)
-    (checkout / ".git" / "info" / "attributes").write_text("* filter=x\n")
-    os.utime(checkout / "VERSION", (1e9, 1e9))  # stat differs from the index: status must look inside
-    subprocess.run(["chown", "-R", f"{user.pw_uid}:{user.pw_gid}", str(checkout)], check=True)
-    return checkout, out
+    plant_clean_filter(folder, EVIL.format(out=out), "*", user.pw_uid, user.pw_gid)
+    return folder, out
 
 
 def _settings(tmp_path: Path) -> Settings:
@@ -106,7 +66,7 @@ def test_a_promisor_remote_is_never_fetched_from_while_reading_status(place, use
     git_dir = checkout / ".git"
     config = (git_dir / "config").read_text().replace("repositoryformatversion = 0", "repositoryformatversion = 1")
     config += (f"[extensions]\n\tpartialClone = lazy\n[remote \"lazy\"]\n\turl = {place / 'src' / 'project.git'}\n"
-               f"\tpromisor = true\n\tuploadpack = {git_dir / 'evil.sh'} upload\n[protocol]\n\tallow = always\n")
+               f"\tpromisor = true\n\tuploadpack = {git_dir / 'filter.sh'} upload\n[protocol]\n\tallow = always\n")
     (git_dir / "config").write_text(config)
     (git_dir / "refs" / "heads" / "main").write_text("1" * 40 + "\n")  # a commit it does not have
     try:
@@ -120,16 +80,9 @@ def test_a_promisor_remote_is_never_fetched_from_while_reading_status(place, use
 def test_in_degraded_mode_the_filter_never_gets_the_runtimes_capabilities(place):
     """Degraded identity: the entry runs as root without any capability. Reading its checkout,
     root must not lend it the runtime's own (NET_ADMIN would flush the egress firewall)."""
-    checkout = _checkout(place)
+    folder = checkout(place)
     out = place / "caps"
-    script = checkout / ".git" / "caps.sh"
-    script.write_text(f"#!/bin/sh\ngrep CapEff /proc/self/status >> {out}\ncat\n")
-    script.chmod(0o755)
-    with open(checkout / ".git" / "config", "a") as config:
-        config.write(f'[filter "x"]\n\tclean = {script}\n')
-    (checkout / ".git" / "info").mkdir(exist_ok=True)
-    (checkout / ".git" / "info" / "attributes").write_text("* filter=x\n")
-    os.utime(checkout / "VERSION", (1e9, 1e9))
-    assert ws.status(0, 0, "/root", str(checkout), None) is not None  # no jail: only the drop is tested
+    plant_clean_filter(folder, f"#!/bin/sh\ngrep CapEff /proc/self/status >> {out}\ncat\n", "*", 0, 0)
+    assert ws.status(0, 0, "/root", str(folder), None) is not None  # no jail: only the drop is tested
     effective = {int(line.split()[1], 16) for line in out.read_text().splitlines()}
     assert effective == {0}, out.read_text()
