@@ -223,8 +223,8 @@ class Controller:
             (self.processes or {}).pop(other.id, None)  # this pass's view is stale: skipped, seen STOPPED next
             for action in actions:
                 await self.act(other, self.policies[other.id], action)
-        for user, uid, gid in {(r.user, r.uid, r.gid) for r in found if r in stop or r.id not in self.policies}:
-            await asyncio.to_thread(leftovers.end_squatter, self.settings, user, uid, gid)
+        for r in {r.user: r for r in found if r in stop or r.id not in self.policies}.values():  # one per user
+            await asyncio.to_thread(leftovers.end_squatter, self.settings, r, self.parent_of.get(r.id, r.id))
 
     # ------------------------------------------------------------ probes
 

@@ -58,18 +58,25 @@ def end_all(uid: int, gid: int, *, wait: float = 5.0) -> list[int]:
         time.sleep(0.05)
 
 
-def end_squatter(settings, user: str, uid: int, gid: int) -> list[int]:
+def sole_account(registry, records, user: str, service_id: str) -> bool:
+    """The runtime made ``user``'s account and no service but ``service_id`` runs as it: then every
+    process of that uid is the service's own to end (never a shared or operator-allowed account's)."""
+    return registry.created(user) and all(r.user != user or r.id == service_id for r in records)
+
+
+def end_squatter(settings, record, service_id: str) -> list[int]:
     """A service stopped for holding another's port (control/portowners.py) may hold it from a
-    process that left its group (``setsid``): every process of its account ends too, when the
-    runtime made that account and no other service runs as it. Returns the pids still running."""
+    process that left its group (``setsid``): every process of its account ends too, when it is
+    service ``service_id``'s alone (:func:`sole_account`; ``record`` may be one of its process
+    types). Returns the pids still running."""
     from maestro_runtime.ops import accounts
     from maestro_runtime.state.records import RecordStore
 
-    registry = accounts.AccountRegistry(settings.state_dir / "accounts.json", prefix=settings.accounts_prefix)
-    others = [r for r in RecordStore(settings.records_dir).all() if r.user == user]
-    if uid <= 0 or not registry.created(user) or len(others) > 1:
+    registry = accounts.AccountRegistry(settings.accounts_registry, prefix=settings.accounts_prefix)
+    records = RecordStore(settings.records_dir).all()
+    if record.uid <= 0 or not sole_account(registry, records, record.user, service_id):
         return []
-    left = end_all(uid, gid)
-    log.warning("user %s held another service's port: its processes ended%s", user,
+    left = end_all(record.uid, record.gid)
+    log.warning("user %s held another service's port: its processes ended%s", record.user,
                 f" but for {' '.join(map(str, left))}" if left else "")
     return left

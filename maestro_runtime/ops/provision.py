@@ -91,7 +91,7 @@ class Provisioner:
         self.policy = SandboxPolicy.from_settings(settings)
         self.missing_caps = accounts.missing_identity_caps()
         self.accounts = accounts.AccountRegistry(
-            settings.state_dir / "accounts.json", prefix=settings.accounts_prefix,
+            settings.accounts_registry, prefix=settings.accounts_prefix,
             allowed=accounts.allowed_users(settings.allowed_users))
         # Boot provisions in parallel (ops/reconcile.py): tasks' git workspaces share stores.
         self._workspaces = threading.Lock()

@@ -25,7 +25,7 @@ log = logging.getLogger("maestro")
 
 def cleanup(provisioner: Provisioner, record: ServiceRecord, *, purge: bool, delete_user: bool) -> None:
     registry, prefix = provisioner.accounts, provisioner.settings.accounts_prefix
-    alone = registry.created(record.user) and not any(r.user == record.user for r in provisioner.store.all())
+    alone = leftovers.sole_account(registry, provisioner.store.all(), record.user, record.id)
     ids = accounts.ids(record.user, prefix) if alone else None
     left = leftovers.end_all(*ids) if ids and ids[0] > 0 and not provisioner.identity_degraded else []
     provisioner.policy.forget(record)

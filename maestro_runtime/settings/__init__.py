@@ -161,6 +161,11 @@ class Settings:
         return self.build_log_dir / f"{service_id}.build.steps"
 
     @property
+    def accounts_registry(self) -> Path:
+        """Root's list of the accounts services run as (ops/accounts.py AccountRegistry)."""
+        return self.state_dir / "accounts.json"
+
+    @property
     def provisioning_list(self) -> Path:
         """The services a boot is still provisioning (ops/reconcile.py), for list-services."""
         return self.runtime_dir / "provisioning.json"
